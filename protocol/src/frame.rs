@@ -1,0 +1,251 @@
+//! Length-prefixed framing: `u32` big-endian payload length, then the payload.
+//!
+//! The length is checked against the caller's limit *before* anything is allocated, in both
+//! directions. A clean end of stream between frames reads as `None`; an end of stream inside a
+//! frame is [`ProtocolError::Truncated`]. Frame buffers are wiped when dropped because responses
+//! carry tokens.
+
+use std::io::{self, Read, Write};
+
+use zeroize::Zeroizing;
+
+use crate::error::ProtocolError;
+
+/// Largest payload either side sends or accepts once the handshake is done. Tokens are small;
+/// 64 KiB leaves room for large JWTs and long status lists.
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// Largest payload accepted for the handshake frames (before the peer is known to be tokend).
+pub const MAX_HANDSHAKE_LEN: usize = 256;
+
+/// Size of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// A received payload; zeroed on drop.
+pub type FrameBuf = Zeroizing<Vec<u8>>;
+
+/// Builds header + payload in one buffer, so that a frame goes out in a single write.
+///
+/// # Errors
+/// [`ProtocolError::FrameTooLarge`] if the payload exceeds [`MAX_FRAME_LEN`].
+pub fn encode_frame(payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let len = checked_len(payload.len(), MAX_FRAME_LEN)?;
+    let mut frame = Zeroizing::new(Vec::with_capacity(HEADER_LEN + payload.len()));
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(payload);
+    Ok(frame)
+}
+
+fn checked_len(len: usize, max: usize) -> Result<u32, ProtocolError> {
+    if len > max {
+        return Err(ProtocolError::FrameTooLarge { len, max });
+    }
+    u32::try_from(len).map_err(|_| ProtocolError::FrameTooLarge { len, max })
+}
+
+/// Validates a received header against `max` and returns the payload length.
+fn payload_len(header: [u8; HEADER_LEN], max: usize) -> Result<usize, ProtocolError> {
+    let announced = u32::from_be_bytes(header);
+    let len = usize::try_from(announced).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(ProtocolError::FrameTooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Writes one frame (blocking).
+///
+/// # Errors
+/// [`ProtocolError::FrameTooLarge`] or the transport's error.
+pub fn write_frame<W: Write + ?Sized>(writer: &mut W, payload: &[u8]) -> Result<(), ProtocolError> {
+    let frame = encode_frame(payload)?;
+    writer.write_all(&frame)?;
+    writer.flush()?;
+    Ok(())
+}
+
+/// Reads one frame of at most `max` payload bytes (blocking). `Ok(None)` on a clean end of
+/// stream before the first header byte.
+///
+/// # Errors
+/// [`ProtocolError::FrameTooLarge`] before allocating, [`ProtocolError::Truncated`], or the
+/// transport's error.
+pub fn read_frame<R: Read + ?Sized>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<FrameBuf>, ProtocolError> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut filled = 0;
+    while filled < HEADER_LEN {
+        match reader.read(&mut header[filled..]) {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => return Err(ProtocolError::Truncated),
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let len = payload_len(header, max)?;
+    let mut payload = Zeroizing::new(vec![0u8; len]);
+    reader.read_exact(&mut payload).map_err(truncated_on_eof)?;
+    Ok(Some(payload))
+}
+
+fn truncated_on_eof(err: io::Error) -> ProtocolError {
+    if err.kind() == io::ErrorKind::UnexpectedEof {
+        ProtocolError::Truncated
+    } else {
+        ProtocolError::Io(err)
+    }
+}
+
+/// Async framing over tokio I/O, with the same rules as the blocking functions.
+#[cfg(feature = "tokio")]
+pub mod nonblocking {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use zeroize::Zeroizing;
+
+    use super::{FrameBuf, HEADER_LEN, encode_frame, payload_len, truncated_on_eof};
+    use crate::error::ProtocolError;
+
+    /// Writes one frame.
+    ///
+    /// # Errors
+    /// [`ProtocolError::FrameTooLarge`] or the transport's error.
+    pub async fn write_frame<W: AsyncWrite + Unpin + ?Sized>(
+        writer: &mut W,
+        payload: &[u8],
+    ) -> Result<(), ProtocolError> {
+        let frame = encode_frame(payload)?;
+        writer.write_all(&frame).await?;
+        writer.flush().await?;
+        Ok(())
+    }
+
+    /// Reads one frame of at most `max` payload bytes; `Ok(None)` on a clean end of stream.
+    ///
+    /// # Errors
+    /// [`ProtocolError::FrameTooLarge`] before allocating, [`ProtocolError::Truncated`], or the
+    /// transport's error.
+    pub async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
+        reader: &mut R,
+        max: usize,
+    ) -> Result<Option<FrameBuf>, ProtocolError> {
+        let mut header = [0u8; HEADER_LEN];
+        let mut filled = 0;
+        while filled < HEADER_LEN {
+            match reader.read(&mut header[filled..]).await? {
+                0 if filled == 0 => return Ok(None),
+                0 => return Err(ProtocolError::Truncated),
+                n => filled += n,
+            }
+        }
+        let len = payload_len(header, max)?;
+        let mut payload = Zeroizing::new(vec![0u8; len]);
+        reader
+            .read_exact(&mut payload)
+            .await
+            .map_err(truncated_on_eof)?;
+        Ok(Some(payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    #[test]
+    fn two_frames_in_one_buffer_are_read_one_at_a_time() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, b"one").unwrap();
+        write_frame(&mut wire, b"").unwrap();
+        write_frame(&mut wire, b"three").unwrap();
+        let mut cursor = Cursor::new(wire);
+        assert_eq!(
+            read_frame(&mut cursor, 16).unwrap().unwrap().as_slice(),
+            b"one"
+        );
+        assert_eq!(
+            read_frame(&mut cursor, 16).unwrap().unwrap().as_slice(),
+            b""
+        );
+        assert_eq!(
+            read_frame(&mut cursor, 16).unwrap().unwrap().as_slice(),
+            b"three"
+        );
+        assert!(read_frame(&mut cursor, 16).unwrap().is_none());
+    }
+
+    #[test]
+    fn header_is_u32_big_endian() {
+        let frame = encode_frame(b"abc").unwrap();
+        assert_eq!(frame.as_slice(), b"\x00\x00\x00\x03abc");
+    }
+
+    #[test]
+    fn hostile_length_is_refused_before_allocating() {
+        let mut cursor = Cursor::new(b"\xff\xff\xff\xffpayload".to_vec());
+        match read_frame(&mut cursor, MAX_FRAME_LEN) {
+            Err(ProtocolError::FrameTooLarge { len, max }) => {
+                assert_eq!(len, 0xffff_ffff);
+                assert_eq!(max, MAX_FRAME_LEN);
+            }
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn truncated_header_and_payload_are_errors() {
+        let mut short_header = Cursor::new(b"\x00\x00".to_vec());
+        assert!(matches!(
+            read_frame(&mut short_header, 16),
+            Err(ProtocolError::Truncated)
+        ));
+        let mut short_payload = Cursor::new(b"\x00\x00\x00\x05ab".to_vec());
+        assert!(matches!(
+            read_frame(&mut short_payload, 16),
+            Err(ProtocolError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn oversized_payload_is_refused_when_writing() {
+        let big = vec![0u8; MAX_FRAME_LEN + 1];
+        let mut sink = Vec::new();
+        assert!(matches!(
+            write_frame(&mut sink, &big),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+        assert!(
+            sink.is_empty(),
+            "nothing may be written for a refused frame"
+        );
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn async_framing_matches_blocking_framing() {
+        let mut wire = Vec::new();
+        nonblocking::write_frame(&mut wire, b"hello").await.unwrap();
+        assert_eq!(wire, encode_frame(b"hello").unwrap().as_slice());
+        let mut reader = wire.as_slice();
+        let frame = nonblocking::read_frame(&mut reader, 16)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.as_slice(), b"hello");
+        assert!(
+            nonblocking::read_frame(&mut reader, 16)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let mut hostile: &[u8] = b"\x00\x01\x00\x00";
+        assert!(matches!(
+            nonblocking::read_frame(&mut hostile, 16).await,
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+    }
+}

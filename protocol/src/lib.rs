@@ -1,0 +1,43 @@
+#![warn(missing_docs)]
+//! The wire contract between `tokend` and its clients.
+//!
+//! A connection is a sequence of length-prefixed frames ([`frame`]): first the frozen handshake
+//! ([`handshake`]) in each direction, then one bincode-encoded ([`codec`]) [`Request`] answered by
+//! one [`Response`], repeated until either side closes. [`endpoint`] says where the daemon
+//! listens. This crate holds no runtime policy: no process spawning, no config files, no runtime.
+//!
+//! Compatibility rule: the daemon and its clients ship together, so the rule is strict equality
+//! of [`PROTOCOL_VERSION`], checked in the handshake before any bincode payload. The enums are
+//! append-only and pinned by golden byte fixtures (`tests/fixtures/`).
+//!
+//! # Layout
+//! - [`version`]: `PROTOCOL_VERSION`.
+//! - [`handshake`]: the frozen hello/welcome frames.
+//! - [`message`]: `Request` / `Response` and their bodies.
+//! - [`error_code`]: the typed reason in every error response.
+//! - [`secret`]: the redacted, zeroizing `Secret`.
+//! - [`codec`]: the single bincode configuration.
+//! - [`frame`]: framing and `MAX_FRAME_LEN`.
+//! - [`endpoint`]: socket / pipe naming.
+//! - [`error`]: `ProtocolError`.
+
+pub mod codec;
+pub mod endpoint;
+pub mod error;
+pub mod error_code;
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod secret;
+pub mod version;
+
+pub use endpoint::Endpoint;
+pub use error::ProtocolError;
+pub use error_code::ErrorCode;
+pub use frame::{MAX_FRAME_LEN, MAX_HANDSHAKE_LEN};
+pub use message::{
+    DaemonStatus, ErrorReply, GetToken, HeaderLine, PingInfo, ProviderState, ProviderStatus,
+    Request, Response, TokenGrant,
+};
+pub use secret::Secret;
+pub use version::{PACKAGE_VERSION, PROTOCOL_VERSION};

@@ -1,0 +1,161 @@
+//! [`Request`] and [`Response`]: the only messages exchanged after the handshake.
+//!
+//! Both enums are encoded with bincode, which is not self-describing: variants and fields are
+//! **append-only** and any change to their encoding bumps [`crate::PROTOCOL_VERSION`]. The golden
+//! fixtures in `tests/fixtures/` pin every message's bytes. Never use serde attributes that skip or
+//! flatten fields here; the bincode derives are what go on the wire (serde's `Serialize` only feeds
+//! `tok`'s JSON output).
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+use crate::error_code::ErrorCode;
+use crate::secret::Secret;
+
+/// A client's request. Each variant's doc names the response it gets.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Request {
+    /// Get a provider's current token. Answered by [`Response::Token`] or [`Response::Error`].
+    GetToken(GetToken),
+    /// Describe every provider. Answered by [`Response::Status`].
+    Status,
+    /// Liveness and version. Answered by [`Response::Pong`].
+    Ping,
+    /// Stop the daemon gracefully. Answered by [`Response::ShuttingDown`].
+    Shutdown,
+}
+
+/// Body of [`Request::GetToken`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct GetToken {
+    /// The provider's name (its `[providers.NAME]` table).
+    pub provider: String,
+    /// The token handed out must stay valid for at least this many seconds.
+    pub min_ttl_secs: u32,
+}
+
+impl From<GetToken> for Request {
+    fn from(value: GetToken) -> Self {
+        Self::GetToken(value)
+    }
+}
+
+/// The daemon's answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Response {
+    /// Answer to [`Request::GetToken`].
+    Token(TokenGrant),
+    /// Answer to [`Request::Status`].
+    Status(DaemonStatus),
+    /// Answer to [`Request::Ping`].
+    Pong(PingInfo),
+    /// Answer to [`Request::Shutdown`]: the daemon stops after in-flight requests finish.
+    ShuttingDown,
+    /// Any request can fail with a typed code and a human message.
+    Error(ErrorReply),
+}
+
+/// A token and how to present it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokenGrant {
+    /// The provider that issued it.
+    pub provider: String,
+    /// The raw token value.
+    pub token: Secret,
+    /// The header to send, or `None` when the provider needs no header (anonymous access).
+    pub header: Option<HeaderLine>,
+    /// When the token expires (seconds since the Unix epoch), if known.
+    pub expires_at_unix: Option<u64>,
+}
+
+/// One HTTP header line, e.g. `Authorization: Bearer …`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct HeaderLine {
+    /// Header name, e.g. `Authorization` or `X-API-KEY`.
+    pub name: String,
+    /// Full header value, scheme included (it contains the token).
+    pub value: Secret,
+}
+
+/// Answer to [`Request::Status`]. Contains no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct DaemonStatus {
+    /// The endpoint the daemon listens on.
+    pub endpoint: String,
+    /// The config file in use (it may not exist).
+    pub config: String,
+    /// One entry per configured provider, sorted by name.
+    pub providers: Vec<ProviderStatus>,
+}
+
+/// The state of one provider. Contains no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ProviderStatus {
+    /// The provider's name.
+    pub name: String,
+    /// Its kind (`static`, …).
+    pub kind: String,
+    /// Where it stands.
+    pub state: ProviderState,
+    /// Expiry of the cached token (seconds since the Unix epoch), if known.
+    pub expires_at_unix: Option<u64>,
+    /// The last failure, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Lifecycle state of a provider's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderState {
+    /// No token obtained yet (nothing has asked for one).
+    Idle,
+    /// A valid token is cached.
+    Fresh,
+    /// The last attempt failed; see `last_error`.
+    Error,
+}
+
+impl ProviderState {
+    /// Stable lower-case name for display.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Fresh => "fresh",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Answer to [`Request::Ping`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct PingInfo {
+    /// The daemon's package version.
+    pub daemon_version: String,
+    /// The daemon's [`crate::PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+}
+
+/// Body of [`Response::Error`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ErrorReply {
+    /// What kind of failure (clients branch on this).
+    pub code: ErrorCode,
+    /// A human explanation with the next step; never contains a secret.
+    pub message: String,
+}
+
+impl Response {
+    /// Shorthand for an error response.
+    #[must_use]
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error(ErrorReply {
+            code,
+            message: message.into(),
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! Golden byte fixtures: every message's encoding is pinned in `tests/fixtures/v<PROTOCOL_VERSION>/`.
+//!
+//! A failure here means the wire encoding changed. That is only allowed together with a
+//! `PROTOCOL_VERSION` bump: bump it, then regenerate with `TOKEND_BLESS=1 cargo test -p
+//! tokend-protocol --test golden` and commit the new directory (keep the old one).
+
+use std::path::PathBuf;
+
+use tokend_protocol::handshake::{Hello, Verdict, Welcome};
+use tokend_protocol::{
+    DaemonStatus, ErrorCode, GetToken, HeaderLine, PROTOCOL_VERSION, PingInfo, ProviderState,
+    ProviderStatus, Request, Response, Secret, TokenGrant, codec,
+};
+
+fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let requests = [
+        (
+            "request_get_token",
+            Request::GetToken(GetToken {
+                provider: "crm".into(),
+                min_ttl_secs: 30,
+            }),
+        ),
+        ("request_status", Request::Status),
+        ("request_ping", Request::Ping),
+        ("request_shutdown", Request::Shutdown),
+    ];
+    let responses = [
+        (
+            "response_token",
+            Response::Token(TokenGrant {
+                provider: "salestim".into(),
+                token: Secret::from("abc123"),
+                header: Some(HeaderLine {
+                    name: "X-API-KEY".into(),
+                    value: Secret::from("abc123"),
+                }),
+                expires_at_unix: Some(1_800_000_000),
+            }),
+        ),
+        (
+            "response_token_anonymous",
+            Response::Token(TokenGrant {
+                provider: "store".into(),
+                token: Secret::from(""),
+                header: None,
+                expires_at_unix: None,
+            }),
+        ),
+        (
+            "response_status",
+            Response::Status(DaemonStatus {
+                endpoint: "/run/user/1000/tokend/tokend.sock".into(),
+                config: "/home/a/.config/tokend/config.toml".into(),
+                providers: vec![
+                    ProviderStatus {
+                        name: "gitlab".into(),
+                        kind: "static".into(),
+                        state: ProviderState::Fresh,
+                        expires_at_unix: None,
+                        last_error: None,
+                    },
+                    ProviderStatus {
+                        name: "broken".into(),
+                        kind: "static".into(),
+                        state: ProviderState::Error,
+                        expires_at_unix: Some(5),
+                        last_error: Some("env var X is not set".into()),
+                    },
+                    ProviderStatus {
+                        name: "later".into(),
+                        kind: "static".into(),
+                        state: ProviderState::Idle,
+                        expires_at_unix: None,
+                        last_error: None,
+                    },
+                ],
+            }),
+        ),
+        (
+            "response_pong",
+            Response::Pong(PingInfo {
+                daemon_version: "0.1.0".into(),
+                protocol: 1,
+                pid: 4242,
+                uptime_secs: 3600,
+            }),
+        ),
+        ("response_shutting_down", Response::ShuttingDown),
+    ];
+    let codes = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownProvider,
+        ErrorCode::Config,
+        ErrorCode::Upstream,
+        ErrorCode::LoginRequired,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    let mut out = Vec::new();
+    for (name, request) in requests {
+        out.push((name, codec::encode(&request).unwrap()));
+    }
+    for (name, response) in responses {
+        out.push((name, codec::encode(&response).unwrap()));
+    }
+    for code in codes {
+        let name: &'static str =
+            Box::leak(format!("response_error_{}", code.as_str()).into_boxed_str());
+        out.push((name, codec::encode(&Response::error(code, "why")).unwrap()));
+    }
+    out.push((
+        "handshake_hello",
+        Hello {
+            protocol: 1,
+            client_version: "0.1.0".into(),
+        }
+        .encode(),
+    ));
+    out.push((
+        "handshake_welcome",
+        Welcome {
+            protocol: 1,
+            verdict: Verdict::Accepted,
+            pid: 4242,
+            daemon_version: "0.1.0".into(),
+        }
+        .encode(),
+    ));
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    text.push('\n');
+    text
+}
+
+#[test]
+fn every_message_matches_its_golden_fixture() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("v{PROTOCOL_VERSION}"));
+    let bless = std::env::var_os("TOKEND_BLESS").is_some();
+    let mut mismatches = Vec::new();
+    for (name, bytes) in samples() {
+        let path = dir.join(format!("{name}.hex"));
+        if bless {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, hex(&bytes)).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("missing fixture {}: {err}", path.display()));
+        if expected != hex(&bytes) {
+            mismatches.push(format!(
+                "{name}: expected {} got {}",
+                expected.trim(),
+                hex(&bytes).trim()
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "wire encoding changed (bump PROTOCOL_VERSION and re-bless):\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn fixtures_decode_back_to_the_same_messages() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+    let text = std::fs::read_to_string(dir.join("request_get_token.hex")).unwrap();
+    let bytes: Vec<u8> = (0..text.trim().len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text.trim()[i..i + 2], 16).unwrap())
+        .collect();
+    let request: Request = codec::decode(&bytes).unwrap();
+    assert_eq!(
+        request,
+        Request::GetToken(GetToken {
+            provider: "crm".into(),
+            min_ttl_secs: 30
+        })
+    );
+}
