@@ -11,15 +11,15 @@
 //! append-only and pinned by golden byte fixtures (`tests/fixtures/`).
 //!
 //! # Layout
-//! - [`version`]: `PROTOCOL_VERSION`.
-//! - [`handshake`]: the frozen hello/welcome frames.
-//! - [`message`]: `Request` / `Response` and their bodies.
-//! - [`error_code`]: the typed reason in every error response.
-//! - [`secret`]: the redacted, zeroizing `Secret`.
-//! - [`codec`]: the single bincode configuration.
-//! - [`frame`]: framing and `MAX_FRAME_LEN`.
-//! - [`endpoint`]: socket / pipe naming.
-//! - [`error`]: `ProtocolError`.
+//! - [`version`] — `PROTOCOL_VERSION`.
+//! - [`handshake`] — the frozen hello/welcome frames.
+//! - [`message`] — `Request` / `Response` and their bodies.
+//! - [`error_code`] — the typed reason in every error response.
+//! - [`secret`] — the redacted, zeroizing `Secret`.
+//! - [`codec`] — the single bincode configuration.
+//! - [`frame`] — framing and `MAX_FRAME_LEN`.
+//! - [`endpoint`] — socket / pipe naming.
+//! - [`error`] — `ProtocolError`.
 
 pub mod codec;
 pub mod endpoint;

@@ -1,0 +1,205 @@
+//! Starting `tokend` when no daemon answers.
+//!
+//! 1. The caller found nobody listening and auto-start is allowed (`TOKEND_NO_AUTOSTART` unset).
+//! 2. Take the clients' startup lock (`<endpoint>.startup.lock`), so parallel callers start one
+//!    daemon; the caller probes again under the lock, since another caller may have won.
+//! 3. Spawn `tokend --socket <endpoint> --notify-ready` (binary: `TOKEND_BIN`, else next to the
+//!    current executable, else `PATH`) in its own process group, stdin closed, stderr appended
+//!    to `<endpoint>.log`, stdout a pipe.
+//! 4. Wait for the daemon's readiness line on that pipe (written after it listens), bounded by a
+//!    timeout. End of file instead means the daemon exited: report its exit status and last log
+//!    lines. No polling of the socket.
+//!
+//! Stale socket files are the daemon's business: it replaces them under its own lock.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokend_protocol::Endpoint;
+
+use crate::error::Error;
+
+/// Environment variable naming the daemon binary to start.
+pub const BIN_ENV: &str = "TOKEND_BIN";
+/// Environment variable that turns auto-start off when set to `1`.
+pub const NO_AUTOSTART_ENV: &str = "TOKEND_NO_AUTOSTART";
+/// The line `tokend --notify-ready` prints once it accepts connections.
+pub const READY_LINE: &str = "READY";
+
+/// Whether the environment forbids auto-start.
+#[must_use]
+pub fn disabled_by_env() -> bool {
+    std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|value| value == "1")
+}
+
+/// Held while this process starts a daemon; released on drop.
+#[derive(Debug)]
+pub(crate) struct StartupLock {
+    _file: File,
+}
+
+impl StartupLock {
+    /// Blocks until this process holds the endpoint's startup lock.
+    pub(crate) fn acquire(endpoint: &Endpoint) -> Result<Self, Error> {
+        let fail = |what: &str, err: std::io::Error| Error::StartFailed {
+            program: "tokend".into(),
+            reason: format!("{what}: {err}"),
+            log: None,
+            config_error: false,
+        };
+        create_private_dir(endpoint.dir())
+            .map_err(|err| fail(&format!("cannot create {}", endpoint.dir().display()), err))?;
+        let path = endpoint.startup_lock_path();
+        let file = private_file_options()
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|err| fail(&format!("cannot open {}", path.display()), err))?;
+        file.lock()
+            .map_err(|err| fail(&format!("cannot lock {}", path.display()), err))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Creates a directory (and missing parents) that only its owner may enter.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// The daemon binary to start: `TOKEND_BIN`, else a `tokend` next to the current executable,
+/// else `tokend` from `PATH`.
+#[must_use]
+pub fn daemon_program(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    if let Some(path) = std::env::var_os(BIN_ENV).filter(|value| !value.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let file_name = format!("tokend{}", std::env::consts::EXE_SUFFIX);
+    if let Some(sibling) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&file_name)))
+        .filter(|candidate| candidate.is_file())
+    {
+        return sibling;
+    }
+    PathBuf::from(file_name)
+}
+
+/// Spawns the daemon for `endpoint` and waits until it is ready (or has failed).
+pub(crate) fn spawn_and_wait(
+    endpoint: &Endpoint,
+    program: &Path,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let shown = program.display().to_string();
+    let log_path = endpoint.log_path();
+    let fail = |reason: String, log: Option<PathBuf>, config_error: bool| Error::StartFailed {
+        program: shown.clone(),
+        reason,
+        log,
+        config_error,
+    };
+    let mut log = private_file_options()
+        .append(true)
+        .open(&log_path)
+        .map_err(|err| {
+            fail(
+                format!("cannot open the log file {}: {err}", log_path.display()),
+                None,
+                false,
+            )
+        })?;
+    let log_start = log.seek(SeekFrom::End(0)).unwrap_or(0);
+
+    let mut command = Command::new(program);
+    command
+        .arg("--socket")
+        .arg(OsString::from(endpoint.socket()))
+        .arg("--notify-ready")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    // Its own process group: a Ctrl-C in the shell that started it must not stop the daemon.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().map_err(|err| {
+        let hint = if err.kind() == std::io::ErrorKind::NotFound {
+            format!("{err}; install tokend next to this program or on PATH, or set {BIN_ENV}")
+        } else {
+            err.to_string()
+        };
+        fail(hint, None, false)
+    })?;
+
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| fail("no stdout pipe".into(), None, false))?;
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let outcome = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+        let _ = sender.send(outcome);
+    });
+    match receiver.recv_timeout(timeout) {
+        Ok(Ok(line)) if line.trim_end() == READY_LINE => Ok(()),
+        Ok(_) => {
+            // End of file (or garbage): the daemon exited or is not tokend.
+            let status = child.wait().ok();
+            let config_error = status.and_then(|s| s.code()) == Some(2);
+            let exit = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
+            let tail = log_tail(&log_path, log_start);
+            Err(fail(
+                format!("it exited during start-up ({exit}){tail}"),
+                Some(log_path),
+                config_error,
+            ))
+        }
+        Err(_) => Err(fail(
+            format!("it did not report ready within {} s", timeout.as_secs()),
+            Some(log_path),
+            false,
+        )),
+    }
+}
+
+/// The last few lines the daemon logged since `start`, for the error message.
+fn log_tail(path: &Path, start: u64) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    if file.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    // The log holds no secrets (the daemon never logs them); cap what we read anyway.
+    let _ = file.take(16 * 1024).read_to_string(&mut text);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let shown = &lines[lines.len().saturating_sub(5)..];
+    format!(":\n  {}", shown.join("\n  "))
+}

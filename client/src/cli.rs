@@ -1,0 +1,316 @@
+//! `tok`: the shell helper. [`run`] holds all of its logic so tests can call it in-process.
+//!
+//! stdout carries only the requested value (a token, a header line, JSON); every diagnostic goes
+//! to stderr. Exit codes are those of [`crate::error::exit`].
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::error::exit;
+use crate::timefmt::{human, parse_duration, rfc3339};
+use crate::{Client, Endpoint, Error, GetOptions, Token};
+
+const EXAMPLES: &str = "\
+Examples:
+  curl -H \"$(tok header crm)\" https://api.example.com/v1/contacts
+  export GITLAB_TOKEN=\"$(tok get gitlab)\"
+  tok get crm --min-ttl 10m --json
+  tok status
+
+Exit codes: 0 ok, 1 other error, 2 usage or config error, 3 daemon unreachable or could not be
+started, 4 unknown provider, 5 token endpoint or upstream failure, 6 interactive login needed.";
+
+/// Command line of `tok`.
+#[derive(Debug, Parser)]
+#[command(name = "tok", version, about = "Print access tokens held by tokend", after_help = EXAMPLES)]
+struct Cli {
+    /// Daemon socket [default: $TOKEND_SOCKET, else $XDG_RUNTIME_DIR/tokend/tokend.sock, else
+    /// <tmp>/tokend-<uid>/tokend.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a provider's token (only the token, and a newline)
+    #[command(after_help = "Example:\n  export GITLAB_TOKEN=\"$(tok get gitlab)\"")]
+    Get {
+        /// Provider name (a [providers.NAME] table in the config)
+        name: String,
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        min_ttl: Duration,
+        /// Print {"provider","token","header","expires_at"} as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the header line to send, e.g. `Authorization: Bearer …`
+    #[command(after_help = "Example:\n  curl -H \"$(tok header crm)\" https://api.example.com/")]
+    Header {
+        /// Provider name
+        name: String,
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        min_ttl: Duration,
+    },
+    /// List providers with kind, state and expiry (never a secret)
+    #[command(after_help = "Example:\n  tok status --json | jq '.providers[].state'")]
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the running daemon's version, protocol, pid and uptime (never starts it)
+    #[command(after_help = "Example:\n  tok ping || echo 'tokend is not running'")]
+    Ping,
+    /// Stop the running daemon gracefully and wait for it to exit
+    #[command(after_help = "Example:\n  tok stop")]
+    Stop,
+}
+
+/// Runs `tok` with `args` (program name first) and returns its exit code.
+pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let rendered = err.render().to_string();
+            return if err.use_stderr() {
+                let _ = write!(stderr, "{rendered}");
+                exit::USAGE_OR_CONFIG
+            } else {
+                // --help and --version are what the user asked for: stdout, success.
+                let _ = write!(stdout, "{rendered}");
+                exit::OK
+            };
+        }
+    };
+    let mut builder = Client::builder();
+    if let Some(socket) = &cli.socket {
+        builder = builder.endpoint(Endpoint::from_path(socket));
+    }
+    let mut client = builder.build();
+    match execute(&mut client, cli.command, stdout) {
+        Ok(()) => exit::OK,
+        Err(Failure::Client(err)) => {
+            let _ = writeln!(stderr, "tok: {err}");
+            err.exit_code()
+        }
+        Err(Failure::Output(err)) => {
+            let _ = writeln!(stderr, "tok: cannot write output: {err}");
+            exit::OTHER
+        }
+    }
+}
+
+enum Failure {
+    Client(Error),
+    Output(std::io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        Self::Client(err)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Self::Output(err)
+    }
+}
+
+fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result<(), Failure> {
+    match command {
+        Command::Get {
+            name,
+            min_ttl,
+            json,
+        } => {
+            let token = client.get_with(&name, &GetOptions { min_ttl })?;
+            if json {
+                writeln!(out, "{}", token_json(&token))?;
+            } else {
+                writeln!(out, "{}", token.value.expose())?;
+            }
+        }
+        Command::Header { name, min_ttl } => {
+            let token = client.get_with(&name, &GetOptions { min_ttl })?;
+            // Anonymous providers have no header: print nothing and succeed.
+            if let Some(header) = &token.header {
+                writeln!(out, "{}", header.line().expose())?;
+            }
+        }
+        Command::Status { json } => {
+            let status = client.status()?;
+            if json {
+                writeln!(out, "{}", status_json(&status))?;
+            } else {
+                write_status_table(&status, out)?;
+            }
+        }
+        Command::Ping => {
+            let info = client.ping()?;
+            writeln!(
+                out,
+                "tokend {} (protocol {}), pid {}, up {}, at {}",
+                info.daemon_version,
+                info.protocol,
+                info.pid,
+                human(Duration::from_secs(info.uptime_secs)),
+                client.endpoint()
+            )?;
+        }
+        Command::Stop => client.shutdown()?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn token_json(token: &Token) -> serde_json::Value {
+    json!({
+        "provider": token.provider,
+        "token": token.value.expose(),
+        "header": token.header.as_ref().map(|h| h.line().expose().to_owned()),
+        "expires_at": token.expires_at.map(rfc3339),
+    })
+}
+
+fn unix_time(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
+    let providers: Vec<serde_json::Value> = status
+        .providers
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "kind": p.kind,
+                "state": p.state,
+                "expires_at": p.expires_at_unix.map(|secs| rfc3339(unix_time(secs))),
+                "last_error": p.last_error,
+            })
+        })
+        .collect();
+    json!({ "endpoint": status.endpoint, "config": status.config, "providers": providers })
+}
+
+fn expires_in(expires_at_unix: Option<u64>) -> String {
+    match expires_at_unix {
+        None => "-".to_owned(),
+        Some(secs) => match unix_time(secs).duration_since(SystemTime::now()) {
+            Ok(left) => format!("in {}", human(left)),
+            Err(_) => "expired".to_owned(),
+        },
+    }
+}
+
+fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "endpoint: {}", status.endpoint)?;
+    writeln!(out, "config:   {}", status.config)?;
+    if status.providers.is_empty() {
+        writeln!(out, "no providers configured")?;
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = status
+        .providers
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                p.kind.clone(),
+                p.state.as_str().to_owned(),
+                expires_in(p.expires_at_unix),
+                p.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "KIND", "STATE", "EXPIRES", "LAST ERROR"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        );
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_tok(args: &[&str]) -> (u8, String, String) {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let code = run(args.iter().copied(), &mut out, &mut err);
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn usage_errors_exit_2_on_stderr() {
+        let (code, out, err) = run_tok(&["tok", "frobnicate"]);
+        assert_eq!(code, 2);
+        assert!(out.is_empty());
+        assert!(err.contains("frobnicate"), "{err}");
+        let (code, out, err) = run_tok(&["tok", "get", "x", "--min-ttl", "5d"]);
+        assert_eq!(code, 2);
+        assert!(out.is_empty());
+        assert!(err.contains("unknown unit"), "{err}");
+    }
+
+    #[test]
+    fn help_goes_to_stdout_with_examples_and_exit_codes() {
+        let (code, out, _) = run_tok(&["tok", "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("curl -H \"$(tok header crm)\""), "{out}");
+        assert!(out.contains("Exit codes"), "{out}");
+        let (code, out, _) = run_tok(&["tok", "get", "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("Example"), "{out}");
+    }
+
+    #[test]
+    fn ping_without_a_daemon_exits_3_and_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("none.sock");
+        let (code, out, err) = run_tok(&["tok", "--socket", socket.to_str().unwrap(), "ping"]);
+        assert_eq!(code, 3, "{err}");
+        assert!(out.is_empty());
+        assert!(err.contains("not running"), "{err}");
+        assert!(
+            !dir.path().join("none.log").exists(),
+            "ping must not start a daemon"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! One blocking connection to the daemon: connect, handshake, then request/response round trips.
+
+use std::io;
+use std::time::Duration;
+
+use interprocess::ConnectWaitMode;
+use interprocess::local_socket::traits::Stream as _;
+use interprocess::local_socket::{ConnectOptions, Stream};
+use tokend_protocol::frame::{read_frame, write_frame};
+use tokend_protocol::handshake::{Hello, Verdict, Welcome};
+use tokend_protocol::{
+    Endpoint, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Request, Response, codec,
+};
+
+use crate::error::Error;
+
+/// An open, handshaken connection.
+pub(crate) struct Connection {
+    stream: Stream,
+    endpoint: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Nobody listens at the endpoint: the socket file is missing or stale.
+pub(crate) fn nobody_listens(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}
+
+impl Connection {
+    /// Connects and performs the handshake. A missing or stale endpoint is
+    /// [`Error::NotRunning`] (with an empty hint; callers add theirs).
+    pub(crate) fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
+        let shown = endpoint.to_string();
+        let connect_error = |source: io::Error| {
+            if nobody_listens(&source) {
+                Error::NotRunning {
+                    endpoint: shown.clone(),
+                    hint: "",
+                }
+            } else {
+                Error::Connect {
+                    endpoint: shown.clone(),
+                    source,
+                }
+            }
+        };
+        let name = endpoint.to_name().map_err(connect_error)?;
+        let stream = ConnectOptions::new()
+            .name(name)
+            .wait_mode(ConnectWaitMode::Timeout(timeout))
+            .connect_sync()
+            .map_err(connect_error)?;
+        stream
+            .set_recv_timeout(Some(timeout))
+            .map_err(connect_error)?;
+        stream
+            .set_send_timeout(Some(timeout))
+            .map_err(connect_error)?;
+        let mut connection = Self {
+            stream,
+            endpoint: shown,
+            timeout,
+        };
+        connection.handshake()?;
+        Ok(connection)
+    }
+
+    fn handshake(&mut self) -> Result<(), Error> {
+        write_frame(&mut self.stream, &Hello::current().encode()).map_err(|e| self.fail(e))?;
+        let payload = read_frame(&mut self.stream, MAX_HANDSHAKE_LEN)
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| self.fail(closed()))?;
+        let welcome = Welcome::decode(&payload).map_err(|e| self.fail(e))?;
+        match welcome.verdict {
+            Verdict::Accepted if welcome.protocol == tokend_protocol::PROTOCOL_VERSION => Ok(()),
+            _ => Err(Error::Incompatible {
+                endpoint: self.endpoint.clone(),
+                daemon_protocol: welcome.protocol,
+                client_protocol: tokend_protocol::PROTOCOL_VERSION,
+                daemon_version: welcome.daemon_version,
+                pid: welcome.pid,
+            }),
+        }
+    }
+
+    /// Sends one request and reads its response.
+    pub(crate) fn call(&mut self, request: &Request) -> Result<Response, Error> {
+        let payload = codec::encode(request).map_err(|e| self.fail(e))?;
+        write_frame(&mut self.stream, &payload).map_err(|e| self.fail(e))?;
+        let answer = read_frame(&mut self.stream, MAX_FRAME_LEN)
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| self.fail(closed()))?;
+        codec::decode(&answer).map_err(|e| self.fail(e))
+    }
+
+    /// Classifies a failure: timeouts are [`Error::Timeout`], the rest [`Error::Protocol`].
+    fn fail(&self, source: ProtocolError) -> Error {
+        if let ProtocolError::Io(io) = &source
+            && matches!(
+                io.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            )
+        {
+            return Error::Timeout {
+                endpoint: self.endpoint.clone(),
+                seconds: self.timeout.as_secs(),
+            };
+        }
+        Error::Protocol {
+            endpoint: self.endpoint.clone(),
+            source,
+        }
+    }
+}
+
+fn closed() -> ProtocolError {
+    ProtocolError::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "tokend closed the connection",
+    ))
+}
+
+/// Whether a failed call lost the connection in a way a fresh connection may fix (the daemon
+/// closed an idle connection, or restarted).
+pub(crate) fn connection_lost(err: &Error) -> bool {
+    match err {
+        Error::Protocol {
+            source: ProtocolError::Io(io),
+            ..
+        } => matches!(
+            io.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        ),
+        Error::Protocol {
+            source: ProtocolError::Truncated,
+            ..
+        } => true,
+        _ => false,
+    }
+}

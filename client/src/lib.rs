@@ -1,0 +1,393 @@
+//! Client library for `tokend`, the per-user token-cache daemon, and the `tok` shell helper.
+//!
+//! ```no_run
+//! let mut client = tokend_client::Client::new();
+//! let token = client.get("crm")?;
+//! if let Some(header) = &token.header {
+//!     // e.g. `Authorization: Bearer eyJ…`; `header.value.expose()` is the secret part.
+//!     println!("send header {}", header.name);
+//! }
+//! # Ok::<(), tokend_client::Error>(())
+//! ```
+//!
+//! The blocking [`Client`] needs no async runtime. It keeps one connection open and reuses it,
+//! reconnecting once if the daemon closed it. If no daemon answers it starts one (see
+//! [`autostart`]) unless `TOKEND_NO_AUTOSTART=1`. With the `tokio` feature, [`AsyncClient`]
+//! offers the same calls as `async fn`s.
+//!
+//! # Layout
+//! - [`Client`] / [`ClientBuilder`]: the blocking API.
+//! - `AsyncClient` (feature `tokio`): the async API.
+//! - [`autostart`]: how a missing daemon is started.
+//! - [`error`]: [`Error`] and `tok`'s exit codes.
+//! - [`cli`]: the `tok` command (the binary is a one-line wrapper).
+
+pub mod autostart;
+pub mod cli;
+mod connection;
+pub mod error;
+#[cfg(feature = "tokio")]
+mod nonblocking;
+mod timefmt;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub use error::Error;
+#[cfg(feature = "tokio")]
+pub use nonblocking::AsyncClient;
+pub use tokend_protocol::{
+    DaemonStatus, Endpoint, ErrorCode, PingInfo, ProviderState, ProviderStatus, Secret,
+};
+use tokend_protocol::{GetToken, Request, Response, TokenGrant};
+
+use crate::connection::{Connection, connection_lost};
+
+/// Default minimum remaining lifetime of a token handed out.
+pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(30);
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default wait for an auto-started daemon to become ready.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A token, ready to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The provider that issued it.
+    pub provider: String,
+    /// The raw token value.
+    pub value: Secret,
+    /// The header to send, or `None` for providers that need none (anonymous access).
+    pub header: Option<Header>,
+    /// When it expires, if known.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// One HTTP header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Header name, e.g. `Authorization`.
+    pub name: String,
+    /// Header value, scheme included; contains the token.
+    pub value: Secret,
+}
+
+impl Header {
+    /// The full header line, `Name: value`.
+    #[must_use]
+    pub fn line(&self) -> Secret {
+        Secret::new(format!("{}: {}", self.name, self.value.expose()))
+    }
+}
+
+impl From<TokenGrant> for Token {
+    fn from(grant: TokenGrant) -> Self {
+        Self {
+            provider: grant.provider,
+            value: grant.token,
+            header: grant.header.map(|h| Header {
+                name: h.name,
+                value: h.value,
+            }),
+            expires_at: grant
+                .expires_at_unix
+                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+        }
+    }
+}
+
+/// Options of [`Client::get_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GetOptions {
+    /// The token must remain valid for at least this long (default 30 s).
+    pub min_ttl: Duration,
+}
+
+impl Default for GetOptions {
+    fn default() -> Self {
+        Self {
+            min_ttl: DEFAULT_MIN_TTL,
+        }
+    }
+}
+
+/// Settings shared by the blocking and async clients.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) autostart: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) daemon_program: Option<PathBuf>,
+}
+
+/// Builds a [`Client`] (or an `AsyncClient`) with non-default settings.
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    settings: Settings,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            settings: Settings {
+                endpoint: Endpoint::resolve(),
+                autostart: !autostart::disabled_by_env(),
+                timeout: DEFAULT_TIMEOUT,
+                startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+                daemon_program: None,
+            },
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Talk to this endpoint instead of the resolved default.
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.settings.endpoint = endpoint;
+        self
+    }
+
+    /// Start the daemon when none answers (default: on, unless `TOKEND_NO_AUTOSTART=1`).
+    #[must_use]
+    pub fn autostart(mut self, enabled: bool) -> Self {
+        self.settings.autostart = enabled;
+        self
+    }
+
+    /// Per-request timeout (default 30 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// How long an auto-started daemon may take to become ready (default 10 s).
+    #[must_use]
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.startup_timeout = timeout;
+        self
+    }
+
+    /// The daemon binary to auto-start (default: see [`autostart::daemon_program`]).
+    #[must_use]
+    pub fn daemon_program(mut self, program: impl AsRef<Path>) -> Self {
+        self.settings.daemon_program = Some(program.as_ref().to_path_buf());
+        self
+    }
+
+    /// A blocking client with these settings (it connects on first use).
+    #[must_use]
+    pub fn build(self) -> Client {
+        Client {
+            settings: self.settings,
+            connection: None,
+        }
+    }
+
+    /// An async client with these settings (it connects on first use).
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn build_async(self) -> AsyncClient {
+        AsyncClient::from_settings(self.settings)
+    }
+}
+
+/// Blocking client. Cheap to create; connects on first use and keeps the connection.
+#[derive(Debug)]
+pub struct Client {
+    settings: Settings,
+    connection: Option<Connection>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether a call may start the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    IfNeeded,
+    Never,
+}
+
+impl Client {
+    /// A client for the resolved endpoint with default settings.
+    #[must_use]
+    pub fn new() -> Self {
+        ClientBuilder::default().build()
+    }
+
+    /// A builder for non-default settings.
+    #[must_use]
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The endpoint this client talks to.
+    #[must_use]
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.settings.endpoint
+    }
+
+    /// A provider's token, valid for at least the default 30 s.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::exit_code`] maps each to `tok`'s exit codes.
+    pub fn get(&mut self, provider: &str) -> Result<Token, Error> {
+        self.get_with(provider, &GetOptions::default())
+    }
+
+    /// A provider's token with explicit options.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn get_with(&mut self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
+        let response = self.call(&get_request(provider, options), Start::IfNeeded)?;
+        expect_token(response)
+    }
+
+    /// The daemon's view of every provider (starts the daemon if needed).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn status(&mut self) -> Result<DaemonStatus, Error> {
+        expect_status(self.call(&Request::Status, Start::IfNeeded)?)
+    }
+
+    /// Version and liveness of a running daemon (never starts one).
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] when no daemon answers, or see [`Error`].
+    pub fn ping(&mut self) -> Result<PingInfo, Error> {
+        expect_pong(self.call(&Request::Ping, Start::Never)?)
+    }
+
+    /// Stops a running daemon gracefully and waits until it has exited (never starts one).
+    ///
+    /// # Errors
+    /// [`Error::NotRunning`] when no daemon answers, or see [`Error`].
+    pub fn shutdown(&mut self) -> Result<(), Error> {
+        expect_shutting_down(self.call(&Request::Shutdown, Start::Never)?)?;
+        self.connection = None;
+        wait_for_exit(&self.settings.endpoint, self.settings.timeout);
+        Ok(())
+    }
+
+    fn call(&mut self, request: &Request, start: Start) -> Result<Response, Error> {
+        if let Some(connection) = self.connection.as_mut() {
+            match connection.call(request) {
+                Ok(response) => return Ok(response),
+                // The daemon closed an idle connection or restarted: one fresh attempt.
+                Err(err) if connection_lost(&err) => self.connection = None,
+                Err(err) => {
+                    self.connection = None;
+                    return Err(err);
+                }
+            }
+        }
+        let mut connection = self.connect(start)?;
+        let response = connection.call(request)?;
+        self.connection = Some(connection);
+        Ok(response)
+    }
+
+    fn connect(&self, start: Start) -> Result<Connection, Error> {
+        let settings = &self.settings;
+        match Connection::open(&settings.endpoint, settings.timeout) {
+            Err(Error::NotRunning { endpoint, .. }) => {
+                if start == Start::Never {
+                    return Err(Error::NotRunning { endpoint, hint: "" });
+                }
+                if !settings.autostart {
+                    return Err(Error::NotRunning {
+                        endpoint,
+                        hint: "; auto-start is off (TOKEND_NO_AUTOSTART=1): start `tokend` yourself",
+                    });
+                }
+            }
+            other => return other,
+        }
+        let _lock = autostart::StartupLock::acquire(&settings.endpoint)?;
+        // Another caller may have started it while we waited for the lock.
+        match Connection::open(&settings.endpoint, settings.timeout) {
+            Err(Error::NotRunning { .. }) => {}
+            other => return other,
+        }
+        let program = autostart::daemon_program(settings.daemon_program.as_deref());
+        autostart::spawn_and_wait(&settings.endpoint, &program, settings.startup_timeout)?;
+        Connection::open(&settings.endpoint, settings.timeout)
+    }
+}
+
+/// Waits (bounded) until the daemon at `endpoint` has released its lock, i.e. exited.
+fn wait_for_exit(endpoint: &Endpoint, timeout: Duration) {
+    let Ok(file) = std::fs::File::open(endpoint.daemon_lock_path()) else {
+        return;
+    };
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // The daemon holds this lock for its whole life; getting it means the daemon is gone.
+        let _ = sender.send(file.lock());
+    });
+    let _ = receiver.recv_timeout(timeout);
+}
+
+pub(crate) fn get_request(provider: &str, options: &GetOptions) -> Request {
+    Request::GetToken(GetToken {
+        provider: provider.to_owned(),
+        min_ttl_secs: u32::try_from(options.min_ttl.as_secs()).unwrap_or(u32::MAX),
+    })
+}
+
+fn unexpected(request: &'static str, response: &Response) -> Error {
+    let got = match response {
+        Response::Token(_) => "a token",
+        Response::Status(_) => "a status",
+        Response::Pong(_) => "a pong",
+        Response::ShuttingDown => "shutting-down",
+        Response::Error(_) => "an error",
+    };
+    Error::UnexpectedResponse { request, got }
+}
+
+fn daemon_error(response: Response, request: &'static str) -> Error {
+    match response {
+        Response::Error(reply) => Error::Daemon {
+            code: reply.code,
+            message: reply.message,
+        },
+        other => unexpected(request, &other),
+    }
+}
+
+pub(crate) fn expect_token(response: Response) -> Result<Token, Error> {
+    match response {
+        Response::Token(grant) => Ok(grant.into()),
+        other => Err(daemon_error(other, "get")),
+    }
+}
+
+pub(crate) fn expect_status(response: Response) -> Result<DaemonStatus, Error> {
+    match response {
+        Response::Status(status) => Ok(status),
+        other => Err(daemon_error(other, "status")),
+    }
+}
+
+pub(crate) fn expect_pong(response: Response) -> Result<PingInfo, Error> {
+    match response {
+        Response::Pong(info) => Ok(info),
+        other => Err(daemon_error(other, "ping")),
+    }
+}
+
+pub(crate) fn expect_shutting_down(response: Response) -> Result<(), Error> {
+    match response {
+        Response::ShuttingDown => Ok(()),
+        other => Err(daemon_error(other, "shutdown")),
+    }
+}
