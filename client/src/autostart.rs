@@ -21,6 +21,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tokend_protocol::Endpoint;
+use tokend_protocol::endpoint::READY_LINE;
 
 use crate::error::Error;
 
@@ -28,8 +29,6 @@ use crate::error::Error;
 pub const BIN_ENV: &str = "TOKEND_BIN";
 /// Environment variable that turns auto-start off when set to `1`.
 pub const NO_AUTOSTART_ENV: &str = "TOKEND_NO_AUTOSTART";
-/// The line `tokend --notify-ready` prints once it accepts connections.
-pub const READY_LINE: &str = "READY";
 
 /// Whether the environment forbids auto-start.
 #[must_use]

@@ -21,6 +21,10 @@ use interprocess::local_socket::Name;
 /// Environment variable that overrides the endpoint.
 pub const SOCKET_ENV: &str = "TOKEND_SOCKET";
 
+/// The line `tokend --notify-ready` prints on stdout once the endpoint accepts connections; the
+/// auto-starting client waits for it instead of polling the socket.
+pub const READY_LINE: &str = "READY";
+
 /// What endpoint resolution reads from the process environment; injectable for tests.
 pub trait EndpointEnv {
     /// An environment variable.

@@ -84,11 +84,8 @@ proptest! {
         max in 0usize..2048,
     ) {
         let mut cursor = std::io::Cursor::new(bytes);
-        loop {
-            match read_frame(&mut cursor, max) {
-                Ok(Some(frame)) => prop_assert!(frame.len() <= max),
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(frame)) = read_frame(&mut cursor, max) {
+            prop_assert!(frame.len() <= max);
         }
     }
 

@@ -1,0 +1,133 @@
+//! `tokend`: parses arguments, sets up logging, loads the config, claims the endpoint and hands
+//! over to [`tokend::server::run`]. Runs in the foreground (what systemd and tests want).
+//!
+//! Exit codes: 0 stopped cleanly; 1 runtime error (for example an unsafe socket directory);
+//! 2 usage or config error; 3 another tokend already serves this endpoint.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokend::listener::{self, BindError};
+use tokend::{config, server};
+use tokend_protocol::Endpoint;
+use tracing_subscriber::EnvFilter;
+
+/// tokend: keeps access tokens fresh and hands them to `tok` and the client library.
+#[derive(Debug, Parser)]
+#[command(name = "tokend", version)]
+struct Args {
+    /// Config file [default: $TOKEND_CONFIG, else <config dir>/tokend/config.toml]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Socket path [default: $TOKEND_SOCKET, else $XDG_RUNTIME_DIR/tokend/tokend.sock, else
+    /// <tmp>/tokend-<uid>/tokend.sock]
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print READY on stdout once connections are accepted (used by auto-start)
+    #[arg(long)]
+    notify_ready: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let env = |key: &str| std::env::var_os(key);
+    let config_path = match config::resolve_path(args.config.as_deref(), &env) {
+        Ok(path) => path,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let (config, warnings) = match config::load(&config_path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    for warning in &warnings {
+        tracing::warn!(
+            "{}:{}: {}",
+            config_path.display(),
+            warning.line,
+            warning.message
+        );
+    }
+    let endpoint = args
+        .socket
+        .map_or_else(Endpoint::resolve, Endpoint::from_path);
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!("cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let bound = match listener::bind(&endpoint) {
+            Ok(bound) => bound,
+            Err(err) => {
+                tracing::error!("{err}");
+                return ExitCode::from(match err {
+                    BindError::AlreadyRunning { .. } => 3,
+                    _ => 1,
+                });
+            }
+        };
+        tracing::info!(
+            pid = std::process::id(),
+            providers = config.providers.len(),
+            "tokend {} listening on {endpoint}",
+            tokend_protocol::PACKAGE_VERSION
+        );
+        if args.notify_ready {
+            let mut stdout = std::io::stdout().lock();
+            if writeln!(stdout, "{}", tokend_protocol::endpoint::READY_LINE)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                tracing::warn!("could not signal readiness on stdout");
+            }
+        }
+        server::run(config, bound, stop_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C on Windows).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!("cannot watch SIGTERM: {err}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,170 @@
+//! One client connection: peer check, handshake under a timeout, then request/response until the
+//! client closes, goes idle, misbehaves, or the daemon shuts down.
+//!
+//! A misbehaving client (garbage, an oversized length, silence) loses its own connection and
+//! nothing else: every read is bounded in size and time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use interprocess::local_socket::tokio::Stream;
+use tokend_protocol::frame::nonblocking::{read_frame, write_frame};
+use tokend_protocol::handshake::{Hello, Verdict, Welcome};
+use tokend_protocol::{
+    ErrorCode, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Response, codec,
+};
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use crate::dispatch::dispatch;
+use crate::state::State;
+
+/// Time a new connection has to complete the handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An open connection with no request for this long is closed (clients reconnect transparently).
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A client that does not read its response within this time loses the connection.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one connection to completion.
+pub(crate) async fn serve(
+    mut stream: Stream,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = match check_peer(&stream) {
+        Ok(peer) => peer,
+        Err(refusal) => {
+            tracing::warn!("refused a connection: {refusal}");
+            return;
+        }
+    };
+    match timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return,
+        Ok(Err(err)) => {
+            tracing::debug!(peer_pid = peer.pid, "handshake failed: {err}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(
+                peer_pid = peer.pid,
+                "no handshake within {HANDSHAKE_TIMEOUT:?}; closing"
+            );
+            return;
+        }
+    }
+
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            read = timeout(IDLE_TIMEOUT, read_frame(&mut stream, MAX_FRAME_LEN)) => read,
+        };
+        let payload = match frame {
+            Err(_) => {
+                tracing::debug!(peer_pid = peer.pid, "idle connection closed");
+                break;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(payload))) => payload,
+            Ok(Err(err)) => {
+                tracing::debug!(peer_pid = peer.pid, "bad frame: {err}");
+                if matches!(err, ProtocolError::FrameTooLarge { .. }) {
+                    let reply = Response::error(
+                        ErrorCode::BadRequest,
+                        format!("{err}; closing the connection"),
+                    );
+                    let _ = send(&mut stream, &reply).await;
+                }
+                break;
+            }
+        };
+        let response = match codec::decode(&payload) {
+            Ok(request) => dispatch(&state, request).await,
+            Err(err) => {
+                tracing::debug!(peer_pid = peer.pid, "undecodable request: {err}");
+                let reply = Response::error(ErrorCode::BadRequest, format!("{err}"));
+                let _ = send(&mut stream, &reply).await;
+                break;
+            }
+        };
+        if let Err(err) = send(&mut stream, &response).await {
+            tracing::debug!(peer_pid = peer.pid, "could not answer: {err}");
+            break;
+        }
+    }
+}
+
+/// Reads the client's hello and answers it. `Ok(false)` when the client is incompatible.
+async fn handshake(stream: &mut Stream) -> Result<bool, ProtocolError> {
+    let payload = read_frame(stream, MAX_HANDSHAKE_LEN)
+        .await?
+        .ok_or(ProtocolError::Truncated)?;
+    let hello = Hello::decode(&payload)?;
+    let welcome = Welcome::answer(&hello, std::process::id());
+    write_frame(stream, &welcome.encode()).await?;
+    if welcome.verdict == Verdict::Incompatible {
+        tracing::info!(
+            client_protocol = hello.protocol,
+            client_version = %hello.client_version,
+            "refused a client speaking another protocol version"
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+async fn send(stream: &mut Stream, response: &Response) -> Result<(), ProtocolError> {
+    let payload = match codec::encode(response) {
+        Ok(payload) => payload,
+        Err(err) => {
+            tracing::error!("could not encode a response: {err}");
+            codec::encode(&Response::error(
+                ErrorCode::Internal,
+                format!("response could not be sent: {err}"),
+            ))?
+        }
+    };
+    timeout(WRITE_TIMEOUT, write_frame(stream, &payload))
+        .await
+        .map_err(|_| ProtocolError::Io(std::io::ErrorKind::TimedOut.into()))?
+}
+
+/// Who is on the other end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub(crate) pid: Option<u32>,
+}
+
+/// Only the daemon's own user may connect (the 0700 directory already keeps others out; this is
+/// the second wall).
+#[cfg(unix)]
+fn check_peer(stream: &Stream) -> Result<Peer, String> {
+    use interprocess::local_socket::traits::StreamCommon as _;
+    let creds = stream
+        .peer_creds()
+        .map_err(|err| format!("cannot read the peer's credentials: {err}"))?;
+    let me = rustix::process::geteuid().as_raw();
+    let pid = creds.pid().and_then(|pid| u32::try_from(pid).ok());
+    match creds.euid() {
+        Some(uid) if uid == me => Ok(Peer { pid }),
+        Some(uid) => Err(format!(
+            "peer uid {uid} (pid {}) is not this daemon's user (uid {me})",
+            pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+        )),
+        None => Err("the OS did not report the peer's uid".to_owned()),
+    }
+}
+
+/// On Windows the pipe's security descriptor decides who may connect.
+#[cfg(not(unix))]
+fn check_peer(stream: &Stream) -> Result<Peer, String> {
+    use interprocess::local_socket::traits::StreamCommon as _;
+    let pid = stream
+        .peer_creds()
+        .ok()
+        .and_then(|creds| creds.pid())
+        .and_then(|pid| u32::try_from(pid).ok());
+    Ok(Peer { pid })
+}

@@ -1,0 +1,1046 @@
+//! Secret references in config strings: [`SecretTemplate`] and its resolution to a [`Secret`].
+//!
+//! A secret-bearing config value is a template: literal text mixed with references
+//!
+//! - `${env:NAME}`: the daemon's environment variable `NAME` (used as is, not trimmed);
+//! - `${file:PATH}`: the content of a file, surrounding whitespace trimmed; a leading `~/` means
+//!   the home directory; on unix the file must not be accessible by group or others (`chmod 600`);
+//!   at most 64 KiB;
+//! - `${cmd:PROGRAM ARGS...}`: the standard output of a command, trimmed. The command line is split
+//!   on whitespace with simple quoting (`'...'` is literal, `"..."` honours `\"` and `\\` only);
+//!   there is no shell, no variable or glob expansion. A `}` inside quotes does not end the
+//!   reference. The command gets no stdin, must exit 0 and must finish within 30 s.
+//!
+//! `$${` writes a literal `${`; any other `${` must start a complete, valid reference. A `$` not
+//! followed by `{` is literal.
+//!
+//! This module owns the syntax, the checks on the resolved value (non-empty, no control
+//! characters: it becomes an HTTP header) and the error messages. It never logs and never puts a
+//! resolved value, nor literal template text, into an error or a `Debug` output.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokend_protocol::Secret;
+use zeroize::{Zeroize, Zeroizing};
+
+/// How long a `${cmd:…}` may run before it is killed.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest `${file:…}` accepted, in bytes. A token file is tiny; anything bigger is a wrong path.
+pub const MAX_FILE_SIZE: u64 = 64 * 1024;
+
+/// How much of a failed command's first stderr line goes into the error.
+const STDERR_EXCERPT_CHARS: usize = 200;
+
+/// A parsed secret template: literal text and references, in order.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretTemplate {
+    segments: Vec<Segment>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Segment {
+    /// Literal text; it may itself be the secret, hence zeroized and never shown.
+    Literal(Zeroizing<String>),
+    Env(String),
+    File(String),
+    Cmd(CmdRef),
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct CmdRef {
+    program: String,
+    args: Vec<String>,
+}
+
+impl Segment {
+    /// How the segment is named in error messages: the reference, never a value.
+    fn describe(&self) -> String {
+        match self {
+            Self::Literal(_) => "the literal text of the secret".to_owned(),
+            Self::Env(name) => format!("${{env:{name}}}"),
+            Self::File(path) => format!("${{file:{path}}}"),
+            Self::Cmd(cmd) if cmd.args.is_empty() => format!("${{cmd:{}}}", cmd.program),
+            // Arguments are left out: they are free text and could carry something sensitive.
+            Self::Cmd(cmd) => format!("${{cmd:{} …}}", cmd.program),
+        }
+    }
+}
+
+impl fmt::Debug for SecretTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretTemplate[")?;
+        for (index, segment) in self.segments.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            match segment {
+                // Only the length: literal text may be the secret itself.
+                Segment::Literal(text) => write!(f, "literal({} bytes)", text.len())?,
+                Segment::Env(name) => write!(f, "env:{name}")?,
+                Segment::File(path) => write!(f, "file:{path}")?,
+                Segment::Cmd(cmd) => write!(f, "cmd:{} ({} args)", cmd.program, cmd.args.len())?,
+            }
+        }
+        f.write_str("]")
+    }
+}
+
+impl SecretTemplate {
+    /// Parses a template. The error is a one-line human message naming the problem and its byte
+    /// offset in `text`; it never quotes the text (which may contain a secret).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut segments = Vec::new();
+        // Scratch buffer for the current literal run, sized up front so it never reallocates
+        // (a reallocation would leave an unzeroized copy of the literal behind).
+        let mut literal = Zeroizing::new(String::with_capacity(text.len()));
+        let mut pos = 0;
+        while let Some(offset) = text[pos..].find('$') {
+            let at = pos + offset;
+            literal.push_str(&text[pos..at]);
+            let rest = &text[at..];
+            if rest.starts_with("$${") {
+                literal.push_str("${");
+                pos = at + 3;
+            } else if rest.starts_with("${") {
+                flush_literal(&mut literal, &mut segments);
+                let (segment, len) = parse_reference(rest, at)?;
+                segments.push(segment);
+                pos = at + len;
+            } else {
+                literal.push('$');
+                pos = at + 1;
+            }
+        }
+        literal.push_str(&text[pos..]);
+        flush_literal(&mut literal, &mut segments);
+        Ok(Self { segments })
+    }
+
+    /// True when the template contains no reference at all: the secret is written in the config.
+    #[must_use]
+    pub fn is_literal(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|segment| matches!(segment, Segment::Literal(_)))
+    }
+
+    /// Resolves every reference (environment of the daemon, files, commands with a 30 s timeout)
+    /// and checks the result is non-empty and free of control characters.
+    pub async fn resolve(&self) -> Result<Secret, ResolveError> {
+        self.resolve_with(&|name| std::env::var_os(name), CMD_TIMEOUT)
+            .await
+    }
+
+    /// [`resolve`](Self::resolve) with the environment lookup and the command timeout injected,
+    /// so tests need not mutate the process environment (unsafe in edition 2024) nor wait 30 s.
+    /// `env` is `Sync` so that the returned future stays `Send`.
+    async fn resolve_with(
+        &self,
+        env: &(dyn Fn(&str) -> Option<OsString> + Sync),
+        cmd_timeout: Duration,
+    ) -> Result<Secret, ResolveError> {
+        // One resolved value per non-literal segment; concatenated at the end into a buffer of
+        // the exact size, so no partial copy of the secret is left in a reallocated buffer.
+        let mut resolved: Vec<Option<Zeroizing<String>>> = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            let value = match segment {
+                Segment::Literal(text) => {
+                    check_no_control(text, segment)?;
+                    resolved.push(None);
+                    continue;
+                }
+                Segment::Env(name) => resolve_env(name, env)?,
+                Segment::File(path) => read_secret_file(path).await?,
+                Segment::Cmd(cmd) => run_command(cmd, cmd_timeout).await?,
+            };
+            check_no_control(&value, segment)?;
+            resolved.push(Some(value));
+        }
+
+        let parts = || {
+            self.segments
+                .iter()
+                .zip(&resolved)
+                .map(|(segment, value)| match (segment, value) {
+                    (_, Some(value)) => value.as_str(),
+                    (Segment::Literal(text), None) => text.as_str(),
+                    (_, None) => "",
+                })
+        };
+        let total: usize = parts().map(str::len).sum();
+        if total == 0 {
+            return Err(ResolveError::Empty {
+                reference: self.describe_references(),
+            });
+        }
+        let mut value = String::with_capacity(total);
+        for part in parts() {
+            value.push_str(part);
+        }
+        Ok(Secret::new(value))
+    }
+
+    /// Names all the references (for the "resolved value is empty" error).
+    fn describe_references(&self) -> String {
+        let references: Vec<String> = self
+            .segments
+            .iter()
+            .filter(|segment| !matches!(segment, Segment::Literal(_)))
+            .map(Segment::describe)
+            .collect();
+        if references.is_empty() {
+            "the literal secret".to_owned()
+        } else {
+            references.join(" + ")
+        }
+    }
+}
+
+/// Moves the current literal run (if any) into its own exactly-sized, zeroizing segment.
+fn flush_literal(literal: &mut Zeroizing<String>, segments: &mut Vec<Segment>) {
+    if !literal.is_empty() {
+        segments.push(Segment::Literal(Zeroizing::new(
+            literal.as_str().to_owned(),
+        )));
+        literal.zeroize();
+    }
+}
+
+const REFERENCE_FORMS: &str = "${env:NAME}, ${file:PATH} or ${cmd:PROGRAM ARGS...}";
+
+/// Parses the reference starting at the `${` at the start of `rest` (`at` is its offset in the
+/// whole template, for messages). Returns the segment and the length consumed, `}` included.
+fn parse_reference(rest: &str, at: usize) -> Result<(Segment, usize), String> {
+    let body = &rest[2..];
+    let Some(colon) = body.find([':', '}']) else {
+        return Err(format!(
+            "the reference starting at byte {at} has no closing `}}`; \
+             write $${{ for a literal ${{"
+        ));
+    };
+    let scheme = &body[..colon];
+    let not_a_reference = || {
+        format!(
+            "`${{` at byte {at} does not start a valid reference (expected {REFERENCE_FORMS}); \
+             write $${{ for a literal ${{"
+        )
+    };
+    if body.as_bytes()[colon] != b':' {
+        return Err(not_a_reference());
+    }
+    let value_start = colon + 1;
+    let value = &body[value_start..];
+    match scheme {
+        "env" | "file" => {
+            let Some(close) = value.find('}') else {
+                return Err(format!(
+                    "the ${{{scheme}:…}} reference at byte {at} has no closing `}}`"
+                ));
+            };
+            let inner = &value[..close];
+            let consumed = 2 + value_start + close + 1;
+            if scheme == "env" {
+                if inner.is_empty() {
+                    return Err(format!(
+                        "the ${{env:…}} reference at byte {at} has an empty variable name"
+                    ));
+                }
+                if inner.contains(|c: char| c.is_whitespace() || c == '=' || c == '\0') {
+                    return Err(format!(
+                        "the variable name of the ${{env:…}} reference at byte {at} contains \
+                         whitespace, `=` or NUL"
+                    ));
+                }
+                Ok((Segment::Env(inner.to_owned()), consumed))
+            } else {
+                if inner.is_empty() {
+                    return Err(format!(
+                        "the ${{file:…}} reference at byte {at} has an empty path"
+                    ));
+                }
+                if inner.contains('\0') {
+                    return Err(format!(
+                        "the path of the ${{file:…}} reference at byte {at} contains NUL"
+                    ));
+                }
+                Ok((Segment::File(inner.to_owned()), consumed))
+            }
+        }
+        "cmd" => {
+            let (mut words, close) = split_command(value).map_err(|problem| match problem {
+                SplitError::UnterminatedQuote => {
+                    format!("the ${{cmd:…}} reference at byte {at} has an unterminated quote")
+                }
+                SplitError::Unclosed => {
+                    format!("the ${{cmd:…}} reference at byte {at} has no closing `}}`")
+                }
+            })?;
+            if words.is_empty() || words[0].is_empty() {
+                return Err(format!(
+                    "the ${{cmd:…}} reference at byte {at} has no program"
+                ));
+            }
+            let program = words.remove(0);
+            let consumed = 2 + value_start + close + 1;
+            Ok((
+                Segment::Cmd(CmdRef {
+                    program,
+                    args: words,
+                }),
+                consumed,
+            ))
+        }
+        _ => Err(not_a_reference()),
+    }
+}
+
+enum SplitError {
+    UnterminatedQuote,
+    Unclosed,
+}
+
+/// Splits a command line up to its unquoted closing `}`: words separated by whitespace,
+/// `'...'` taken literally, `"..."` with `\"` and `\\` as the only escapes (any other backslash is
+/// kept, so `"a\nb"` reaches the program as `a\nb`). Returns the words and the offset of the `}`.
+fn split_command(text: &str) -> Result<(Vec<String>, usize), SplitError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((index, c)) = chars.next() {
+        match c {
+            '}' => {
+                if in_word {
+                    words.push(word);
+                }
+                return Ok((words, index));
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        None => return Err(SplitError::UnterminatedQuote),
+                        Some((_, '\'')) => break,
+                        Some((_, ch)) => word.push(ch),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        None => return Err(SplitError::UnterminatedQuote),
+                        Some((_, '"')) => break,
+                        Some((_, '\\')) => match chars.peek() {
+                            Some(&(_, escaped @ ('"' | '\\'))) => {
+                                word.push(escaped);
+                                chars.next();
+                            }
+                            _ => word.push('\\'),
+                        },
+                        Some((_, ch)) => word.push(ch),
+                    }
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    Err(SplitError::Unclosed)
+}
+
+/// Why a template could not be resolved. Messages name the reference (variable, path, program),
+/// never a value, and say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(
+        "environment variable `{name}` (from ${{env:{name}}}) is not set in the daemon's \
+         environment; set it where tokend is started and restart tokend"
+    )]
+    EnvNotSet { name: String },
+
+    #[error(
+        "environment variable `{name}` (from ${{env:{name}}}) is not valid Unicode; \
+         set it to the token text"
+    )]
+    EnvNotUnicode { name: String },
+
+    #[error("no home directory found to expand `~/` in ${{file:{path}}}; write the path in full")]
+    NoHomeDir { path: String },
+
+    #[error(
+        "cannot read secret file {path}: {source}; \
+         check the path in ${{file:…}} and the file's permissions"
+    )]
+    FileRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "secret file {path} is accessible by group or others (mode 0{mode:03o}); \
+         run chmod 600 {path}"
+    )]
+    FileInsecure { path: PathBuf, mode: u32 },
+
+    #[error(
+        "secret file {path} is larger than {limit} bytes; \
+         point ${{file:…}} at a file holding only the token"
+    )]
+    FileTooLarge { path: PathBuf, limit: u64 },
+
+    #[error("secret file {path} is not valid UTF-8; it must hold the token as text")]
+    FileNotUtf8 { path: PathBuf },
+
+    #[error(
+        "cannot start command `{program}` (from ${{cmd:…}}): {source}; \
+         check the program name and that it is on the daemon's PATH"
+    )]
+    CmdSpawn {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "command `{program}` (from ${{cmd:…}}) failed while running: {source}; \
+         run it by hand to check it"
+    )]
+    CmdWait {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "command `{program}` (from ${{cmd:…}}) did not finish within {timeout:?} and was killed; \
+         make sure it does not wait for input (stdin is closed) or a prompt"
+    )]
+    CmdTimeout { program: String, timeout: Duration },
+
+    #[error(
+        "command `{program}` (from ${{cmd:…}}) {status}{}; run it by hand to see what is wrong",
+        stderr_suffix(.stderr)
+    )]
+    CmdFailed {
+        program: String,
+        status: ExitStatus,
+        /// First line of its stderr, at most 200 characters, control characters replaced.
+        stderr: String,
+    },
+
+    #[error(
+        "command `{program}` (from ${{cmd:…}}) printed output that is not valid UTF-8; \
+         it must print the token as text"
+    )]
+    CmdOutputNotUtf8 { program: String },
+
+    #[error(
+        "the secret resolved from {reference} is empty; check that it yields the token \
+         (variable set to a value, file not empty, command printing the token)"
+    )]
+    Empty { reference: String },
+
+    #[error(
+        "the value of {reference} contains a control character (such as a newline, CR, tab or \
+         NUL), which would corrupt an HTTP header; make it yield the token alone on one line"
+    )]
+    ControlChar { reference: String },
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        " (no error output)".to_owned()
+    } else {
+        format!(": {stderr}")
+    }
+}
+
+fn check_no_control(value: &str, segment: &Segment) -> Result<(), ResolveError> {
+    if value.contains(char::is_control) {
+        return Err(ResolveError::ControlChar {
+            reference: segment.describe(),
+        });
+    }
+    Ok(())
+}
+
+fn resolve_env(
+    name: &str,
+    env: &(dyn Fn(&str) -> Option<OsString> + Sync),
+) -> Result<Zeroizing<String>, ResolveError> {
+    match env(name) {
+        None => Err(ResolveError::EnvNotSet {
+            name: name.to_owned(),
+        }),
+        Some(value) => match value.into_string() {
+            Ok(value) => Ok(Zeroizing::new(value)),
+            Err(value) => {
+                // Still secret material: wipe it before reporting.
+                value.into_encoded_bytes().zeroize();
+                Err(ResolveError::EnvNotUnicode {
+                    name: name.to_owned(),
+                })
+            }
+        },
+    }
+}
+
+/// Expands a leading `~/` to the home directory.
+fn expand_home(path: &str) -> Result<PathBuf, ResolveError> {
+    match path.strip_prefix("~/") {
+        Some(rest) => directories::BaseDirs::new()
+            .map(|dirs| dirs.home_dir().join(rest))
+            .ok_or_else(|| ResolveError::NoHomeDir {
+                path: path.to_owned(),
+            }),
+        None => Ok(PathBuf::from(path)),
+    }
+}
+
+async fn read_secret_file(path: &str) -> Result<Zeroizing<String>, ResolveError> {
+    let path = expand_home(path)?;
+    // Blocking file I/O runs off the async workers: the path may be a FIFO or a slow mount.
+    let task_path = path.clone();
+    match tokio::task::spawn_blocking(move || read_secret_file_blocking(&task_path)).await {
+        Ok(result) => result,
+        Err(join_error) => Err(ResolveError::FileRead {
+            path,
+            source: io::Error::other(join_error.to_string()),
+        }),
+    }
+}
+
+fn read_secret_file_blocking(path: &Path) -> Result<Zeroizing<String>, ResolveError> {
+    let read_error = |source: io::Error| ResolveError::FileRead {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    // Check the opened file's metadata, not the path's: no window for a swap between the two.
+    let metadata = file.metadata().map_err(read_error)?;
+    if !metadata.is_file() {
+        return Err(read_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(ResolveError::FileInsecure {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+    }
+    let too_large = || ResolveError::FileTooLarge {
+        path: path.to_owned(),
+        limit: MAX_FILE_SIZE,
+    };
+    if metadata.len() > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    // Sized from the metadata so the buffer normally never reallocates (no stray copies).
+    let capacity = usize::try_from(metadata.len()).unwrap_or(0) + 1;
+    let mut content = Zeroizing::new(Vec::with_capacity(capacity));
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut content)
+        .map_err(read_error)?;
+    if content.len() as u64 > MAX_FILE_SIZE {
+        return Err(too_large());
+    }
+    let text = std::str::from_utf8(&content).map_err(|_| ResolveError::FileNotUtf8 {
+        path: path.to_owned(),
+    })?;
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+async fn run_command(cmd: &CmdRef, timeout: Duration) -> Result<Zeroizing<String>, ResolveError> {
+    let program = || cmd.program.clone();
+    let child = tokio::process::Command::new(&cmd.program)
+        .args(&cmd.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // On timeout the future (and the child with it) is dropped: this kills the process.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ResolveError::CmdSpawn {
+            program: program(),
+            source,
+        })?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_elapsed) => {
+            return Err(ResolveError::CmdTimeout {
+                program: program(),
+                timeout,
+            });
+        }
+        Ok(Err(source)) => {
+            return Err(ResolveError::CmdWait {
+                program: program(),
+                source,
+            });
+        }
+        Ok(Ok(output)) => output,
+    };
+    let stdout = Zeroizing::new(output.stdout);
+    if !output.status.success() {
+        return Err(ResolveError::CmdFailed {
+            program: program(),
+            status: output.status,
+            stderr: stderr_excerpt(&output.stderr),
+        });
+    }
+    let text = std::str::from_utf8(&stdout)
+        .map_err(|_| ResolveError::CmdOutputNotUtf8 { program: program() })?;
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+/// The first non-empty stderr line, trimmed, cut to 200 characters, control characters replaced
+/// (it ends up in logs and on the client's terminal).
+fn stderr_excerpt(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("");
+    let mut excerpt: String = line
+        .chars()
+        .take(STDERR_EXCERPT_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if line.chars().count() > STDERR_EXCERPT_CHARS {
+        excerpt.push('…');
+    }
+    excerpt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    async fn resolve_test(template: &str) -> Result<Secret, ResolveError> {
+        SecretTemplate::parse(template)
+            .expect("template parses")
+            .resolve_with(&no_env, Duration::from_secs(10))
+            .await
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static COUNTER: AtomicUsize = AtomicUsize::new(0);
+            let unique = format!(
+                "tokend-secret-ref-{tag}-{}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let dir = std::env::temp_dir().join(unique);
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn parse_literal() {
+        let template = SecretTemplate::parse("plain-token $ and $$ too").unwrap();
+        assert!(template.is_literal());
+        assert_eq!(template.segments.len(), 1);
+        assert!(
+            matches!(&template.segments[0], Segment::Literal(t) if t.as_str() == "plain-token $ and $$ too")
+        );
+    }
+
+    #[test]
+    fn parse_empty_is_literal() {
+        let template = SecretTemplate::parse("").unwrap();
+        assert!(template.is_literal());
+        assert!(template.segments.is_empty());
+    }
+
+    #[test]
+    fn parse_single_references() {
+        let env = SecretTemplate::parse("${env:API_KEY}").unwrap();
+        assert!(!env.is_literal());
+        assert!(matches!(&env.segments[..], [Segment::Env(n)] if n == "API_KEY"));
+
+        let file = SecretTemplate::parse("${file:~/.config/gitlab.pat}").unwrap();
+        assert!(matches!(&file.segments[..], [Segment::File(p)] if p == "~/.config/gitlab.pat"));
+
+        let cmd = SecretTemplate::parse("${cmd:pass show  'work/api key' \"x\\\"y\\n\"}").unwrap();
+        let [Segment::Cmd(cmd)] = &cmd.segments[..] else {
+            panic!("expected one cmd segment: {cmd:?}");
+        };
+        assert_eq!(cmd.program, "pass");
+        assert_eq!(cmd.args, ["show", "work/api key", "x\"y\\n"]);
+    }
+
+    #[test]
+    fn parse_cmd_quoted_brace_and_adjacent_quotes() {
+        let template = SecretTemplate::parse("${cmd:jq -r '.a}' a\"b c\"d ''}tail").unwrap();
+        let [Segment::Cmd(cmd), Segment::Literal(tail)] = &template.segments[..] else {
+            panic!("unexpected segments: {template:?}");
+        };
+        assert_eq!(cmd.program, "jq");
+        assert_eq!(cmd.args, ["-r", ".a}", "ab cd", ""]);
+        assert_eq!(tail.as_str(), "tail");
+    }
+
+    #[test]
+    fn parse_mixed() {
+        let template = SecretTemplate::parse("user:${env:USER_X}/${file:/tmp/t}!").unwrap();
+        assert!(!template.is_literal());
+        let debug = format!("{template:?}");
+        assert_eq!(
+            debug,
+            "SecretTemplate[literal(5 bytes), env:USER_X, literal(1 bytes), file:/tmp/t, literal(1 bytes)]"
+        );
+    }
+
+    #[test]
+    fn parse_escape() {
+        let template = SecretTemplate::parse("a$${env:X}b").unwrap();
+        assert!(template.is_literal());
+        assert!(
+            matches!(&template.segments[..], [Segment::Literal(t)] if t.as_str() == "a${env:X}b")
+        );
+    }
+
+    #[test]
+    fn parse_errors() {
+        let cases = [
+            ("abc${nope:X}", "byte 3", "does not start a valid reference"),
+            ("${env}", "byte 0", "does not start a valid reference"),
+            ("${}", "byte 0", "does not start a valid reference"),
+            ("x${env:NAME", "byte 1", "no closing"),
+            ("${file:/a/b", "byte 0", "no closing"),
+            ("${cmd:echo hi", "byte 0", "no closing"),
+            ("${secretstuff", "byte 0", "no closing"),
+            ("${env:}", "byte 0", "empty variable name"),
+            ("${env:A B}", "byte 0", "whitespace"),
+            ("${file:}", "byte 0", "empty path"),
+            ("${cmd:}", "byte 0", "no program"),
+            ("${cmd:   }", "byte 0", "no program"),
+            ("${cmd:'' x}", "byte 0", "no program"),
+            ("${cmd:echo 'oops}", "byte 0", "unterminated quote"),
+            (
+                "ok ${env:A} ${bad}",
+                "byte 12",
+                "does not start a valid reference",
+            ),
+        ];
+        for (text, position, problem) in cases {
+            let error = SecretTemplate::parse(text).expect_err(text);
+            assert!(error.contains(position), "{text}: {error}");
+            assert!(error.contains(problem), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn parse_error_does_not_quote_the_text() {
+        let error = SecretTemplate::parse("hunter2${hunter3").unwrap_err();
+        assert!(!error.contains("hunter"), "{error}");
+    }
+
+    #[test]
+    fn debug_never_shows_literal_text() {
+        let template = SecretTemplate::parse("sk-live-hunter2-${env:SUFFIX}").unwrap();
+        let debug = format!("{template:?} {:?}", Some(&template));
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("env:SUFFIX"), "{debug}");
+        assert!(debug.contains("literal(16 bytes)"), "{debug}");
+    }
+
+    #[test]
+    fn debug_never_shows_command_arguments() {
+        let template = SecretTemplate::parse("${cmd:curl -u me:hunter2 x}").unwrap();
+        let debug = format!("{template:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("cmd:curl (3 args)"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn resolve_literal() {
+        let secret = resolve_test("just-a-token").await.unwrap();
+        assert_eq!(secret.expose(), "just-a-token");
+        let escaped = resolve_test("a$${b").await.unwrap();
+        assert_eq!(escaped.expose(), "a${b");
+    }
+
+    #[tokio::test]
+    async fn resolve_env_through_injected_lookup() {
+        let env = |name: &str| match name {
+            "TOKEND_TEST_KEY" => Some(OsString::from("k3y")),
+            "TOKEND_TEST_EMPTY" => Some(OsString::new()),
+            "TOKEND_TEST_NEWLINE" => Some(OsString::from("abc\n")),
+            _ => None,
+        };
+        let timeout = Duration::from_secs(1);
+        let resolve = |text: &str| {
+            let template = SecretTemplate::parse(text).unwrap();
+            async move { template.resolve_with(&env, timeout).await }
+        };
+
+        let secret = resolve("pre-${env:TOKEND_TEST_KEY}-post").await.unwrap();
+        assert_eq!(secret.expose(), "pre-k3y-post");
+
+        let error = resolve("${env:TOKEND_TEST_MISSING}").await.unwrap_err();
+        assert!(matches!(error, ResolveError::EnvNotSet { .. }));
+        assert!(error.to_string().contains("TOKEND_TEST_MISSING"), "{error}");
+
+        let error = resolve("${env:TOKEND_TEST_EMPTY}").await.unwrap_err();
+        assert!(matches!(error, ResolveError::Empty { .. }), "{error}");
+        assert!(
+            error.to_string().contains("${env:TOKEND_TEST_EMPTY}"),
+            "{error}"
+        );
+
+        // An empty variable is fine when the whole value is not empty.
+        let secret = resolve("x${env:TOKEND_TEST_EMPTY}").await.unwrap();
+        assert_eq!(secret.expose(), "x");
+
+        let error = resolve("${env:TOKEND_TEST_NEWLINE}").await.unwrap_err();
+        assert!(matches!(error, ResolveError::ControlChar { .. }), "{error}");
+        assert!(!error.to_string().contains("abc"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_env_not_unicode() {
+        use std::os::unix::ffi::OsStringExt;
+        let env = |_: &str| Some(OsString::from_vec(vec![0x66, 0xff, 0x66]));
+        let template = SecretTemplate::parse("${env:BINARY}").unwrap();
+        let error = template
+            .resolve_with(&env, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ResolveError::EnvNotUnicode { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("BINARY"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn resolve_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let template = SecretTemplate::parse("${env:X}").unwrap();
+        let future = template.resolve();
+        assert_send(&future);
+        drop(future);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("file");
+        let path = dir.0.join("token");
+        std::fs::write(&path, "  file-token\n\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let template = format!("${{file:{}}}", path.display());
+
+        let secret = resolve_test(&template).await.unwrap();
+        assert_eq!(secret.expose(), "file-token");
+
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = resolve_test(&template).await.unwrap_err();
+        assert!(
+            matches!(error, ResolveError::FileInsecure { mode: 0o644, .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("run chmod 600 {}", path.display())),
+            "{message}"
+        );
+        assert!(message.contains("0644"), "{message}");
+        assert!(!message.contains("file-token"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn resolve_file_missing() {
+        let dir = TempDir::new("missing");
+        let path = dir.0.join("absent");
+        let error = resolve_test(&format!("${{file:{}}}", path.display()))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ResolveError::FileRead { .. }), "{error}");
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_file_too_large_and_multiline() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("large");
+        let big = dir.0.join("big");
+        std::fs::write(&big, vec![b'a'; 64 * 1024 + 1]).unwrap();
+        std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let error = resolve_test(&format!("${{file:{}}}", big.display()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ResolveError::FileTooLarge { .. }),
+            "{error}"
+        );
+
+        let multi = dir.0.join("multi");
+        std::fs::write(&multi, "line1\nline2\n").unwrap();
+        std::fs::set_permissions(&multi, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let error = resolve_test(&format!("${{file:{}}}", multi.display()))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ResolveError::ControlChar { .. }), "{error}");
+        assert!(!error.to_string().contains("line1"), "{error}");
+    }
+
+    #[test]
+    fn home_expansion() {
+        if let Some(dirs) = directories::BaseDirs::new() {
+            assert_eq!(
+                expand_home("~/x/y").unwrap(),
+                dirs.home_dir().join("x").join("y")
+            );
+        }
+        assert_eq!(expand_home("/abs/~/p").unwrap(), PathBuf::from("/abs/~/p"));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_cmd_stdout_trimmed() {
+        let secret = resolve_test("${cmd:printf %s abc}").await.unwrap();
+        assert_eq!(secret.expose(), "abc");
+        let secret = resolve_test("${cmd:printf '  padded\\n'}").await.unwrap();
+        assert_eq!(secret.expose(), "padded");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_cmd_nonzero_exit() {
+        let error = resolve_test("${cmd:sh -c \"echo 'bad thing happened' >&2; exit 3\"}")
+            .await
+            .unwrap_err();
+        let ResolveError::CmdFailed {
+            program,
+            status,
+            stderr,
+        } = &error
+        else {
+            panic!("expected CmdFailed: {error}");
+        };
+        assert_eq!(program, "sh");
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(stderr, "bad thing happened");
+        let message = error.to_string();
+        assert!(
+            message.contains("`sh`") && message.contains("bad thing happened"),
+            "{message}"
+        );
+
+        let error = resolve_test("${cmd:sh -c \"exit 3\"}").await.unwrap_err();
+        assert!(error.to_string().contains("no error output"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_cmd_timeout() {
+        let template = SecretTemplate::parse("${cmd:sleep 5}").unwrap();
+        let started = std::time::Instant::now();
+        let error = template
+            .resolve_with(&no_env, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert!(matches!(error, ResolveError::CmdTimeout { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("`sleep`") && message.contains("200ms"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn resolve_cmd_missing_program() {
+        let error = resolve_test("${cmd:tokend-no-such-program-xyz --flag}")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ResolveError::CmdSpawn { .. }), "{error}");
+        assert!(
+            error.to_string().contains("tokend-no-such-program-xyz"),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_rejects_control_characters() {
+        let error = resolve_test("${cmd:printf \"a\\nb\"}").await.unwrap_err();
+        assert!(matches!(error, ResolveError::ControlChar { .. }), "{error}");
+        assert!(error.to_string().contains("${cmd:printf …}"), "{error}");
+
+        let error = resolve_test("tab\there").await.unwrap_err();
+        assert!(matches!(error, ResolveError::ControlChar { .. }), "{error}");
+        assert!(error.to_string().contains("literal text"), "{error}");
+
+        let error = resolve_test("nul\0").await.unwrap_err();
+        assert!(matches!(error, ResolveError::ControlChar { .. }), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn resolve_cmd_output_not_utf8() {
+        let error = resolve_test("${cmd:printf '\\377'}").await.unwrap_err();
+        assert!(
+            matches!(error, ResolveError::CmdOutputNotUtf8 { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn stderr_excerpt_is_first_line_truncated_and_clean() {
+        assert_eq!(stderr_excerpt(b"\n  first\nsecond\n"), "first");
+        let long = "x".repeat(300);
+        let excerpt = stderr_excerpt(long.as_bytes());
+        assert_eq!(excerpt.chars().count(), STDERR_EXCERPT_CHARS + 1);
+        assert!(excerpt.ends_with('…'));
+        assert_eq!(stderr_excerpt(b"a\x1b[31mb"), "a?[31mb");
+    }
+}

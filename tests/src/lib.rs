@@ -1,0 +1,280 @@
+//! Shared fixtures for the end-to-end tests: the real `tokend` and `tok` binaries on a real
+//! socket in a short, private temporary directory.
+//!
+//! Every daemon a test starts is stopped when its [`Daemon`] drops (SIGTERM, then SIGKILL after a
+//! bounded wait), so no test leaves processes behind.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokend_client::{Client, Endpoint};
+
+/// How long a test waits for a daemon to become ready or to exit.
+pub const PROCESS_WAIT: Duration = Duration::from_secs(15);
+
+/// Path of a binary built from this workspace (`tokend`, `tok`), next to the test executable's
+/// `deps/` directory. Cargo builds every workspace binary before it runs the tests.
+#[must_use]
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A short private directory (0700) for one test's socket, config and logs. Unix socket paths
+/// must stay short, so this lives directly under /tmp rather than under `target/`.
+#[must_use]
+pub fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("tkd")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in("/tmp")
+        .expect("temp dir")
+}
+
+/// Writes `text` to `path` with mode 0600.
+pub fn write_private(path: &Path, text: &str) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .expect("write file");
+}
+
+/// A running `tokend` on a private socket.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `tokend` with `config_toml` and waits until it is ready.
+    #[must_use]
+    pub fn start(config_toml: &str) -> Self {
+        Self::start_with_env(config_toml, &[])
+    }
+
+    /// Starts `tokend` with extra environment variables (secret references read them).
+    #[must_use]
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = private_dir();
+        let socket = dir.path().join("tokend.sock");
+        let config = dir.path().join("config.toml");
+        let log = dir.path().join("daemon.log");
+        write_private(&config, config_toml);
+        let mut daemon = Self {
+            child: None,
+            dir,
+            socket,
+            config,
+            log,
+        };
+        daemon.spawn(env);
+        daemon
+    }
+
+    fn spawn(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::File::create(&self.log).expect("log file");
+        let mut command = Command::new(bin("tokend"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--notify-ready")
+            .env("RUST_LOG", "debug")
+            .env_remove("TOKEND_SOCKET")
+            .env_remove("TOKEND_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn tokend");
+        let stdout = child.stdout.take().expect("stdout pipe");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(PROCESS_WAIT).unwrap_or_default();
+        self.child = Some(child);
+        assert_eq!(
+            line.trim(),
+            "READY",
+            "tokend did not become ready; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Restarts the daemon on the same socket and config (after [`Daemon::kill`] or a stop).
+    pub fn restart(&mut self, env: &[(&str, &str)]) {
+        self.spawn(env);
+    }
+
+    /// The private directory holding socket, config and log.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The socket path.
+    #[must_use]
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The daemon's process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The endpoint, for the client library.
+    #[must_use]
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::from_path(&self.socket)
+    }
+
+    /// A library client for this daemon that never auto-starts another one.
+    #[must_use]
+    pub fn client(&self) -> Client {
+        Client::builder()
+            .endpoint(self.endpoint())
+            .autostart(false)
+            .timeout(Duration::from_secs(10))
+            .build()
+    }
+
+    /// Runs `tok ARGS` against this daemon (auto-start off).
+    #[must_use]
+    pub fn tok(&self, args: &[&str]) -> Output {
+        tok_command(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tok")
+    }
+
+    /// Everything the daemon logged so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        signal(child.id(), rustix::process::Signal::TERM);
+        wait_bounded(child)
+    }
+
+    /// Waits (bounded) for the daemon to exit by itself (after `tok stop`).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        wait_bounded(self.child.as_mut().expect("running"))
+    }
+
+    /// SIGKILL: no cleanup happens (the socket file stays behind, stale).
+    pub fn kill(&mut self) {
+        let child = self.child.as_mut().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            signal(child.id(), rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A `tok` command aimed at `socket`, with auto-start off and no inherited overrides.
+#[must_use]
+pub fn tok_command(socket: &Path) -> Command {
+    let mut command = Command::new(bin("tok"));
+    command
+        .arg("--socket")
+        .arg(socket)
+        .env("TOKEND_NO_AUTOSTART", "1")
+        .env_remove("TOKEND_SOCKET")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Sends a signal to a process we started.
+pub fn signal(pid: u32, signal: rustix::process::Signal) {
+    let pid =
+        rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("non-zero pid");
+    let _ = rustix::process::kill_process(pid, signal);
+}
+
+/// Waits for a child with a bound; kills it if the bound passes (and fails the test).
+pub fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + PROCESS_WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "process {} did not exit within {PROCESS_WAIT:?}",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// stdout of an [`Output`] as text.
+#[must_use]
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// stderr of an [`Output`] as text.
+#[must_use]
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The exit code of an [`Output`] (-1 when killed by a signal).
+#[must_use]
+pub fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}

@@ -1,0 +1,196 @@
+//! Hostile and broken peers lose their own connection and nothing else. These tests speak raw
+//! bytes, so the framing contract is pinned independently of our own encoder.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use tokend_client::{Client, Endpoint, Error};
+use tokend_e2e::{Daemon, private_dir};
+use tokend_protocol::handshake::{Hello, Verdict, Welcome};
+use tokend_protocol::{Request, Response, codec, frame};
+
+const CONFIG: &str = r#"
+[providers.pat]
+kind = "static"
+secret = "${env:E2E_HOSTILE_PAT}"
+"#;
+
+fn daemon() -> Daemon {
+    Daemon::start_with_env(CONFIG, &[("E2E_HOSTILE_PAT", "pat-hostile")])
+}
+
+fn raw(daemon: &Daemon) -> UnixStream {
+    let stream = UnixStream::connect(daemon.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+fn handshaken(daemon: &Daemon) -> UnixStream {
+    let mut stream = raw(daemon);
+    frame::write_frame(&mut stream, &Hello::current().encode()).unwrap();
+    let welcome = frame::read_frame(&mut stream, 256).unwrap().unwrap();
+    assert_eq!(
+        Welcome::decode(&welcome).unwrap().verdict,
+        Verdict::Accepted
+    );
+    stream
+}
+
+/// The daemon closed this connection: a read returns end of file (or a reset).
+fn assert_closed(stream: &mut UnixStream) {
+    let mut rest = Vec::new();
+    let closed = match stream.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the daemon kept a hostile connection open");
+}
+
+fn still_serves(daemon: &Daemon) {
+    let mut client = daemon.client();
+    assert_eq!(client.get("pat").unwrap().value.expose(), "pat-hostile");
+}
+
+#[test]
+fn a_raw_hand_built_request_gets_a_raw_answer() {
+    let daemon = daemon();
+    let mut stream = raw(&daemon);
+    // Hello for protocol 1 written byte by byte: length 14, "TOKD", 1, version "0.0.0".
+    stream
+        .write_all(b"\x00\x00\x00\x0fTOKD\x00\x00\x00\x01\x00\x050.0.0")
+        .unwrap();
+    let welcome = frame::read_frame(&mut stream, 256).unwrap().unwrap();
+    assert_eq!(&welcome[..9], b"TOKD\x00\x00\x00\x01\x00");
+    // Request::Ping is variant 2: one byte.
+    stream.write_all(b"\x00\x00\x00\x01\x02").unwrap();
+    let answer = frame::read_frame(&mut stream, frame::MAX_FRAME_LEN)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        codec::decode::<Response>(&answer).unwrap(),
+        Response::Pong(_)
+    ));
+}
+
+#[test]
+fn oversized_length_prefix_closes_only_that_connection() {
+    let daemon = daemon();
+    let mut before_handshake = raw(&daemon);
+    before_handshake.write_all(b"\xff\xff\xff\xff").unwrap();
+    assert_closed(&mut before_handshake);
+
+    let mut after_handshake = handshaken(&daemon);
+    after_handshake.write_all(b"\x7f\x00\x00\x00").unwrap();
+    // The daemon says why before closing.
+    let reply = frame::read_frame(&mut after_handshake, frame::MAX_FRAME_LEN)
+        .unwrap()
+        .unwrap();
+    match codec::decode::<Response>(&reply).unwrap() {
+        Response::Error(err) => assert!(err.message.contains("exceeds"), "{}", err.message),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert_closed(&mut after_handshake);
+    still_serves(&daemon);
+}
+
+#[test]
+fn truncated_frames_and_random_bytes_close_only_that_connection() {
+    let daemon = daemon();
+    let mut truncated = handshaken(&daemon);
+    truncated.write_all(b"\x00\x00\x00\x10abc").unwrap();
+    truncated.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_closed(&mut truncated);
+
+    let mut garbage = raw(&daemon);
+    garbage.write_all(b"\x00\x00\x00\x08GET / HT").unwrap();
+    assert_closed(&mut garbage);
+
+    let mut undecodable = handshaken(&daemon);
+    undecodable
+        .write_all(b"\x00\x00\x00\x03\xff\xff\xff")
+        .unwrap();
+    let reply = frame::read_frame(&mut undecodable, frame::MAX_FRAME_LEN)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        codec::decode::<Response>(&reply).unwrap(),
+        Response::Error(_)
+    ));
+    assert_closed(&mut undecodable);
+    still_serves(&daemon);
+}
+
+#[test]
+fn silent_connections_do_not_block_others() {
+    let daemon = daemon();
+    let silent: Vec<UnixStream> = (0..20).map(|_| raw(&daemon)).collect();
+    let idle = handshaken(&daemon);
+    still_serves(&daemon);
+    // The silent ones are dropped after the handshake timeout (5 s).
+    let mut first = silent.into_iter().next().unwrap();
+    assert_closed(&mut first);
+    still_serves(&daemon);
+    drop(idle);
+}
+
+#[test]
+fn an_incompatible_client_is_told_so_in_the_handshake() {
+    let daemon = daemon();
+    let mut stream = raw(&daemon);
+    let future = Hello {
+        protocol: 999,
+        client_version: "9.9.9".into(),
+    };
+    frame::write_frame(&mut stream, &future.encode()).unwrap();
+    let welcome = Welcome::decode(&frame::read_frame(&mut stream, 256).unwrap().unwrap()).unwrap();
+    assert_eq!(welcome.verdict, Verdict::Incompatible);
+    assert_eq!(welcome.pid, daemon.pid());
+    assert_closed(&mut stream);
+    assert!(daemon.log().contains("another protocol version"));
+    let _ = codec::encode(&Request::Ping).unwrap();
+}
+
+#[test]
+fn a_client_facing_an_incompatible_daemon_gets_a_restart_hint() {
+    // A fake daemon of a future version: it answers the hello with its own protocol and closes.
+    let dir = private_dir();
+    let path = dir.path().join("old.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let fake = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = frame::read_frame(&mut stream, 256).unwrap();
+        let welcome = Welcome {
+            protocol: 2,
+            verdict: Verdict::Incompatible,
+            pid: 4242,
+            daemon_version: "9.0.0".into(),
+        };
+        frame::write_frame(&mut stream, &welcome.encode()).unwrap();
+    });
+    let mut client = Client::builder()
+        .endpoint(Endpoint::from_path(&path))
+        .autostart(false)
+        .build();
+    let err = client.ping().unwrap_err();
+    fake.join().unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::Incompatible {
+                daemon_protocol: 2,
+                pid: 4242,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.exit_code(), 3);
+    let message = err.to_string();
+    assert!(
+        message.contains("incompatible daemon") && message.contains("kill 4242"),
+        "{message}"
+    );
+}

@@ -1,0 +1,107 @@
+//! The client library (blocking and async) against the real daemon.
+
+use std::time::Duration;
+
+use tokend_client::{AsyncClient, Client, Endpoint, ErrorCode, GetOptions, ProviderState};
+use tokend_e2e::Daemon;
+
+const CONFIG: &str = r#"
+[providers.api]
+kind = "static"
+secret = "${file:SECRET_FILE}"
+header = "X-API-KEY"
+"#;
+
+/// The daemon and the private directory holding its secret file (dropped after the daemon).
+fn daemon_with_secret_file() -> (Daemon, tempfile::TempDir) {
+    // The config names the file by absolute path; write it first into a private directory.
+    let holder = tokend_e2e::private_dir();
+    let secret = holder.path().join("api.key");
+    tokend_e2e::write_private(&secret, "key-from-a-file\n");
+    let config = CONFIG.replace("SECRET_FILE", secret.to_str().unwrap());
+    (Daemon::start(&config), holder)
+}
+
+#[test]
+fn blocking_client_gets_tokens_status_and_ping_on_one_connection() {
+    let (daemon, _secrets) = daemon_with_secret_file();
+    let mut client = daemon.client();
+    let token = client.get("api").unwrap();
+    assert_eq!(token.value.expose(), "key-from-a-file");
+    let header = token.header.as_ref().unwrap();
+    assert_eq!(header.name, "X-API-KEY");
+    assert_eq!(header.line().expose(), "X-API-KEY: key-from-a-file");
+    assert_eq!(token.expires_at, None);
+    assert!(
+        !format!("{token:?}").contains("key-from-a-file"),
+        "Debug must redact"
+    );
+
+    let again = client
+        .get_with(
+            "api",
+            &GetOptions {
+                min_ttl: Duration::from_secs(600),
+            },
+        )
+        .unwrap();
+    assert_eq!(again, token);
+
+    let status = client.status().unwrap();
+    assert_eq!(status.providers.len(), 1);
+    assert_eq!(status.providers[0].state, ProviderState::Fresh);
+    assert_eq!(client.ping().unwrap().pid, daemon.pid());
+
+    let err = client.get("missing").unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownProvider));
+    assert_eq!(err.exit_code(), 4);
+    // The connection survives an error response.
+    assert!(client.get("api").is_ok());
+}
+
+#[test]
+fn client_reconnects_after_the_daemon_restarts() {
+    let (mut daemon, _secrets) = daemon_with_secret_file();
+    let mut client = daemon.client();
+    assert!(client.get("api").is_ok());
+    assert!(daemon.terminate().success());
+    daemon.restart(&[]);
+    assert_eq!(client.get("api").unwrap().value.expose(), "key-from-a-file");
+}
+
+#[test]
+fn no_daemon_and_no_autostart_is_a_clear_error() {
+    let dir = tokend_e2e::private_dir();
+    let mut client = Client::builder()
+        .endpoint(Endpoint::from_path(dir.path().join("absent.sock")))
+        .autostart(false)
+        .build();
+    let err = client.get("api").unwrap_err();
+    assert_eq!(err.exit_code(), 3);
+    let message = err.to_string();
+    assert!(
+        message.contains("not running") && message.contains("TOKEND_NO_AUTOSTART"),
+        "{message}"
+    );
+}
+
+#[test]
+fn async_client_gets_the_same_answers() {
+    let (daemon, _secrets) = daemon_with_secret_file();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client: AsyncClient = Client::builder()
+            .endpoint(daemon.endpoint())
+            .autostart(false)
+            .build_async();
+        let token = client.get("api").await.unwrap();
+        assert_eq!(token.value.expose(), "key-from-a-file");
+        assert_eq!(client.ping().await.unwrap().pid, daemon.pid());
+        assert_eq!(client.status().await.unwrap().providers[0].name, "api");
+        let err = client.get("nope").await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::UnknownProvider));
+    });
+}
