@@ -102,7 +102,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--notify-ready")
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", "trace")
             .env_remove("TOKEND_SOCKET")
             .env_remove("TOKEND_CONFIG")
             .stdin(Stdio::null())

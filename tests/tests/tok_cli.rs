@@ -170,3 +170,28 @@ fn ping_reports_version_pid_and_uptime_and_stop_stops() {
     assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
 }
+
+#[test]
+fn no_secret_reaches_the_daemon_log_even_at_trace_level() {
+    let daemon = Daemon::start_with_env(CONFIG, ENV);
+    for provider in ["salestim", "gitlab", "timekit", "crm", "broken", "nope"] {
+        let _ = daemon.tok(&["get", provider, "--json"]);
+        let _ = daemon.tok(&["header", provider]);
+    }
+    let _ = daemon.tok(&["status", "--json"]);
+    let log = daemon.log();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"),
+        "the log was written: {log}"
+    );
+    for secret in [
+        "st-key-0123456789",
+        "glpat-from-a-command",
+        "live_api_key_7nzvc7wsBQQISLeFSVhROys9V1bUJ1z7",
+        "eyJhbGciOiJIUzI1NiJ9",
+        // The Basic-encoded form of the Timekit token.
+        "OmxpdmVfYXBpX2tleV83bnp2Yzd3c0JRUUlTTGVGU1ZoUk95czlWMWJVSjF6Nw",
+    ] {
+        assert!(!log.contains(secret), "a secret reached the log:\n{log}");
+    }
+}
