@@ -36,6 +36,15 @@ pub fn disabled_by_env() -> bool {
     std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|value| value == "1")
 }
 
+/// The next step when no daemon runs and auto-start is off, naming the switch that turned it off.
+pub(crate) fn off_hint() -> &'static str {
+    if disabled_by_env() {
+        "; auto-start is off (TOKEND_NO_AUTOSTART=1): start `tokend` yourself"
+    } else {
+        "; auto-start is disabled for this client: start `tokend` yourself"
+    }
+}
+
 /// Held while this process starts a daemon; released on drop.
 #[derive(Debug)]
 pub(crate) struct StartupLock {

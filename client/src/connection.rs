@@ -1,6 +1,6 @@
 //! One blocking connection to the daemon: connect, handshake, then request/response round trips.
 
-use std::io;
+use std::io::{self, BufReader, Write};
 use std::time::Duration;
 
 use interprocess::ConnectWaitMode;
@@ -14,9 +14,13 @@ use tokend_protocol::{
 
 use crate::error::Error;
 
-/// An open, handshaken connection.
+/// Read buffer: a whole typical response (about 1 KiB) arrives in one read system call.
+const READ_BUFFER: usize = 4096;
+
+/// An open, handshaken connection. Reads go through a buffer (one system call per frame); writes
+/// go straight to the stream, one complete frame at a time.
 pub(crate) struct Connection {
-    stream: Stream,
+    stream: BufReader<Stream>,
     endpoint: String,
     timeout: Duration,
 }
@@ -68,7 +72,7 @@ impl Connection {
             .set_send_timeout(Some(timeout))
             .map_err(connect_error)?;
         let mut connection = Self {
-            stream,
+            stream: BufReader::with_capacity(READ_BUFFER, stream),
             endpoint: shown,
             timeout,
         };
@@ -77,7 +81,7 @@ impl Connection {
     }
 
     fn handshake(&mut self) -> Result<(), Error> {
-        write_frame(&mut self.stream, &Hello::current().encode()).map_err(|e| self.fail(e))?;
+        write_frame(self.stream.get_mut(), &Hello::current().encode()).map_err(|e| self.fail(e))?;
         let payload = read_frame(&mut self.stream, MAX_HANDSHAKE_LEN)
             .map_err(|e| self.fail(e))?
             .ok_or_else(|| self.fail(closed()))?;
@@ -96,8 +100,11 @@ impl Connection {
 
     /// Sends one request and reads its response.
     pub(crate) fn call(&mut self, request: &Request) -> Result<Response, Error> {
-        let payload = codec::encode(request).map_err(|e| self.fail(e))?;
-        write_frame(&mut self.stream, &payload).map_err(|e| self.fail(e))?;
+        let frame = codec::encode_frame(request).map_err(|e| self.fail(e))?;
+        self.stream
+            .get_mut()
+            .write_all(&frame)
+            .map_err(|e| self.fail(e.into()))?;
         let answer = read_frame(&mut self.stream, MAX_FRAME_LEN)
             .map_err(|e| self.fail(e))?
             .ok_or_else(|| self.fail(closed()))?;

@@ -305,7 +305,7 @@ impl Client {
                 if !settings.autostart {
                     return Err(Error::NotRunning {
                         endpoint,
-                        hint: "; auto-start is off (TOKEND_NO_AUTOSTART=1): start `tokend` yourself",
+                        hint: autostart::off_hint(),
                     });
                 }
             }

@@ -95,7 +95,7 @@ impl AsyncClient {
                 if !self.settings.autostart {
                     return Err(Error::NotRunning {
                         endpoint,
-                        hint: "; auto-start is off (TOKEND_NO_AUTOSTART=1): start `tokend` yourself",
+                        hint: autostart::off_hint(),
                     });
                 }
             }
@@ -200,8 +200,8 @@ async fn round_trip(
     settings: &Settings,
 ) -> Result<Response, Error> {
     let exchange = async {
-        let payload = codec::encode(request)?;
-        write_frame(stream, &payload).await?;
+        let frame = codec::encode_frame(request)?;
+        tokio::io::AsyncWriteExt::write_all(stream, &frame).await?;
         let answer = read_frame(stream, MAX_FRAME_LEN)
             .await?
             .ok_or_else(closed)?;

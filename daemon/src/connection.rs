@@ -13,6 +13,7 @@ use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
     ErrorCode, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Response, codec,
 };
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
@@ -26,9 +27,13 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// A client that does not read its response within this time loses the connection.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Read buffer per connection: requests are tens of bytes, so a small buffer takes a whole
+/// request in one system call without costing much memory across many connections.
+const READ_BUFFER: usize = 512;
+
 /// Serves one connection to completion.
 pub(crate) async fn serve(
-    mut stream: Stream,
+    stream: Stream,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -39,6 +44,7 @@ pub(crate) async fn serve(
             return;
         }
     };
+    let mut stream = BufReader::with_capacity(READ_BUFFER, stream);
     match timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)).await {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return,
@@ -55,20 +61,25 @@ pub(crate) async fn serve(
         }
     }
 
+    // One timer for the whole connection, re-armed per request (cheaper than a new one each time).
+    let idle = tokio::time::sleep(IDLE_TIMEOUT);
+    tokio::pin!(idle);
     loop {
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
         let frame = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break,
-            read = timeout(IDLE_TIMEOUT, read_frame(&mut stream, MAX_FRAME_LEN)) => read,
-        };
-        let payload = match frame {
-            Err(_) => {
+            () = &mut idle => {
                 tracing::debug!(peer_pid = peer.pid, "idle connection closed");
                 break;
             }
-            Ok(Ok(None)) => break,
-            Ok(Ok(Some(payload))) => payload,
-            Ok(Err(err)) => {
+            read = read_frame(&mut stream, MAX_FRAME_LEN) => read,
+        };
+        let payload = match frame {
+            Ok(None) => break,
+            Ok(Some(payload)) => payload,
+            Err(err) => {
                 tracing::debug!(peer_pid = peer.pid, "bad frame: {err}");
                 if matches!(err, ProtocolError::FrameTooLarge { .. }) {
                     let reply = Response::error(
@@ -97,13 +108,13 @@ pub(crate) async fn serve(
 }
 
 /// Reads the client's hello and answers it. `Ok(false)` when the client is incompatible.
-async fn handshake(stream: &mut Stream) -> Result<bool, ProtocolError> {
+async fn handshake(stream: &mut BufReader<Stream>) -> Result<bool, ProtocolError> {
     let payload = read_frame(stream, MAX_HANDSHAKE_LEN)
         .await?
         .ok_or(ProtocolError::Truncated)?;
     let hello = Hello::decode(&payload)?;
     let welcome = Welcome::answer(&hello, std::process::id());
-    write_frame(stream, &welcome.encode()).await?;
+    write_frame(stream.get_mut(), &welcome.encode()).await?;
     if welcome.verdict == Verdict::Incompatible {
         tracing::info!(
             client_protocol = hello.protocol,
@@ -115,20 +126,21 @@ async fn handshake(stream: &mut Stream) -> Result<bool, ProtocolError> {
     Ok(true)
 }
 
-async fn send(stream: &mut Stream, response: &Response) -> Result<(), ProtocolError> {
-    let payload = match codec::encode(response) {
-        Ok(payload) => payload,
+async fn send(stream: &mut BufReader<Stream>, response: &Response) -> Result<(), ProtocolError> {
+    let frame = match codec::encode_frame(response) {
+        Ok(frame) => frame,
         Err(err) => {
             tracing::error!("could not encode a response: {err}");
-            codec::encode(&Response::error(
+            codec::encode_frame(&Response::error(
                 ErrorCode::Internal,
                 format!("response could not be sent: {err}"),
             ))?
         }
     };
-    timeout(WRITE_TIMEOUT, write_frame(stream, &payload))
+    timeout(WRITE_TIMEOUT, stream.get_mut().write_all(&frame))
         .await
         .map_err(|_| ProtocolError::Io(std::io::ErrorKind::TimedOut.into()))?
+        .map_err(ProtocolError::Io)
 }
 
 /// Who is on the other end.

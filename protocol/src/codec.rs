@@ -6,8 +6,10 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 
+use zeroize::Zeroizing;
+
 use crate::error::ProtocolError;
-use crate::frame::MAX_FRAME_LEN;
+use crate::frame::{HEADER_LEN, MAX_FRAME_LEN};
 
 /// The one codec configuration: bincode's standard encoding, with the frame limit as a decode
 /// limit so a hostile length inside a payload cannot make the decoder allocate past it.
@@ -30,6 +32,30 @@ pub fn encode<T: Encode>(message: &T) -> Result<Vec<u8>, ProtocolError> {
     Ok(bytes)
 }
 
+/// Encodes one message as a complete frame (length prefix + payload) in a single buffer that is
+/// wiped when dropped: no intermediate copy of the payload (which may hold a token) is left behind,
+/// and the frame goes out in one write.
+///
+/// # Errors
+/// [`ProtocolError::Encode`] if the message cannot be encoded, [`ProtocolError::FrameTooLarge`] if
+/// its payload exceeds [`MAX_FRAME_LEN`].
+pub fn encode_frame<T: Encode>(message: &T) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+    let mut frame = Zeroizing::new(Vec::with_capacity(256));
+    frame.extend_from_slice(&[0; HEADER_LEN]);
+    bincode::encode_into_std_write(message, &mut *frame, CONFIG)
+        .map_err(|err| ProtocolError::Encode(err.to_string()))?;
+    let len = frame.len() - HEADER_LEN;
+    let prefix = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= MAX_FRAME_LEN)
+        .ok_or(ProtocolError::FrameTooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        })?;
+    frame[..HEADER_LEN].copy_from_slice(&prefix.to_be_bytes());
+    Ok(frame)
+}
+
 /// Decodes one message; the payload must be consumed exactly.
 ///
 /// # Errors
@@ -44,4 +70,34 @@ pub fn decode<T: Decode<()>>(payload: &[u8]) -> Result<T, ProtocolError> {
         )));
     }
     Ok(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{GetToken, Request, Response};
+
+    #[test]
+    fn encode_frame_is_the_length_prefix_and_the_payload() {
+        let request = Request::GetToken(GetToken {
+            provider: "crm".into(),
+            min_ttl_secs: 30,
+        });
+        let payload = encode(&request).unwrap();
+        let frame = encode_frame(&request).unwrap();
+        assert_eq!(
+            &frame[..4],
+            &u32::try_from(payload.len()).unwrap().to_be_bytes()
+        );
+        assert_eq!(&frame[4..], payload.as_slice());
+    }
+
+    #[test]
+    fn encode_frame_refuses_oversized_messages() {
+        let huge = Response::error(crate::ErrorCode::Internal, "x".repeat(MAX_FRAME_LEN));
+        assert!(matches!(
+            encode_frame(&huge),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+    }
 }

@@ -80,7 +80,7 @@ fn no_daemon_and_no_autostart_is_a_clear_error() {
     assert_eq!(err.exit_code(), 3);
     let message = err.to_string();
     assert!(
-        message.contains("not running") && message.contains("TOKEND_NO_AUTOSTART"),
+        message.contains("not running") && message.contains("disabled for this client"),
         "{message}"
     );
 }
