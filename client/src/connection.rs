@@ -6,10 +6,10 @@ use std::time::Duration;
 use interprocess::ConnectWaitMode;
 use interprocess::local_socket::traits::Stream as _;
 use interprocess::local_socket::{ConnectOptions, Stream};
-use tokend_protocol::frame::{read_frame, write_frame};
+use tokend_protocol::frame::{read_frame, read_frame_into, write_frame};
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
-    Endpoint, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Request, Response, codec,
+    Endpoint, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Request, Response, SecretBuf, codec,
 };
 
 use crate::error::Error;
@@ -21,6 +21,8 @@ const READ_BUFFER: usize = 4096;
 /// go straight to the stream, one complete frame at a time.
 pub(crate) struct Connection {
     stream: BufReader<Stream>,
+    /// Response payloads, reused across calls (wiped when the connection is dropped).
+    response: SecretBuf,
     endpoint: String,
     timeout: Duration,
 }
@@ -73,6 +75,7 @@ impl Connection {
             .map_err(connect_error)?;
         let mut connection = Self {
             stream: BufReader::with_capacity(READ_BUFFER, stream),
+            response: SecretBuf::default(),
             endpoint: shown,
             timeout,
         };
@@ -105,10 +108,12 @@ impl Connection {
             .get_mut()
             .write_all(&frame)
             .map_err(|e| self.fail(e.into()))?;
-        let answer = read_frame(&mut self.stream, MAX_FRAME_LEN)
-            .map_err(|e| self.fail(e))?
-            .ok_or_else(|| self.fail(closed()))?;
-        codec::decode(&answer).map_err(|e| self.fail(e))
+        let open = read_frame_into(&mut self.stream, MAX_FRAME_LEN, &mut self.response)
+            .map_err(|e| self.fail(e))?;
+        if !open {
+            return Err(self.fail(closed()));
+        }
+        codec::decode(&self.response).map_err(|e| self.fail(e))
     }
 
     /// Classifies a failure: timeouts are [`Error::Timeout`], the rest [`Error::Protocol`].

@@ -8,16 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use interprocess::local_socket::tokio::Stream;
-use tokend_protocol::frame::nonblocking::{read_frame, write_frame};
+use tokend_protocol::frame::nonblocking::{read_frame, read_frame_into, write_frame};
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
-    ErrorCode, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Response, codec,
+    ErrorCode, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Response, SecretBuf, codec,
 };
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::watch;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
-use crate::dispatch::dispatch;
+use crate::dispatch::{Reply, dispatch};
 use crate::state::State;
 
 /// Time a new connection has to complete the handshake.
@@ -32,11 +32,7 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 512;
 
 /// Serves one connection to completion.
-pub(crate) async fn serve(
-    stream: Stream,
-    state: Arc<State>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
     let peer = match check_peer(&stream) {
         Ok(peer) => peer,
         Err(refusal) => {
@@ -61,24 +57,43 @@ pub(crate) async fn serve(
         }
     }
 
-    // One timer for the whole connection, re-armed per request (cheaper than a new one each time).
-    let idle = tokio::time::sleep(IDLE_TIMEOUT);
+    // Both futures are created once and stay registered across requests: re-registering a
+    // waker and re-arming a timer on every request costs more than the request itself. The idle
+    // timer is only moved when it fires and the connection turns out to have been busy.
+    let stop = shutdown.wait_for(|stop| *stop);
+    tokio::pin!(stop);
+    let mut last_request = Instant::now();
+    // Request payloads, reused across requests (wiped when the connection ends).
+    let mut payload = SecretBuf::default();
+    let idle = tokio::time::sleep_until(last_request + IDLE_TIMEOUT);
     tokio::pin!(idle);
     loop {
-        idle.as_mut()
-            .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
-        let frame = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => break,
-            () = &mut idle => {
-                tracing::debug!(peer_pid = peer.pid, "idle connection closed");
-                break;
+        // The read future lives across idle-timer re-arms: dropping it halfway through a frame
+        // would lose the bytes it had already taken from the buffer.
+        let frame = {
+            let read = read_frame_into(&mut stream, MAX_FRAME_LEN, &mut payload);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => break None,
+                    () = &mut idle => {
+                        let quiet_since = last_request + IDLE_TIMEOUT;
+                        if Instant::now() >= quiet_since {
+                            tracing::debug!(peer_pid = peer.pid, "idle connection closed");
+                            break None;
+                        }
+                        idle.as_mut().reset(quiet_since);
+                    }
+                    read = &mut read => break Some(read),
+                }
             }
-            read = read_frame(&mut stream, MAX_FRAME_LEN) => read,
         };
-        let payload = match frame {
-            Ok(None) => break,
-            Ok(Some(payload)) => payload,
+        let Some(frame) = frame else { break };
+        last_request = Instant::now();
+        match frame {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(err) => {
                 tracing::debug!(peer_pid = peer.pid, "bad frame: {err}");
                 if matches!(err, ProtocolError::FrameTooLarge { .. }) {
@@ -86,21 +101,21 @@ pub(crate) async fn serve(
                         ErrorCode::BadRequest,
                         format!("{err}; closing the connection"),
                     );
-                    let _ = send(&mut stream, &reply).await;
+                    let _ = send(&mut stream, &reply.into()).await;
                 }
                 break;
             }
-        };
-        let response = match codec::decode(&payload) {
+        }
+        let reply = match codec::decode(&payload) {
             Ok(request) => dispatch(&state, request).await,
             Err(err) => {
                 tracing::debug!(peer_pid = peer.pid, "undecodable request: {err}");
                 let reply = Response::error(ErrorCode::BadRequest, format!("{err}"));
-                let _ = send(&mut stream, &reply).await;
+                let _ = send(&mut stream, &reply.into()).await;
                 break;
             }
         };
-        if let Err(err) = send(&mut stream, &response).await {
+        if let Err(err) = send(&mut stream, &reply).await {
             tracing::debug!(peer_pid = peer.pid, "could not answer: {err}");
             break;
         }
@@ -126,18 +141,25 @@ async fn handshake(stream: &mut BufReader<Stream>) -> Result<bool, ProtocolError
     Ok(true)
 }
 
-async fn send(stream: &mut BufReader<Stream>, response: &Response) -> Result<(), ProtocolError> {
-    let frame = match codec::encode_frame(response) {
-        Ok(frame) => frame,
-        Err(err) => {
-            tracing::error!("could not encode a response: {err}");
-            codec::encode_frame(&Response::error(
-                ErrorCode::Internal,
-                format!("response could not be sent: {err}"),
-            ))?
+async fn send(stream: &mut BufReader<Stream>, reply: &Reply) -> Result<(), ProtocolError> {
+    let encoded;
+    let frame: &[u8] = match reply {
+        Reply::Cached(cached) => cached.frame(),
+        Reply::Message(response) => {
+            encoded = match codec::encode_frame(response) {
+                Ok(frame) => frame,
+                Err(err) => {
+                    tracing::error!("could not encode a response: {err}");
+                    codec::encode_frame(&Response::error(
+                        ErrorCode::Internal,
+                        format!("response could not be sent: {err}"),
+                    ))?
+                }
+            };
+            &encoded
         }
     };
-    timeout(WRITE_TIMEOUT, stream.get_mut().write_all(&frame))
+    timeout(WRITE_TIMEOUT, stream.get_mut().write_all(frame))
         .await
         .map_err(|_| ProtocolError::Io(std::io::ErrorKind::TimedOut.into()))?
         .map_err(ProtocolError::Io)

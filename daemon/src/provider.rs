@@ -4,10 +4,17 @@
 //! resolving again on every request would run commands and read files on the hot path. Only one
 //! resolution per provider runs at a time; callers that arrive meanwhile wait for it and share
 //! its result.
+//!
+//! The cache keeps each token's response already encoded as a frame, so a cache hit is a lookup
+//! and one write: no cloning, encoding or wiping per request.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokend_protocol::{ErrorCode, HeaderLine, ProviderState, ProviderStatus, Response, TokenGrant};
+use tokend_protocol::frame::FrameBuf;
+use tokend_protocol::{
+    ErrorCode, HeaderLine, MAX_FRAME_LEN, ProviderState, ProviderStatus, Response, TokenGrant,
+    codec,
+};
 
 use crate::config::{ProviderConfig, ProviderKind};
 
@@ -22,8 +29,33 @@ pub(crate) struct Provider {
 
 #[derive(Debug, Default)]
 struct Cache {
-    grant: Option<TokenGrant>,
+    current: Option<Arc<CachedGrant>>,
     last_error: Option<String>,
+}
+
+/// A token ready to serve: the grant, and the `Response::Token` frame that carries it.
+#[derive(Debug)]
+pub(crate) struct CachedGrant {
+    grant: TokenGrant,
+    frame: FrameBuf,
+}
+
+impl CachedGrant {
+    fn new(grant: TokenGrant) -> Result<Self, String> {
+        let frame = codec::encode_frame(&Response::Token(grant.clone())).map_err(|err| {
+            format!(
+                "provider `{}`: its token cannot be sent ({err}; tokens must fit in {} KiB)",
+                grant.provider,
+                MAX_FRAME_LEN / 1024
+            )
+        })?;
+        Ok(Self { grant, frame })
+    }
+
+    /// The encoded `Response::Token` frame, length prefix included.
+    pub(crate) fn frame(&self) -> &[u8] {
+        &self.frame
+    }
 }
 
 impl Provider {
@@ -43,12 +75,12 @@ impl Provider {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn cached(&self) -> Option<TokenGrant> {
-        self.cache().grant.clone()
+    fn cached(&self) -> Option<Arc<CachedGrant>> {
+        self.cache().current.clone()
     }
 
     /// The provider's token, resolving it on first use. Errors are ready-made responses.
-    pub(crate) async fn token(&self) -> Result<TokenGrant, Response> {
+    pub(crate) async fn token(&self) -> Result<Arc<CachedGrant>, Response> {
         if let Some(grant) = self.cached() {
             return Ok(grant);
         }
@@ -56,12 +88,13 @@ impl Provider {
         if let Some(grant) = self.cached() {
             return Ok(grant);
         }
-        match self.resolve().await {
-            Ok(grant) => {
+        match self.resolve().await.and_then(CachedGrant::new) {
+            Ok(cached) => {
+                let cached = Arc::new(cached);
                 let mut cache = self.cache();
-                cache.grant = Some(grant.clone());
+                cache.current = Some(Arc::clone(&cached));
                 cache.last_error = None;
-                Ok(grant)
+                Ok(cached)
             }
             Err(message) => {
                 tracing::warn!(provider = %self.config.name, "{message}");
@@ -94,7 +127,7 @@ impl Provider {
 
     pub(crate) fn status(&self) -> ProviderStatus {
         let cache = self.cache();
-        let state = if cache.grant.is_some() {
+        let state = if cache.current.is_some() {
             ProviderState::Fresh
         } else if cache.last_error.is_some() {
             ProviderState::Error
@@ -105,7 +138,10 @@ impl Provider {
             name: self.config.name.clone(),
             kind: self.config.kind.name().to_owned(),
             state,
-            expires_at_unix: cache.grant.as_ref().and_then(|g| g.expires_at_unix),
+            expires_at_unix: cache
+                .current
+                .as_ref()
+                .and_then(|cached| cached.grant.expires_at_unix),
             last_error: cache.last_error.clone(),
         }
     }

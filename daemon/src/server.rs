@@ -36,7 +36,8 @@ pub async fn run(config: Config, listener: BoundListener, shutdown: impl Future<
                 tracing::info!("stop signal received");
                 break;
             }
-            _ = stop_requested.wait_for(|stop| *stop) => break,
+            // The watch guard is not Send: drop it inside, so run() stays spawnable.
+            () = async { let _ = stop_requested.wait_for(|stop| *stop).await; } => break,
             Some(done) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(err) = done
                     && err.is_panic()
@@ -92,4 +93,70 @@ async fn accept(
         .map_err(|_| std::io::Error::other("connection semaphore closed"))?;
     let stream = listener.listener().accept().await?;
     Ok((stream, permit))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use interprocess::local_socket::tokio::Stream;
+    use interprocess::local_socket::traits::tokio::Stream as _;
+    use tokend_protocol::frame::nonblocking::{read_frame, write_frame};
+    use tokend_protocol::handshake::{Hello, Welcome};
+    use tokend_protocol::{Endpoint, MAX_FRAME_LEN, Request, Response, codec};
+
+    use super::*;
+    use crate::config::ConfigSource;
+    use crate::connection::IDLE_TIMEOUT;
+
+    async fn ping(stream: &mut Stream) -> Option<Response> {
+        write_frame(stream, &codec::encode(&Request::Ping).unwrap())
+            .await
+            .ok()?;
+        let answer = read_frame(stream, MAX_FRAME_LEN).await.ok()??;
+        codec::decode(&answer).ok()
+    }
+
+    /// Time is paused: the ten-minute idle timeout is driven by `advance`, not by sleeping.
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_close_and_busy_ones_stay_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::from_path(dir.path().join("run/t.sock"));
+        let bound = crate::listener::bind(&endpoint).unwrap();
+        let config = Config {
+            source: ConfigSource::Missing(dir.path().join("none.toml")),
+            providers: BTreeMap::new(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(config, bound, async {
+            let _ = stopped.await;
+        }));
+
+        let mut stream = Stream::connect(endpoint.to_name().unwrap()).await.unwrap();
+        write_frame(&mut stream, &Hello::current().encode())
+            .await
+            .unwrap();
+        let welcome = read_frame(&mut stream, 256).await.unwrap().unwrap();
+        Welcome::decode(&welcome).unwrap();
+
+        let minute = Duration::from_secs(60);
+        tokio::time::advance(IDLE_TIMEOUT - minute).await;
+        assert!(matches!(ping(&mut stream).await, Some(Response::Pong(_))));
+        // The first deadline passes, but a request came in since: the connection stays.
+        tokio::time::advance(2 * minute).await;
+        assert!(matches!(ping(&mut stream).await, Some(Response::Pong(_))));
+        // A whole idle period without requests closes it.
+        tokio::time::advance(IDLE_TIMEOUT + minute).await;
+        assert!(
+            ping(&mut stream).await.is_none(),
+            "an idle connection must be closed"
+        );
+
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        assert!(
+            !endpoint.socket().exists(),
+            "the socket is removed on shutdown"
+        );
+    }
 }

@@ -6,10 +6,9 @@
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 
-use zeroize::Zeroizing;
-
 use crate::error::ProtocolError;
-use crate::frame::{HEADER_LEN, MAX_FRAME_LEN};
+use crate::frame::{FrameBuf, HEADER_LEN, MAX_FRAME_LEN};
+use crate::secret::SecretBuf;
 
 /// The one codec configuration: bincode's standard encoding, with the frame limit as a decode
 /// limit so a hostile length inside a payload cannot make the decoder allocate past it.
@@ -39,8 +38,8 @@ pub fn encode<T: Encode>(message: &T) -> Result<Vec<u8>, ProtocolError> {
 /// # Errors
 /// [`ProtocolError::Encode`] if the message cannot be encoded, [`ProtocolError::FrameTooLarge`] if
 /// its payload exceeds [`MAX_FRAME_LEN`].
-pub fn encode_frame<T: Encode>(message: &T) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
-    let mut frame = Zeroizing::new(Vec::with_capacity(256));
+pub fn encode_frame<T: Encode>(message: &T) -> Result<FrameBuf, ProtocolError> {
+    let mut frame = SecretBuf::with_capacity(256);
     frame.extend_from_slice(&[0; HEADER_LEN]);
     bincode::encode_into_std_write(message, &mut *frame, CONFIG)
         .map_err(|err| ProtocolError::Encode(err.to_string()))?;

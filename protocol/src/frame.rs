@@ -7,9 +7,8 @@
 
 use std::io::{self, Read, Write};
 
-use zeroize::Zeroizing;
-
 use crate::error::ProtocolError;
+use crate::secret::SecretBuf;
 
 /// Largest payload either side sends or accepts once the handshake is done. Tokens are small;
 /// 64 KiB leaves room for large JWTs and long status lists.
@@ -22,15 +21,15 @@ pub const MAX_HANDSHAKE_LEN: usize = 256;
 pub const HEADER_LEN: usize = 4;
 
 /// A received payload; zeroed on drop.
-pub type FrameBuf = Zeroizing<Vec<u8>>;
+pub type FrameBuf = SecretBuf;
 
 /// Builds header + payload in one buffer, so that a frame goes out in a single write.
 ///
 /// # Errors
 /// [`ProtocolError::FrameTooLarge`] if the payload exceeds [`MAX_FRAME_LEN`].
-pub fn encode_frame(payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, ProtocolError> {
+pub fn encode_frame(payload: &[u8]) -> Result<FrameBuf, ProtocolError> {
     let len = checked_len(payload.len(), MAX_FRAME_LEN)?;
-    let mut frame = Zeroizing::new(Vec::with_capacity(HEADER_LEN + payload.len()));
+    let mut frame = SecretBuf::with_capacity(HEADER_LEN + payload.len());
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(payload);
     Ok(frame)
@@ -74,11 +73,25 @@ pub fn read_frame<R: Read + ?Sized>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<FrameBuf>, ProtocolError> {
+    let mut payload = SecretBuf::default();
+    Ok(read_frame_into(reader, max, &mut payload)?.then_some(payload))
+}
+
+/// Like [`read_frame`], but reads the payload into `payload` (replacing its contents), so a
+/// connection can reuse one buffer for every frame. Returns `false` on a clean end of stream.
+///
+/// # Errors
+/// As [`read_frame`].
+pub fn read_frame_into<R: Read + ?Sized>(
+    reader: &mut R,
+    max: usize,
+    payload: &mut SecretBuf,
+) -> Result<bool, ProtocolError> {
     let mut header = [0u8; HEADER_LEN];
     let mut filled = 0;
     while filled < HEADER_LEN {
         match reader.read(&mut header[filled..]) {
-            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) if filled == 0 => return Ok(false),
             Ok(0) => return Err(ProtocolError::Truncated),
             Ok(n) => filled += n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -86,9 +99,10 @@ pub fn read_frame<R: Read + ?Sized>(
         }
     }
     let len = payload_len(header, max)?;
-    let mut payload = Zeroizing::new(vec![0u8; len]);
-    reader.read_exact(&mut payload).map_err(truncated_on_eof)?;
-    Ok(Some(payload))
+    payload.clear();
+    payload.resize(len, 0);
+    reader.read_exact(payload).map_err(truncated_on_eof)?;
+    Ok(true)
 }
 
 fn truncated_on_eof(err: io::Error) -> ProtocolError {
@@ -102,11 +116,10 @@ fn truncated_on_eof(err: io::Error) -> ProtocolError {
 /// Async framing over tokio I/O, with the same rules as the blocking functions.
 #[cfg(feature = "tokio")]
 pub mod nonblocking {
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-    use zeroize::Zeroizing;
-
     use super::{FrameBuf, HEADER_LEN, encode_frame, payload_len, truncated_on_eof};
     use crate::error::ProtocolError;
+    use crate::secret::SecretBuf;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
     /// Writes one frame.
     ///
@@ -131,22 +144,36 @@ pub mod nonblocking {
         reader: &mut R,
         max: usize,
     ) -> Result<Option<FrameBuf>, ProtocolError> {
+        let mut payload = SecretBuf::default();
+        Ok(read_frame_into(reader, max, &mut payload)
+            .await?
+            .then_some(payload))
+    }
+
+    /// Like [`read_frame`], reusing `payload` (its contents are replaced). Returns `false` on a
+    /// clean end of stream.
+    ///
+    /// # Errors
+    /// As [`read_frame`].
+    pub async fn read_frame_into<R: AsyncRead + Unpin + ?Sized>(
+        reader: &mut R,
+        max: usize,
+        payload: &mut SecretBuf,
+    ) -> Result<bool, ProtocolError> {
         let mut header = [0u8; HEADER_LEN];
         let mut filled = 0;
         while filled < HEADER_LEN {
             match reader.read(&mut header[filled..]).await? {
-                0 if filled == 0 => return Ok(None),
+                0 if filled == 0 => return Ok(false),
                 0 => return Err(ProtocolError::Truncated),
                 n => filled += n,
             }
         }
         let len = payload_len(header, max)?;
-        let mut payload = Zeroizing::new(vec![0u8; len]);
-        reader
-            .read_exact(&mut payload)
-            .await
-            .map_err(truncated_on_eof)?;
-        Ok(Some(payload))
+        payload.clear();
+        payload.resize(len, 0);
+        reader.read_exact(payload).await.map_err(truncated_on_eof)?;
+        Ok(true)
     }
 }
 
@@ -176,6 +203,20 @@ mod tests {
             b"three"
         );
         assert!(read_frame(&mut cursor, 16).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_exactly_each_frame() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, b"a longer first frame").unwrap();
+        write_frame(&mut wire, b"short").unwrap();
+        let mut cursor = Cursor::new(wire);
+        let mut buf = SecretBuf::default();
+        assert!(read_frame_into(&mut cursor, 64, &mut buf).unwrap());
+        assert_eq!(buf.as_slice(), b"a longer first frame");
+        assert!(read_frame_into(&mut cursor, 64, &mut buf).unwrap());
+        assert_eq!(buf.as_slice(), b"short");
+        assert!(!read_frame_into(&mut cursor, 64, &mut buf).unwrap());
     }
 
     #[test]

@@ -39,5 +39,5 @@ pub use message::{
     DaemonStatus, ErrorReply, GetToken, HeaderLine, PingInfo, ProviderState, ProviderStatus,
     Request, Response, TokenGrant,
 };
-pub use secret::Secret;
+pub use secret::{Secret, SecretBuf};
 pub use version::{PACKAGE_VERSION, PROTOCOL_VERSION};
