@@ -43,24 +43,50 @@ pub(crate) fn nobody_listens(err: &io::Error) -> bool {
     )
 }
 
+/// Maps a connect failure: nobody listening is [`Error::NotRunning`] (with an empty hint; callers
+/// add theirs), anything else [`Error::Connect`].
+pub(crate) fn connect_error(endpoint: &str, source: io::Error) -> Error {
+    if nobody_listens(&source) {
+        Error::NotRunning {
+            endpoint: endpoint.to_owned(),
+            hint: "",
+        }
+    } else {
+        Error::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Accepts the daemon's welcome only if it speaks our protocol.
+pub(crate) fn check_welcome(welcome: Welcome, endpoint: &str) -> Result<(), Error> {
+    match welcome.verdict {
+        Verdict::Accepted if welcome.protocol == tokend_protocol::PROTOCOL_VERSION => Ok(()),
+        _ => Err(Error::Incompatible {
+            endpoint: endpoint.to_owned(),
+            daemon_protocol: welcome.protocol,
+            client_protocol: tokend_protocol::PROTOCOL_VERSION,
+            daemon_version: welcome.daemon_version,
+            pid: welcome.pid,
+        }),
+    }
+}
+
+/// The error for a daemon that hung up before answering.
+pub(crate) fn closed() -> ProtocolError {
+    ProtocolError::Io(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "tokend closed the connection",
+    ))
+}
+
 impl Connection {
     /// Connects and performs the handshake. A missing or stale endpoint is
     /// [`Error::NotRunning`] (with an empty hint; callers add theirs).
     pub(crate) fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
         let shown = endpoint.to_string();
-        let connect_error = |source: io::Error| {
-            if nobody_listens(&source) {
-                Error::NotRunning {
-                    endpoint: shown.clone(),
-                    hint: "",
-                }
-            } else {
-                Error::Connect {
-                    endpoint: shown.clone(),
-                    source,
-                }
-            }
-        };
+        let connect_error = |source| connect_error(&shown, source);
         let name = endpoint.to_name().map_err(connect_error)?;
         let stream = ConnectOptions::new()
             .name(name)
@@ -89,16 +115,7 @@ impl Connection {
             .map_err(|e| self.fail(e))?
             .ok_or_else(|| self.fail(closed()))?;
         let welcome = Welcome::decode(&payload).map_err(|e| self.fail(e))?;
-        match welcome.verdict {
-            Verdict::Accepted if welcome.protocol == tokend_protocol::PROTOCOL_VERSION => Ok(()),
-            _ => Err(Error::Incompatible {
-                endpoint: self.endpoint.clone(),
-                daemon_protocol: welcome.protocol,
-                client_protocol: tokend_protocol::PROTOCOL_VERSION,
-                daemon_version: welcome.daemon_version,
-                pid: welcome.pid,
-            }),
-        }
+        check_welcome(welcome, &self.endpoint)
     }
 
     /// Sends one request and reads its response.
@@ -134,13 +151,6 @@ impl Connection {
             source,
         }
     }
-}
-
-fn closed() -> ProtocolError {
-    ProtocolError::Io(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "tokend closed the connection",
-    ))
 }
 
 /// Whether a failed call lost the connection in a way a fresh connection may fix (the daemon

@@ -1,17 +1,15 @@
 //! [`AsyncClient`]: the same calls as [`crate::Client`], as `async fn`s on tokio.
 
-use std::io;
-
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
 use tokend_protocol::frame::nonblocking::{read_frame, write_frame};
-use tokend_protocol::handshake::{Hello, Verdict, Welcome};
+use tokend_protocol::handshake::{Hello, Welcome};
 use tokend_protocol::{
     DaemonStatus, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, PingInfo, ProtocolError, Request, Response,
     codec,
 };
 
-use crate::connection::{connection_lost, nobody_listens};
+use crate::connection::{check_welcome, closed, connect_error, connection_lost};
 use crate::{Error, GetOptions, Settings, Start, Token, autostart};
 
 /// Async client on tokio. Connects on first use, keeps the connection, reconnects once if the
@@ -144,28 +142,9 @@ fn timeout_error(settings: &Settings) -> Error {
     }
 }
 
-fn closed() -> ProtocolError {
-    ProtocolError::Io(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "tokend closed the connection",
-    ))
-}
-
 async fn open(settings: &Settings) -> Result<Stream, Error> {
     let shown = settings.endpoint.to_string();
-    let connect_error = |source: io::Error| {
-        if nobody_listens(&source) {
-            Error::NotRunning {
-                endpoint: shown.clone(),
-                hint: "",
-            }
-        } else {
-            Error::Connect {
-                endpoint: shown.clone(),
-                source,
-            }
-        }
-    };
+    let connect_error = |source| connect_error(&shown, source);
     let name = settings.endpoint.to_name().map_err(connect_error)?;
     let mut stream = tokio::time::timeout(settings.timeout, Stream::connect(name))
         .await
@@ -182,16 +161,8 @@ async fn open(settings: &Settings) -> Result<Stream, Error> {
         .await
         .map_err(|_| timeout_error(settings))?
         .map_err(|err| fail(settings, err))?;
-    match welcome.verdict {
-        Verdict::Accepted if welcome.protocol == tokend_protocol::PROTOCOL_VERSION => Ok(stream),
-        _ => Err(Error::Incompatible {
-            endpoint: shown,
-            daemon_protocol: welcome.protocol,
-            client_protocol: tokend_protocol::PROTOCOL_VERSION,
-            daemon_version: welcome.daemon_version,
-            pid: welcome.pid,
-        }),
-    }
+    check_welcome(welcome, &shown)?;
+    Ok(stream)
 }
 
 async fn round_trip(
