@@ -20,6 +20,7 @@ Examples:
   curl -H \"$(tok header crm)\" https://api.example.com/v1/contacts
   export GITLAB_TOKEN=\"$(tok get gitlab)\"
   tok get crm --min-ttl 10m --json
+  tok invalidate crm        # the API said 401: fetch a new token next time
   tok status
 
 Exit codes: 0 ok, 1 other error, 2 usage or config error, 3 daemon unreachable or could not be
@@ -67,6 +68,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Drop a provider's cached token because the API rejected it (rate-limited)
+    #[command(
+        after_help = "Example:\n  curl -fsS -H \"$(tok header crm)\" \"$URL\" || { tok invalidate crm; curl -fsS -H \"$(tok header crm)\" \"$URL\"; }"
+    )]
+    Invalidate {
+        /// Provider name
+        name: String,
+    },
     /// Show the running daemon's version, protocol, pid and uptime (never starts it)
     #[command(after_help = "Example:\n  tok ping || echo 'tokend is not running'")]
     Ping,
@@ -110,12 +119,18 @@ where
             let _ = writeln!(stderr, "tok: cannot write output: {err}");
             exit::OTHER
         }
+        Err(Failure::Note(note)) => {
+            let _ = writeln!(stderr, "tok: {note}");
+            exit::OK
+        }
     }
 }
 
 enum Failure {
     Client(Error),
     Output(std::io::Error),
+    /// Not an error: a note for stderr, exit code 0.
+    Note(String),
 }
 
 impl From<Error> for Failure {
@@ -171,6 +186,13 @@ fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result
                 client.endpoint()
             )?;
         }
+        Command::Invalidate { name } => {
+            let outcome = client.invalidate(&name)?;
+            // Nothing on stdout: the outcome is a diagnostic.
+            if !outcome.dropped {
+                return Err(Failure::Note(outcome.message));
+            }
+        }
         Command::Stop => client.shutdown()?,
     }
     out.flush()?;
@@ -200,11 +222,38 @@ fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
                 "kind": p.kind,
                 "state": p.state,
                 "expires_at": p.expires_at_unix.map(|secs| rfc3339(unix_time(secs))),
+                "expires_in_secs": p.expires_at_unix.map(secs_from_now),
+                "last_refresh": p.last_refresh_unix.map(|secs| rfc3339(unix_time(secs))),
+                "next_refresh": p.next_refresh_unix.map(|secs| rfc3339(unix_time(secs))),
                 "last_error": p.last_error,
             })
         })
         .collect();
     json!({ "endpoint": status.endpoint, "config": status.config, "providers": providers })
+}
+
+/// Seconds from now until `secs` (negative when past).
+fn secs_from_now(secs: u64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    i64::try_from(secs).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(0)
+}
+
+/// `5m ago` / `in 5m` / `-`.
+fn relative(at_unix: Option<u64>) -> String {
+    match at_unix {
+        None => "-".to_owned(),
+        Some(secs) => {
+            let delta = secs_from_now(secs);
+            let span = human(Duration::from_secs(delta.unsigned_abs()));
+            if delta >= 0 {
+                format!("in {span}")
+            } else {
+                format!("{span} ago")
+            }
+        }
+    }
 }
 
 fn expires_in(expires_at_unix: Option<u64>) -> String {
@@ -224,7 +273,7 @@ fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std:
         writeln!(out, "no providers configured")?;
         return Ok(());
     }
-    let rows: Vec<[String; 5]> = status
+    let rows: Vec<[String; 7]> = status
         .providers
         .iter()
         .map(|p| {
@@ -233,11 +282,22 @@ fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std:
                 p.kind.clone(),
                 p.state.as_str().to_owned(),
                 expires_in(p.expires_at_unix),
+                relative(p.last_refresh_unix),
+                relative(p.next_refresh_unix),
                 p.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let header = ["NAME", "KIND", "STATE", "EXPIRES", "LAST ERROR"].map(str::to_owned);
+    let header = [
+        "NAME",
+        "KIND",
+        "STATE",
+        "EXPIRES",
+        "LAST REFRESH",
+        "NEXT REFRESH",
+        "LAST ERROR",
+    ]
+    .map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -245,18 +305,10 @@ fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std:
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        let line = format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-        );
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())

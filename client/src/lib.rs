@@ -37,9 +37,10 @@ pub use error::Error;
 #[cfg(feature = "tokio")]
 pub use nonblocking::AsyncClient;
 pub use tokend_protocol::{
-    DaemonStatus, Endpoint, ErrorCode, PingInfo, ProviderState, ProviderStatus, Secret,
+    DaemonStatus, Endpoint, ErrorCode, Invalidation, PingInfo, ProviderState, ProviderStatus,
+    Secret,
 };
-use tokend_protocol::{GetToken, Request, Response, TokenGrant};
+use tokend_protocol::{GetToken, Invalidate, Request, Response, TokenGrant};
 
 use crate::connection::{Connection, connection_lost};
 
@@ -258,6 +259,20 @@ impl Client {
         expect_status(self.call(&Request::Status, Start::IfNeeded)?)
     }
 
+    /// Tells the daemon that the API rejected the provider's current token: it is dropped and
+    /// the next request fetches a new one. Invalidations of one provider closer together than
+    /// a few seconds are ignored (`dropped` is then `false`), so a misbehaving caller cannot
+    /// hammer the token endpoint. Never starts a daemon (no daemon, no cached token).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn invalidate(&mut self, provider: &str) -> Result<Invalidation, Error> {
+        let request = Request::Invalidate(Invalidate {
+            provider: provider.to_owned(),
+        });
+        expect_invalidated(self.call(&request, Start::Never)?)
+    }
+
     /// Version and liveness of a running daemon (never starts one).
     ///
     /// # Errors
@@ -350,6 +365,7 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::Pong(_) => "a pong",
         Response::ShuttingDown => "shutting-down",
         Response::Error(_) => "an error",
+        Response::Invalidated(_) => "invalidated",
     };
     Error::UnexpectedResponse { request, got }
 }
@@ -382,6 +398,13 @@ pub(crate) fn expect_pong(response: Response) -> Result<PingInfo, Error> {
     match response {
         Response::Pong(info) => Ok(info),
         other => Err(daemon_error(other, "ping")),
+    }
+}
+
+pub(crate) fn expect_invalidated(response: Response) -> Result<Invalidation, Error> {
+    match response {
+        Response::Invalidated(outcome) => Ok(outcome),
+        other => Err(daemon_error(other, "invalidate")),
     }
 }
 

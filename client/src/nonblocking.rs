@@ -59,6 +59,20 @@ impl AsyncClient {
         crate::expect_status(self.call(&Request::Status, Start::IfNeeded).await?)
     }
 
+    /// Drops the provider's current token (see [`crate::Client::invalidate`]).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub async fn invalidate(
+        &mut self,
+        provider: &str,
+    ) -> Result<tokend_protocol::Invalidation, Error> {
+        let request = Request::Invalidate(tokend_protocol::Invalidate {
+            provider: provider.to_owned(),
+        });
+        crate::expect_invalidated(self.call(&request, Start::Never).await?)
+    }
+
     /// Version and liveness of a running daemon (never starts one).
     ///
     /// # Errors

@@ -16,28 +16,123 @@
 //! kind = "static"
 //! secret = "${file:~/.config/gitlab.pat}"
 //! scheme = "bearer"               # `Authorization: Bearer <secret>` (default)
+//!
+//! [providers.store]
+//! kind = "anonymous"              # no credentials, no header
+//!
+//! [providers.api]
+//! kind = "oauth2"
+//! grant = "client_credentials"
+//! token_url = "https://auth.example.com/oauth/token"
+//! client_id = "svc"
+//! client_secret = "${env:API_SECRET}"
+//! scopes = ["api.read"]
+//!
+//! [providers.crm]
+//! preset = "crm.com"              # a preset instead of a kind
+//! base_url = "https://crm.example.com/crmapi/rest/v2"
+//! api_key = "${env:CRM_KEY}"
+//! authentication_code = "${env:CRM_CODE}"
 //! ```
 //!
-//! Provider names may only use `A-Z a-z 0-9 . _ -` (they are typed on command lines).
+//! Provider names may only use `A-Z a-z 0-9 . _ -` (they are typed on command lines). Each
+//! provider has either a `kind` or a `preset`, never both. Every kind and preset rejects keys it
+//! does not know. Secret-bearing values are templates, see [`crate::secret_ref`]:
+//! `${env:NAME}`, `${file:PATH}`, `${cmd:PROGRAM ARGS...}`, literal text, `$${` for a literal
+//! `${`. A purely literal credential (the keys marked *credential* below) is accepted with a
+//! warning: the secret then sits in the config file.
 //!
-//! Keys of every provider:
+//! Presentation keys, for every kind but `anonymous` and for every preset:
 //!
-//! - `kind` (required): `"static"`, a fixed secret. More kinds will follow.
-//! - `header` (default `"Authorization"`): the HTTP header the value is presented in.
-//! - `scheme`: `"bearer"` gives `Bearer <secret>`, `"basic"` gives
-//!   `Basic base64(<basic_user>:<secret>)`, `"raw"` gives the secret as is. Default: `"bearer"`
+//! - `header` (default `"Authorization"`): the HTTP header the token is presented in.
+//! - `scheme`: `"bearer"` gives `Bearer <token>`, `"basic"` gives
+//!   `Basic base64(<basic_user>:<token>)`, `"raw"` gives the token as is. Default: `"bearer"`
 //!   for the `Authorization` header, `"raw"` for any other header (an `X-API-KEY` carries the bare
 //!   key).
 //! - `basic_user` (default `""`): the user name for `scheme = "basic"`; not allowed otherwise.
 //!
-//! Keys of `kind = "static"`:
+//! A preset sets its own defaults for these three (listed with each preset); each can still be
+//! set, independently of the others.
 //!
-//! - `secret` (required): a template, see [`crate::secret_ref`]: `${env:NAME}`, `${file:PATH}`,
-//!   `${cmd:PROGRAM ARGS...}`, literal text, `$${` for a literal `${`. A purely literal secret is
-//!   accepted with a warning: the secret then sits in the config file.
+//! ## `kind = "static"`: a fixed secret
+//!
+//! - `secret` (required, credential): the token itself.
+//!
+//! ## `kind = "anonymous"`: no credentials
+//!
+//! No other key; no header is sent, so `header`, `scheme` and `basic_user` are rejected.
+//!
+//! ## `kind = "oauth2"`: an OAuth 2.0 grant ([`crate::kinds::OAuth2Config`])
+//!
+//! - `grant` (required): `"client_credentials"` (RFC 6749 section 4.4) or `"refresh_token"`.
+//! - `token_url` or `issuer` (exactly one, http or https URL): the token endpoint, or an OpenID
+//!   Connect issuer whose discovery document names it.
+//! - `client_id` (required, plain text).
+//! - `client_secret` (credential): required for `client_credentials`, optional for
+//!   `refresh_token` (a public client).
+//! - `client_auth`: `"basic"` (default, HTTP Basic) or `"post"` (in the form body); only with a
+//!   `client_secret`.
+//! - `scopes`: array of scope names, sent space-separated as `scope`.
+//! - `params`: table of extra form parameters, plain strings (e.g. `audience`); not
+//!   `grant_type`, `scope`, `client_id`, `client_secret` or `refresh_token`.
+//! - `refresh_token` (credential): required with `grant = "refresh_token"`, rejected otherwise.
+//! - `ttl`: lifetime to assume when the response has no `expires_in` and the token is no JWT
+//!   with `exp` (`"90s"`, `"15m"`, `"2h"`, `"1d"`).
+//!
+//! ## `kind = "http"`: any HTTP token exchange ([`crate::kinds::HttpExchange`])
+//!
+//! - `url` (required): http or https URL.
+//! - `method`: `"GET"` or `"POST"` (any case); default `GET`, or `POST` with a body. `GET` cannot
+//!   send a body.
+//! - `basic`: `{ user = …, password = … }`, HTTP Basic credentials, both credentials: `user`
+//!   required and not empty, `password` defaults to `""`.
+//! - `headers`: table of extra request headers; names are HTTP header names, values templates.
+//!   No `Authorization` when `basic` is set.
+//! - `json`: the request body as JSON, written as any TOML value (strings are templates; dates
+//!   and times are not allowed).
+//! - `form`: the request body as form fields, values templates. Not with `json`.
+//! - `token` (required): JSON pointer (RFC 6901) to the token in the response, e.g.
+//!   `"/data/token"`.
+//! - `expires`: `"jwt"` (the token's `exp` claim), or a JSON pointer to an `expires_in` number
+//!   of seconds; omitted: unknown.
+//! - `ttl`: lifetime when the response gives none (as for `oauth2`); omitted with no expiry:
+//!   the token is kept until invalidated.
+//! - `ok`: `{ pointer = …, equals = …, message = … }`: the response is a success only when the
+//!   value at `pointer` equals `equals` (a string, integer or boolean); `message` (optional) is a
+//!   pointer to the explanation shown otherwise.
+//!
+//! ## `preset = "timekit"`: Timekit App-Token
+//!
+//! `GET {base_url}/v2/app?include=app_token` with HTTP Basic `email:api_key` and the headers
+//! `Content-Type: application/json` and `Timekit-App: {app}`; token at
+//! `/data/app_token/0/token`, no expiry. Presented as `Authorization: Basic base64(":" + token)`.
+//!
+//! - `app` (required, plain text): the app slug.
+//! - `email` (required): the account e-mail.
+//! - `api_key` (required, credential).
+//! - `base_url` (default `"https://api.timekit.io"`).
+//!
+//! ## `preset = "crm.com"`: CRM.COM consumer application key
+//!
+//! `POST {base_url}/authentication/consumer_application_key/token` with HTTP Basic `api_key:`
+//! and a JSON body; checks `/status/code` is `"OK"`; token at `/data/token`, a JWT (2 h when it
+//! has no usable `exp`). Presented as `authorization: <token>`.
+//!
+//! - `base_url` (required): the Web API root, e.g. `"https://host/crmapi/rest/v2"`.
+//! - `api_key` (required, credential).
+//! - exactly one of: `authentication_code` (credential); `identifier` and `pass_code`
+//!   (credential); `jwt` (credential) and `organisation` (plain text).
+//! - `unit` (plain text): the unit to log in to; omitted: the user's default unit.
+//!
+//! ## `preset = "salestim"`: SalesTim application mode
+//!
+//! A static key presented as `X-API-KEY: <key>`.
+//!
+//! - `api_key` (required, credential).
 //!
 //! A missing config file is not an error: the daemon runs with no providers.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
@@ -45,27 +140,172 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokend_protocol::Secret;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
-use zeroize::Zeroizing;
+use toml::de::{DeString, DeTable, DeValue};
+use url::Url;
+use zeroize::{Zeroize, Zeroizing};
 
+use crate::kinds::{
+    BasicPair, ClientAuth, ExpiresFrom, HttpBody, HttpExchange, HttpMethod, JsonTemplate,
+    OAuth2Config, OAuth2Grant, OkCheck, TokenEndpoint,
+};
 use crate::secret_ref::SecretTemplate;
 
 /// Environment variable naming the config file (step 2 of [`resolve_path`]).
 pub const CONFIG_ENV: &str = "TOKEND_CONFIG";
 
 // Hints are `&'static str` (keeps `ConfigError` small); these list what the format allows and
-// must follow `ProviderKind`, `RawProvider` and `Scheme`.
-const UNKNOWN_KIND_HINT: &str = "use one of: static";
-const MISSING_KIND_HINT: &str = "add a kind, e.g. kind = \"static\" (known kinds: static)";
-const UNKNOWN_KEY_HINT: &str =
-    "remove it or fix its spelling; known keys: kind, secret, header, scheme, basic_user";
+// must follow `ProviderKind`, the presets, the `KeySet`s below and `Scheme` (the tests check).
+const UNKNOWN_KIND_HINT: &str = "use one of: static, anonymous, oauth2, http \
+     (or a preset instead of kind: preset = \"timekit\", \"crm.com\" or \"salestim\")";
+const MISSING_KIND_HINT: &str = "add a kind, e.g. kind = \"static\" (known kinds: static, \
+     anonymous, oauth2, http), or a preset, e.g. preset = \"timekit\" (known presets: timekit, \
+     crm.com, salestim)";
+const UNKNOWN_PRESET_HINT: &str = "use one of: timekit, crm.com, salestim";
 const UNKNOWN_SCHEME_HINT: &str = "use one of: bearer, basic, raw";
-const FORMAT_HINT: &str = "check the file against the format in the tokend documentation";
+const UNKNOWN_GRANT_HINT: &str = "use one of: client_credentials, refresh_token";
+const UNKNOWN_CLIENT_AUTH_HINT: &str = "use one of: basic, post";
+const UNKNOWN_METHOD_HINT: &str = "use one of: GET, POST";
+const STRING_HINT: &str = "write the value as a quoted string";
+const SECRET_REF_HINT: &str =
+    "set it to a reference such as \"${env:NAME}\", \"${file:PATH}\" or \"${cmd:PROGRAM ARGS}\"";
+const TEMPLATE_HINT: &str = "fix the reference in the value (write $${ for a literal ${)";
+const URL_HINT: &str =
+    "write an absolute http or https URL, e.g. \"https://auth.example.com/token\"";
+const POINTER_HINT: &str = "write a JSON pointer (RFC 6901) such as \"/data/token\": \
+     a `/` before each member name or array index";
+const DURATION_HINT: &str = "write a duration such as \"90s\", \"15m\", \"2h\" or \"1d\"";
+const CRM_IDENTIFY_HINT: &str = "give exactly one of: authentication_code; identifier and \
+     pass_code; jwt and organisation";
+
+/// The keys a provider table (or a nested table) accepts, and the hint listing them.
+struct KeySet {
+    keys: &'static [&'static str],
+    hint: &'static str,
+}
+
+const STATIC_KEYS: KeySet = KeySet {
+    keys: &["kind", "secret", "header", "scheme", "basic_user"],
+    hint: "remove it or fix its spelling; known keys: kind, secret, header, scheme, basic_user",
+};
+const ANONYMOUS_KEYS: KeySet = KeySet {
+    keys: &["kind"],
+    hint: "remove it or fix its spelling; known keys: kind",
+};
+const OAUTH2_KEYS: KeySet = KeySet {
+    keys: &[
+        "kind",
+        "grant",
+        "token_url",
+        "issuer",
+        "client_id",
+        "client_secret",
+        "client_auth",
+        "scopes",
+        "params",
+        "refresh_token",
+        "ttl",
+        "header",
+        "scheme",
+        "basic_user",
+    ],
+    hint: "remove it or fix its spelling; known keys: kind, grant, token_url, issuer, client_id, \
+           client_secret, client_auth, scopes, params, refresh_token, ttl, header, scheme, \
+           basic_user",
+};
+const HTTP_KEYS: KeySet = KeySet {
+    keys: &[
+        "kind",
+        "method",
+        "url",
+        "basic",
+        "headers",
+        "json",
+        "form",
+        "token",
+        "expires",
+        "ttl",
+        "ok",
+        "header",
+        "scheme",
+        "basic_user",
+    ],
+    hint: "remove it or fix its spelling; known keys: kind, method, url, basic, headers, json, \
+           form, token, expires, ttl, ok, header, scheme, basic_user",
+};
+const TIMEKIT_KEYS: KeySet = KeySet {
+    keys: &[
+        "preset",
+        "app",
+        "email",
+        "api_key",
+        "base_url",
+        "header",
+        "scheme",
+        "basic_user",
+    ],
+    hint: "remove it or fix its spelling; known keys: preset, app, email, api_key, base_url, \
+           header, scheme, basic_user",
+};
+const CRM_KEYS: KeySet = KeySet {
+    keys: &[
+        "preset",
+        "base_url",
+        "api_key",
+        "authentication_code",
+        "identifier",
+        "pass_code",
+        "jwt",
+        "organisation",
+        "unit",
+        "header",
+        "scheme",
+        "basic_user",
+    ],
+    hint: "remove it or fix its spelling; known keys: preset, base_url, api_key, \
+           authentication_code, identifier, pass_code, jwt, organisation, unit, header, scheme, \
+           basic_user",
+};
+const SALESTIM_KEYS: KeySet = KeySet {
+    keys: &["preset", "api_key", "header", "scheme", "basic_user"],
+    hint: "remove it or fix its spelling; known keys: preset, api_key, header, scheme, basic_user",
+};
+const BASIC_KEYS: KeySet = KeySet {
+    keys: &["user", "password"],
+    hint: "remove it or fix its spelling; known keys: user, password",
+};
+const OK_KEYS: KeySet = KeySet {
+    keys: &["pointer", "equals", "message"],
+    hint: "remove it or fix its spelling; known keys: pointer, equals, message",
+};
+
+/// The presentation keys: meaningless for `kind = "anonymous"`.
+const PRESENTATION_KEYS: [&str; 3] = ["header", "scheme", "basic_user"];
+
+/// Form parameters the `oauth2` kind sets itself; `params` may not override them.
+const RESERVED_OAUTH2_PARAMS: [&str; 5] = [
+    "grant_type",
+    "scope",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+];
+
+/// The CRM.COM ways to identify the consumer; exactly one is used.
+const CRM_IDENTIFIERS: [&[&str]; 3] = [
+    &["authentication_code"],
+    &["identifier", "pass_code"],
+    &["jwt", "organisation"],
+];
+
+const TIMEKIT_BASE_URL: &str = "https://api.timekit.io";
+/// CRM.COM tokens expire after two hours; used when the JWT has no usable `exp`.
+const CRM_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// The loaded configuration.
 #[derive(Debug, Clone)]
@@ -108,6 +348,12 @@ pub struct ProviderConfig {
 pub enum ProviderKind {
     /// A fixed secret (API key, personal access token), resolved from its template.
     Static { secret: SecretTemplate },
+    /// No credentials at all: no header is sent (SalesTim's anonymous `/store` access).
+    Anonymous,
+    /// An OAuth 2.0 grant against a token endpoint.
+    OAuth2(crate::kinds::OAuth2Config),
+    /// Any HTTP token exchange (also what the `timekit` and `crm.com` presets expand to).
+    Http(crate::kinds::HttpExchange),
 }
 
 impl ProviderKind {
@@ -116,6 +362,9 @@ impl ProviderKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Static { .. } => "static",
+            Self::Anonymous => "anonymous",
+            Self::OAuth2(_) => "oauth2",
+            Self::Http(_) => "http",
         }
     }
 }
@@ -394,26 +643,6 @@ pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigEr
     Ok((parsed.config, parsed.warnings))
 }
 
-/// The file as written, before validation. Every value is `Spanned` so problems found during
-/// validation can name their line; values are strings (not enums) so that an unknown kind or
-/// scheme gets our message listing the known ones.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    providers: BTreeMap<Spanned<String>, RawProvider>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvider {
-    kind: Option<Spanned<String>>,
-    secret: Option<Spanned<String>>,
-    header: Option<Spanned<String>>,
-    scheme: Option<Spanned<String>>,
-    basic_user: Option<Spanned<String>>,
-}
-
 struct Parsed {
     config: Config,
     warnings: Vec<Warning>,
@@ -421,11 +650,46 @@ struct Parsed {
     first_literal_line: Option<usize>,
 }
 
+/// A credential written literally in the file, for the warning.
+struct Literal {
+    line: usize,
+    /// Key path as shown in messages.
+    key: String,
+}
+
+/// The parsed document. Strings that TOML had to unescape are owned copies of file text (and
+/// may be secrets): they are wiped when the tree is dropped.
+struct Tree<'i>(Spanned<DeTable<'i>>);
+
+impl Drop for Tree<'_> {
+    fn drop(&mut self) {
+        wipe_table(self.0.get_mut());
+    }
+}
+
+fn wipe_table(table: &mut DeTable<'_>) {
+    for (_, value) in table.iter_mut() {
+        wipe_value(value.get_mut());
+    }
+}
+
+fn wipe_value(value: &mut DeValue<'_>) {
+    match value {
+        DeValue::String(Cow::Owned(text)) => text.zeroize(),
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                wipe_value(item.get_mut());
+            }
+        }
+        DeValue::Table(table) => wipe_table(table),
+        _ => {}
+    }
+}
+
 fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     let ctx = Ctx { text, path };
-    // Parse to a spanned tree first: syntax errors surface here, and the tree lets us name the
-    // key behind a later deserialization error (serde only reports a byte span).
-    let tree = DeTable::parse(text).map_err(|error| ConfigError::Syntax {
+    // A spanned tree: every key and value knows where it is, so every problem can name its line.
+    let tree = Tree(DeTable::parse(text).map_err(|error| ConfigError::Syntax {
         path: path.to_owned(),
         line: error.span().map_or(1, |span| ctx.line(span.start)),
         message: one_line(error.message()),
@@ -434,30 +698,56 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
         } else {
             "fix the TOML on that line (strings need double quotes, e.g. secret = \"${env:NAME}\")"
         },
-    })?;
-    let raw: RawFile =
-        toml::from_str(text).map_err(|error| ctx.deserialize_error(&error, &tree))?;
+    })?);
+
+    let mut provider_entries = Vec::new();
+    for (key, value) in in_file_order(tree.0.get_ref()) {
+        let shown = shown_key(key.get_ref());
+        if key.get_ref() != "providers" {
+            return Err(ctx.invalid(
+                &key.span(),
+                None,
+                Some(&shown),
+                "unknown key".to_owned(),
+                "the file only holds [providers.NAME] tables; remove the key \
+                 or move it into a provider table",
+            ));
+        }
+        let DeValue::Table(providers) = value.get_ref() else {
+            return Err(ctx.invalid(
+                &key.span(),
+                None,
+                Some(&shown),
+                format!(
+                    "wrong type: expected a table, found {}",
+                    article(value.get_ref().type_str())
+                ),
+                "declare providers as [providers.NAME] tables",
+            ));
+        };
+        provider_entries = in_file_order(providers);
+    }
 
     let mut providers = BTreeMap::new();
     let mut warnings = Vec::new();
     let mut first_literal_line = None;
-    for (name, raw_provider) in raw.providers {
-        let (provider, literal_line) = ctx.provider(&name, raw_provider)?;
-        if let Some(line) = literal_line {
-            first_literal_line =
-                Some(first_literal_line.map_or(line, |first: usize| first.min(line)));
+    for (name, value) in provider_entries {
+        let (provider, literals) = ctx.provider(name, value)?;
+        for literal in literals {
+            first_literal_line = Some(
+                first_literal_line.map_or(literal.line, |first: usize| first.min(literal.line)),
+            );
             warnings.push(Warning {
-                line,
+                line: literal.line,
                 message: format!(
-                    "[providers.{}] key `secret` holds a literal secret; prefer ${{env:…}}, \
+                    "[providers.{}] key `{}` holds a literal secret; prefer ${{env:…}}, \
                      ${{file:…}} or ${{cmd:…}} so the secret is not stored in the config file",
-                    provider.name
+                    provider.name, literal.key
                 ),
             });
         }
         providers.insert(provider.name.clone(), provider);
     }
-    // Providers come out in name order; report in file order.
     warnings.sort_by_key(|warning| warning.line);
     Ok(Parsed {
         config: Config {
@@ -467,6 +757,15 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
         warnings,
         first_literal_line,
     })
+}
+
+type Entry<'a, 'i> = (&'a Spanned<DeString<'i>>, &'a Spanned<DeValue<'i>>);
+
+/// A table's entries in the order they appear in the file (the map itself is sorted by key).
+fn in_file_order<'a, 'i>(table: &'a DeTable<'i>) -> Vec<Entry<'a, 'i>> {
+    let mut entries: Vec<Entry<'a, 'i>> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
 }
 
 /// The text being parsed and its path, for turning spans into located errors.
@@ -498,85 +797,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// Turns a serde error (unknown key, wrong type) into a located error. Our own message is
-    /// built from the tree rather than serde's, which would quote a misplaced string value
-    /// (possibly a secret).
-    fn deserialize_error(
-        &self,
-        error: &toml::de::Error,
-        tree: &Spanned<DeTable<'_>>,
-    ) -> ConfigError {
-        let span = error.span().unwrap_or(0..0);
-        let Some(found) = locate(tree.get_ref(), &span) else {
-            return self.invalid(
-                &span,
-                None,
-                None,
-                redact_quoted(error.message()),
-                FORMAT_HINT,
-            );
-        };
-        let provider = found.provider.as_deref();
-        let key = found.key.as_deref();
-        match (found.node, provider, key) {
-            (Node::Key, Some(_), Some(key)) => self.invalid(
-                &span,
-                provider,
-                Some(key),
-                "unknown key".to_owned(),
-                UNKNOWN_KEY_HINT,
-            ),
-            (Node::Key, None, Some(key)) => self.invalid(
-                &span,
-                None,
-                Some(key),
-                "unknown key".to_owned(),
-                "the file only holds [providers.NAME] tables; remove the key \
-                 or move it into a provider table",
-            ),
-            (Node::Value(found), Some(_), None) => self.invalid(
-                &span,
-                provider,
-                None,
-                format!(
-                    "wrong type: a provider must be a table, found {}",
-                    article(found)
-                ),
-                "write it as a [providers.NAME] table with keys such as kind and secret",
-            ),
-            (Node::Value(found), Some(_), Some(key)) => self.invalid(
-                &span,
-                provider,
-                Some(key),
-                format!("wrong type: expected a string, found {}", article(found)),
-                "write the value as a quoted string",
-            ),
-            (Node::Value(found), None, Some(key)) => self.invalid(
-                &span,
-                None,
-                Some(key),
-                format!("wrong type: expected a table, found {}", article(found)),
-                "declare providers as [providers.NAME] tables",
-            ),
-            _ => self.invalid(
-                &span,
-                provider,
-                key,
-                redact_quoted(error.message()),
-                FORMAT_HINT,
-            ),
-        }
-    }
-
-    /// Validates one `[providers.NAME]` table. Also returns the line of its secret when that
-    /// secret is literal (the caller warns about it).
+    /// Validates one `[providers.NAME]` table. Also returns the credentials written literally
+    /// (the caller warns about them).
     fn provider(
         &self,
-        name: &Spanned<String>,
-        raw: RawProvider,
-    ) -> Result<(ProviderConfig, Option<usize>), ConfigError> {
+        name: &Spanned<DeString<'_>>,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<(ProviderConfig, Vec<Literal>), ConfigError> {
         let name_span = name.span();
-        let name = name.get_ref().as_str();
+        let name = name.get_ref().as_ref();
         if name.is_empty() || !name.bytes().all(is_name_byte) {
             return Err(self.invalid(
                 &name_span,
@@ -587,214 +816,1316 @@ impl Ctx<'_> {
                  as in `tok get NAME`)",
             ));
         }
-        let invalid = |span: &Range<usize>, key: &str, problem: String, hint: &'static str| {
-            self.invalid(span, Some(name), Some(key), problem, hint)
-        };
-
-        let Some(kind) = raw.kind else {
-            return Err(invalid(
+        let DeValue::Table(fields) = value.get_ref() else {
+            return Err(self.invalid(
                 &name_span,
-                "kind",
-                "missing `kind`".to_owned(),
-                MISSING_KIND_HINT,
+                Some(name),
+                None,
+                format!(
+                    "wrong type: a provider must be a table, found {}",
+                    article(value.get_ref().type_str())
+                ),
+                "write it as a [providers.NAME] table with keys such as kind and secret",
             ));
         };
+        let table = Table::new(self, name, String::new(), name_span, fields);
+        let mut literals = Vec::new();
 
-        let presentation =
-            self.presentation(name, raw.header, raw.scheme.as_ref(), raw.basic_user)?;
-
-        let mut literal_line = None;
-        let kind = match kind.get_ref().as_str() {
-            "static" => {
-                let Some(secret) = raw.secret else {
-                    return Err(invalid(
-                        &name_span,
-                        "secret",
-                        "kind \"static\" needs a `secret`".to_owned(),
-                        "add one, e.g. secret = \"${env:NAME}\"",
-                    ));
+        let (kind, defaults) = match (table.str("kind")?, table.str("preset")?) {
+            (Some(kind), Some(preset)) => {
+                let later = if kind.span.start > preset.span.start {
+                    kind
+                } else {
+                    preset
                 };
-                let span = secret.span();
-                let text = Zeroizing::new(secret.into_inner());
-                if text.is_empty() {
-                    return Err(invalid(
-                        &span,
-                        "secret",
-                        "`secret` is empty".to_owned(),
-                        "set it to a reference such as \"${env:NAME}\", \"${file:PATH}\" \
-                         or \"${cmd:PROGRAM ARGS}\"",
-                    ));
-                }
-                // The parse message says what is wrong and where, without quoting the value.
-                let template = SecretTemplate::parse(&text).map_err(|message| {
-                    invalid(
-                        &span,
-                        "secret",
-                        format!("invalid secret: {message}"),
-                        "fix the reference in the value",
-                    )
-                })?;
-                if template.is_literal() {
-                    literal_line = Some(self.line(span.start));
-                }
-                ProviderKind::Static { secret: template }
-            }
-            other => {
-                return Err(invalid(
-                    &kind.span(),
-                    "kind",
-                    format!("unknown kind {other:?}"),
-                    UNKNOWN_KIND_HINT,
+                return Err(table.error(
+                    &later.span,
+                    &later.key,
+                    "both `kind` and `preset` are set".to_owned(),
+                    "keep one: a preset sets the kind itself",
                 ));
             }
+            (None, None) => {
+                return Err(table.missing("kind", "missing `kind`".to_owned(), MISSING_KIND_HINT));
+            }
+            (Some(kind), None) => match kind.text {
+                "static" => {
+                    table.check_keys(&STATIC_KEYS, "kind \"static\"")?;
+                    (static_kind(&table, &mut literals)?, None)
+                }
+                "anonymous" => {
+                    for key in PRESENTATION_KEYS {
+                        if let Some(span) = table.key_span(key) {
+                            return Err(table.error(
+                                &span,
+                                key,
+                                format!("`{key}` has no meaning for kind \"anonymous\""),
+                                "remove it: an anonymous provider sends no header at all",
+                            ));
+                        }
+                    }
+                    table.check_keys(&ANONYMOUS_KEYS, "kind \"anonymous\"")?;
+                    (ProviderKind::Anonymous, None)
+                }
+                "oauth2" => {
+                    table.check_keys(&OAUTH2_KEYS, "kind \"oauth2\"")?;
+                    (oauth2_kind(&table, &mut literals)?, None)
+                }
+                "http" => {
+                    table.check_keys(&HTTP_KEYS, "kind \"http\"")?;
+                    (ProviderKind::Http(http_kind(&table, &mut literals)?), None)
+                }
+                other => {
+                    return Err(table.error(
+                        &kind.span,
+                        &kind.key,
+                        format!("unknown kind {other:?}"),
+                        UNKNOWN_KIND_HINT,
+                    ));
+                }
+            },
+            (None, Some(preset)) => match preset.text {
+                "timekit" => {
+                    table.check_keys(&TIMEKIT_KEYS, "preset \"timekit\"")?;
+                    timekit_preset(&table, &mut literals)?
+                }
+                "crm.com" => {
+                    table.check_keys(&CRM_KEYS, "preset \"crm.com\"")?;
+                    crm_preset(&table, &mut literals)?
+                }
+                "salestim" => {
+                    table.check_keys(&SALESTIM_KEYS, "preset \"salestim\"")?;
+                    salestim_preset(&table, &mut literals)?
+                }
+                other => {
+                    return Err(table.error(
+                        &preset.span,
+                        &preset.key,
+                        format!("unknown preset {other:?}"),
+                        UNKNOWN_PRESET_HINT,
+                    ));
+                }
+            },
         };
 
+        let presentation = presentation(&table, defaults)?;
         let provider = ProviderConfig {
             name: name.to_owned(),
             kind,
             presentation,
         };
-        Ok((provider, literal_line))
+        Ok((provider, literals))
+    }
+}
+
+/// A string value and where it is.
+struct Str<'a> {
+    text: &'a str,
+    /// The value's span.
+    span: Range<usize>,
+    /// Key path as shown in messages.
+    key: String,
+}
+
+/// How a template-valued key is checked.
+#[derive(Clone, Copy)]
+struct Rules {
+    /// A credential: a literal value warns, errors say "secret".
+    credential: bool,
+    /// `""` is accepted.
+    allow_empty: bool,
+}
+
+const CREDENTIAL: Rules = Rules {
+    credential: true,
+    allow_empty: false,
+};
+const CREDENTIAL_OR_EMPTY: Rules = Rules {
+    credential: true,
+    allow_empty: true,
+};
+const TEXT: Rules = Rules {
+    credential: false,
+    allow_empty: true,
+};
+const NON_EMPTY_TEXT: Rules = Rules {
+    credential: false,
+    allow_empty: false,
+};
+
+/// A table under validation: a provider, or one nested in it (`basic`, `headers`, `ok`, …).
+struct Table<'a, 'i> {
+    ctx: &'a Ctx<'a>,
+    provider: &'a str,
+    /// Key path of this table inside the provider as shown in messages; empty for the provider.
+    path: String,
+    /// Where a missing key is reported: the provider name, or the key naming this table.
+    anchor: Range<usize>,
+    entries: Vec<Entry<'a, 'i>>,
+}
+
+impl<'a, 'i> Table<'a, 'i> {
+    fn new(
+        ctx: &'a Ctx<'a>,
+        provider: &'a str,
+        path: String,
+        anchor: Range<usize>,
+        table: &'a DeTable<'i>,
+    ) -> Self {
+        Self {
+            ctx,
+            provider,
+            path,
+            anchor,
+            entries: in_file_order(table),
+        }
     }
 
-    /// Validates the presentation keys shared by every kind.
-    fn presentation(
+    /// The path of `key` in this table, as shown in messages.
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            shown_key(key).into_owned()
+        } else {
+            format!("{}.{}", self.path, shown_key(key))
+        }
+    }
+
+    /// An error about `key` (a full key path).
+    fn error(
         &self,
-        name: &str,
-        header: Option<Spanned<String>>,
-        scheme: Option<&Spanned<String>>,
-        basic_user: Option<Spanned<String>>,
-    ) -> Result<Presentation, ConfigError> {
-        let invalid = |span: &Range<usize>, key: &str, problem: String, hint: &'static str| {
-            self.invalid(span, Some(name), Some(key), problem, hint)
-        };
-        let mut presentation = Presentation::default();
-
-        if let Some(header) = header {
-            if !is_http_token(header.get_ref()) {
-                return Err(invalid(
-                    &header.span(),
-                    "header",
-                    "`header` is not a valid HTTP header name".to_owned(),
-                    "use a header name such as \"Authorization\" or \"X-API-KEY\" \
-                     (no spaces, colons or control characters)",
-                ));
-            }
-            presentation.header = header.into_inner();
-            if !presentation.header.eq_ignore_ascii_case("authorization") {
-                // Custom headers (X-API-KEY and the like) carry the bare secret by default.
-                presentation.scheme = Scheme::Raw;
-            }
-        }
-
-        if let Some(scheme) = scheme {
-            presentation.scheme = Scheme::from_name(scheme.get_ref()).ok_or_else(|| {
-                invalid(
-                    &scheme.span(),
-                    "scheme",
-                    format!("unknown scheme {:?}", scheme.get_ref()),
-                    UNKNOWN_SCHEME_HINT,
-                )
-            })?;
-        }
-
-        if let Some(user) = basic_user {
-            let span = user.span();
-            if presentation.scheme != Scheme::Basic {
-                return Err(invalid(
-                    &span,
-                    "basic_user",
-                    format!(
-                        "`basic_user` is set but scheme is \"{}\"",
-                        presentation.scheme
-                    ),
-                    "remove basic_user, or set scheme = \"basic\"",
-                ));
-            }
-            if user
-                .get_ref()
-                .contains(|c: char| c == ':' || c.is_control())
-            {
-                return Err(invalid(
-                    &span,
-                    "basic_user",
-                    "`basic_user` contains `:` or a control character".to_owned(),
-                    "Basic authentication user names cannot contain them; fix the user name",
-                ));
-            }
-            presentation.basic_user = user.into_inner();
-        }
-
-        Ok(presentation)
+        span: &Range<usize>,
+        key: &str,
+        problem: String,
+        hint: &'static str,
+    ) -> ConfigError {
+        self.ctx
+            .invalid(span, Some(self.provider), Some(key), problem, hint)
     }
-}
 
-/// Which node of the spanned tree a deserialization error points at.
-struct Found {
-    provider: Option<String>,
-    key: Option<String>,
-    node: Node,
-}
+    /// An error about `key` of this table being absent: points at the table.
+    fn missing(&self, key: &str, problem: String, hint: &'static str) -> ConfigError {
+        self.error(&self.anchor, &self.key_path(key), problem, hint)
+    }
 
-enum Node {
-    /// The key itself (an unknown key).
-    Key,
-    /// The key's value, of this TOML type (a wrong type).
-    Value(&'static str),
-}
+    fn wrong_type(
+        &self,
+        span: &Range<usize>,
+        key: &str,
+        expected: &str,
+        found: &DeValue<'_>,
+        hint: &'static str,
+    ) -> ConfigError {
+        self.error(
+            span,
+            key,
+            format!(
+                "wrong type: expected {expected}, found {}",
+                article(found.type_str())
+            ),
+            hint,
+        )
+    }
 
-/// Maps an error span to the provider and key it belongs to. Children are checked before their
-/// parents because implicit tables (`[providers.x]` headers) have no meaningful span of their own.
-fn locate(root: &DeTable<'_>, span: &Range<usize>) -> Option<Found> {
-    let found = |provider: Option<&str>, key: Option<&str>, node| Found {
-        provider: provider.map(str::to_owned),
-        key: key.map(str::to_owned),
-        node,
-    };
-    for (key, value) in root {
-        let key_name = key.get_ref().as_ref();
-        if contains(&key.span(), span) {
-            return Some(found(None, Some(key_name), Node::Key));
-        }
-        if key_name == "providers"
-            && let DeValue::Table(providers) = value.get_ref()
-        {
-            for (name, provider) in providers {
-                let name_str = name.get_ref().as_ref();
-                if contains(&name.span(), span) {
-                    return Some(found(Some(name_str), None, Node::Key));
-                }
-                if let DeValue::Table(fields) = provider.get_ref() {
-                    for (field, field_value) in fields {
-                        let field_name = field.get_ref().as_ref();
-                        if contains(&field.span(), span) {
-                            return Some(found(Some(name_str), Some(field_name), Node::Key));
-                        }
-                        if contains(&field_value.span(), span) {
-                            let node = Node::Value(field_value.get_ref().type_str());
-                            return Some(found(Some(name_str), Some(field_name), node));
-                        }
-                    }
-                }
-                if contains(&provider.span(), span) {
-                    let node = Node::Value(provider.get_ref().type_str());
-                    return Some(found(Some(name_str), None, node));
-                }
+    fn entry(&self, key: &str) -> Option<Entry<'a, 'i>> {
+        self.entries
+            .iter()
+            .copied()
+            .find(|(name, _)| name.get_ref().as_ref() == key)
+    }
+
+    fn key_span(&self, key: &str) -> Option<Range<usize>> {
+        self.entry(key).map(|(name, _)| name.span())
+    }
+
+    /// Rejects the first key (in file order) that `known` does not list.
+    fn check_keys(&self, known: &KeySet, owner: &str) -> Result<(), ConfigError> {
+        for (name, _) in &self.entries {
+            if !known.keys.contains(&name.get_ref().as_ref()) {
+                return Err(self.error(
+                    &name.span(),
+                    &self.key_path(name.get_ref()),
+                    format!("unknown key for {owner}"),
+                    known.hint,
+                ));
             }
         }
-        if contains(&value.span(), span) {
-            return Some(found(
-                None,
-                Some(key_name),
-                Node::Value(value.get_ref().type_str()),
+        Ok(())
+    }
+
+    /// The string at `key`, if present.
+    fn str(&self, key: &str) -> Result<Option<Str<'a>>, ConfigError> {
+        self.entry(key)
+            .map(|entry| self.entry_str(entry, STRING_HINT))
+            .transpose()
+    }
+
+    /// An entry's value as a string.
+    fn entry_str(
+        &self,
+        (name, value): Entry<'a, 'i>,
+        hint: &'static str,
+    ) -> Result<Str<'a>, ConfigError> {
+        let key = self.key_path(name.get_ref());
+        match value.get_ref() {
+            DeValue::String(text) => Ok(Str {
+                text,
+                span: value.span(),
+                key,
+            }),
+            other => Err(self.wrong_type(&name.span(), &key, "a string", other, hint)),
+        }
+    }
+
+    /// A required plain string that must not be empty.
+    fn required_text(
+        &self,
+        key: &str,
+        owner: &str,
+        hint: &'static str,
+    ) -> Result<Str<'a>, ConfigError> {
+        let found = self
+            .str(key)?
+            .ok_or_else(|| self.missing(key, format!("{owner} needs `{key}`"), hint))?;
+        self.non_empty(&found, hint)?;
+        Ok(found)
+    }
+
+    fn non_empty(&self, found: &Str<'_>, hint: &'static str) -> Result<(), ConfigError> {
+        if found.text.is_empty() {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                format!("`{}` is empty", found.key),
+                hint,
             ));
         }
+        Ok(())
     }
-    None
+
+    /// The template at `key`, if present.
+    fn template(
+        &self,
+        key: &str,
+        rules: Rules,
+        literals: &mut Vec<Literal>,
+    ) -> Result<Option<SecretTemplate>, ConfigError> {
+        self.str(key)?
+            .map(|found| self.parse_template(&found, rules, literals))
+            .transpose()
+    }
+
+    /// A required template.
+    fn required_template(
+        &self,
+        key: &str,
+        rules: Rules,
+        owner: &str,
+        literals: &mut Vec<Literal>,
+    ) -> Result<SecretTemplate, ConfigError> {
+        self.template(key, rules, literals)?.ok_or_else(|| {
+            self.missing(
+                key,
+                format!("{owner} needs `{key}`"),
+                "add it, e.g. as a reference such as \"${env:NAME}\"",
+            )
+        })
+    }
+
+    fn parse_template(
+        &self,
+        found: &Str<'_>,
+        rules: Rules,
+        literals: &mut Vec<Literal>,
+    ) -> Result<SecretTemplate, ConfigError> {
+        if found.text.is_empty() && !rules.allow_empty {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                format!("`{}` is empty", found.key),
+                if rules.credential {
+                    SECRET_REF_HINT
+                } else {
+                    "give it a value"
+                },
+            ));
+        }
+        // The parse message says what is wrong and where, without quoting the value.
+        let template = SecretTemplate::parse(found.text).map_err(|message| {
+            let what = if rules.credential { "secret" } else { "value" };
+            self.error(
+                &found.span,
+                &found.key,
+                format!("invalid {what}: {message}"),
+                TEMPLATE_HINT,
+            )
+        })?;
+        if rules.credential && template.is_literal() && !found.text.is_empty() {
+            literals.push(Literal {
+                line: self.ctx.line(found.span.start),
+                key: found.key.clone(),
+            });
+        }
+        Ok(template)
+    }
+
+    /// The nested table at `key`, if present.
+    fn table(&self, key: &str, hint: &'static str) -> Result<Option<Self>, ConfigError> {
+        let Some((name, value)) = self.entry(key) else {
+            return Ok(None);
+        };
+        let path = self.key_path(key);
+        match value.get_ref() {
+            DeValue::Table(table) => Ok(Some(Table::new(
+                self.ctx,
+                self.provider,
+                path,
+                name.span(),
+                table,
+            ))),
+            other => Err(self.wrong_type(&name.span(), &path, "a table", other, hint)),
+        }
+    }
+
+    /// An http or https URL at `key`, if present. Messages never show the URL (it could carry
+    /// credentials).
+    fn url(&self, key: &str) -> Result<Option<(Url, Str<'a>)>, ConfigError> {
+        let Some(found) = self.str(key)? else {
+            return Ok(None);
+        };
+        let url = Url::parse(found.text).map_err(|error| {
+            self.error(
+                &found.span,
+                &found.key,
+                format!("`{}` is not a valid URL: {error}", found.key),
+                URL_HINT,
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                format!("`{}` is not an http or https URL", found.key),
+                URL_HINT,
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                format!("`{}` has a user name or password in it", found.key),
+                "remove the credentials from the URL and give them through the provider's \
+                 credential keys instead (they stay out of logs that way)",
+            ));
+        }
+        Ok(Some((url, found)))
+    }
+
+    /// A URL that paths are appended to: no query, no fragment.
+    fn base_url(&self, key: &str) -> Result<Option<Url>, ConfigError> {
+        let Some((url, found)) = self.url(key)? else {
+            return Ok(None);
+        };
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                format!("`{}` has a query or a fragment", found.key),
+                "give only scheme, host and path (e.g. \"https://host/api\"): \
+                 tokend appends the endpoint path",
+            ));
+        }
+        Ok(Some(url))
+    }
+
+    /// A JSON pointer at `key`, if present.
+    fn pointer(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        let Some(found) = self.str(key)? else {
+            return Ok(None);
+        };
+        self.check_pointer(&found)?;
+        Ok(Some(found.text.to_owned()))
+    }
+
+    fn check_pointer(&self, found: &Str<'_>) -> Result<(), ConfigError> {
+        if !crate::kinds::is_json_pointer(found.text) {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                format!("`{}` is not a JSON pointer", found.key),
+                POINTER_HINT,
+            ));
+        }
+        Ok(())
+    }
+
+    /// A duration at `key`, if present.
+    fn duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
+        let Some(found) = self.str(key)? else {
+            return Ok(None);
+        };
+        crate::kinds::parse_duration(found.text)
+            .map(Some)
+            .map_err(|message| {
+                self.error(
+                    &found.span,
+                    &found.key,
+                    format!("invalid duration: {message}"),
+                    DURATION_HINT,
+                )
+            })
+    }
+
+    /// A TOML value as a JSON template: strings become templates, tables objects (in file order).
+    fn json(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<JsonTemplate, ConfigError> {
+        let span = value.span();
+        Ok(match value.get_ref() {
+            DeValue::String(text) => {
+                let found = Str {
+                    text,
+                    span,
+                    key: key.to_owned(),
+                };
+                JsonTemplate::String(self.parse_template(&found, TEXT, &mut Vec::new())?)
+            }
+            DeValue::Integer(integer) => {
+                let parsed = i64::from_str_radix(integer.as_str(), integer.radix());
+                JsonTemplate::Integer(parsed.map_err(|_| {
+                    self.error(
+                        &span,
+                        key,
+                        format!("`{key}` is out of range"),
+                        "use a 64-bit integer, or a string",
+                    )
+                })?)
+            }
+            DeValue::Float(float) => {
+                match float.as_str().parse::<f64>().ok().filter(|f| f.is_finite()) {
+                    Some(float) => JsonTemplate::Float(float),
+                    None => {
+                        return Err(self.error(
+                            &span,
+                            key,
+                            format!("`{key}` is not a finite number"),
+                            "JSON has no inf or nan: use a finite number, or a string",
+                        ));
+                    }
+                }
+            }
+            DeValue::Boolean(flag) => JsonTemplate::Bool(*flag),
+            DeValue::Datetime(_) => {
+                return Err(self.error(
+                    &span,
+                    key,
+                    format!("`{key}` is a TOML date or time, which JSON does not have"),
+                    "write it as a quoted string, e.g. \"2024-01-31\"",
+                ));
+            }
+            DeValue::Array(items) => JsonTemplate::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| self.json(&format!("{key}[{index}]"), item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            DeValue::Table(table) => JsonTemplate::Object(
+                in_file_order(table)
+                    .into_iter()
+                    .map(|(name, item)| {
+                        let path = format!("{key}.{}", shown_key(name.get_ref()));
+                        Ok((name.get_ref().to_string(), self.json(&path, item)?))
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+            ),
+        })
+    }
 }
 
-fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
-    outer.start < outer.end && outer.start <= inner.start && inner.end <= outer.end
+/// `kind = "static"`.
+fn static_kind(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<ProviderKind, ConfigError> {
+    let Some(found) = table.str("secret")? else {
+        return Err(table.missing(
+            "secret",
+            "kind \"static\" needs a `secret`".to_owned(),
+            "add one, e.g. secret = \"${env:NAME}\"",
+        ));
+    };
+    let secret = table.parse_template(&found, CREDENTIAL, literals)?;
+    Ok(ProviderKind::Static { secret })
+}
+
+/// `kind = "oauth2"`.
+fn oauth2_kind(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<ProviderKind, ConfigError> {
+    let grant = table.str("grant")?.ok_or_else(|| {
+        table.missing(
+            "grant",
+            "kind \"oauth2\" needs a `grant`".to_owned(),
+            "add grant = \"client_credentials\" or grant = \"refresh_token\"",
+        )
+    })?;
+    let refresh_token = table.template("refresh_token", CREDENTIAL, literals)?;
+    let grant = match (grant.text, refresh_token) {
+        ("client_credentials", None) => OAuth2Grant::ClientCredentials,
+        ("client_credentials", Some(_)) => {
+            let span = table.key_span("refresh_token").unwrap_or_default();
+            return Err(table.error(
+                &span,
+                "refresh_token",
+                "`refresh_token` is set but grant is \"client_credentials\"".to_owned(),
+                "remove refresh_token, or set grant = \"refresh_token\"",
+            ));
+        }
+        ("refresh_token", Some(refresh_token)) => OAuth2Grant::RefreshToken { refresh_token },
+        ("refresh_token", None) => {
+            return Err(table.missing(
+                "refresh_token",
+                "grant \"refresh_token\" needs a `refresh_token`".to_owned(),
+                "add one, e.g. refresh_token = \"${env:NAME}\"",
+            ));
+        }
+        (other, _) => {
+            return Err(table.error(
+                &grant.span,
+                &grant.key,
+                format!("unknown grant {other:?}"),
+                UNKNOWN_GRANT_HINT,
+            ));
+        }
+    };
+
+    let endpoint = match (table.url("token_url")?, table.url("issuer")?) {
+        (Some((_, token_url)), Some((_, issuer))) => {
+            let later = if token_url.span.start > issuer.span.start {
+                token_url
+            } else {
+                issuer
+            };
+            return Err(table.error(
+                &later.span,
+                &later.key,
+                "`token_url` and `issuer` are both set".to_owned(),
+                "keep one: token_url is the token endpoint itself, issuer finds it through \
+                 OpenID Connect discovery",
+            ));
+        }
+        (Some((token_url, _)), None) => TokenEndpoint::TokenUrl(token_url),
+        (None, Some((issuer, found))) => {
+            if issuer.query().is_some() || issuer.fragment().is_some() {
+                return Err(table.error(
+                    &found.span,
+                    &found.key,
+                    "`issuer` has a query or a fragment".to_owned(),
+                    "an OpenID Connect issuer is scheme, host and optional path only",
+                ));
+            }
+            TokenEndpoint::Issuer(issuer)
+        }
+        (None, None) => {
+            return Err(table.missing(
+                "token_url",
+                "kind \"oauth2\" needs a `token_url` or an `issuer`".to_owned(),
+                "add token_url = \"https://…/token\", or issuer = \"https://…\" to find the \
+                 token endpoint through OpenID Connect discovery",
+            ));
+        }
+    };
+
+    let client_id = table.required_text(
+        "client_id",
+        "kind \"oauth2\"",
+        "add the client identifier the authorization server issued, e.g. client_id = \"svc\"",
+    )?;
+    let client_id = client_id.text.to_owned();
+
+    let client_secret = table.template("client_secret", CREDENTIAL, literals)?;
+    if client_secret.is_none() && matches!(grant, OAuth2Grant::ClientCredentials) {
+        return Err(table.missing(
+            "client_secret",
+            "grant \"client_credentials\" needs a `client_secret`".to_owned(),
+            "add one, e.g. client_secret = \"${env:NAME}\"",
+        ));
+    }
+
+    let client_auth = match table.str("client_auth")? {
+        None => ClientAuth::default(),
+        Some(found) if client_secret.is_none() => {
+            return Err(table.error(
+                &found.span,
+                &found.key,
+                "`client_auth` is set but there is no `client_secret`".to_owned(),
+                "remove client_auth (a public client only sends its client_id), \
+                 or add client_secret",
+            ));
+        }
+        Some(found) => match found.text {
+            "basic" => ClientAuth::Basic,
+            "post" => ClientAuth::Post,
+            other => {
+                return Err(table.error(
+                    &found.span,
+                    &found.key,
+                    format!("unknown client_auth {other:?}"),
+                    UNKNOWN_CLIENT_AUTH_HINT,
+                ));
+            }
+        },
+    };
+
+    let scopes = scopes(table)?;
+    let params = oauth2_params(table)?;
+    let ttl = table.duration("ttl")?;
+
+    Ok(ProviderKind::OAuth2(OAuth2Config {
+        grant,
+        endpoint,
+        client_id,
+        client_secret,
+        client_auth,
+        scopes,
+        params,
+        ttl,
+    }))
+}
+
+/// `scopes = [...]`: RFC 6749 section 3.3 scope tokens.
+fn scopes(table: &Table<'_, '_>) -> Result<Vec<String>, ConfigError> {
+    const HINT: &str = "write scopes = [\"name\", …]: one string per scope";
+    let Some((name, value)) = table.entry("scopes") else {
+        return Ok(Vec::new());
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        return Err(table.wrong_type(
+            &name.span(),
+            "scopes",
+            "an array of strings",
+            value.get_ref(),
+            HINT,
+        ));
+    };
+    let mut scopes = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let key = format!("scopes[{index}]");
+        let DeValue::String(scope) = item.get_ref() else {
+            return Err(table.wrong_type(&item.span(), &key, "a string", item.get_ref(), HINT));
+        };
+        let is_scope_char = |byte: u8| matches!(byte, 0x21 | 0x23..=0x5B | 0x5D..=0x7E);
+        if scope.is_empty() || !scope.bytes().all(is_scope_char) {
+            return Err(table.error(
+                &item.span(),
+                &key,
+                "not a valid scope name: it is empty or has spaces, quotes, backslashes or \
+                 non-ASCII characters"
+                    .to_owned(),
+                "give each scope as its own string, e.g. scopes = [\"api.read\", \"api.write\"]",
+            ));
+        }
+        scopes.push(scope.to_string());
+    }
+    Ok(scopes)
+}
+
+/// `params = { name = "value", … }`: plain strings, no reserved name.
+fn oauth2_params(table: &Table<'_, '_>) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(params) = table.table(
+        "params",
+        "write it as a table, e.g. params = { audience = \"https://api.example.com\" }",
+    )?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut fields = Vec::with_capacity(params.entries.len());
+    for &entry in &params.entries {
+        let name = entry.0.get_ref();
+        let found = params.entry_str(
+            entry,
+            "parameters are plain strings, e.g. audience = \"https://api.example.com\"",
+        )?;
+        if name.is_empty() {
+            return Err(params.error(
+                &entry.0.span(),
+                &found.key,
+                "a parameter has an empty name".to_owned(),
+                "give the parameter a name, or remove it",
+            ));
+        }
+        if RESERVED_OAUTH2_PARAMS.contains(&name.as_ref()) {
+            return Err(params.error(
+                &entry.0.span(),
+                &found.key,
+                format!("`{}` is a parameter tokend sets itself", found.key),
+                "remove it: grant_type comes from grant, scope from scopes, and client_id, \
+                 client_secret and refresh_token from their own keys",
+            ));
+        }
+        fields.push((name.to_string(), found.text.to_owned()));
+    }
+    Ok(fields)
+}
+
+/// `kind = "http"`.
+fn http_kind(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<HttpExchange, ConfigError> {
+    let (url, _) = table.url("url")?.ok_or_else(|| {
+        table.missing(
+            "url",
+            "kind \"http\" needs a `url`".to_owned(),
+            "add the token endpoint, e.g. url = \"https://api.example.com/token\"",
+        )
+    })?;
+
+    let basic = match table.table(
+        "basic",
+        "write it as basic = { user = \"${env:USER}\", password = \"${env:PASSWORD}\" }",
+    )? {
+        Some(basic) => Some(basic_pair(&basic, literals)?),
+        None => None,
+    };
+
+    let mut headers: Vec<(String, SecretTemplate)> = Vec::new();
+    if let Some(table_headers) = table.table(
+        "headers",
+        "write it as a table, e.g. headers = { \"X-Client\" = \"tokend\" }",
+    )? {
+        for &entry in &table_headers.entries {
+            let (name, _) = entry;
+            let name_span = name.span();
+            let found = table_headers.entry_str(entry, STRING_HINT)?;
+            let name = name.get_ref().as_ref();
+            if !is_http_token(name) {
+                return Err(table_headers.error(
+                    &name_span,
+                    &found.key,
+                    "not a valid HTTP header name".to_owned(),
+                    "use a header name such as \"X-Client\" (no spaces, colons or control \
+                     characters)",
+                ));
+            }
+            if basic.is_some() && name.eq_ignore_ascii_case("authorization") {
+                return Err(table_headers.error(
+                    &name_span,
+                    &found.key,
+                    "an Authorization header is set as well as `basic`".to_owned(),
+                    "remove one of them: basic already sends the Authorization header",
+                ));
+            }
+            if headers
+                .iter()
+                .any(|(seen, _)| seen.eq_ignore_ascii_case(name))
+            {
+                return Err(table_headers.error(
+                    &name_span,
+                    &found.key,
+                    "this header is given twice (header names ignore case)".to_owned(),
+                    "keep one of them",
+                ));
+            }
+            if found.text.is_empty() {
+                return Err(table_headers.error(
+                    &found.span,
+                    &found.key,
+                    "the header value is empty".to_owned(),
+                    "give it a value, or remove the header",
+                ));
+            }
+            let value = table_headers.parse_template(&found, TEXT, literals)?;
+            headers.push((name.to_owned(), value));
+        }
+    }
+
+    let json = match table.entry("json") {
+        Some((name, value)) => Some((name.span(), table.json("json", value)?)),
+        None => None,
+    };
+    let form = match table.table(
+        "form",
+        "write it as a table, e.g. form = { grant_type = \"password\" }",
+    )? {
+        Some(form) => {
+            let mut fields = Vec::with_capacity(form.entries.len());
+            for &entry in &form.entries {
+                let found = form.entry_str(entry, STRING_HINT)?;
+                let value = form.parse_template(&found, TEXT, literals)?;
+                fields.push((entry.0.get_ref().to_string(), value));
+            }
+            Some((form.anchor.clone(), fields))
+        }
+        None => None,
+    };
+    let body = match (json, form) {
+        (Some((json_span, _)), Some((form_span, _))) => {
+            let (span, key) = if json_span.start > form_span.start {
+                (json_span, "json")
+            } else {
+                (form_span, "form")
+            };
+            return Err(table.error(
+                &span,
+                key,
+                "`json` and `form` are both set".to_owned(),
+                "a request has one body: keep one of them",
+            ));
+        }
+        (Some((_, json)), None) => Some(HttpBody::Json(json)),
+        (None, Some((_, form))) => Some(HttpBody::Form(form)),
+        (None, None) => None,
+    };
+
+    let method = match table.str("method")? {
+        None if body.is_some() => HttpMethod::Post,
+        None => HttpMethod::Get,
+        Some(found) => {
+            let method = if found.text.eq_ignore_ascii_case("get") {
+                HttpMethod::Get
+            } else if found.text.eq_ignore_ascii_case("post") {
+                HttpMethod::Post
+            } else {
+                return Err(table.error(
+                    &found.span,
+                    &found.key,
+                    format!("unknown method {:?}", found.text),
+                    UNKNOWN_METHOD_HINT,
+                ));
+            };
+            if method == HttpMethod::Get && body.is_some() {
+                return Err(table.error(
+                    &found.span,
+                    &found.key,
+                    "method GET cannot send a body (`json` or `form`)".to_owned(),
+                    "use method = \"POST\" (the default with a body), or remove the body",
+                ));
+            }
+            method
+        }
+    };
+
+    let token = table.pointer("token")?.ok_or_else(|| {
+        table.missing(
+            "token",
+            "kind \"http\" needs a `token`".to_owned(),
+            "add the JSON pointer to the token in the response, e.g. token = \"/access_token\"",
+        )
+    })?;
+
+    let expires = match table.str("expires")? {
+        None => ExpiresFrom::Unknown,
+        Some(found) if found.text == "jwt" => ExpiresFrom::Jwt,
+        Some(found) if crate::kinds::is_json_pointer(found.text) => {
+            ExpiresFrom::Pointer(found.text.to_owned())
+        }
+        Some(found) => {
+            return Err(table.error(
+                &found.span,
+                &found.key,
+                "`expires` is neither \"jwt\" nor a JSON pointer".to_owned(),
+                "use expires = \"jwt\" when the token is a JWT, or a pointer to an expires_in \
+                 number of seconds, e.g. \"/expires_in\"; or remove it",
+            ));
+        }
+    };
+
+    let ttl = table.duration("ttl")?;
+    let ok = ok_check(table)?;
+
+    Ok(HttpExchange {
+        method,
+        url,
+        basic,
+        headers,
+        body,
+        token,
+        expires,
+        ttl,
+        ok,
+    })
+}
+
+/// `basic = { user = …, password = … }`.
+fn basic_pair(
+    basic: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<BasicPair, ConfigError> {
+    basic.check_keys(&BASIC_KEYS, "`basic`")?;
+    let user = basic.str("user")?.ok_or_else(|| {
+        basic.missing(
+            "user",
+            "`basic` needs a `user`".to_owned(),
+            "add it, e.g. basic = { user = \"${env:USER}\", password = \"${env:PASSWORD}\" }",
+        )
+    })?;
+    let user = basic_user(basic, &user, CREDENTIAL, literals)?;
+    let password = match basic.str("password")? {
+        Some(found) => basic.parse_template(&found, CREDENTIAL_OR_EMPTY, literals)?,
+        None => literal_template(""),
+    };
+    Ok(BasicPair { user, password })
+}
+
+/// The user half of an HTTP Basic pair: a template that, when written literally, has no `:`
+/// (RFC 7617).
+fn basic_user(
+    table: &Table<'_, '_>,
+    found: &Str<'_>,
+    rules: Rules,
+    literals: &mut Vec<Literal>,
+) -> Result<SecretTemplate, ConfigError> {
+    let template = table.parse_template(found, rules, literals)?;
+    if template.is_literal() && found.text.contains(':') {
+        return Err(table.error(
+            &found.span,
+            &found.key,
+            format!("`{}` contains `:`", found.key),
+            "an HTTP Basic user name cannot contain `:`; fix the value",
+        ));
+    }
+    Ok(template)
+}
+
+/// `ok = { pointer = …, equals = …, message = … }`.
+fn ok_check(table: &Table<'_, '_>) -> Result<Option<OkCheck>, ConfigError> {
+    const HINT: &str = "write it as ok = { pointer = \"/status/code\", equals = \"OK\" }";
+    let Some(ok) = table.table("ok", HINT)? else {
+        return Ok(None);
+    };
+    ok.check_keys(&OK_KEYS, "`ok`")?;
+    let pointer = ok.pointer("pointer")?.ok_or_else(|| {
+        ok.missing(
+            "pointer",
+            "`ok` needs a `pointer`".to_owned(),
+            "add the JSON pointer to the status value, e.g. pointer = \"/status/code\"",
+        )
+    })?;
+    let equals = match ok.entry("equals") {
+        None => {
+            return Err(ok.missing(
+                "equals",
+                "`ok` needs `equals`".to_owned(),
+                "add the value that means success, e.g. equals = \"OK\"",
+            ));
+        }
+        Some((name, value)) => match value.get_ref() {
+            DeValue::String(text) => text.to_string(),
+            DeValue::Boolean(flag) => flag.to_string(),
+            DeValue::Integer(integer) => i64::from_str_radix(integer.as_str(), integer.radix())
+                .map_or_else(|_| integer.to_string(), |number| number.to_string()),
+            other => {
+                return Err(ok.wrong_type(
+                    &name.span(),
+                    &ok.key_path("equals"),
+                    "a string, integer or boolean",
+                    other,
+                    "write the success value, e.g. equals = \"OK\" or equals = 0",
+                ));
+            }
+        },
+    };
+    let message = ok.pointer("message")?;
+    Ok(Some(OkCheck {
+        pointer,
+        equals,
+        message,
+    }))
+}
+
+/// `preset = "timekit"`: Timekit's App-Token endpoint.
+fn timekit_preset(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<(ProviderKind, Option<Presentation>), ConfigError> {
+    const OWNER: &str = "preset \"timekit\"";
+    let app = table.required_text(
+        "app",
+        OWNER,
+        "add the app slug, as sent in the Timekit-App header, e.g. app = \"my-app\"",
+    )?;
+    if app.text.chars().any(char::is_control) {
+        return Err(table.error(
+            &app.span,
+            &app.key,
+            "`app` contains a control character".to_owned(),
+            "give the plain app slug",
+        ));
+    }
+    let email = table.str("email")?.ok_or_else(|| {
+        table.missing(
+            "email",
+            format!("{OWNER} needs `email`"),
+            "add the account e-mail, e.g. email = \"me@example.com\"",
+        )
+    })?;
+    let email = basic_user(table, &email, NON_EMPTY_TEXT, literals)?;
+    let api_key = table.required_template("api_key", CREDENTIAL, OWNER, literals)?;
+    let base = match table.base_url("base_url")? {
+        Some(base) => base,
+        None => Url::parse(TIMEKIT_BASE_URL).expect("the default Timekit URL is valid"),
+    };
+    let mut url = join_path(&base, "v2/app");
+    url.set_query(Some("include=app_token"));
+
+    let exchange = HttpExchange {
+        method: HttpMethod::Get,
+        url,
+        basic: Some(BasicPair {
+            user: email,
+            password: api_key,
+        }),
+        // As in Timekit's documented request.
+        headers: vec![
+            (
+                "Content-Type".to_owned(),
+                literal_template("application/json"),
+            ),
+            ("Timekit-App".to_owned(), literal_template(app.text)),
+        ],
+        body: None,
+        token: "/data/app_token/0/token".to_owned(),
+        expires: ExpiresFrom::Unknown,
+        ttl: None,
+        ok: None,
+    };
+    // The App-Token is then sent as HTTP Basic with an empty user name.
+    let presentation = Presentation {
+        header: "Authorization".to_owned(),
+        scheme: Scheme::Basic,
+        basic_user: String::new(),
+    };
+    Ok((ProviderKind::Http(exchange), Some(presentation)))
+}
+
+/// `preset = "crm.com"`: CRM.COM's consumer application key token endpoint.
+fn crm_preset(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<(ProviderKind, Option<Presentation>), ConfigError> {
+    const OWNER: &str = "preset \"crm.com\"";
+    let base = table.base_url("base_url")?.ok_or_else(|| {
+        table.missing(
+            "base_url",
+            format!("{OWNER} needs `base_url`"),
+            "add the Web API root, e.g. base_url = \"https://crm.example.com/crmapi/rest/v2\"",
+        )
+    })?;
+    let api_key = table.str("api_key")?.ok_or_else(|| {
+        table.missing(
+            "api_key",
+            format!("{OWNER} needs `api_key`"),
+            "add the Web API key, e.g. api_key = \"${env:CRM_API_KEY}\"",
+        )
+    })?;
+    let api_key = basic_user(table, &api_key, CREDENTIAL, literals)?;
+
+    // Exactly one way to identify the consumer: the group of the first key given.
+    let mut given: Vec<(Range<usize>, &str, usize)> = CRM_IDENTIFIERS
+        .iter()
+        .enumerate()
+        .flat_map(|(group, keys)| keys.iter().map(move |&key| (key, group)))
+        .filter_map(|(key, group)| Some((table.key_span(key)?, key, group)))
+        .collect();
+    given.sort_by_key(|(span, _, _)| span.start);
+    let Some(&(_, first, group)) = given.first() else {
+        return Err(table.missing(
+            "authentication_code",
+            format!("{OWNER} needs a way to identify the consumer"),
+            CRM_IDENTIFY_HINT,
+        ));
+    };
+    if let Some((span, key, _)) = given.iter().find(|(_, _, other)| *other != group) {
+        return Err(table.error(
+            span,
+            key,
+            format!("`{key}` cannot be combined with `{first}`"),
+            CRM_IDENTIFY_HINT,
+        ));
+    }
+
+    let plain = |key: &str| -> Result<Option<SecretTemplate>, ConfigError> {
+        match table.str(key)? {
+            Some(found) => {
+                table.non_empty(&found, "give it a value, or remove it")?;
+                Ok(Some(literal_template(found.text)))
+            }
+            None => Ok(None),
+        }
+    };
+    let string = JsonTemplate::String;
+    let mut body = match group {
+        0 => {
+            let code =
+                table.required_template("authentication_code", CREDENTIAL, OWNER, literals)?;
+            vec![(
+                "access_token_identifier".to_owned(),
+                JsonTemplate::Object(vec![("authentication_code".to_owned(), string(code))]),
+            )]
+        }
+        1 => {
+            let identifier =
+                table.required_template("identifier", NON_EMPTY_TEXT, OWNER, literals)?;
+            let pass_code = table.required_template("pass_code", CREDENTIAL, OWNER, literals)?;
+            vec![(
+                "access_token_identifier".to_owned(),
+                JsonTemplate::Object(vec![
+                    ("identifier".to_owned(), string(identifier)),
+                    ("pass_code".to_owned(), string(pass_code)),
+                ]),
+            )]
+        }
+        _ => {
+            let jwt = table.required_template("jwt", CREDENTIAL, OWNER, literals)?;
+            let organisation = plain("organisation")?.ok_or_else(|| {
+                table.missing(
+                    "organisation",
+                    format!("{OWNER} needs `organisation` with `jwt`"),
+                    "add the organisation id the session is created in, e.g. organisation = \"…\"",
+                )
+            })?;
+            vec![
+                ("jwt".to_owned(), string(jwt)),
+                ("organisation".to_owned(), string(organisation)),
+            ]
+        }
+    };
+    if let Some(unit) = plain("unit")? {
+        body.push(("unit".to_owned(), string(unit)));
+    }
+
+    let exchange = HttpExchange {
+        method: HttpMethod::Post,
+        url: join_path(&base, "authentication/consumer_application_key/token"),
+        basic: Some(BasicPair {
+            user: api_key,
+            password: literal_template(""),
+        }),
+        headers: Vec::new(),
+        body: Some(HttpBody::Json(JsonTemplate::Object(body))),
+        token: "/data/token".to_owned(),
+        expires: ExpiresFrom::Jwt,
+        ttl: Some(CRM_TTL),
+        ok: Some(OkCheck {
+            pointer: "/status/code".to_owned(),
+            equals: "OK".to_owned(),
+            message: Some("/status/description".to_owned()),
+        }),
+    };
+    let presentation = Presentation {
+        header: "authorization".to_owned(),
+        scheme: Scheme::Raw,
+        basic_user: String::new(),
+    };
+    Ok((ProviderKind::Http(exchange), Some(presentation)))
+}
+
+/// `preset = "salestim"`: SalesTim's application mode, a static key in `X-API-KEY`.
+fn salestim_preset(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<(ProviderKind, Option<Presentation>), ConfigError> {
+    let api_key =
+        table.required_template("api_key", CREDENTIAL, "preset \"salestim\"", literals)?;
+    let presentation = Presentation {
+        header: "X-API-KEY".to_owned(),
+        scheme: Scheme::Raw,
+        basic_user: String::new(),
+    };
+    Ok((ProviderKind::Static { secret: api_key }, Some(presentation)))
+}
+
+/// `base` with `path` appended to its path, whether or not `base` ends with `/`.
+fn join_path(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{path}", base.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url
+}
+
+/// A template whose value is exactly `text`: for plain config strings that end up where
+/// templates are expected (header values, JSON strings).
+fn literal_template(text: &str) -> SecretTemplate {
+    // Escaping every `${` as `$${` leaves no reference, and only a reference can fail to parse.
+    SecretTemplate::parse(&text.replace("${", "$${"))
+        .expect("an escaped text has no reference and always parses")
+}
+
+/// Validates the presentation keys. `defaults` are a preset's; without, the built-in defaults
+/// apply (and a custom `header` makes the default scheme `raw`).
+fn presentation(
+    table: &Table<'_, '_>,
+    defaults: Option<Presentation>,
+) -> Result<Presentation, ConfigError> {
+    let from_preset = defaults.is_some();
+    let mut presentation = defaults.unwrap_or_default();
+
+    if let Some(header) = table.str("header")? {
+        if !is_http_token(header.text) {
+            return Err(table.error(
+                &header.span,
+                &header.key,
+                "`header` is not a valid HTTP header name".to_owned(),
+                "use a header name such as \"Authorization\" or \"X-API-KEY\" \
+                 (no spaces, colons or control characters)",
+            ));
+        }
+        presentation.header = header.text.to_owned();
+        if !from_preset && !presentation.header.eq_ignore_ascii_case("authorization") {
+            // Custom headers (X-API-KEY and the like) carry the bare secret by default.
+            presentation.scheme = Scheme::Raw;
+        }
+    }
+
+    if let Some(scheme) = table.str("scheme")? {
+        presentation.scheme = Scheme::from_name(scheme.text).ok_or_else(|| {
+            table.error(
+                &scheme.span,
+                &scheme.key,
+                format!("unknown scheme {:?}", scheme.text),
+                UNKNOWN_SCHEME_HINT,
+            )
+        })?;
+    }
+
+    if let Some(user) = table.str("basic_user")? {
+        if presentation.scheme != Scheme::Basic {
+            return Err(table.error(
+                &user.span,
+                &user.key,
+                format!(
+                    "`basic_user` is set but scheme is \"{}\"",
+                    presentation.scheme
+                ),
+                "remove basic_user, or set scheme = \"basic\"",
+            ));
+        }
+        if user.text.contains(|c: char| c == ':' || c.is_control()) {
+            return Err(table.error(
+                &user.span,
+                &user.key,
+                "`basic_user` contains `:` or a control character".to_owned(),
+                "Basic authentication user names cannot contain them; fix the user name",
+            ));
+        }
+        presentation.basic_user = user.text.to_owned();
+    }
+
+    Ok(presentation)
+}
+
+/// A key as shown in messages: bare keys as they are, others quoted and escaped (so a message
+/// stays on one line).
+fn shown_key(key: &str) -> Cow<'_, str> {
+    if !key.is_empty()
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-'))
+    {
+        Cow::Borrowed(key)
+    } else {
+        Cow::Owned(format!("{key:?}"))
+    }
 }
 
 /// "an integer", "a string", … for a TOML type name.
@@ -811,16 +2142,6 @@ fn line_at(bytes: &[u8], offset: usize) -> usize {
 
 fn one_line(message: &str) -> String {
     message.trim().replace('\n', "; ")
-}
-
-/// Drops everything from the first `"` on: serde quotes string values (which may be secrets)
-/// that way, while toml quotes key names with backticks.
-fn redact_quoted(message: &str) -> String {
-    let message = one_line(message);
-    match message.find('"') {
-        Some(quote) => message[..quote].trim_end().to_owned(),
-        None => message,
-    }
 }
 
 fn is_name_byte(byte: u8) -> bool {
@@ -1228,21 +2549,7 @@ scheme = "basic"
                 "expected a table, found a string",
             ),
         ];
-        for (what, text, line, key, fragment) in cases {
-            let error = parse_err(text);
-            let message = error.to_string();
-            assert!(
-                message.starts_with(&format!("{PATH}:{line}: ")),
-                "{what}: {message}"
-            );
-            if let Some(key) = key {
-                assert!(message.contains(key), "{what}: {message}");
-            }
-            assert!(message.contains(fragment), "{what}: {message}");
-            assert!(!message.contains('\n'), "{what}: {message}");
-            assert!(!message.contains(SECRET), "{what}: {message}");
-            assert!(!format!("{error:?}").contains(SECRET), "{what}: {error:?}");
-        }
+        check_errors(cases);
     }
 
     #[test]
@@ -1259,7 +2566,9 @@ scheme = "basic"
 
         let shown = format!("{config:?} {warnings:?} {warning}");
         assert!(!shown.contains(SECRET), "{shown}");
-        let ProviderKind::Static { secret } = &config.providers["lit"].kind;
+        let ProviderKind::Static { secret } = &config.providers["lit"].kind else {
+            panic!("expected a static provider: {config:?}");
+        };
         assert!(secret.is_literal());
     }
 
@@ -1391,15 +2700,38 @@ scheme = "basic"
     fn hints_list_what_the_format_allows() {
         let schemes: Vec<&str> = Scheme::ALL.iter().map(|scheme| scheme.as_str()).collect();
         assert!(UNKNOWN_SCHEME_HINT.ends_with(&schemes.join(", ")));
-        // Every key the hint lists is accepted (this one has them all).
+        // Each key set's hint lists exactly its keys.
+        for set in [
+            &STATIC_KEYS,
+            &ANONYMOUS_KEYS,
+            &OAUTH2_KEYS,
+            &HTTP_KEYS,
+            &TIMEKIT_KEYS,
+            &CRM_KEYS,
+            &SALESTIM_KEYS,
+            &BASIC_KEYS,
+            &OK_KEYS,
+        ] {
+            let listed = set.hint.split("known keys: ").nth(1).unwrap();
+            assert_eq!(listed, set.keys.join(", "), "{}", set.hint);
+        }
+        // Every key the static hint lists is accepted (this one has them all).
         let (config, _) = parse_ok(
             "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\nheader = \"H\"\n\
              scheme = \"basic\"\nbasic_user = \"u\"\n",
         );
-        let listed = UNKNOWN_KEY_HINT.split("known keys: ").nth(1).unwrap();
-        assert_eq!(listed.split(", ").count(), 5);
         assert_eq!(config.providers["a"].kind.name(), "static");
-        assert!(UNKNOWN_KIND_HINT.ends_with("static") && MISSING_KIND_HINT.contains("static"));
+        // The kind hints list every kind, the preset hints every preset.
+        for kind in ["static", "anonymous", "oauth2", "http"] {
+            assert!(UNKNOWN_KIND_HINT.contains(kind), "{kind}");
+            assert!(MISSING_KIND_HINT.contains(kind), "{kind}");
+        }
+        assert!(UNKNOWN_KIND_HINT.starts_with("use one of: static, anonymous, oauth2, http"));
+        for preset in ["timekit", "crm.com", "salestim"] {
+            assert!(UNKNOWN_PRESET_HINT.contains(preset), "{preset}");
+            assert!(MISSING_KIND_HINT.contains(preset), "{preset}");
+        }
+        assert!(UNKNOWN_GRANT_HINT.ends_with("client_credentials, refresh_token"));
     }
 
     #[test]
@@ -1415,5 +2747,1532 @@ scheme = "basic"
         for bad in ["", "X API", "X:Y", "X\tY", "X\r\nY", "Ä", "(x)", "a/b"] {
             assert!(!is_http_token(bad), "{bad:?}");
         }
+    }
+
+    /// Runs error cases: description, config text, expected line, expected key, expected
+    /// fragment. Every message names the file and line, is one line, and never shows `SECRET`.
+    fn check_errors(cases: &[(&str, String, usize, Option<&str>, &str)]) {
+        let mut failures = Vec::new();
+        for (what, text, line, key, fragment) in cases {
+            let error = parse_err(text);
+            let message = error.to_string();
+            let ok = message.starts_with(&format!("{PATH}:{line}: "))
+                && key.is_none_or(|key| message.contains(key))
+                && message.contains(fragment)
+                && !message.contains('\n')
+                && !message.contains(SECRET)
+                && !format!("{error:?}").contains(SECRET);
+            if !ok {
+                failures.push(format!("{what}: {message}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    fn tpl(text: &str) -> SecretTemplate {
+        SecretTemplate::parse(text).unwrap()
+    }
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    fn json_str(text: &str) -> JsonTemplate {
+        JsonTemplate::String(tpl(text))
+    }
+
+    fn object(fields: &[(&str, JsonTemplate)]) -> JsonTemplate {
+        JsonTemplate::Object(
+            fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect(),
+        )
+    }
+
+    fn http(config: &Config, name: &str) -> HttpExchange {
+        match &config.providers[name].kind {
+            ProviderKind::Http(exchange) => exchange.clone(),
+            other => panic!("{name}: expected kind http, got {other:?}"),
+        }
+    }
+
+    const NEW_KINDS: &str = r#"
+[providers.store]               # SalesTim anonymous access
+kind = "anonymous"
+
+[providers.api]                 # OAuth 2.0 client credentials
+kind = "oauth2"
+grant = "client_credentials"
+token_url = "https://auth.example.com/oauth/token"
+client_id = "svc"
+client_secret = "${env:API_SECRET}"
+client_auth = "basic"
+scopes = ["api.read"]
+params = { audience = "https://api.example.com" }
+ttl = "1h"
+
+[providers.refreshing]
+kind = "oauth2"
+grant = "refresh_token"
+token_url = "https://auth.example.com/oauth/token"
+client_id = "cli"
+refresh_token = "${env:MY_REFRESH_TOKEN}"
+
+[providers.exchange]
+kind = "http"
+method = "post"
+url = "https://api.example.com/token"
+basic = { user = "${env:KEY}", password = "" }
+headers = { "Some-Header" = "value" }
+json = { any = { nested = "${env:X}" } }
+token = "/data/token"
+expires = "jwt"
+ttl = "2h"
+ok = { pointer = "/status/code", equals = "OK", message = "/status/description" }
+"#;
+
+    #[test]
+    fn new_kinds_parse() {
+        let (config, warnings) = parse_ok(NEW_KINDS);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.providers.len(), 4);
+
+        let store = &config.providers["store"];
+        assert_eq!(store.kind, ProviderKind::Anonymous);
+        assert_eq!(store.kind.name(), "anonymous");
+        assert_eq!(store.presentation, Presentation::default());
+
+        let api = &config.providers["api"];
+        assert_eq!(
+            api.kind,
+            ProviderKind::OAuth2(OAuth2Config {
+                grant: OAuth2Grant::ClientCredentials,
+                endpoint: TokenEndpoint::TokenUrl(url("https://auth.example.com/oauth/token")),
+                client_id: "svc".to_owned(),
+                client_secret: Some(tpl("${env:API_SECRET}")),
+                client_auth: ClientAuth::Basic,
+                scopes: vec!["api.read".to_owned()],
+                params: vec![("audience".to_owned(), "https://api.example.com".to_owned())],
+                ttl: Some(Duration::from_secs(3600)),
+            })
+        );
+        assert_eq!(api.presentation, Presentation::default());
+
+        assert_eq!(
+            config.providers["refreshing"].kind,
+            ProviderKind::OAuth2(OAuth2Config {
+                grant: OAuth2Grant::RefreshToken {
+                    refresh_token: tpl("${env:MY_REFRESH_TOKEN}"),
+                },
+                endpoint: TokenEndpoint::TokenUrl(url("https://auth.example.com/oauth/token")),
+                client_id: "cli".to_owned(),
+                client_secret: None,
+                client_auth: ClientAuth::Basic,
+                scopes: Vec::new(),
+                params: Vec::new(),
+                ttl: None,
+            })
+        );
+
+        assert_eq!(
+            http(&config, "exchange"),
+            HttpExchange {
+                method: HttpMethod::Post,
+                url: url("https://api.example.com/token"),
+                basic: Some(BasicPair {
+                    user: tpl("${env:KEY}"),
+                    password: tpl(""),
+                }),
+                headers: vec![("Some-Header".to_owned(), tpl("value"))],
+                body: Some(HttpBody::Json(object(&[(
+                    "any",
+                    object(&[("nested", json_str("${env:X}"))]),
+                )]))),
+                token: "/data/token".to_owned(),
+                expires: ExpiresFrom::Jwt,
+                ttl: Some(Duration::from_secs(7200)),
+                ok: Some(OkCheck {
+                    pointer: "/status/code".to_owned(),
+                    equals: "OK".to_owned(),
+                    message: Some("/status/description".to_owned()),
+                }),
+            }
+        );
+        assert_eq!(
+            config.providers["exchange"].presentation,
+            Presentation::default()
+        );
+    }
+
+    #[test]
+    fn oauth2_variants() {
+        let (config, warnings) = parse_ok(
+            r#"
+[providers.issuer]
+kind = "oauth2"
+grant = "client_credentials"
+issuer = "https://login.example.com/tenant/v2.0"
+client_id = "svc"
+client_secret = "${file:~/.secret}"
+client_auth = "post"
+scopes = ["a", "b:c/d"]
+header = "X-Token"
+
+[providers.public]
+kind = "oauth2"
+grant = "refresh_token"
+token_url = "http://127.0.0.1:8080/token"
+client_id = "cli"
+refresh_token = "${cmd:pass show rt}"
+params = { resource = "r", audience = "a" }
+"#,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let ProviderKind::OAuth2(issuer) = &config.providers["issuer"].kind else {
+            panic!("{config:?}");
+        };
+        assert_eq!(
+            issuer.endpoint,
+            TokenEndpoint::Issuer(url("https://login.example.com/tenant/v2.0"))
+        );
+        assert_eq!(issuer.client_auth, ClientAuth::Post);
+        assert_eq!(issuer.scopes, ["a", "b:c/d"]);
+        // A custom header carries the bare token, as for every kind.
+        assert_eq!(config.providers["issuer"].presentation.scheme, Scheme::Raw);
+
+        let ProviderKind::OAuth2(public) = &config.providers["public"].kind else {
+            panic!("{config:?}");
+        };
+        assert_eq!(public.client_secret, None);
+        assert_eq!(
+            public.endpoint,
+            TokenEndpoint::TokenUrl(url("http://127.0.0.1:8080/token"))
+        );
+        // In file order, not sorted.
+        assert_eq!(
+            public.params,
+            [
+                ("resource".to_owned(), "r".to_owned()),
+                ("audience".to_owned(), "a".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn http_variants() {
+        let (config, warnings) = parse_ok(
+            r#"
+[providers.get]
+kind = "http"
+url = "https://api.example.com/token?x=1"
+token = "/token"
+
+[providers.form]
+kind = "http"
+url = "http://localhost/token"
+form = { z = "${env:Z}", a = "", m = "plain" }
+token = ""
+expires = "/expires_in"
+headers = { "X-B" = "b", "X-A" = "${env:A}" }
+basic = { user = "${env:U}", password = "${env:PW}" }
+ok = { pointer = "/code", equals = 0 }
+
+[providers.get-upper]
+kind = "http"
+method = "GET"
+url = "https://api.example.com/"
+token = "/t"
+ok = { pointer = "/ok", equals = true }
+
+[providers.post-lower]
+kind = "http"
+method = "Post"
+url = "https://api.example.com/"
+token = "/t"
+"#,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            http(&config, "get"),
+            HttpExchange {
+                method: HttpMethod::Get,
+                url: url("https://api.example.com/token?x=1"),
+                basic: None,
+                headers: Vec::new(),
+                body: None,
+                token: "/token".to_owned(),
+                expires: ExpiresFrom::Unknown,
+                ttl: None,
+                ok: None,
+            }
+        );
+        assert_eq!(
+            http(&config, "form"),
+            HttpExchange {
+                method: HttpMethod::Post,
+                url: url("http://localhost/token"),
+                basic: Some(BasicPair {
+                    user: tpl("${env:U}"),
+                    password: tpl("${env:PW}"),
+                }),
+                headers: vec![
+                    ("X-B".to_owned(), tpl("b")),
+                    ("X-A".to_owned(), tpl("${env:A}")),
+                ],
+                body: Some(HttpBody::Form(vec![
+                    ("z".to_owned(), tpl("${env:Z}")),
+                    ("a".to_owned(), tpl("")),
+                    ("m".to_owned(), tpl("plain")),
+                ])),
+                token: String::new(),
+                expires: ExpiresFrom::Pointer("/expires_in".to_owned()),
+                ttl: None,
+                ok: Some(OkCheck {
+                    pointer: "/code".to_owned(),
+                    equals: "0".to_owned(),
+                    message: None,
+                }),
+            }
+        );
+        let get_upper = http(&config, "get-upper");
+        assert_eq!(get_upper.method, HttpMethod::Get);
+        assert_eq!(get_upper.ok.unwrap().equals, "true");
+        assert_eq!(http(&config, "post-lower").method, HttpMethod::Post);
+    }
+
+    #[test]
+    fn json_body_is_any_toml_tree() {
+        let (config, _) = parse_ok(
+            r#"
+[providers.j]
+kind = "http"
+url = "https://api.example.com/"
+token = "/t"
+
+[providers.j.json]
+zeta = "${env:Z}"
+alpha = [1, -2, 0xff, 1_000, 2.5, true, "$${literal}", [], {}]
+nested.deeper = { b = false, a = "x" }
+"#,
+        );
+        let body = http(&config, "j").body;
+        let expected = object(&[
+            ("zeta", json_str("${env:Z}")),
+            (
+                "alpha",
+                JsonTemplate::Array(vec![
+                    JsonTemplate::Integer(1),
+                    JsonTemplate::Integer(-2),
+                    JsonTemplate::Integer(255),
+                    JsonTemplate::Integer(1000),
+                    JsonTemplate::Float(2.5),
+                    JsonTemplate::Bool(true),
+                    json_str("$${literal}"),
+                    JsonTemplate::Array(Vec::new()),
+                    JsonTemplate::Object(Vec::new()),
+                ]),
+            ),
+            (
+                "nested",
+                object(&[(
+                    "deeper",
+                    object(&[("b", JsonTemplate::Bool(false)), ("a", json_str("x"))]),
+                )]),
+            ),
+        ]);
+        assert_eq!(body, Some(HttpBody::Json(expected)));
+
+        // A JSON body that is not an object is still JSON.
+        let (config, _) = parse_ok(
+            "[providers.j]\nkind = \"http\"\nurl = \"https://a.example/\"\ntoken = \"/t\"\n\
+             json = [\"${env:A}\", 1]\n",
+        );
+        assert_eq!(
+            http(&config, "j").body,
+            Some(HttpBody::Json(JsonTemplate::Array(vec![
+                json_str("${env:A}"),
+                JsonTemplate::Integer(1)
+            ])))
+        );
+    }
+
+    #[test]
+    fn timekit_preset_expands() {
+        let timekit = |base_url: &str| {
+            format!(
+                "[providers.tk]\npreset = \"timekit\"\napp = \"back-to-the-future\"\n\
+                 email = \"${{env:TK_EMAIL}}\"\napi_key = \"${{env:TK_KEY}}\"\n{base_url}"
+            )
+        };
+        let expected = |request_url: &str| HttpExchange {
+            method: HttpMethod::Get,
+            url: url(request_url),
+            basic: Some(BasicPair {
+                user: tpl("${env:TK_EMAIL}"),
+                password: tpl("${env:TK_KEY}"),
+            }),
+            headers: vec![
+                ("Content-Type".to_owned(), tpl("application/json")),
+                ("Timekit-App".to_owned(), tpl("back-to-the-future")),
+            ],
+            body: None,
+            token: "/data/app_token/0/token".to_owned(),
+            expires: ExpiresFrom::Unknown,
+            ttl: None,
+            ok: None,
+        };
+        for (base_url, request_url) in [
+            ("", "https://api.timekit.io/v2/app?include=app_token"),
+            (
+                "base_url = \"https://api.timekit.io\"",
+                "https://api.timekit.io/v2/app?include=app_token",
+            ),
+            (
+                "base_url = \"https://api.timekit.io/\"",
+                "https://api.timekit.io/v2/app?include=app_token",
+            ),
+            (
+                "base_url = \"http://127.0.0.1:9000/mock/\"",
+                "http://127.0.0.1:9000/mock/v2/app?include=app_token",
+            ),
+            (
+                "base_url = \"http://127.0.0.1:9000/mock\"",
+                "http://127.0.0.1:9000/mock/v2/app?include=app_token",
+            ),
+        ] {
+            let (config, warnings) = parse_ok(&timekit(base_url));
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(http(&config, "tk"), expected(request_url), "{base_url}");
+            let presentation = &config.providers["tk"].presentation;
+            assert_eq!(
+                *presentation,
+                Presentation {
+                    header: "Authorization".to_owned(),
+                    scheme: Scheme::Basic,
+                    basic_user: String::new(),
+                }
+            );
+            // `Authorization: Basic base64(":" + token)`, as Timekit documents.
+            assert_eq!(
+                presentation
+                    .header_value(&Secret::from("live_api_key_7nzv"))
+                    .expose(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(":live_api_key_7nzv")
+                )
+            );
+        }
+
+        // A slug that looks like a reference is sent as written.
+        let (config, _) = parse_ok(
+            "[providers.tk]\npreset = \"timekit\"\napp = \"${env:NOT_A_REF}\"\n\
+             email = \"doc@example.com\"\napi_key = \"${env:K}\"\n",
+        );
+        assert_eq!(
+            http(&config, "tk").headers[1],
+            ("Timekit-App".to_owned(), tpl("$${env:NOT_A_REF}"))
+        );
+    }
+
+    #[test]
+    fn crm_preset_expands() {
+        let crm = |identify: &str| {
+            format!(
+                "[providers.crm]\npreset = \"crm.com\"\n\
+                 base_url = \"https://crm.example.com/crmapi/rest/v2\"\n\
+                 api_key = \"${{env:CRM_KEY}}\"\n{identify}"
+            )
+        };
+        let access = |fields: &[(&str, JsonTemplate)]| ("access_token_identifier", object(fields));
+        let cases = [
+            (
+                "authentication_code = \"${env:CODE}\"\nunit = \"1\"\n",
+                object(&[
+                    access(&[("authentication_code", json_str("${env:CODE}"))]),
+                    ("unit", json_str("1")),
+                ]),
+            ),
+            (
+                "authentication_code = \"${env:CODE}\"\n",
+                object(&[access(&[("authentication_code", json_str("${env:CODE}"))])]),
+            ),
+            (
+                "pass_code = \"${env:PASS}\"\nidentifier = \"card-1\"\n",
+                object(&[access(&[
+                    ("identifier", json_str("card-1")),
+                    ("pass_code", json_str("${env:PASS}")),
+                ])]),
+            ),
+            (
+                "identifier = \"${env:ID}\"\npass_code = \"${env:PASS}\"\nunit = \"U\"\n",
+                object(&[
+                    access(&[
+                        ("identifier", json_str("${env:ID}")),
+                        ("pass_code", json_str("${env:PASS}")),
+                    ]),
+                    ("unit", json_str("U")),
+                ]),
+            ),
+            (
+                "jwt = \"${cmd:idm-token}\"\norganisation = \"org-7\"\n",
+                object(&[
+                    ("jwt", json_str("${cmd:idm-token}")),
+                    ("organisation", json_str("org-7")),
+                ]),
+            ),
+            (
+                "organisation = \"${x}\"\njwt = \"${env:JWT}\"\nunit = \"2\"\n",
+                object(&[
+                    ("jwt", json_str("${env:JWT}")),
+                    // Plain text, sent as written.
+                    ("organisation", json_str("$${x}")),
+                    ("unit", json_str("2")),
+                ]),
+            ),
+        ];
+        for (identify, body) in cases {
+            let (config, warnings) = parse_ok(&crm(identify));
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(
+                http(&config, "crm"),
+                HttpExchange {
+                    method: HttpMethod::Post,
+                    url: url("https://crm.example.com/crmapi/rest/v2/authentication/\
+                         consumer_application_key/token"),
+                    basic: Some(BasicPair {
+                        user: tpl("${env:CRM_KEY}"),
+                        password: tpl(""),
+                    }),
+                    headers: Vec::new(),
+                    body: Some(HttpBody::Json(body)),
+                    token: "/data/token".to_owned(),
+                    expires: ExpiresFrom::Jwt,
+                    ttl: Some(Duration::from_secs(2 * 3600)),
+                    ok: Some(OkCheck {
+                        pointer: "/status/code".to_owned(),
+                        equals: "OK".to_owned(),
+                        message: Some("/status/description".to_owned()),
+                    }),
+                },
+                "{identify}"
+            );
+            assert_eq!(
+                config.providers["crm"].presentation,
+                Presentation {
+                    header: "authorization".to_owned(),
+                    scheme: Scheme::Raw,
+                    basic_user: String::new(),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn salestim_preset_and_presentation_overrides() {
+        let (config, warnings) = parse_ok(
+            r#"
+[providers.st]
+preset = "salestim"
+api_key = "${env:SALESTIM_API_KEY}"
+
+[providers.st-bearer]
+preset = "salestim"
+api_key = "${env:SALESTIM_API_KEY}"
+header = "Authorization"
+scheme = "bearer"
+
+[providers.tk-user]
+preset = "timekit"
+app = "a"
+email = "${env:E}"
+api_key = "${env:K}"
+basic_user = "someone"
+
+[providers.crm-header]
+preset = "crm.com"
+base_url = "https://crm.example.com/"
+api_key = "${env:K}"
+authentication_code = "${env:C}"
+header = "X-Crm-Token"
+"#,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let st = &config.providers["st"];
+        assert_eq!(
+            st.kind,
+            ProviderKind::Static {
+                secret: tpl("${env:SALESTIM_API_KEY}")
+            }
+        );
+        assert_eq!(
+            st.presentation,
+            Presentation {
+                header: "X-API-KEY".to_owned(),
+                scheme: Scheme::Raw,
+                basic_user: String::new(),
+            }
+        );
+        assert_eq!(
+            config.providers["st-bearer"].presentation,
+            Presentation::default()
+        );
+        let tk = &config.providers["tk-user"].presentation;
+        assert_eq!(
+            (tk.scheme, tk.basic_user.as_str()),
+            (Scheme::Basic, "someone")
+        );
+        // A preset's scheme stays unless `scheme` is set.
+        let crm = &config.providers["crm-header"].presentation;
+        assert_eq!(
+            (crm.header.as_str(), crm.scheme),
+            ("X-Crm-Token", Scheme::Raw)
+        );
+        assert_eq!(
+            http(&config, "crm-header").url,
+            url("https://crm.example.com/authentication/consumer_application_key/token")
+        );
+    }
+
+    #[test]
+    fn literal_credentials_warn_without_leaking() {
+        let text = format!(
+            r#"[providers.o]
+kind = "oauth2"
+grant = "refresh_token"
+token_url = "https://a.example/token"
+client_id = "not-a-secret"
+client_secret = "{SECRET}1"
+refresh_token = "{SECRET}2"
+params = {{ audience = "plain" }}
+
+[providers.h]
+kind = "http"
+url = "https://a.example/"
+token = "/t"
+basic = {{ user = "{SECRET}3", password = "{SECRET}4" }}
+headers = {{ X-Plain = "value" }}
+json = {{ a = "text" }}
+
+[providers.crm]
+preset = "crm.com"
+base_url = "https://crm.example.com/"
+api_key = "{SECRET}5"
+identifier = "card"
+pass_code = "{SECRET}6"
+
+[providers.crm2]
+preset = "crm.com"
+base_url = "https://crm.example.com/"
+api_key = "${{env:K}}"
+authentication_code = "{SECRET}7"
+
+[providers.crm3]
+preset = "crm.com"
+base_url = "https://crm.example.com/"
+api_key = "${{env:K}}"
+jwt = "{SECRET}8"
+organisation = "org"
+
+[providers.tk]
+preset = "timekit"
+app = "slug"
+email = "me@example.com"
+api_key = "{SECRET}9"
+
+[providers.st]
+preset = "salestim"
+api_key = "{SECRET}10"
+
+[providers.empty-password]
+kind = "http"
+url = "https://a.example/"
+token = "/t"
+basic = {{ user = "${{env:U}}", password = "" }}
+"#
+        );
+        let (_, warnings) = parse_ok(&text);
+        let got: Vec<(usize, &str)> = warnings
+            .iter()
+            .map(|warning| {
+                let key = warning.message.split('`').nth(1).unwrap();
+                (warning.line, key)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (6, "client_secret"),
+                (7, "refresh_token"),
+                (14, "basic.user"),
+                (14, "basic.password"),
+                (21, "api_key"),
+                (23, "pass_code"),
+                (29, "authentication_code"),
+                (35, "jwt"),
+                (42, "api_key"),
+                (46, "api_key"),
+            ]
+        );
+        for warning in &warnings {
+            assert!(!warning.to_string().contains(SECRET), "{warning}");
+            assert!(warning.message.contains("literal secret"), "{warning}");
+        }
+    }
+
+    #[test]
+    fn literal_template_escapes_references() {
+        for text in [
+            "",
+            "plain",
+            "${env:X}",
+            "$${",
+            "$$${",
+            "a$",
+            "$",
+            "}${",
+            "x${y}z$${",
+        ] {
+            let template = literal_template(text);
+            assert!(template.is_literal(), "{text}");
+            let escaped = text.replace("${", "$${");
+            assert_eq!(template, tpl(&escaped), "{text}");
+        }
+    }
+
+    /// Every rule of the new kinds and presets.
+    #[test]
+    fn new_kind_errors_name_file_line_and_key() {
+        let oauth2 = |rest: &str| {
+            format!(
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"client_credentials\"\n\
+                 client_id = \"svc\"\n{rest}"
+            )
+        };
+        // Lines 1-4 fixed; `rest` starts on line 5.
+        let cc = |rest: &str| {
+            oauth2(&format!(
+                "token_url = \"https://a.example/token\"\nclient_secret = \"${{env:S}}\"\n{rest}"
+            ))
+        };
+        // Lines 1-3 fixed; `rest` starts on line 4.
+        let http = |rest: &str| {
+            format!("[providers.a]\nkind = \"http\"\nurl = \"https://a.example/t\"\n{rest}")
+        };
+        let http_t = |rest: &str| http(&format!("token = \"/t\"\n{rest}"));
+        let crm = |rest: &str| {
+            format!(
+                "[providers.a]\npreset = \"crm.com\"\nbase_url = \"https://c.example/\"\n\
+                 api_key = \"${{env:K}}\"\n{rest}"
+            )
+        };
+        let cases: &[(&str, String, usize, Option<&str>, &str)] = &[
+            // kind / preset
+            (
+                "kind and preset",
+                "[providers.a]\nkind = \"static\"\npreset = \"salestim\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `preset`"),
+                "both `kind` and `preset` are set",
+            ),
+            (
+                "preset and kind",
+                "[providers.a]\npreset = \"salestim\"\nkind = \"static\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `kind`"),
+                "both `kind` and `preset` are set",
+            ),
+            (
+                "unknown preset",
+                "[providers.a]\n\npreset = \"timekit2\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `preset`"),
+                "use one of: timekit, crm.com, salestim",
+            ),
+            (
+                "preset not a string",
+                "[providers.a]\npreset = [\"timekit\"]\n".to_owned(),
+                2,
+                Some("[providers.a] key `preset`"),
+                "expected a string, found an array",
+            ),
+            (
+                "missing kind mentions presets",
+                "[providers.a]\napi_key = \"${env:K}\"\n".to_owned(),
+                1,
+                Some("[providers.a] key `kind`"),
+                "known presets: timekit, crm.com, salestim",
+            ),
+            (
+                "unknown kind lists new kinds",
+                "[providers.a]\nkind = \"oauth\"\n".to_owned(),
+                2,
+                Some("[providers.a] key `kind`"),
+                "use one of: static, anonymous, oauth2, http",
+            ),
+            // anonymous
+            (
+                "anonymous with header",
+                "[providers.a]\nkind = \"anonymous\"\nheader = \"X-Key\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `header`"),
+                "no meaning for kind \"anonymous\"",
+            ),
+            (
+                "anonymous with scheme",
+                "[providers.a]\nkind = \"anonymous\"\n\nscheme = \"raw\"\n".to_owned(),
+                4,
+                Some("[providers.a] key `scheme`"),
+                "no meaning for kind \"anonymous\"",
+            ),
+            (
+                "anonymous with basic_user",
+                "[providers.a]\nkind = \"anonymous\"\nbasic_user = \"u\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `basic_user`"),
+                "sends no header at all",
+            ),
+            (
+                "anonymous with secret",
+                format!("[providers.a]\nkind = \"anonymous\"\nsecret = \"{SECRET}\"\n"),
+                3,
+                Some("[providers.a] key `secret`"),
+                "remove it or fix its spelling; known keys: kind",
+            ),
+            // oauth2
+            (
+                "oauth2 unknown key",
+                cc(&format!("secret = \"{SECRET}\"\n")),
+                7,
+                Some("[providers.a] key `secret`"),
+                "remove it or fix its spelling; known keys: kind, \
+                 grant, token_url",
+            ),
+            (
+                "oauth2 without grant",
+                "[providers.a]\nkind = \"oauth2\"\ntoken_url = \"https://a.example/\"\n".to_owned(),
+                1,
+                Some("[providers.a] key `grant`"),
+                "add grant = \"client_credentials\" or grant = \"refresh_token\"",
+            ),
+            (
+                "oauth2 unknown grant",
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"password\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `grant`"),
+                "use one of: client_credentials, refresh_token",
+            ),
+            (
+                "refresh_token with client_credentials",
+                cc(&format!("\nrefresh_token = \"{SECRET}\"\n")),
+                8,
+                Some("[providers.a] key `refresh_token`"),
+                "set grant = \"refresh_token\"",
+            ),
+            (
+                "refresh_token grant without refresh_token",
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"refresh_token\"\n".to_owned(),
+                1,
+                Some("[providers.a] key `refresh_token`"),
+                "grant \"refresh_token\" needs a `refresh_token`",
+            ),
+            (
+                "empty refresh_token",
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"refresh_token\"\nrefresh_token = \"\"\n"
+                    .to_owned(),
+                4,
+                Some("[providers.a] key `refresh_token`"),
+                "`refresh_token` is empty",
+            ),
+            (
+                "token_url and issuer",
+                oauth2("token_url = \"https://a.example/t\"\nissuer = \"https://a.example\"\n"),
+                6,
+                Some("[providers.a] key `issuer`"),
+                "`token_url` and `issuer` are both set",
+            ),
+            (
+                "neither token_url nor issuer",
+                oauth2("client_secret = \"${env:S}\"\n"),
+                1,
+                Some("[providers.a] key `token_url`"),
+                "needs a `token_url` or an `issuer`",
+            ),
+            (
+                "token_url not a URL",
+                oauth2(&format!("token_url = \"{SECRET}\"\n")),
+                5,
+                Some("[providers.a] key `token_url`"),
+                "`token_url` is not a valid URL",
+            ),
+            (
+                "token_url not http",
+                oauth2(&format!("token_url = \"ftp://host/{SECRET}\"\n")),
+                5,
+                Some("[providers.a] key `token_url`"),
+                "not an http or https URL",
+            ),
+            (
+                "token_url with credentials",
+                oauth2(&format!("token_url = \"https://svc:{SECRET}@a.example/t\"\n")),
+                5,
+                Some("[providers.a] key `token_url`"),
+                "has a user name or password in it",
+            ),
+            (
+                "issuer with query",
+                oauth2(&format!("issuer = \"https://a.example/?k={SECRET}\"\n")),
+                5,
+                Some("[providers.a] key `issuer`"),
+                "`issuer` has a query or a fragment",
+            ),
+            (
+                "missing client_id",
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"client_credentials\"\n\
+                 token_url = \"https://a.example/t\"\n"
+                    .to_owned(),
+                1,
+                Some("[providers.a] key `client_id`"),
+                "kind \"oauth2\" needs `client_id`",
+            ),
+            (
+                "empty client_id",
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"client_credentials\"\n\
+                 token_url = \"https://a.example/t\"\nclient_id = \"\"\n"
+                    .to_owned(),
+                5,
+                Some("[providers.a] key `client_id`"),
+                "`client_id` is empty",
+            ),
+            (
+                "client_credentials without client_secret",
+                oauth2("token_url = \"https://a.example/t\"\n"),
+                1,
+                Some("[providers.a] key `client_secret`"),
+                "grant \"client_credentials\" needs a `client_secret`",
+            ),
+            (
+                "bad client_secret template",
+                oauth2(&format!(
+                    "token_url = \"https://a.example/t\"\nclient_secret = \"{SECRET}${{bad}}\"\n"
+                )),
+                6,
+                Some("[providers.a] key `client_secret`"),
+                "invalid secret",
+            ),
+            (
+                "client_secret not a string",
+                oauth2("token_url = \"https://a.example/t\"\nclient_secret = 42\n"),
+                6,
+                Some("[providers.a] key `client_secret`"),
+                "expected a string, found an integer",
+            ),
+            (
+                "unknown client_auth",
+                cc("client_auth = \"jwt\"\n"),
+                7,
+                Some("[providers.a] key `client_auth`"),
+                "use one of: basic, post",
+            ),
+            (
+                "client_auth without client_secret",
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"refresh_token\"\n\
+                 refresh_token = \"${env:R}\"\ntoken_url = \"https://a.example/t\"\n\
+                 client_id = \"cli\"\nclient_auth = \"post\"\n"
+                    .to_owned(),
+                7,
+                Some("[providers.a] key `client_auth`"),
+                "there is no `client_secret`",
+            ),
+            (
+                "scopes not an array",
+                cc("scopes = \"a b\"\n"),
+                7,
+                Some("[providers.a] key `scopes`"),
+                "expected an array of strings, found a string",
+            ),
+            (
+                "scope not a string",
+                cc("scopes = [\n  \"a\",\n  1,\n]\n"),
+                9,
+                Some("[providers.a] key `scopes[1]`"),
+                "expected a string, found an integer",
+            ),
+            (
+                "scope with a space",
+                cc("scopes = [\"a b\"]\n"),
+                7,
+                Some("[providers.a] key `scopes[0]`"),
+                "not a valid scope name",
+            ),
+            (
+                "params not a table",
+                cc("params = \"audience=x\"\n"),
+                7,
+                Some("[providers.a] key `params`"),
+                "expected a table, found a string",
+            ),
+            (
+                "params overrides scope",
+                cc("params = { audience = \"x\", scope = \"y\" }\n"),
+                7,
+                Some("[providers.a] key `params.scope`"),
+                "a parameter tokend sets itself",
+            ),
+            (
+                "params overrides client_secret",
+                cc(&format!(
+                    "[providers.a.params]\nclient_secret = \"{SECRET}\"\n"
+                )),
+                8,
+                Some("[providers.a] key `params.client_secret`"),
+                "a parameter tokend sets itself",
+            ),
+            (
+                "params with an empty name",
+                cc("params = { \"\" = \"x\" }\n"),
+                7,
+                Some("[providers.a] key `params.\"\"`"),
+                "a parameter has an empty name",
+            ),
+            (
+                "params value not a string",
+                cc("params = { audience = 1 }\n"),
+                7,
+                Some("[providers.a] key `params.audience`"),
+                "expected a string, found an integer",
+            ),
+            (
+                "bad ttl",
+                cc("ttl = \"1w\"\n"),
+                7,
+                Some("[providers.a] key `ttl`"),
+                "unknown unit",
+            ),
+            (
+                "zero ttl",
+                cc("ttl = \"0s\"\n"),
+                7,
+                Some("[providers.a] key `ttl`"),
+                "zero",
+            ),
+            (
+                "ttl not a string",
+                cc("ttl = 3600\n"),
+                7,
+                Some("[providers.a] key `ttl`"),
+                "expected a string, found an integer",
+            ),
+            // http
+            (
+                "http unknown key",
+                http_t("secret = \"x\"\n"),
+                5,
+                Some("[providers.a] key `secret`"),
+                "remove it or fix its spelling; known keys: kind, \
+                 method, url",
+            ),
+            (
+                "http without url",
+                "[providers.a]\nkind = \"http\"\ntoken = \"/t\"\n".to_owned(),
+                1,
+                Some("[providers.a] key `url`"),
+                "kind \"http\" needs a `url`",
+            ),
+            (
+                "http relative url",
+                format!("[providers.a]\nkind = \"http\"\nurl = \"/token?{SECRET}\"\n"),
+                3,
+                Some("[providers.a] key `url`"),
+                "`url` is not a valid URL",
+            ),
+            (
+                "http non-http url",
+                format!("[providers.a]\nkind = \"http\"\nurl = \"mailto:{SECRET}@x\"\n"),
+                3,
+                Some("[providers.a] key `url`"),
+                "not an http or https URL",
+            ),
+            (
+                "http without token",
+                http(""),
+                1,
+                Some("[providers.a] key `token`"),
+                "kind \"http\" needs a `token`",
+            ),
+            (
+                "token not a pointer",
+                http("token = \"data.token\"\n"),
+                4,
+                Some("[providers.a] key `token`"),
+                "`token` is not a JSON pointer",
+            ),
+            (
+                "unknown method",
+                http_t("method = \"PUT\"\n"),
+                5,
+                Some("[providers.a] key `method`"),
+                "use one of: GET, POST",
+            ),
+            (
+                "GET with a json body",
+                http_t("method = \"get\"\njson = { a = 1 }\n"),
+                5,
+                Some("[providers.a] key `method`"),
+                "method GET cannot send a body",
+            ),
+            (
+                "GET with a form body",
+                http_t("form = { a = \"1\" }\nmethod = \"GET\"\n"),
+                6,
+                Some("[providers.a] key `method`"),
+                "method GET cannot send a body",
+            ),
+            (
+                "json and form",
+                http_t("json = { a = 1 }\nform = { a = \"1\" }\n"),
+                6,
+                Some("[providers.a] key `form`"),
+                "`json` and `form` are both set",
+            ),
+            (
+                "basic not a table",
+                http_t(&format!("basic = \"user:{SECRET}\"\n")),
+                5,
+                Some("[providers.a] key `basic`"),
+                "expected a table, found a string",
+            ),
+            (
+                "basic without user",
+                http_t(&format!("basic = {{ password = \"{SECRET}\" }}\n")),
+                5,
+                Some("[providers.a] key `basic.user`"),
+                "`basic` needs a `user`",
+            ),
+            (
+                "basic unknown key",
+                http_t(&format!("\n[providers.a.basic]\nuser = \"u\"\npasswd = \"{SECRET}\"\n")),
+                8,
+                Some("[providers.a] key `basic.passwd`"),
+                "known keys: user, password",
+            ),
+            (
+                "basic empty user",
+                http_t("basic = { user = \"\", password = \"${env:P}\" }\n"),
+                5,
+                Some("[providers.a] key `basic.user`"),
+                "`basic.user` is empty",
+            ),
+            (
+                "basic user with colon",
+                http_t(&format!("basic = {{ user = \"me:{SECRET}\" }}\n")),
+                5,
+                Some("[providers.a] key `basic.user`"),
+                "`basic.user` contains `:`",
+            ),
+            (
+                "basic password bad template",
+                http_t(&format!(
+                    "basic = {{ user = \"u\", password = \"{SECRET}${{env:}}\" }}\n"
+                )),
+                5,
+                Some("[providers.a] key `basic.password`"),
+                "invalid secret",
+            ),
+            (
+                "headers not a table",
+                http_t("headers = [\"X-A: b\"]\n"),
+                5,
+                Some("[providers.a] key `headers`"),
+                "expected a table, found an array",
+            ),
+            (
+                "header name with space",
+                http_t("headers = { \"X A\" = \"b\" }\n"),
+                5,
+                Some("[providers.a] key `headers.\"X A\"`"),
+                "not a valid HTTP header name",
+            ),
+            (
+                "header name with newline stays on one line",
+                http_t("headers = { \"X\\nA\" = \"b\" }\n"),
+                5,
+                Some("[providers.a] key `headers.\"X\\nA\"`"),
+                "not a valid HTTP header name",
+            ),
+            (
+                "Authorization header with basic",
+                http_t("basic = { user = \"${env:U}\" }\nheaders = { authorization = \"x\" }\n"),
+                6,
+                Some("[providers.a] key `headers.authorization`"),
+                "as well as `basic`",
+            ),
+            (
+                "duplicate header",
+                http_t("[providers.a.headers]\nX-Key = \"a\"\nx-key = \"b\"\n"),
+                7,
+                Some("[providers.a] key `headers.x-key`"),
+                "given twice",
+            ),
+            (
+                "empty header value",
+                http_t("headers = { X-Key = \"\" }\n"),
+                5,
+                Some("[providers.a] key `headers.X-Key`"),
+                "the header value is empty",
+            ),
+            (
+                "header value not a string",
+                http_t("headers = { X-Key = 1 }\n"),
+                5,
+                Some("[providers.a] key `headers.X-Key`"),
+                "expected a string, found an integer",
+            ),
+            (
+                "header value bad template",
+                http_t(&format!("headers = {{ X-Key = \"{SECRET}${{file:}}\" }}\n")),
+                5,
+                Some("[providers.a] key `headers.X-Key`"),
+                "invalid value",
+            ),
+            (
+                "json datetime",
+                http_t("[providers.a.json]\nwhen = 2024-01-31\n"),
+                6,
+                Some("[providers.a] key `json.when`"),
+                "a TOML date or time",
+            ),
+            (
+                "json datetime in array",
+                http_t("json = { list = [\"a\", 07:30:00] }\n"),
+                5,
+                Some("[providers.a] key `json.list[1]`"),
+                "a TOML date or time",
+            ),
+            (
+                "json nan",
+                http_t("json = { a = { b = nan } }\n"),
+                5,
+                Some("[providers.a] key `json.a.b`"),
+                "not a finite number",
+            ),
+            (
+                "json bad template",
+                http_t(&format!("json = {{ a = {{ \"b c\" = \"{SECRET}${{cmd:\" }} }}\n")),
+                5,
+                Some("[providers.a] key `json.a.\"b c\"`"),
+                "invalid value",
+            ),
+            (
+                "form value not a string",
+                http_t("form = { a = true }\n"),
+                5,
+                Some("[providers.a] key `form.a`"),
+                "expected a string, found a boolean",
+            ),
+            (
+                "form bad template",
+                http_t(&format!("form = {{ a = \"${{env:{SECRET}\" }}\n")),
+                5,
+                Some("[providers.a] key `form.a`"),
+                "invalid value",
+            ),
+            (
+                "bad expires",
+                http_t("expires = \"exp\"\n"),
+                5,
+                Some("[providers.a] key `expires`"),
+                "neither \"jwt\" nor a JSON pointer",
+            ),
+            (
+                "bad http ttl",
+                http_t("ttl = \"soon\"\n"),
+                5,
+                Some("[providers.a] key `ttl`"),
+                "not a duration",
+            ),
+            (
+                "ok not a table",
+                http_t("ok = \"/status\"\n"),
+                5,
+                Some("[providers.a] key `ok`"),
+                "expected a table, found a string",
+            ),
+            (
+                "ok without pointer",
+                http_t("ok = { equals = \"OK\" }\n"),
+                5,
+                Some("[providers.a] key `ok.pointer`"),
+                "`ok` needs a `pointer`",
+            ),
+            (
+                "ok without equals",
+                http_t("\n[providers.a.ok]\npointer = \"/s\"\n"),
+                6,
+                Some("[providers.a] key `ok.equals`"),
+                "`ok` needs `equals`",
+            ),
+            (
+                "ok equals a table",
+                http_t("ok = { pointer = \"/s\", equals = {} }\n"),
+                5,
+                Some("[providers.a] key `ok.equals`"),
+                "expected a string, integer or boolean, found a table",
+            ),
+            (
+                "ok message not a pointer",
+                http_t("ok = { pointer = \"/s\", equals = \"OK\", message = \"desc\" }\n"),
+                5,
+                Some("[providers.a] key `ok.message`"),
+                "`ok.message` is not a JSON pointer",
+            ),
+            (
+                "ok unknown key",
+                http_t("ok = { pointer = \"/s\", equal = \"OK\" }\n"),
+                5,
+                Some("[providers.a] key `ok.equal`"),
+                "known keys: pointer, equals, message",
+            ),
+            (
+                "http bad scheme",
+                http_t("scheme = \"digest\"\n"),
+                5,
+                Some("[providers.a] key `scheme`"),
+                "use one of: bearer, basic, raw",
+            ),
+            // timekit
+            (
+                "timekit unknown key",
+                format!(
+                    "[providers.a]\npreset = \"timekit\"\nsecret = \"{SECRET}\"\n"
+                ),
+                3,
+                Some("[providers.a] key `secret`"),
+                "remove it or fix its spelling; known keys: \
+                 preset, app, email, api_key, base_url",
+            ),
+            (
+                "timekit without app",
+                "[providers.a]\npreset = \"timekit\"\nemail = \"e\"\napi_key = \"${env:K}\"\n"
+                    .to_owned(),
+                1,
+                Some("[providers.a] key `app`"),
+                "preset \"timekit\" needs `app`",
+            ),
+            (
+                "timekit empty app",
+                "[providers.a]\npreset = \"timekit\"\napp = \"\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `app`"),
+                "`app` is empty",
+            ),
+            (
+                "timekit app with control character",
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\\r\\nX-Evil: 1\"\n".to_owned(),
+                3,
+                Some("[providers.a] key `app`"),
+                "control character",
+            ),
+            (
+                "timekit without email",
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\"\napi_key = \"${env:K}\"\n"
+                    .to_owned(),
+                1,
+                Some("[providers.a] key `email`"),
+                "preset \"timekit\" needs `email`",
+            ),
+            (
+                "timekit email with colon",
+                format!(
+                    "[providers.a]\npreset = \"timekit\"\napp = \"a\"\nemail = \"me:{SECRET}\"\n"
+                ),
+                4,
+                Some("[providers.a] key `email`"),
+                "contains `:`",
+            ),
+            (
+                "timekit without api_key",
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\"\nemail = \"e\"\n".to_owned(),
+                1,
+                Some("[providers.a] key `api_key`"),
+                "preset \"timekit\" needs `api_key`",
+            ),
+            (
+                "timekit empty api_key",
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\"\nemail = \"e\"\napi_key = \"\"\n"
+                    .to_owned(),
+                5,
+                Some("[providers.a] key `api_key`"),
+                "`api_key` is empty",
+            ),
+            (
+                "timekit bad base_url",
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\"\nemail = \"e\"\n\
+                 api_key = \"${env:K}\"\nbase_url = \"api.timekit.io\"\n"
+                    .to_owned(),
+                6,
+                Some("[providers.a] key `base_url`"),
+                "`base_url` is not a valid URL",
+            ),
+            (
+                "timekit base_url with query",
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\"\nemail = \"e\"\n\
+                 api_key = \"${env:K}\"\nbase_url = \"https://api.timekit.io/?x=1\"\n"
+                    .to_owned(),
+                6,
+                Some("[providers.a] key `base_url`"),
+                "has a query or a fragment",
+            ),
+            (
+                "timekit basic_user with scheme raw",
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\"\nemail = \"e\"\n\
+                 api_key = \"${env:K}\"\nscheme = \"raw\"\nbasic_user = \"u\"\n"
+                    .to_owned(),
+                7,
+                Some("[providers.a] key `basic_user`"),
+                "scheme is \"raw\"",
+            ),
+            // crm.com
+            (
+                "crm unknown key",
+                crm("kind2 = \"x\"\n"),
+                5,
+                Some("[providers.a] key `kind2`"),
+                "remove it or fix its spelling; known keys: \
+                 preset, base_url, api_key, authentication_code",
+            ),
+            (
+                "crm without base_url",
+                "[providers.a]\npreset = \"crm.com\"\napi_key = \"${env:K}\"\n".to_owned(),
+                1,
+                Some("[providers.a] key `base_url`"),
+                "preset \"crm.com\" needs `base_url`",
+            ),
+            (
+                "crm without api_key",
+                "[providers.a]\npreset = \"crm.com\"\nbase_url = \"https://c.example\"\n"
+                    .to_owned(),
+                1,
+                Some("[providers.a] key `api_key`"),
+                "preset \"crm.com\" needs `api_key`",
+            ),
+            (
+                "crm empty api_key",
+                "[providers.a]\npreset = \"crm.com\"\nbase_url = \"https://c.example\"\n\
+                 api_key = \"\"\n"
+                    .to_owned(),
+                4,
+                Some("[providers.a] key `api_key`"),
+                "`api_key` is empty",
+            ),
+            (
+                "crm without identification",
+                crm("unit = \"1\"\n"),
+                1,
+                Some("[providers.a] key `authentication_code`"),
+                "give exactly one of: authentication_code; identifier and pass_code; jwt and \
+                 organisation",
+            ),
+            (
+                "crm code and jwt",
+                crm(&format!(
+                    "authentication_code = \"${{env:C}}\"\njwt = \"{SECRET}\"\n"
+                )),
+                6,
+                Some("[providers.a] key `jwt`"),
+                "`jwt` cannot be combined with `authentication_code`",
+            ),
+            (
+                "crm identifier and organisation",
+                crm("organisation = \"o\"\nidentifier = \"i\"\n"),
+                6,
+                Some("[providers.a] key `identifier`"),
+                "cannot be combined with `organisation`",
+            ),
+            (
+                "crm identifier without pass_code",
+                crm("identifier = \"i\"\n"),
+                1,
+                Some("[providers.a] key `pass_code`"),
+                "preset \"crm.com\" needs `pass_code`",
+            ),
+            (
+                "crm pass_code without identifier",
+                crm(&format!("pass_code = \"{SECRET}\"\n")),
+                1,
+                Some("[providers.a] key `identifier`"),
+                "preset \"crm.com\" needs `identifier`",
+            ),
+            (
+                "crm jwt without organisation",
+                crm("jwt = \"${env:J}\"\n"),
+                1,
+                Some("[providers.a] key `organisation`"),
+                "needs `organisation` with `jwt`",
+            ),
+            (
+                "crm organisation without jwt",
+                crm("organisation = \"o\"\n"),
+                1,
+                Some("[providers.a] key `jwt`"),
+                "preset \"crm.com\" needs `jwt`",
+            ),
+            (
+                "crm empty pass_code",
+                crm("identifier = \"i\"\npass_code = \"\"\n"),
+                6,
+                Some("[providers.a] key `pass_code`"),
+                "`pass_code` is empty",
+            ),
+            (
+                "crm empty unit",
+                crm("authentication_code = \"${env:C}\"\nunit = \"\"\n"),
+                6,
+                Some("[providers.a] key `unit`"),
+                "`unit` is empty",
+            ),
+            (
+                "crm bad authentication_code template",
+                crm(&format!("authentication_code = \"{SECRET}${{env:A\"\n")),
+                5,
+                Some("[providers.a] key `authentication_code`"),
+                "invalid secret",
+            ),
+            (
+                "crm api_key with colon",
+                format!(
+                    "[providers.a]\npreset = \"crm.com\"\nbase_url = \"https://c.example\"\n\
+                     api_key = \"k:{SECRET}\"\n"
+                ),
+                4,
+                Some("[providers.a] key `api_key`"),
+                "contains `:`",
+            ),
+            // salestim
+            (
+                "salestim without api_key",
+                "[providers.a]\npreset = \"salestim\"\n".to_owned(),
+                1,
+                Some("[providers.a] key `api_key`"),
+                "preset \"salestim\" needs `api_key`",
+            ),
+            (
+                "salestim with secret",
+                format!("[providers.a]\npreset = \"salestim\"\nsecret = \"{SECRET}\"\n"),
+                3,
+                Some("[providers.a] key `secret`"),
+                "known keys: preset, api_key, header, scheme, basic_user",
+            ),
+            (
+                "salestim basic_user with raw scheme",
+                "[providers.a]\npreset = \"salestim\"\napi_key = \"${env:K}\"\nbasic_user = \"u\"\n"
+                    .to_owned(),
+                4,
+                Some("[providers.a] key `basic_user`"),
+                "scheme is \"raw\"",
+            ),
+        ];
+        check_errors(cases);
     }
 }

@@ -2,10 +2,11 @@
 //! socket; the connection task does all I/O.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokend_protocol::{ErrorCode, GetToken, Request, Response};
+use tokend_protocol::{ErrorCode, GetToken, Invalidate, Request, Response};
 
-use crate::provider::CachedGrant;
+use crate::provider::{CachedGrant, Provider};
 use crate::state::State;
 
 /// What the connection sends back: a response to encode, or a cached token whose response frame
@@ -33,24 +34,42 @@ pub(crate) async fn dispatch(state: &State, request: Request) -> Reply {
             state.request_shutdown();
             Response::ShuttingDown.into()
         }
+        Request::Invalidate(invalidate) => invalidate_token(state, &invalidate).into(),
     }
 }
 
-async fn get_token(state: &State, get: GetToken) -> Reply {
-    let Some(provider) = state.providers.get(&get.provider) else {
+fn invalidate_token(state: &State, invalidate: &Invalidate) -> Response {
+    match find(state, &invalidate.provider) {
+        Ok(provider) => Response::Invalidated(provider.invalidate()),
+        Err(response) => response,
+    }
+}
+
+/// The named provider, or the unknown-provider error listing the configured ones.
+fn find<'a>(state: &'a State, name: &str) -> Result<&'a Arc<Provider>, Response> {
+    state.providers.get(name).ok_or_else(|| {
         let known: Vec<&str> = state.providers.keys().map(String::as_str).collect();
         let listing = if known.is_empty() {
             "no providers are configured; add a [providers.NAME] table to the config".to_owned()
         } else {
             format!("configured providers: {}", known.join(", "))
         };
-        return Response::error(
+        Response::error(
             ErrorCode::UnknownProvider,
-            format!("unknown provider `{}`; {listing}", get.provider),
+            format!("unknown provider `{name}`; {listing}"),
         )
-        .into();
+    })
+}
+
+async fn get_token(state: &State, get: GetToken) -> Reply {
+    let provider = match find(state, &get.provider) {
+        Ok(provider) => provider,
+        Err(response) => return response.into(),
     };
-    match provider.token().await {
+    match provider
+        .token(Duration::from_secs(u64::from(get.min_ttl_secs)))
+        .await
+    {
         Ok(cached) => Reply::Cached(cached),
         Err(response) => response.into(),
     }

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`config`] — the TOML config file: providers and how their tokens are presented.
+//! - [`kinds`] — the data model of the OAuth 2.0 and HTTP-exchange kinds.
 //! - [`secret_ref`] — `${env:…}`, `${file:…}`, `${cmd:…}` references in secret-bearing strings.
 //! - [`listener`] — claiming the endpoint: private directory, daemon lock, stale sockets.
 //! - [`server`] — the accept loop, the connection cap and graceful shutdown.
@@ -12,12 +13,17 @@
 //! - `dispatch` — the one `match` on requests.
 //! - `provider` — providers at run time and their caches.
 //! - `state` — what all connections share.
+//! - `source` — obtaining one token: static, anonymous, OAuth 2.0 (`oauth2` crate), HTTP exchange.
+//! - `upstream` — the HTTP client and the limits every upstream response gets.
 
 pub mod config;
 mod connection;
 mod dispatch;
+pub mod kinds;
 pub mod listener;
 mod provider;
 pub mod secret_ref;
 pub mod server;
+mod source;
 mod state;
+mod upstream;

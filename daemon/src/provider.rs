@@ -1,37 +1,61 @@
-//! Providers at run time: each configured provider with its cached token and last error.
+//! Providers at run time: the token cache, its refresh policy and its failure policy.
 //!
-//! A static provider's secret is resolved (env, file or command) on first use and then cached:
-//! resolving again on every request would run commands and read files on the hot path. Only one
-//! resolution per provider runs at a time; callers that arrive meanwhile wait for it and share
-//! its result.
+//! Each provider caches one token (the cache key is the provider: its scopes and parameters are
+//! part of its configuration; no secret is part of any key). A request is served from the cache
+//! when the token will stay valid for the caller's minimum lifetime:
 //!
-//! The cache keeps each token's response already encoded as a frame, so a cache hit is a lookup
-//! and one write: no cloning, encoding or wiping per request.
+//! - **Advisory window** (the last quarter of the lifetime, at least 60 s but at most half the
+//!   lifetime, minus up to a fifth more as jitter): callers still get the cached token at once,
+//!   and one background refresh starts. A refresh is also scheduled for that moment whenever a
+//!   token that callers use is stored.
+//! - **Mandatory window** (less left than the caller's minimum): the caller waits for a fetch.
+//!
+//! **Single flight:** fetches run under one async lock per provider; callers that waited on it
+//! re-check the cache and the outcome of the fetch that ran meanwhile, so any number of
+//! concurrent requests cause one upstream request.
+//!
+//! **Failures** never discard a still-valid token. Transient failures (network, timeouts, 5xx,
+//! 429, malformed answers) are retried a couple of times within a waiting caller's budget, then
+//! the provider backs off exponentially with jitter, honouring `Retry-After`. Rejections
+//! (`invalid_client`, `invalid_grant`, 401, 403) are not retried: callers get the error at once
+//! until `tok invalidate NAME`, a config reload, or a ten-minute cool-down.
+//!
+//! The cache keeps each token's response already encoded, so a cache hit is a lookup and one
+//! write. All deadlines use tokio's monotonic clock (and so run under paused time in tests).
 
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use tokend_protocol::frame::FrameBuf;
 use tokend_protocol::{
-    ErrorCode, HeaderLine, MAX_FRAME_LEN, ProviderState, ProviderStatus, Response, TokenGrant,
-    codec,
+    ErrorCode, HeaderLine, Invalidation, MAX_FRAME_LEN, ProviderState, ProviderStatus, Response,
+    TokenGrant, codec,
 };
+use tokio::time::Instant;
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::source::{self, FetchError, Fetched, Lifetime, SourceState};
 
-/// One provider and its cache.
-#[derive(Debug)]
-pub(crate) struct Provider {
-    config: ProviderConfig,
-    cache: Mutex<Cache>,
-    /// Serializes resolutions (single flight).
-    resolving: tokio::sync::Mutex<()>,
-}
-
-#[derive(Debug, Default)]
-struct Cache {
-    current: Option<Arc<CachedGrant>>,
-    last_error: Option<String>,
-}
+/// Advisory window: at least this long before expiry…
+const MIN_ADVISORY: Duration = Duration::from_secs(60);
+/// …and the last quarter of the lifetime (this divisor), capped at half of it.
+const ADVISORY_DIVISOR: u32 = 4;
+/// First backoff after a transient failure; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest backoff from doubling.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// Longest wait a `Retry-After` can impose.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(900);
+/// How long a waiting caller's fetch may spend on retries.
+const RETRY_BUDGET: Duration = Duration::from_secs(20);
+/// Retries of a transient failure while a caller waits.
+const WAITING_RETRIES: u32 = 2;
+/// After a rejection, callers get the error without an upstream request for this long.
+const REJECTED_COOLDOWN: Duration = Duration::from_secs(600);
+/// Invalidations closer together than this are ignored (rate limit).
+const INVALIDATE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A token ready to serve: the grant, and the `Response::Token` frame that carries it.
 #[derive(Debug)]
@@ -58,91 +82,866 @@ impl CachedGrant {
     }
 }
 
-impl Provider {
-    pub(crate) fn new(config: ProviderConfig) -> Self {
-        Self {
-            config,
-            cache: Mutex::new(Cache::default()),
-            resolving: tokio::sync::Mutex::new(()),
-        }
-    }
+/// A fetch in progress.
+pub(crate) type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Fetched, FetchError>> + Send + 'a>>;
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        // A panic while holding this lock cannot leave the cache half-written (every write is a
-        // single assignment), so a poisoned lock is still safe to use.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// Where a provider's tokens come from: its configured source in the daemon, a scripted one in
+/// tests (so that time-dependent behaviour runs under paused time, without a network).
+pub(crate) trait Fetch: Send + Sync + std::fmt::Debug {
+    fn fetch<'a>(&'a self, state: &'a mut SourceState) -> FetchFuture<'a>;
+}
 
-    fn cached(&self) -> Option<Arc<CachedGrant>> {
-        self.cache().current.clone()
-    }
+/// The configured source of a provider.
+#[derive(Debug)]
+struct Configured {
+    name: String,
+    kind: ProviderKind,
+}
 
-    /// The provider's token, resolving it on first use. Errors are ready-made responses.
-    pub(crate) async fn token(&self) -> Result<Arc<CachedGrant>, Response> {
-        if let Some(grant) = self.cached() {
-            return Ok(grant);
-        }
-        let _turn = self.resolving.lock().await;
-        if let Some(grant) = self.cached() {
-            return Ok(grant);
-        }
-        match self.resolve().await.and_then(CachedGrant::new) {
-            Ok(cached) => {
-                let cached = Arc::new(cached);
-                let mut cache = self.cache();
-                cache.current = Some(Arc::clone(&cached));
-                cache.last_error = None;
-                Ok(cached)
-            }
-            Err(message) => {
-                tracing::warn!(provider = %self.config.name, "{message}");
-                self.cache().last_error = Some(message.clone());
-                Err(Response::error(ErrorCode::Config, message))
-            }
-        }
+impl Fetch for Configured {
+    fn fetch<'a>(&'a self, state: &'a mut SourceState) -> FetchFuture<'a> {
+        Box::pin(source::fetch(&self.name, &self.kind, state))
     }
+}
 
-    async fn resolve(&self) -> Result<TokenGrant, String> {
-        let token = match &self.config.kind {
-            ProviderKind::Static { secret } => secret
-                .resolve()
-                .await
-                .map_err(|err| format!("provider `{}`: secret: {err}", self.config.name))?,
-        };
-        let presentation = &self.config.presentation;
-        let header = HeaderLine {
-            name: presentation.header.clone(),
-            value: presentation.header_value(&token),
-        };
-        Ok(TokenGrant {
-            provider: self.config.name.clone(),
-            token,
-            header: Some(header),
-            // Static secrets do not expire.
-            expires_at_unix: None,
+/// One provider, its cache and its policies.
+#[derive(Debug)]
+pub(crate) struct Provider {
+    config: ProviderConfig,
+    fetcher: Box<dyn Fetch>,
+    inner: Mutex<Inner>,
+    /// Single flight: held for the whole of every fetch; also owns the source's state (the
+    /// rotated refresh token, the discovered endpoint).
+    source: tokio::sync::Mutex<SourceState>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    current: Option<Current>,
+    failure: Option<Failure>,
+    last_error: Option<String>,
+    last_refresh: Option<SystemTime>,
+    /// A fetch is running (for status).
+    refreshing: bool,
+    /// Completed fetch attempts: a waiter that sees this change knows a fetch ran meanwhile.
+    attempts: u64,
+    /// Bumped whenever `current` changes; scheduled refreshes of an older token stand down.
+    generation: u64,
+    /// A caller asked for the current token (idle providers are not kept warm).
+    used: bool,
+    last_invalidation: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Current {
+    cached: Arc<CachedGrant>,
+    expires: Option<Instant>,
+    refresh_at: Option<Instant>,
+}
+
+impl Current {
+    /// Whether this token stays valid for `min_ttl` from `now`.
+    fn serves(&self, now: Instant, min_ttl: Duration) -> bool {
+        self.expires.is_none_or(|expires| {
+            expires.saturating_duration_since(now) >= min_ttl && expires > now
         })
     }
 
+    fn valid(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|expires| expires > now)
+    }
+}
+
+#[derive(Debug)]
+enum Failure {
+    /// Transient failures: no new attempt before `until`.
+    Backoff {
+        until: Instant,
+        streak: u32,
+        error: FetchError,
+    },
+    /// Rejected credentials: no attempt before `since + REJECTED_COOLDOWN`.
+    Rejected { since: Instant, error: FetchError },
+}
+
+impl Inner {
+    /// The failure that stops a new attempt right now, if any.
+    fn blocking(&self, now: Instant) -> Option<Response> {
+        match &self.failure {
+            Some(Failure::Backoff { until, error, .. }) if *until > now => {
+                let wait = until.saturating_duration_since(now).as_secs().max(1);
+                Some(error_response(
+                    error,
+                    &format!("; next attempt in {wait} s"),
+                ))
+            }
+            Some(Failure::Rejected { since, error }) if now < *since + REJECTED_COOLDOWN => {
+                Some(error_response(error, ""))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn error_response(error: &FetchError, suffix: &str) -> Response {
+    let code = match error {
+        FetchError::Config(_) => ErrorCode::Config,
+        FetchError::Transient { .. } => ErrorCode::Upstream,
+        FetchError::Rejected {
+            needs_login: true, ..
+        } => ErrorCode::LoginRequired,
+        FetchError::Rejected {
+            needs_login: false, ..
+        } => ErrorCode::Upstream,
+    };
+    Response::error(code, format!("{}{suffix}", error.message()))
+}
+
+/// Start of the advisory window of a token obtained at `obtained` that expires at `expires`.
+fn advisory_start(obtained: Instant, expires: Instant) -> Instant {
+    let lifetime = expires.saturating_duration_since(obtained);
+    let window = (lifetime / ADVISORY_DIVISOR)
+        .max(MIN_ADVISORY)
+        .min(lifetime / 2);
+    // Jitter: up to a fifth more, so that many tokens issued together are not all refreshed in
+    // the same instant.
+    let jitter = window.mul_f64(fastrand::f64() / 5.0);
+    expires
+        .checked_sub(window + jitter)
+        .unwrap_or(obtained)
+        .max(obtained)
+}
+
+/// Backoff after `streak` consecutive transient failures: doubling from 1 s to 5 min, with jitter
+/// between half and all of it, and never shorter than `Retry-After` (itself capped).
+fn backoff(streak: u32, retry_after: Option<Duration>) -> Duration {
+    let doubled = BACKOFF_BASE
+        .saturating_mul(1u32 << streak.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
+    let jittered = doubled.mul_f64(0.5 + fastrand::f64() / 2.0);
+    jittered.max(retry_after.unwrap_or(Duration::ZERO).min(RETRY_AFTER_CAP))
+}
+
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Wall-clock seconds for a monotonic instant (for display only).
+fn unix_at(instant: Instant, now: Instant) -> u64 {
+    let wall = SystemTime::now();
+    let at = if instant >= now {
+        wall + instant.saturating_duration_since(now)
+    } else {
+        wall.checked_sub(now.saturating_duration_since(instant))
+            .unwrap_or(wall)
+    };
+    unix_secs(at)
+}
+
+/// How a fetch was started (it decides who waits and whether idle tokens are refreshed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A caller waits for the result.
+    Caller,
+    /// A caller hit the advisory window; it was served and does not wait.
+    Advisory,
+    /// The scheduled refresh (or retry) of generation `.0`.
+    Scheduled(u64),
+}
+
+impl Provider {
+    pub(crate) fn new(config: ProviderConfig) -> Self {
+        let fetcher = Box::new(Configured {
+            name: config.name.clone(),
+            kind: config.kind.clone(),
+        });
+        Self::with_fetcher(config, fetcher)
+    }
+
+    pub(crate) fn with_fetcher(config: ProviderConfig, fetcher: Box<dyn Fetch>) -> Self {
+        Self {
+            config,
+            fetcher,
+            inner: Mutex::new(Inner::default()),
+            source: tokio::sync::Mutex::new(SourceState::default()),
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // Every write under this lock leaves the state consistent, so a poisoned lock (a panic
+        // elsewhere while it was held) is still safe to use.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A token valid for at least `min_ttl`. Errors are ready-made responses.
+    pub(crate) async fn token(
+        self: &Arc<Self>,
+        min_ttl: Duration,
+    ) -> Result<Arc<CachedGrant>, Response> {
+        let attempts_seen = {
+            let now = Instant::now();
+            let mut inner = self.inner();
+            if let Some(current) = &inner.current
+                && current.serves(now, min_ttl)
+            {
+                let cached = Arc::clone(&current.cached);
+                let advisory = current.refresh_at.is_some_and(|at| at <= now);
+                inner.used = true;
+                if advisory && !inner.refreshing && inner.blocking(now).is_none() {
+                    inner.refreshing = true;
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move { me.refresh(Trigger::Advisory).await });
+                }
+                return Ok(cached);
+            }
+            if let Some(refusal) = inner.blocking(now) {
+                return Err(refusal);
+            }
+            inner.attempts
+        };
+
+        let mut source = self.source.lock().await;
+        {
+            let now = Instant::now();
+            let mut inner = self.inner();
+            if let Some(current) = &inner.current
+                && current.serves(now, min_ttl)
+            {
+                let cached = Arc::clone(&current.cached);
+                inner.used = true;
+                return Ok(cached);
+            }
+            if inner.attempts != attempts_seen {
+                // A fetch ran while we waited and did not produce what we need: report its
+                // outcome instead of asking upstream again.
+                if let Some(refusal) = inner.blocking(now) {
+                    return Err(refusal);
+                }
+                if let Some(current) = &inner.current
+                    && current.valid(now)
+                {
+                    return Err(self.too_short(current, now, min_ttl));
+                }
+            }
+            inner.refreshing = true;
+        }
+        let outcome = self.fetch_retrying(&mut source).await;
+        let stored = self.store(outcome, &mut source, Trigger::Caller);
+        drop(source);
+        let cached = stored.map_err(|error| error_response(&error, ""))?;
+        let now = Instant::now();
+        let inner = self.inner();
+        match &inner.current {
+            Some(current) if current.serves(now, min_ttl) => Ok(cached),
+            Some(current) => Err(self.too_short(current, now, min_ttl)),
+            None => Ok(cached),
+        }
+    }
+
+    fn too_short(&self, current: &Current, now: Instant, min_ttl: Duration) -> Response {
+        let left = current
+            .expires
+            .map_or(0, |e| e.saturating_duration_since(now).as_secs());
+        Response::error(
+            ErrorCode::Upstream,
+            format!(
+                "provider `{}`: the token endpoint issues tokens that live {left} s, less than \
+                 the requested minimum of {} s; ask for a shorter --min-ttl",
+                self.config.name,
+                min_ttl.as_secs()
+            ),
+        )
+    }
+
+    /// One fetch for a waiting caller: transient failures are retried within the budget.
+    async fn fetch_retrying(&self, state: &mut SourceState) -> Result<Fetched, FetchError> {
+        let deadline = Instant::now() + RETRY_BUDGET;
+        let mut retries = 0;
+        loop {
+            let outcome = self.fetcher.fetch(state).await;
+            match outcome {
+                Err(FetchError::Transient { retry_after, .. }) if retries < WAITING_RETRIES => {
+                    retries += 1;
+                    let delay = backoff(retries, retry_after);
+                    if Instant::now() + delay > deadline {
+                        return outcome;
+                    }
+                    tracing::debug!(provider = %self.config.name, "retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A background refresh: one attempt, only if no other fetch is running.
+    async fn refresh(self: Arc<Self>, trigger: Trigger) {
+        {
+            let now = Instant::now();
+            let mut inner = self.inner();
+            if let Trigger::Scheduled(generation) = trigger {
+                // A newer token, an invalidation, an idle token or a blocking failure: stand down.
+                if inner.generation != generation
+                    || !inner.used
+                    || inner.refreshing
+                    || inner.blocking(now).is_some()
+                    || inner.current.as_ref().is_none_or(|c| !c.valid(now))
+                {
+                    return;
+                }
+                inner.refreshing = true;
+            }
+        }
+        let Ok(mut source) = self.source.try_lock() else {
+            // Someone else is fetching; their result will do.
+            return;
+        };
+        tracing::debug!(provider = %self.config.name, ?trigger, "refreshing ahead of expiry");
+        let outcome = self.fetcher.fetch(&mut source).await;
+        let _ = self.store(outcome, &mut source, trigger);
+    }
+
+    /// Records a fetch's outcome; returns the new token or the failure.
+    fn store(
+        self: &Arc<Self>,
+        outcome: Result<Fetched, FetchError>,
+        state: &mut SourceState,
+        trigger: Trigger,
+    ) -> Result<Arc<CachedGrant>, FetchError> {
+        let now = Instant::now();
+        let outcome = outcome.and_then(|fetched| {
+            if let Some(rotated) = &fetched.refresh_token {
+                // Rotation: the next refresh must use the new refresh token.
+                state.refresh_token = Some(rotated.clone());
+            }
+            self.cache_entry(fetched, now)
+        });
+        let mut inner = self.inner();
+        inner.attempts += 1;
+        inner.refreshing = false;
+        match outcome {
+            Ok(current) => {
+                let cached = Arc::clone(&current.cached);
+                let refresh_at = current.refresh_at;
+                inner.current = Some(current);
+                inner.failure = None;
+                inner.last_error = None;
+                inner.last_refresh = Some(SystemTime::now());
+                inner.generation += 1;
+                // A caller is about to use this token. A background refresh starts the new token
+                // unused: if nobody asks for it, its own refresh stands down (idle providers are
+                // not kept warm forever).
+                inner.used = trigger == Trigger::Caller;
+                let generation = inner.generation;
+                drop(inner);
+                tracing::info!(provider = %self.config.name, "obtained a new token");
+                if let Some(at) = refresh_at {
+                    self.schedule(generation, at);
+                }
+                Ok(cached)
+            }
+            Err(error) => {
+                tracing::warn!(provider = %self.config.name, "{}", error.message());
+                inner.last_error = Some(error.message().to_owned());
+                let retry_at = match &error {
+                    FetchError::Transient { retry_after, .. } => {
+                        let streak = match &inner.failure {
+                            Some(Failure::Backoff { streak, .. }) => streak + 1,
+                            _ => 1,
+                        };
+                        let until = now + backoff(streak, *retry_after);
+                        inner.failure = Some(Failure::Backoff {
+                            until,
+                            streak,
+                            error: error.clone(),
+                        });
+                        Some(until)
+                    }
+                    FetchError::Rejected { .. } => {
+                        inner.failure = Some(Failure::Rejected {
+                            since: now,
+                            error: error.clone(),
+                        });
+                        None
+                    }
+                    // Local problems (a secret that does not resolve) cost nothing upstream:
+                    // the next caller simply tries again.
+                    FetchError::Config(_) => None,
+                };
+                let generation = inner.generation;
+                let keep_warm = inner.used && inner.current.as_ref().is_some_and(|c| c.valid(now));
+                drop(inner);
+                // While a still-valid token is in use, keep trying in the background.
+                if let Some(at) = retry_at
+                    && keep_warm
+                {
+                    self.schedule(generation, at);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Builds the cache entry for a fetched token.
+    fn cache_entry(&self, fetched: Fetched, now: Instant) -> Result<Current, FetchError> {
+        let (expires, expires_at_unix) = match fetched.lifetime {
+            Lifetime::Unbounded => (None, None),
+            Lifetime::Expires(lifetime) if lifetime.is_zero() => {
+                return Err(FetchError::Transient {
+                    message: format!(
+                        "provider `{}`: the token endpoint returned a token that has already expired",
+                        self.config.name
+                    ),
+                    retry_after: None,
+                });
+            }
+            Lifetime::Expires(lifetime) => (
+                Some(now + lifetime),
+                Some(unix_secs(SystemTime::now() + lifetime)),
+            ),
+        };
+        let header = match self.config.kind {
+            // Anonymous access sends no header at all.
+            ProviderKind::Anonymous => None,
+            _ => Some(HeaderLine {
+                name: self.config.presentation.header.clone(),
+                value: self.config.presentation.header_value(&fetched.token),
+            }),
+        };
+        let grant = TokenGrant {
+            provider: self.config.name.clone(),
+            token: fetched.token,
+            header,
+            expires_at_unix,
+        };
+        let cached = CachedGrant::new(grant).map_err(FetchError::Config)?;
+        Ok(Current {
+            cached: Arc::new(cached),
+            expires,
+            refresh_at: expires.map(|expires| advisory_start(now, expires)),
+        })
+    }
+
+    /// Runs the refresh of `generation` at `at` (it stands down if no longer wanted).
+    fn schedule(self: &Arc<Self>, generation: u64, at: Instant) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            me.refresh(Trigger::Scheduled(generation)).await;
+        });
+    }
+
+    /// Drops the cached token (the API rejected it) and clears failures, so the next request
+    /// fetches anew. Rate-limited.
+    pub(crate) fn invalidate(&self) -> Invalidation {
+        let now = Instant::now();
+        let mut inner = self.inner();
+        if let Some(last) = inner.last_invalidation
+            && now.saturating_duration_since(last) < INVALIDATE_INTERVAL
+        {
+            return Invalidation {
+                dropped: false,
+                message: format!(
+                    "provider `{}` was invalidated less than {} s ago; ignored (rate limit)",
+                    self.config.name,
+                    INVALIDATE_INTERVAL.as_secs()
+                ),
+            };
+        }
+        inner.last_invalidation = Some(now);
+        inner.failure = None;
+        inner.generation += 1;
+        let dropped = inner.current.take().is_some();
+        tracing::info!(provider = %self.config.name, dropped, "invalidated");
+        Invalidation {
+            dropped,
+            message: if dropped {
+                format!(
+                    "provider `{}`: token dropped; the next request fetches a new one",
+                    self.config.name
+                )
+            } else {
+                format!(
+                    "provider `{}`: no token was cached; failures cleared",
+                    self.config.name
+                )
+            },
+        }
+    }
+
     pub(crate) fn status(&self) -> ProviderStatus {
-        let cache = self.cache();
-        let state = if cache.current.is_some() {
-            ProviderState::Fresh
-        } else if cache.last_error.is_some() {
-            ProviderState::Error
-        } else {
-            ProviderState::Idle
+        let now = Instant::now();
+        let inner = self.inner();
+        let valid = inner.current.as_ref().is_some_and(|c| c.valid(now));
+        let state = match &inner.failure {
+            Some(Failure::Rejected {
+                error:
+                    FetchError::Rejected {
+                        needs_login: true, ..
+                    },
+                ..
+            }) => ProviderState::NeedsLogin,
+            _ if inner.refreshing => ProviderState::Refreshing,
+            _ if valid => ProviderState::Fresh,
+            _ if inner.failure.is_some() || inner.last_error.is_some() => ProviderState::Error,
+            _ if inner.current.is_some() => ProviderState::Expired,
+            _ => ProviderState::Idle,
+        };
+        let next_refresh = match &inner.failure {
+            Some(Failure::Backoff { until, .. }) if valid && inner.used => Some(*until),
+            None if valid && inner.used => inner.current.as_ref().and_then(|c| c.refresh_at),
+            _ => None,
         };
         ProviderStatus {
             name: self.config.name.clone(),
             kind: self.config.kind.name().to_owned(),
             state,
-            expires_at_unix: cache
+            expires_at_unix: inner
                 .current
                 .as_ref()
-                .and_then(|cached| cached.grant.expires_at_unix),
-            last_error: cache.last_error.clone(),
+                .and_then(|c| c.cached.grant.expires_at_unix),
+            last_error: inner.last_error.clone(),
+            last_refresh_unix: inner.last_refresh.map(unix_secs),
+            next_refresh_unix: next_refresh.map(|at| unix_at(at, now)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokend_protocol::Secret;
+
+    use super::*;
+    use crate::config::Presentation;
+    use crate::secret_ref::SecretTemplate;
+
+    /// One scripted fetch: after `delay`, a token with a lifetime, or a failure.
+    #[derive(Debug)]
+    enum Step {
+        Token(&'static str, Option<u64>),
+        Fail(FetchError),
+    }
+
+    #[derive(Debug, Default)]
+    struct Script {
+        steps: Mutex<VecDeque<(Duration, Step)>>,
+        calls: AtomicUsize,
+    }
+
+    impl Script {
+        fn new(steps: Vec<(u64, Step)>) -> Arc<Self> {
+            Arc::new(Self {
+                steps: Mutex::new(
+                    steps
+                        .into_iter()
+                        .map(|(delay, step)| (Duration::from_secs(delay), step))
+                        .collect(),
+                ),
+                calls: AtomicUsize::new(0),
+            })
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Scripted(Arc<Script>);
+
+    impl Fetch for Scripted {
+        fn fetch<'a>(&'a self, _state: &'a mut SourceState) -> FetchFuture<'a> {
+            Box::pin(async move {
+                self.0.calls.fetch_add(1, Ordering::SeqCst);
+                let next = self.0.steps.lock().unwrap().pop_front();
+                let (delay, step) = next.expect("the script ran out of steps: an unexpected fetch");
+                tokio::time::sleep(delay).await;
+                match step {
+                    Step::Token(value, lifetime) => Ok(Fetched {
+                        token: Secret::from(value),
+                        lifetime: lifetime.map_or(Lifetime::Unbounded, |secs| {
+                            Lifetime::Expires(Duration::from_secs(secs))
+                        }),
+                        refresh_token: None,
+                    }),
+                    Step::Fail(error) => Err(error),
+                }
+            })
+        }
+    }
+
+    fn provider(script: &Arc<Script>) -> Arc<Provider> {
+        let config = ProviderConfig {
+            name: "api".into(),
+            kind: ProviderKind::Static {
+                secret: SecretTemplate::parse("${env:UNUSED}").unwrap(),
+            },
+            presentation: Presentation::default(),
+        };
+        Arc::new(Provider::with_fetcher(
+            config,
+            Box::new(Scripted(Arc::clone(script))),
+        ))
+    }
+
+    fn transient(retry_after: Option<u64>) -> Step {
+        Step::Fail(FetchError::Transient {
+            message: "HTTP 503".into(),
+            retry_after: retry_after.map(Duration::from_secs),
+        })
+    }
+
+    async fn get(provider: &Arc<Provider>, min_ttl: u64) -> Result<String, Response> {
+        provider
+            .token(Duration::from_secs(min_ttl))
+            .await
+            .map(|cached| cached.grant.token.expose().to_owned())
+    }
+
+    fn error_text(response: Response) -> (ErrorCode, String) {
+        match response {
+            Response::Error(reply) => (reply.code, reply.message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    async fn advance(secs: u64) {
+        tokio::time::advance(Duration::from_secs(secs)).await;
+        // Let woken tasks (scheduled refreshes) run.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_cause_one_fetch() {
+        let script = Script::new(vec![(1, Step::Token("t1", Some(3600)))]);
+        let provider = provider(&script);
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let provider = Arc::clone(&provider);
+                tokio::spawn(async move { get(&provider, 30).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), "t1");
+        }
+        assert_eq!(script.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_ahead_in_the_background_while_serving_the_cached_token() {
+        let script = Script::new(vec![
+            (0, Step::Token("t1", Some(1000))),
+            (5, Step::Token("t2", Some(1000))),
+        ]);
+        let provider = provider(&script);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        // The advisory window of a 1000 s token opens 250-300 s before expiry.
+        advance(760).await;
+        assert_eq!(script.calls(), 2, "the scheduled refresh started");
+        assert_eq!(provider.status().state, ProviderState::Refreshing);
+        // Callers keep getting the cached token at once while the refresh runs.
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        advance(6).await;
+        assert_eq!(get(&provider, 30).await.unwrap(), "t2");
+        assert_eq!(provider.status().state, ProviderState::Fresh);
+        assert_eq!(script.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_mandatory_window_makes_callers_wait_for_a_new_token() {
+        let script = Script::new(vec![
+            (0, Step::Token("t1", Some(100))),
+            (2, Step::Token("t2", Some(100))),
+        ]);
+        let provider = provider(&script);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        advance(15).await;
+        // 85 s left, but this caller needs 90 s: it waits for a new token.
+        assert_eq!(get(&provider, 90).await.unwrap(), "t2");
+        assert_eq!(script.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_the_still_valid_token() {
+        let script = Script::new(vec![
+            (0, Step::Token("t1", Some(1000))),
+            (0, transient(None)),
+        ]);
+        let provider = provider(&script);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        advance(760).await;
+        assert_eq!(script.calls(), 2, "the background refresh ran and failed");
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        let status = provider.status();
+        assert_eq!(status.state, ProviderState::Fresh);
+        assert_eq!(status.last_error.as_deref(), Some("HTTP 503"));
+        assert!(status.next_refresh_unix.is_some(), "a retry is planned");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejections_are_not_retried_until_invalidated() {
+        let rejected = FetchError::Rejected {
+            message: "invalid_client".into(),
+            needs_login: false,
+        };
+        let script = Script::new(vec![
+            (0, Step::Fail(rejected)),
+            (0, Step::Token("t1", None)),
+        ]);
+        let provider = provider(&script);
+        for _ in 0..5 {
+            let (code, message) = error_text(get(&provider, 30).await.unwrap_err());
+            assert_eq!(code, ErrorCode::Upstream);
+            assert!(message.contains("invalid_client"));
+        }
+        assert_eq!(script.calls(), 1, "no retry loop after a rejection");
+        assert_eq!(provider.status().state, ProviderState::Error);
+        assert!(!provider.invalidate().dropped, "there was no token to drop");
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        assert_eq!(script.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_refresh_token_needs_a_login() {
+        let refused = FetchError::Rejected {
+            message: "invalid_grant".into(),
+            needs_login: true,
+        };
+        let script = Script::new(vec![(0, Step::Fail(refused))]);
+        let provider = provider(&script);
+        let (code, _) = error_text(get(&provider, 30).await.unwrap_err());
+        assert_eq!(code, ErrorCode::LoginRequired);
+        assert_eq!(provider.status().state, ProviderState::NeedsLogin);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured() {
+        let script = Script::new(vec![
+            (0, transient(Some(120))),
+            (0, Step::Token("t1", None)),
+        ]);
+        let provider = provider(&script);
+        let (code, _) = error_text(get(&provider, 30).await.unwrap_err());
+        assert_eq!(code, ErrorCode::Upstream);
+        advance(60).await;
+        let (_, message) = error_text(get(&provider, 30).await.unwrap_err());
+        assert!(message.contains("next attempt in"), "{message}");
+        assert_eq!(
+            script.calls(),
+            1,
+            "nothing is sent before Retry-After passes"
+        );
+        advance(61).await;
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_caller_gets_a_retry_after_a_transient_failure() {
+        let script = Script::new(vec![(0, transient(None)), (0, Step::Token("t1", None))]);
+        let provider = provider(&script);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        assert_eq!(script.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_shorter_than_the_minimum_are_refused() {
+        let script = Script::new(vec![(0, Step::Token("short", Some(20)))]);
+        let provider = provider(&script);
+        let (code, message) = error_text(get(&provider, 30).await.unwrap_err());
+        assert_eq!(code, ErrorCode::Upstream);
+        assert!(
+            message.contains("20 s") && message.contains("30 s"),
+            "{message}"
+        );
+        // A caller that asks for less gets it from the cache.
+        assert_eq!(get(&provider, 10).await.unwrap(), "short");
+        assert_eq!(script.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalidation_drops_the_token_and_is_rate_limited() {
+        let script = Script::new(vec![
+            (0, Step::Token("t1", None)),
+            (0, Step::Token("t2", None)),
+        ]);
+        let provider = provider(&script);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        assert!(provider.invalidate().dropped);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t2");
+        let again = provider.invalidate();
+        assert!(
+            !again.dropped && again.message.contains("rate limit"),
+            "{}",
+            again.message
+        );
+        assert_eq!(get(&provider, 30).await.unwrap(), "t2");
+        assert_eq!(script.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_providers_are_not_kept_warm() {
+        let script = Script::new(vec![
+            (0, Step::Token("t1", Some(1000))),
+            (0, Step::Token("t2", Some(1000))),
+        ]);
+        let provider = provider(&script);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+        advance(760).await;
+        assert_eq!(script.calls(), 2, "t1 was used, so it was refreshed");
+        // Nobody asks for t2: its refresh stands down and it expires.
+        advance(1100).await;
+        assert_eq!(script.calls(), 2);
+        assert_eq!(provider.status().state, ProviderState::Expired);
+    }
+
+    #[test]
+    fn advisory_window_is_a_quarter_at_least_a_minute_at_most_half() {
+        let start = Instant::now();
+        for _ in 0..50 {
+            // One hour: a quarter (15 min) plus up to 3 min of jitter before expiry.
+            let at = advisory_start(start, start + Duration::from_secs(3600));
+            let before = (start + Duration::from_secs(3600)) - at;
+            assert!(
+                before >= Duration::from_secs(900) && before <= Duration::from_secs(1080),
+                "{before:?}"
+            );
+            // Two minutes: the 60 s floor, capped at half the lifetime (60 s), plus jitter.
+            let at = advisory_start(start, start + Duration::from_secs(120));
+            let before = (start + Duration::from_secs(120)) - at;
+            assert!(
+                before >= Duration::from_secs(60) && before <= Duration::from_secs(72),
+                "{before:?}"
+            );
+            // Ten seconds: half the lifetime, never before the token was obtained.
+            let at = advisory_start(start, start + Duration::from_secs(10));
+            assert!(at >= start && at <= start + Duration::from_secs(5));
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_caps_and_honours_retry_after() {
+        for _ in 0..50 {
+            let first = backoff(1, None);
+            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+            let fourth = backoff(4, None);
+            assert!(fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8));
+            let late = backoff(30, None);
+            assert!(late <= BACKOFF_CAP && late >= BACKOFF_CAP / 2);
+            assert_eq!(
+                backoff(1, Some(Duration::from_secs(120))),
+                Duration::from_secs(120)
+            );
+            assert_eq!(
+                backoff(1, Some(Duration::from_secs(99_999))),
+                RETRY_AFTER_CAP
+            );
         }
     }
 }

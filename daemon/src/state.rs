@@ -1,6 +1,7 @@
 //! [`State`]: what every connection shares: providers, identity, and the shutdown trigger.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokend_protocol::{DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo};
@@ -12,7 +13,7 @@ use crate::provider::Provider;
 /// Shared daemon state.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) providers: BTreeMap<String, Provider>,
+    pub(crate) providers: BTreeMap<String, Arc<Provider>>,
     endpoint: String,
     config_label: String,
     started: Instant,
@@ -28,7 +29,7 @@ impl State {
         let providers = config
             .providers
             .into_iter()
-            .map(|(name, provider)| (name, Provider::new(provider)))
+            .map(|(name, provider)| (name, Arc::new(Provider::new(provider))))
             .collect();
         Self {
             providers,
@@ -43,7 +44,7 @@ impl State {
         DaemonStatus {
             endpoint: self.endpoint.clone(),
             config: self.config_label.clone(),
-            providers: self.providers.values().map(Provider::status).collect(),
+            providers: self.providers.values().map(|p| p.status()).collect(),
         }
     }
 

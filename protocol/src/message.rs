@@ -23,6 +23,16 @@ pub enum Request {
     Ping,
     /// Stop the daemon gracefully. Answered by [`Response::ShuttingDown`].
     Shutdown,
+    /// The API rejected the provider's current token: drop it so the next request fetches a new
+    /// one. Answered by [`Response::Invalidated`] or [`Response::Error`].
+    Invalidate(Invalidate),
+}
+
+/// Body of [`Request::Invalidate`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Invalidate {
+    /// The provider's name.
+    pub provider: String,
 }
 
 /// Body of [`Request::GetToken`].
@@ -53,6 +63,19 @@ pub enum Response {
     ShuttingDown,
     /// Any request can fail with a typed code and a human message.
     Error(ErrorReply),
+    /// Answer to [`Request::Invalidate`].
+    Invalidated(Invalidation),
+}
+
+/// Body of [`Response::Invalidated`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Invalidation {
+    /// Whether a token was dropped. `false` when there was none, or when the current token is
+    /// too fresh to drop again (invalidation is rate-limited so that a misbehaving caller cannot
+    /// hammer the token endpoint).
+    pub dropped: bool,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// A token and how to present it.
@@ -101,18 +124,28 @@ pub struct ProviderStatus {
     pub expires_at_unix: Option<u64>,
     /// The last failure, if the last attempt failed.
     pub last_error: Option<String>,
+    /// When a token was last obtained (seconds since the Unix epoch).
+    pub last_refresh_unix: Option<u64>,
+    /// When the next refresh is planned (seconds since the Unix epoch), if one is.
+    pub next_refresh_unix: Option<u64>,
 }
 
 /// Lifecycle state of a provider's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum ProviderState {
     /// No token obtained yet (nothing has asked for one).
     Idle,
     /// A valid token is cached.
     Fresh,
-    /// The last attempt failed; see `last_error`.
+    /// The last attempt failed and no valid token is cached; see `last_error`.
     Error,
+    /// A refresh is in flight (a still-valid token may be served meanwhile).
+    Refreshing,
+    /// The cached token has expired; the next request fetches a new one.
+    Expired,
+    /// Only an interactive login can produce a new token (`tok login NAME`).
+    NeedsLogin,
 }
 
 impl ProviderState {
@@ -123,6 +156,9 @@ impl ProviderState {
             Self::Idle => "idle",
             Self::Fresh => "fresh",
             Self::Error => "error",
+            Self::Refreshing => "refreshing",
+            Self::Expired => "expired",
+            Self::NeedsLogin => "needs-login",
         }
     }
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
-    DaemonStatus, ErrorCode, GetToken, HeaderLine, PROTOCOL_VERSION, PingInfo, ProviderState,
-    ProviderStatus, Request, Response, Secret, TokenGrant, codec,
+    DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate, Invalidation, PROTOCOL_VERSION,
+    PingInfo, ProviderState, ProviderStatus, Request, Response, Secret, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -24,6 +24,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("request_status", Request::Status),
         ("request_ping", Request::Ping),
         ("request_shutdown", Request::Shutdown),
+        (
+            "request_invalidate",
+            Request::Invalidate(Invalidate {
+                provider: "crm".into(),
+            }),
+        ),
     ];
     let responses = [
         (
@@ -59,6 +65,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         state: ProviderState::Fresh,
                         expires_at_unix: None,
                         last_error: None,
+                        last_refresh_unix: Some(1_800_000_000),
+                        next_refresh_unix: Some(1_800_005_400),
                     },
                     ProviderStatus {
                         name: "broken".into(),
@@ -66,6 +74,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         state: ProviderState::Error,
                         expires_at_unix: Some(5),
                         last_error: Some("env var X is not set".into()),
+                        last_refresh_unix: None,
+                        next_refresh_unix: None,
                     },
                     ProviderStatus {
                         name: "later".into(),
@@ -73,6 +83,35 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         state: ProviderState::Idle,
                         expires_at_unix: None,
                         last_error: None,
+                        last_refresh_unix: Some(1_800_000_000),
+                        next_refresh_unix: Some(1_800_005_400),
+                    },
+                    ProviderStatus {
+                        name: "busy".into(),
+                        kind: "oauth2".into(),
+                        state: ProviderState::Refreshing,
+                        expires_at_unix: Some(7),
+                        last_error: None,
+                        last_refresh_unix: None,
+                        next_refresh_unix: None,
+                    },
+                    ProviderStatus {
+                        name: "old".into(),
+                        kind: "oauth2".into(),
+                        state: ProviderState::Expired,
+                        expires_at_unix: Some(7),
+                        last_error: None,
+                        last_refresh_unix: None,
+                        next_refresh_unix: None,
+                    },
+                    ProviderStatus {
+                        name: "person".into(),
+                        kind: "oauth2".into(),
+                        state: ProviderState::NeedsLogin,
+                        expires_at_unix: Some(7),
+                        last_error: None,
+                        last_refresh_unix: None,
+                        next_refresh_unix: None,
                     },
                 ],
             }),
@@ -87,6 +126,13 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         ("response_shutting_down", Response::ShuttingDown),
+        (
+            "response_invalidated",
+            Response::Invalidated(Invalidation {
+                dropped: true,
+                message: "dropped".into(),
+            }),
+        ),
     ];
     let codes = [
         ErrorCode::BadRequest,

@@ -2,7 +2,9 @@
 //! socket in a short, private temporary directory.
 //!
 //! Every daemon a test starts is stopped when its [`Daemon`] drops (SIGTERM, then SIGKILL after a
-//! bounded wait), so no test leaves processes behind.
+//! bounded wait), so no test leaves processes behind. [`oidc`] runs the real OAuth 2.0 server.
+
+pub mod oidc;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -154,7 +154,10 @@ fn ping_reports_version_pid_and_uptime_and_stop_stops() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains(&format!("pid {}", daemon.pid())), "{text}");
-    assert!(text.contains("protocol 1"), "{text}");
+    assert!(
+        text.contains(&format!("protocol {}", tokend_protocol::PROTOCOL_VERSION)),
+        "{text}"
+    );
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
 
     let out = daemon.tok(&["stop"]);

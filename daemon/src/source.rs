@@ -1,0 +1,682 @@
+//! Obtaining one token from a provider's source: a fixed secret, nothing (anonymous), an OAuth 2.0
+//! grant (through the `oauth2` crate), or a generic HTTP exchange.
+//!
+//! A fetch either yields a token with its lifetime (and, for refresh-token grants, the rotated
+//! refresh token), or a [`FetchError`] that says how the engine should react: a configuration
+//! problem, a transient failure worth retrying later, or a rejection that no retry will fix.
+//! Messages name the provider, the URL (without query) and what was wrong; never a secret or a
+//! response body.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
+use serde_json::Value;
+use tokend_protocol::Secret;
+use url::Url;
+
+use crate::config::ProviderKind;
+use crate::kinds::{
+    ClientAuth, ExpiresFrom, HttpBody, HttpExchange, HttpMethod, JsonTemplate, OAuth2Config,
+    OAuth2Grant, TokenEndpoint,
+};
+use crate::secret_ref::{ResolveError, SecretTemplate};
+use crate::upstream::{self, Answer, TransportError, shown};
+
+/// A token just obtained.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) token: Secret,
+    pub(crate) lifetime: Lifetime,
+    /// A new refresh token returned with the access token (rotation).
+    pub(crate) refresh_token: Option<Secret>,
+}
+
+/// How long a fetched token lives, counted from when its response arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifetime {
+    Expires(Duration),
+    /// Valid until invalidated (static secrets, exchanges without expiry).
+    Unbounded,
+}
+
+/// Why a fetch failed, and so how the engine reacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FetchError {
+    /// The provider's configuration cannot work (for example a secret reference that does not
+    /// resolve). Not retried until a caller asks again.
+    Config(String),
+    /// Worth retrying later: network trouble, timeouts, 5xx, 429, malformed answers.
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The token endpoint refused the credentials (`invalid_client`, `invalid_grant`, 401,
+    /// 403, …): retrying cannot help. `needs_login` when only a person can fix it.
+    Rejected { message: String, needs_login: bool },
+}
+
+impl FetchError {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Self::Config(message)
+            | Self::Transient { message, .. }
+            | Self::Rejected { message, .. } => message,
+        }
+    }
+}
+
+/// State a source keeps between fetches; owned by the provider's single-flight lock.
+#[derive(Debug, Default)]
+pub(crate) struct SourceState {
+    /// The refresh token in force once the server rotated the configured one.
+    pub(crate) refresh_token: Option<Secret>,
+    /// The token endpoint found through OpenID Connect discovery.
+    pub(crate) discovered: Option<Url>,
+}
+
+/// Fetches a token for provider `name`.
+pub(crate) async fn fetch(
+    name: &str,
+    kind: &ProviderKind,
+    state: &mut SourceState,
+) -> Result<Fetched, FetchError> {
+    match kind {
+        ProviderKind::Static { secret } => Ok(Fetched {
+            token: resolve(name, "secret", secret).await?,
+            lifetime: Lifetime::Unbounded,
+            refresh_token: None,
+        }),
+        ProviderKind::Anonymous => Ok(Fetched {
+            token: Secret::from(""),
+            lifetime: Lifetime::Unbounded,
+            refresh_token: None,
+        }),
+        ProviderKind::OAuth2(config) => oauth2_fetch(name, config, state).await,
+        ProviderKind::Http(exchange) => http_fetch(name, exchange).await,
+    }
+}
+
+async fn resolve(name: &str, key: &str, template: &SecretTemplate) -> Result<Secret, FetchError> {
+    template
+        .resolve()
+        .await
+        .map_err(|err| FetchError::Config(format!("provider `{name}`: {key}: {err}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth 2.0
+
+/// Status, `Retry-After` and body description of the last token-endpoint response, kept aside
+/// because the `oauth2` crate's errors do not carry them.
+#[derive(Debug, Default, Clone)]
+struct ResponseMeta {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: String,
+}
+
+async fn oauth2_fetch(
+    name: &str,
+    config: &OAuth2Config,
+    state: &mut SourceState,
+) -> Result<Fetched, FetchError> {
+    let token_url = match &config.endpoint {
+        TokenEndpoint::TokenUrl(url) => url.clone(),
+        TokenEndpoint::Issuer(issuer) => match &state.discovered {
+            Some(url) => url.clone(),
+            None => {
+                let url = discover(name, issuer).await?;
+                state.discovered = Some(url.clone());
+                url
+            }
+        },
+    };
+    let mut client = BasicClient::new(ClientId::new(config.client_id.clone()))
+        .set_token_uri(TokenUrl::from_url(token_url.clone()))
+        .set_auth_type(match config.client_auth {
+            ClientAuth::Basic => AuthType::BasicAuth,
+            ClientAuth::Post => AuthType::RequestBody,
+        });
+    if let Some(template) = &config.client_secret {
+        let secret = resolve(name, "client_secret", template).await?;
+        client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+    }
+
+    let meta = Arc::new(Mutex::new(ResponseMeta::default()));
+    let http = {
+        let meta = Arc::clone(&meta);
+        move |request: oauth2::HttpRequest| {
+            let meta = Arc::clone(&meta);
+            async move {
+                let request =
+                    reqwest::Request::try_from(request).map_err(|err| TransportError::Other {
+                        url: "token endpoint".into(),
+                        reason: err.to_string(),
+                    })?;
+                let answer = upstream::send(request).await?;
+                if let Ok(mut slot) = meta.lock() {
+                    *slot = ResponseMeta {
+                        status: answer.status,
+                        retry_after: answer.retry_after,
+                        body: answer.describe_body(),
+                    };
+                }
+                let mut response = http::Response::new(answer.body.to_vec());
+                *response.status_mut() = http::StatusCode::from_u16(answer.status)
+                    .unwrap_or(http::StatusCode::BAD_GATEWAY);
+                *response.headers_mut() = answer.headers;
+                Ok::<_, TransportError>(response)
+            }
+        }
+    };
+
+    let where_ = format!("provider `{name}`: token endpoint {}", shown(&token_url));
+    let refresh_grant = matches!(config.grant, OAuth2Grant::RefreshToken { .. });
+    let result = match &config.grant {
+        OAuth2Grant::ClientCredentials => {
+            let mut request = client.exchange_client_credentials();
+            for scope in &config.scopes {
+                request = request.add_scope(Scope::new(scope.clone()));
+            }
+            for (key, value) in &config.params {
+                request = request.add_extra_param(key.clone(), value.clone());
+            }
+            request.request_async(&http).await
+        }
+        OAuth2Grant::RefreshToken { refresh_token } => {
+            let current = match &state.refresh_token {
+                Some(rotated) => rotated.clone(),
+                None => resolve(name, "refresh_token", refresh_token).await?,
+            };
+            let current = oauth2::RefreshToken::new(current.expose().to_owned());
+            let mut request = client.exchange_refresh_token(&current);
+            for scope in &config.scopes {
+                request = request.add_scope(Scope::new(scope.clone()));
+            }
+            for (key, value) in &config.params {
+                request = request.add_extra_param(key.clone(), value.clone());
+            }
+            request.request_async(&http).await
+        }
+    };
+    let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
+
+    match result {
+        Ok(response) => {
+            let token = Secret::new(response.access_token().secret().clone());
+            if token.is_empty() {
+                return Err(FetchError::Transient {
+                    message: format!("{where_}: the response has an empty access_token"),
+                    retry_after: None,
+                });
+            }
+            let lifetime = lifetime_of(response.expires_in(), &token, config.ttl, false);
+            Ok(Fetched {
+                token,
+                lifetime,
+                refresh_token: response
+                    .refresh_token()
+                    .map(|rt| Secret::new(rt.secret().clone())),
+            })
+        }
+        Err(RequestTokenError::ServerResponse(error)) => {
+            let code = error.error();
+            let described = error
+                .error_description()
+                .map(|text| format!("{code}: {}", one_line(text)))
+                .unwrap_or_else(|| code.to_string());
+            match code {
+                BasicErrorResponseType::InvalidGrant if refresh_grant => {
+                    Err(FetchError::Rejected {
+                        message: format!(
+                            "{where_}: the refresh token was refused ({described}); it was revoked or \
+                         expired: put a new one in the config, then run `tok invalidate {name}`"
+                        ),
+                        needs_login: true,
+                    })
+                }
+                BasicErrorResponseType::Extension(_)
+                    if meta.status >= 500 || meta.status == 429 =>
+                {
+                    Err(FetchError::Transient {
+                        message: format!("{where_}: HTTP {} ({described})", meta.status),
+                        retry_after: meta.retry_after,
+                    })
+                }
+                _ => Err(FetchError::Rejected {
+                    message: format!(
+                        "{where_}: refused ({described}); check client_id, client_secret, grant \
+                         and scopes, then run `tok invalidate {name}`"
+                    ),
+                    needs_login: false,
+                }),
+            }
+        }
+        Err(RequestTokenError::Request(transport)) => Err(FetchError::Transient {
+            message: format!("provider `{name}`: {transport}"),
+            retry_after: None,
+        }),
+        Err(RequestTokenError::Parse(_, _) | RequestTokenError::Other(_)) => Err(status_error(
+            &where_,
+            meta.status,
+            meta.retry_after,
+            &meta.body,
+        )),
+    }
+}
+
+/// An HTTP answer that is not the expected JSON: rejected for 401/403, transient otherwise.
+fn status_error(
+    where_: &str,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> FetchError {
+    match status {
+        401 | 403 => FetchError::Rejected {
+            message: format!("{where_}: HTTP {status} (credentials refused)"),
+            needs_login: false,
+        },
+        200..=299 => FetchError::Transient {
+            message: format!("{where_}: expected a JSON token response, got {body}"),
+            retry_after,
+        },
+        _ => FetchError::Transient {
+            message: format!("{where_}: HTTP {status} with {body}"),
+            retry_after,
+        },
+    }
+}
+
+/// Finds the token endpoint of an OpenID Connect issuer.
+async fn discover(name: &str, issuer: &Url) -> Result<Url, FetchError> {
+    let mut url = issuer.clone();
+    let path = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.path().trim_end_matches('/')
+    );
+    url.set_path(&path);
+    let where_ = format!("provider `{name}`: discovery document {}", shown(&url));
+    let request = reqwest::Request::new(reqwest::Method::GET, url);
+    let answer = upstream::send(request)
+        .await
+        .map_err(|err| FetchError::Transient {
+            message: format!("provider `{name}`: {err}"),
+            retry_after: None,
+        })?;
+    if answer.status != 200 {
+        return Err(status_error(
+            &where_,
+            answer.status,
+            answer.retry_after,
+            &answer.describe_body(),
+        ));
+    }
+    let document: Value =
+        serde_json::from_slice(&answer.body).map_err(|_| FetchError::Transient {
+            message: format!("{where_}: expected JSON, got {}", answer.describe_body()),
+            retry_after: None,
+        })?;
+    let endpoint = document
+        .get("token_endpoint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| FetchError::Transient {
+            message: format!("{where_}: no `token_endpoint` in the document"),
+            retry_after: None,
+        })?;
+    Url::parse(endpoint).map_err(|err| FetchError::Transient {
+        message: format!("{where_}: `token_endpoint` is not a URL ({err})"),
+        retry_after: None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic HTTP exchange
+
+async fn http_fetch(name: &str, exchange: &HttpExchange) -> Result<Fetched, FetchError> {
+    let where_ = format!(
+        "provider `{name}`: {} {}",
+        exchange.method.as_str(),
+        shown(&exchange.url)
+    );
+    let method = match exchange.method {
+        HttpMethod::Get => reqwest::Method::GET,
+        HttpMethod::Post => reqwest::Method::POST,
+    };
+    let mut request = upstream::client().request(method, exchange.url.clone());
+    if let Some(basic) = &exchange.basic {
+        let user = resolve(name, "basic.user", &basic.user).await?;
+        let password = resolve_allow_empty(name, "basic.password", &basic.password).await?;
+        request = request.basic_auth(user.expose(), Some(password.expose()));
+    }
+    for (header, template) in &exchange.headers {
+        let value = resolve(name, &format!("headers.{header}"), template).await?;
+        request = request.header(header.as_str(), value.expose());
+    }
+    match &exchange.body {
+        Some(HttpBody::Json(template)) => {
+            let body = json_value(name, template).await?;
+            request = request.json(&body);
+        }
+        Some(HttpBody::Form(fields)) => {
+            let mut pairs = Vec::with_capacity(fields.len());
+            for (key, template) in fields {
+                let value = resolve_allow_empty(name, &format!("form.{key}"), template).await?;
+                pairs.push((key.clone(), value.expose().to_owned()));
+            }
+            request = request.form(&pairs);
+        }
+        None => {}
+    }
+    let request = request
+        .build()
+        .map_err(|err| FetchError::Config(format!("{where_}: {err}")))?;
+    let answer = upstream::send(request)
+        .await
+        .map_err(|err| FetchError::Transient {
+            message: format!("provider `{name}`: {err}"),
+            retry_after: None,
+        })?;
+    let document = parse_answer(&where_, &answer)?;
+    if let Some(check) = &exchange.ok {
+        let value = document.pointer(&check.pointer).map(scalar_text);
+        if value.as_deref() != Some(check.equals.as_str()) {
+            let explanation = check
+                .message
+                .as_deref()
+                .and_then(|pointer| document.pointer(pointer))
+                .map(scalar_text)
+                .filter(|text| !text.is_empty())
+                .map(|text| format!(": {}", one_line(&text)))
+                .unwrap_or_default();
+            return Err(FetchError::Rejected {
+                message: format!(
+                    "{where_}: {} is {} instead of {:?}{explanation}",
+                    check.pointer,
+                    value.map_or_else(|| "missing".to_owned(), |v| format!("{v:?}")),
+                    check.equals
+                ),
+                needs_login: false,
+            });
+        }
+    }
+    let token = document
+        .pointer(&exchange.token)
+        .and_then(Value::as_str)
+        .filter(|token| !token.is_empty())
+        .map(|token| Secret::new(token.to_owned()))
+        .ok_or_else(|| FetchError::Transient {
+            message: format!(
+                "{where_}: the response has no token (a string) at {}",
+                exchange.token
+            ),
+            retry_after: None,
+        })?;
+    let lifetime = match &exchange.expires {
+        ExpiresFrom::Jwt => lifetime_of(None, &token, exchange.ttl, true),
+        ExpiresFrom::Pointer(pointer) => {
+            let seconds = document
+                .pointer(pointer)
+                .and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                })
+                .ok_or_else(|| FetchError::Transient {
+                    message: format!(
+                        "{where_}: the response has no number of seconds at {pointer}"
+                    ),
+                    retry_after: None,
+                })?;
+            Lifetime::Expires(Duration::from_secs(seconds))
+        }
+        ExpiresFrom::Unknown => exchange.ttl.map_or(Lifetime::Unbounded, Lifetime::Expires),
+    };
+    Ok(Fetched {
+        token,
+        lifetime,
+        refresh_token: None,
+    })
+}
+
+/// Classifies a non-2xx answer, or parses a 2xx one as JSON.
+fn parse_answer(where_: &str, answer: &Answer) -> Result<Value, FetchError> {
+    match answer.status {
+        200..=299 => serde_json::from_slice(&answer.body).map_err(|_| FetchError::Transient {
+            message: format!("{where_}: expected JSON, got {}", answer.describe_body()),
+            retry_after: answer.retry_after,
+        }),
+        401 | 403 => Err(FetchError::Rejected {
+            message: format!(
+                "{where_}: HTTP {} (credentials refused); check the provider's keys",
+                answer.status
+            ),
+            needs_login: false,
+        }),
+        429 | 500..=599 => Err(FetchError::Transient {
+            message: format!(
+                "{where_}: HTTP {} with {}",
+                answer.status,
+                answer.describe_body()
+            ),
+            retry_after: answer.retry_after,
+        }),
+        status => Err(FetchError::Rejected {
+            message: format!(
+                "{where_}: HTTP {status} with {}; check the provider's settings",
+                answer.describe_body()
+            ),
+            needs_login: false,
+        }),
+    }
+}
+
+async fn resolve_allow_empty(
+    name: &str,
+    key: &str,
+    template: &SecretTemplate,
+) -> Result<Secret, FetchError> {
+    // Empty values are legitimate here (the empty password of an API-key Basic pair).
+    match template.resolve().await {
+        Ok(value) => Ok(value),
+        Err(ResolveError::Empty { .. }) => Ok(Secret::from("")),
+        Err(err) => Err(FetchError::Config(format!(
+            "provider `{name}`: {key}: {err}"
+        ))),
+    }
+}
+
+/// Builds the JSON body, resolving every string template.
+async fn json_value(name: &str, template: &JsonTemplate) -> Result<Value, FetchError> {
+    // Iterative rather than recursive: async recursion would need boxing.
+    enum Work<'a> {
+        Visit(&'a JsonTemplate),
+        Array(usize),
+        Object(Vec<String>),
+    }
+    let mut work = vec![Work::Visit(template)];
+    let mut values: Vec<Value> = Vec::new();
+    while let Some(item) = work.pop() {
+        match item {
+            Work::Visit(node) => match node {
+                JsonTemplate::Bool(b) => values.push(Value::Bool(*b)),
+                JsonTemplate::Integer(i) => values.push(Value::from(*i)),
+                JsonTemplate::Float(f) => values.push(Value::from(*f)),
+                JsonTemplate::String(text) => {
+                    let resolved = resolve_allow_empty(name, "json", text).await?;
+                    values.push(Value::String(resolved.expose().to_owned()));
+                }
+                JsonTemplate::Array(items) => {
+                    work.push(Work::Array(items.len()));
+                    work.extend(items.iter().rev().map(Work::Visit));
+                }
+                JsonTemplate::Object(fields) => {
+                    work.push(Work::Object(
+                        fields.iter().map(|(k, _)| k.clone()).collect(),
+                    ));
+                    work.extend(fields.iter().rev().map(|(_, v)| Work::Visit(v)));
+                }
+            },
+            Work::Array(len) => {
+                let items = values.split_off(values.len() - len);
+                values.push(Value::Array(items));
+            }
+            Work::Object(keys) => {
+                let items = values.split_off(values.len() - keys.len());
+                values.push(Value::Object(keys.into_iter().zip(items).collect()));
+            }
+        }
+    }
+    Ok(values.pop().unwrap_or(Value::Null))
+}
+
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Upstream text shown in one line, bounded.
+fn one_line(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    line.trim().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry
+
+/// The lifetime of a token: `expires_in` if given, else the JWT `exp` claim, else `ttl`, else
+/// unbounded. With `jwt_expected`, a missing or unusable `exp` is logged.
+pub(crate) fn lifetime_of(
+    expires_in: Option<Duration>,
+    token: &Secret,
+    ttl: Option<Duration>,
+    jwt_expected: bool,
+) -> Lifetime {
+    if let Some(expires_in) = expires_in {
+        return Lifetime::Expires(expires_in);
+    }
+    if let Some(remaining) = jwt_remaining(token.expose()) {
+        return Lifetime::Expires(remaining);
+    }
+    if jwt_expected {
+        tracing::warn!(
+            "the token has no usable JWT `exp` claim; {}",
+            ttl.map_or_else(
+                || "treating it as valid until invalidated".to_owned(),
+                |t| format!("assuming {} s", t.as_secs())
+            )
+        );
+    }
+    ttl.map_or(Lifetime::Unbounded, Lifetime::Expires)
+}
+
+/// Time left until a JWT's `exp` claim (a number, or a numeric string as CRM.COM sends it).
+/// The signature is not checked: the token is not ours to verify, only to schedule.
+pub(crate) fn jwt_remaining(token: &str) -> Option<Duration> {
+    let data = jsonwebtoken::dangerous::insecure_decode::<Value>(token).ok()?;
+    let exp = data.claims.get("exp")?;
+    let exp = exp
+        .as_u64()
+        .or_else(|| exp.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        .or_else(|| exp.as_str().and_then(|s| s.trim().parse().ok()))?;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(exp.saturating_sub(now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+
+    use super::*;
+
+    fn jwt(claims: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "{}.{}.sig",
+            b64(r#"{"alg":"HS256","typ":"JWT"}"#),
+            b64(claims)
+        )
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn jwt_exp_as_number_or_string() {
+        let in_an_hour = now() + 3600;
+        let numeric = jwt(&format!(r#"{{"exp":{in_an_hour}}}"#));
+        let remaining = jwt_remaining(&numeric).unwrap().as_secs();
+        assert!((3590..=3600).contains(&remaining), "{remaining}");
+        // CRM.COM sends exp as a string.
+        let stringy = jwt(&format!(r#"{{"exp":"{in_an_hour}"}}"#));
+        assert!(jwt_remaining(&stringy).is_some());
+        assert_eq!(jwt_remaining(&jwt(r#"{"sub":"x"}"#)), None);
+        assert_eq!(jwt_remaining("not-a-jwt"), None);
+        let past = jwt(r#"{"exp":1000}"#);
+        assert_eq!(jwt_remaining(&past), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn lifetime_prefers_expires_in_then_jwt_then_ttl() {
+        let hour = Duration::from_secs(3600);
+        let opaque = Secret::from("opaque");
+        assert_eq!(
+            lifetime_of(Some(hour), &opaque, None, false),
+            Lifetime::Expires(hour)
+        );
+        assert_eq!(
+            lifetime_of(None, &opaque, Some(hour), false),
+            Lifetime::Expires(hour)
+        );
+        assert_eq!(lifetime_of(None, &opaque, None, false), Lifetime::Unbounded);
+        let token = Secret::new(jwt(&format!(r#"{{"exp":{}}}"#, now() + 60)));
+        assert!(
+            matches!(lifetime_of(None, &token, Some(hour), true), Lifetime::Expires(d) if d <= Duration::from_secs(60))
+        );
+    }
+
+    #[tokio::test]
+    async fn json_bodies_keep_structure_and_order() {
+        let template = JsonTemplate::Object(vec![
+            (
+                "access_token_identifier".into(),
+                JsonTemplate::Object(vec![(
+                    "authentication_code".into(),
+                    JsonTemplate::String(SecretTemplate::parse("code-1").unwrap()),
+                )]),
+            ),
+            (
+                "unit".into(),
+                JsonTemplate::String(SecretTemplate::parse("1").unwrap()),
+            ),
+            (
+                "list".into(),
+                JsonTemplate::Array(vec![JsonTemplate::Integer(1), JsonTemplate::Bool(true)]),
+            ),
+        ]);
+        let value = json_value("crm", &template).await.unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "access_token_identifier": {"authentication_code": "code-1"},
+                "unit": "1",
+                "list": [1, true]
+            })
+        );
+    }
+}

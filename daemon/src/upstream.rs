@@ -1,0 +1,230 @@
+//! Talking to token endpoints: one HTTP client with the limits every upstream response gets.
+//!
+//! Upstream responses are untrusted. Connects and whole requests time out, redirects are not
+//! followed (a token request must not be replayed to another host), bodies are read up to
+//! [`MAX_BODY`] and never logged, and each response keeps only what the engine needs: status,
+//! `Retry-After`, content type and the (wiped-on-drop) body. Every error names the URL without
+//! its query string, which may carry secrets.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokend_protocol::SecretBuf;
+use url::Url;
+
+/// Largest response body read from a token endpoint (tokens and discovery documents are small).
+pub const MAX_BODY: usize = 256 * 1024;
+/// Time allowed to open a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for a whole request, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the engine keeps of a response.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: SecretBuf,
+}
+
+impl Answer {
+    /// A short description of a body that is not what we expected (never its content).
+    pub(crate) fn describe_body(&self) -> String {
+        let kind = self.content_type.as_deref().unwrap_or("no content type");
+        let looks_like_html = self.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+        if looks_like_html {
+            format!("an HTML page ({kind}, {} bytes)", self.body.len())
+        } else {
+            format!("{kind}, {} bytes", self.body.len())
+        }
+    }
+}
+
+/// A request that got no usable HTTP response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{url} did not answer within {seconds} s")]
+    Timeout { url: String, seconds: u64 },
+    #[error("{url} answered with a body larger than {limit} KiB")]
+    TooLarge { url: String, limit: usize },
+    #[error("request to {url} failed: {reason}")]
+    Other { url: String, reason: String },
+}
+
+/// A URL as shown in messages and logs: no query string, no user info.
+pub(crate) fn shown(url: &Url) -> String {
+    let mut clean = url.clone();
+    clean.set_query(None);
+    clean.set_fragment(None);
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    clean.to_string()
+}
+
+/// The shared client, built on first use so that a daemon with only static providers never
+/// loads TLS or HTTP machinery.
+pub(crate) fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        // rustls with the ring provider: one process-wide choice, made here.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tokend/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|err| {
+                tracing::error!("cannot build the HTTP client ({err}); using defaults");
+                reqwest::Client::new()
+            })
+    })
+}
+
+/// Sends `request` and reads the answer within the limits.
+pub(crate) async fn send(request: reqwest::Request) -> Result<Answer, TransportError> {
+    let url = shown(request.url());
+    let mut response = client()
+        .execute(request)
+        .await
+        .map_err(|err| classify(&url, &err))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_retry_after);
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY as u64)
+    {
+        return Err(TransportError::TooLarge {
+            url,
+            limit: MAX_BODY / 1024,
+        });
+    }
+    let mut body = SecretBuf::with_capacity(4096);
+    while let Some(chunk) = response.chunk().await.map_err(|err| classify(&url, &err))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(TransportError::TooLarge {
+                url,
+                limit: MAX_BODY / 1024,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        retry_after,
+        content_type,
+        headers,
+        body,
+    })
+}
+
+fn classify(url: &str, err: &reqwest::Error) -> TransportError {
+    let url = url.to_owned();
+    if err.is_timeout() {
+        TransportError::Timeout {
+            url,
+            seconds: REQUEST_TIMEOUT.as_secs(),
+        }
+    } else if err.is_connect() {
+        TransportError::Connect {
+            url,
+            reason: root_cause(err),
+        }
+    } else {
+        TransportError::Other {
+            url,
+            reason: root_cause(err),
+        }
+    }
+}
+
+/// The innermost error message (reqwest's own Display repeats the URL, with its query).
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate_to_unix(value)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Parses the IMF-fixdate form of an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+fn httpdate_to_unix(value: &str) -> Option<u64> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: i64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)?;
+    let year: i64 = year.parse().ok()?;
+    let mut hms = time.split(':').map(|part| part.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days from civil (H. Hinnant), months counted from March.
+    let month = i64::try_from(month).ok()? + 1;
+    let (y, mp) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn shown_urls_drop_query_and_credentials() {
+        let url = Url::parse("https://user:pw@auth.example.com/token?api_key=s3cret#x").unwrap();
+        assert_eq!(shown(&url), "https://auth.example.com/token");
+    }
+}
