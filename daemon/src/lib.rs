@@ -8,6 +8,7 @@
 //! - [`kinds`] — the data model of the OAuth 2.0 and HTTP-exchange kinds.
 //! - [`secret_ref`] — `${env:…}`, `${file:…}`, `${cmd:…}` references in secret-bearing strings.
 //! - [`listener`] — claiming the endpoint: private directory, daemon lock, stale sockets.
+//! - [`process_limits`] — the file-descriptor limit the connection cap needs.
 //! - [`server`] — the accept loop, the connection cap and graceful shutdown.
 //! - `connection` — one client: peer check, handshake, request/response loop, timeouts.
 //! - `dispatch` — the one `match` on requests.
@@ -21,6 +22,7 @@ mod connection;
 mod dispatch;
 pub mod kinds;
 pub mod listener;
+pub mod process_limits;
 mod provider;
 pub mod secret_ref;
 pub mod server;

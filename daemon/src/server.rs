@@ -14,8 +14,10 @@ use crate::connection;
 use crate::listener::BoundListener;
 use crate::state::State;
 
-/// Most connections served at once; further clients wait in the socket backlog.
-pub const MAX_CONNECTIONS: usize = 256;
+/// Most connections served at once; further clients wait in the socket backlog. Applications
+/// keep connections open, so this is sized for many clients (each idle connection costs a few
+/// KiB); `tokend` raises its file-descriptor limit to match (see [`crate::process_limits`]).
+pub const MAX_CONNECTIONS: usize = 1024;
 /// How long shutdown waits for in-flight requests before cutting connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
