@@ -78,6 +78,8 @@
 //! - `refresh_token` (credential): required with `grant = "refresh_token"`, rejected otherwise.
 //! - `ttl`: lifetime to assume when the response has no `expires_in` and the token is no JWT
 //!   with `exp` (`"90s"`, `"15m"`, `"2h"`, `"1d"`).
+//! - `timeout`: the whole request to the token endpoint must finish within this time, a
+//!   duration from `"1s"` to `"120s"` (e.g. `"5s"`); default: the daemon's 10 s.
 //!
 //! ## `kind = "http"`: any HTTP token exchange ([`crate::kinds::HttpExchange`])
 //!
@@ -100,6 +102,8 @@
 //! - `ok`: `{ pointer = …, equals = …, message = … }`: the response is a success only when the
 //!   value at `pointer` equals `equals` (a string, integer or boolean); `message` (optional) is a
 //!   pointer to the explanation shown otherwise.
+//! - `timeout`: as for `oauth2`, the time limit of the whole token request (at most `"120s"`;
+//!   default: the daemon's 10 s).
 //!
 //! ## `preset = "timekit"`: Timekit App-Token
 //!
@@ -111,6 +115,7 @@
 //! - `email` (required): the account e-mail.
 //! - `api_key` (required, credential).
 //! - `base_url` (default `"https://api.timekit.io"`).
+//! - `timeout`: as for `http` (at most `"120s"`; default: the daemon's 10 s).
 //!
 //! ## `preset = "crm.com"`: CRM.COM consumer application key
 //!
@@ -123,6 +128,7 @@
 //! - exactly one of: `authentication_code` (credential); `identifier` and `pass_code`
 //!   (credential); `jwt` (credential) and `organisation` (plain text).
 //! - `unit` (plain text): the unit to log in to; omitted: the user's default unit.
+//! - `timeout`: as for `http` (at most `"120s"`; default: the daemon's 10 s).
 //!
 //! ## `preset = "salestim"`: SalesTim application mode
 //!
@@ -180,6 +186,8 @@ const URL_HINT: &str =
 const POINTER_HINT: &str = "write a JSON pointer (RFC 6901) such as \"/data/token\": \
      a `/` before each member name or array index";
 const DURATION_HINT: &str = "write a duration such as \"90s\", \"15m\", \"2h\" or \"1d\"";
+const TIMEOUT_HINT: &str = "write a duration from 1s to 120s, e.g. \"5s\" or \"2m\"; or remove it \
+     for the default of 10s";
 const CRM_IDENTIFY_HINT: &str = "give exactly one of: authentication_code; identifier and \
      pass_code; jwt and organisation";
 
@@ -210,13 +218,14 @@ const OAUTH2_KEYS: KeySet = KeySet {
         "params",
         "refresh_token",
         "ttl",
+        "timeout",
         "header",
         "scheme",
         "basic_user",
     ],
     hint: "remove it or fix its spelling; known keys: kind, grant, token_url, issuer, client_id, \
-           client_secret, client_auth, scopes, params, refresh_token, ttl, header, scheme, \
-           basic_user",
+           client_secret, client_auth, scopes, params, refresh_token, ttl, timeout, header, \
+           scheme, basic_user",
 };
 const HTTP_KEYS: KeySet = KeySet {
     keys: &[
@@ -231,12 +240,13 @@ const HTTP_KEYS: KeySet = KeySet {
         "expires",
         "ttl",
         "ok",
+        "timeout",
         "header",
         "scheme",
         "basic_user",
     ],
     hint: "remove it or fix its spelling; known keys: kind, method, url, basic, headers, json, \
-           form, token, expires, ttl, ok, header, scheme, basic_user",
+           form, token, expires, ttl, ok, timeout, header, scheme, basic_user",
 };
 const TIMEKIT_KEYS: KeySet = KeySet {
     keys: &[
@@ -245,12 +255,13 @@ const TIMEKIT_KEYS: KeySet = KeySet {
         "email",
         "api_key",
         "base_url",
+        "timeout",
         "header",
         "scheme",
         "basic_user",
     ],
     hint: "remove it or fix its spelling; known keys: preset, app, email, api_key, base_url, \
-           header, scheme, basic_user",
+           timeout, header, scheme, basic_user",
 };
 const CRM_KEYS: KeySet = KeySet {
     keys: &[
@@ -263,13 +274,14 @@ const CRM_KEYS: KeySet = KeySet {
         "jwt",
         "organisation",
         "unit",
+        "timeout",
         "header",
         "scheme",
         "basic_user",
     ],
     hint: "remove it or fix its spelling; known keys: preset, base_url, api_key, \
-           authentication_code, identifier, pass_code, jwt, organisation, unit, header, scheme, \
-           basic_user",
+           authentication_code, identifier, pass_code, jwt, organisation, unit, timeout, header, \
+           scheme, basic_user",
 };
 const SALESTIM_KEYS: KeySet = KeySet {
     keys: &["preset", "api_key", "header", "scheme", "basic_user"],
@@ -306,6 +318,8 @@ const CRM_IDENTIFIERS: [&[&str]; 3] = [
 const TIMEKIT_BASE_URL: &str = "https://api.timekit.io";
 /// CRM.COM tokens expire after two hours; used when the JWT has no usable `exp`.
 const CRM_TTL: Duration = Duration::from_secs(2 * 60 * 60);
+/// The longest `timeout` a provider may set (`TIMEOUT_HINT` and the messages say 120s).
+const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The loaded configuration.
 #[derive(Debug, Clone)]
@@ -1275,6 +1289,37 @@ impl<'a, 'i> Table<'a, 'i> {
             })
     }
 
+    /// `timeout`, if present: a duration from 1 s to [`MAX_TIMEOUT`].
+    fn timeout(&self) -> Result<Option<Duration>, ConfigError> {
+        let Some(found) = self.str("timeout")? else {
+            return Ok(None);
+        };
+        let timeout = crate::kinds::parse_duration(found.text).map_err(|message| {
+            // `parse_duration`'s own message for zero speaks of token lifetimes.
+            let text = found.text.trim();
+            let digits = text.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(text);
+            let problem = if !digits.is_empty() && digits.bytes().all(|byte| byte == b'0') {
+                "invalid timeout: zero lets no request finish; use at least 1s".to_owned()
+            } else {
+                format!("invalid timeout: {message}")
+            };
+            self.error(&found.span, &found.key, problem, TIMEOUT_HINT)
+        })?;
+        if timeout > MAX_TIMEOUT {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                format!(
+                    "`timeout` is {}s: at most {}s",
+                    timeout.as_secs(),
+                    MAX_TIMEOUT.as_secs()
+                ),
+                TIMEOUT_HINT,
+            ));
+        }
+        Ok(Some(timeout))
+    }
+
     /// A TOML value as a JSON template: strings become templates, tables objects (in file order).
     fn json(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Result<JsonTemplate, ConfigError> {
         let span = value.span();
@@ -1479,6 +1524,7 @@ fn oauth2_kind(
     let scopes = scopes(table)?;
     let params = oauth2_params(table)?;
     let ttl = table.duration("ttl")?;
+    let timeout = table.timeout()?;
 
     Ok(ProviderKind::OAuth2(OAuth2Config {
         grant,
@@ -1489,6 +1535,7 @@ fn oauth2_kind(
         scopes,
         params,
         ttl,
+        timeout,
     }))
 }
 
@@ -1732,6 +1779,7 @@ fn http_kind(
 
     let ttl = table.duration("ttl")?;
     let ok = ok_check(table)?;
+    let timeout = table.timeout()?;
 
     Ok(HttpExchange {
         method,
@@ -1743,6 +1791,7 @@ fn http_kind(
         expires,
         ttl,
         ok,
+        timeout,
     })
 }
 
@@ -1867,6 +1916,7 @@ fn timekit_preset(
     };
     let mut url = join_path(&base, "v2/app");
     url.set_query(Some("include=app_token"));
+    let timeout = table.timeout()?;
 
     let exchange = HttpExchange {
         method: HttpMethod::Get,
@@ -1888,6 +1938,7 @@ fn timekit_preset(
         expires: ExpiresFrom::Unknown,
         ttl: None,
         ok: None,
+        timeout,
     };
     // The App-Token is then sent as HTTP Basic with an empty user name.
     let presentation = Presentation {
@@ -1993,6 +2044,7 @@ fn crm_preset(
     if let Some(unit) = plain("unit")? {
         body.push(("unit".to_owned(), string(unit)));
     }
+    let timeout = table.timeout()?;
 
     let exchange = HttpExchange {
         method: HttpMethod::Post,
@@ -2011,6 +2063,7 @@ fn crm_preset(
             equals: "OK".to_owned(),
             message: Some("/status/description".to_owned()),
         }),
+        timeout,
     };
     let presentation = Presentation {
         header: "authorization".to_owned(),
@@ -2732,6 +2785,9 @@ scheme = "basic"
             assert!(MISSING_KIND_HINT.contains(preset), "{preset}");
         }
         assert!(UNKNOWN_GRANT_HINT.ends_with("client_credentials, refresh_token"));
+        // The timeout hint states the real limit.
+        let limit = format!("to {}s,", MAX_TIMEOUT.as_secs());
+        assert!(TIMEOUT_HINT.contains(&limit), "{TIMEOUT_HINT}");
     }
 
     #[test]
@@ -2855,6 +2911,7 @@ ok = { pointer = "/status/code", equals = "OK", message = "/status/description" 
                 scopes: vec!["api.read".to_owned()],
                 params: vec![("audience".to_owned(), "https://api.example.com".to_owned())],
                 ttl: Some(Duration::from_secs(3600)),
+                timeout: None,
             })
         );
         assert_eq!(api.presentation, Presentation::default());
@@ -2872,6 +2929,7 @@ ok = { pointer = "/status/code", equals = "OK", message = "/status/description" 
                 scopes: Vec::new(),
                 params: Vec::new(),
                 ttl: None,
+                timeout: None,
             })
         );
 
@@ -2897,6 +2955,7 @@ ok = { pointer = "/status/code", equals = "OK", message = "/status/description" 
                     equals: "OK".to_owned(),
                     message: Some("/status/description".to_owned()),
                 }),
+                timeout: None,
             }
         );
         assert_eq!(
@@ -3005,6 +3064,7 @@ token = "/t"
                 expires: ExpiresFrom::Unknown,
                 ttl: None,
                 ok: None,
+                timeout: None,
             }
         );
         assert_eq!(
@@ -3033,6 +3093,7 @@ token = "/t"
                     equals: "0".to_owned(),
                     message: None,
                 }),
+                timeout: None,
             }
         );
         let get_upper = http(&config, "get-upper");
@@ -3121,6 +3182,7 @@ nested.deeper = { b = false, a = "x" }
             expires: ExpiresFrom::Unknown,
             ttl: None,
             ok: None,
+            timeout: None,
         };
         for (base_url, request_url) in [
             ("", "https://api.timekit.io/v2/app?include=app_token"),
@@ -3255,6 +3317,7 @@ nested.deeper = { b = false, a = "x" }
                         equals: "OK".to_owned(),
                         message: Some("/status/description".to_owned()),
                     }),
+                    timeout: None,
                 },
                 "{identify}"
             );
@@ -3439,6 +3502,165 @@ basic = {{ user = "${{env:U}}", password = "" }}
             let escaped = text.replace("${", "$${");
             assert_eq!(template, tpl(&escaped), "{text}");
         }
+    }
+
+    #[test]
+    fn timeout_for_token_kinds_and_presets() {
+        let (config, warnings) = parse_ok(
+            r#"
+[providers.oauth]
+kind = "oauth2"
+grant = "client_credentials"
+token_url = "https://auth.example.com/token"
+client_id = "svc"
+client_secret = "${env:S}"
+timeout = "5s"
+
+[providers.exchange]
+kind = "http"
+url = "https://api.example.com/token"
+token = "/token"
+timeout = "2m"
+
+[providers.tk]
+preset = "timekit"
+app = "a"
+email = "${env:E}"
+api_key = "${env:K}"
+timeout = "30"
+
+[providers.crm]
+preset = "crm.com"
+base_url = "https://crm.example.com/"
+api_key = "${env:K}"
+authentication_code = "${env:C}"
+timeout = "120s"
+
+[providers.default]
+kind = "http"
+url = "https://api.example.com/token"
+token = "/token"
+"#,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let ProviderKind::OAuth2(oauth) = &config.providers["oauth"].kind else {
+            panic!("{config:?}");
+        };
+        assert_eq!(oauth.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            http(&config, "exchange").timeout,
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(http(&config, "tk").timeout, Some(Duration::from_secs(30)));
+        // The rest of a preset's expansion is unchanged by a timeout.
+        let crm = http(&config, "crm");
+        assert_eq!(crm.timeout, Some(MAX_TIMEOUT));
+        assert_eq!(crm.ttl, Some(CRM_TTL));
+        assert_eq!(http(&config, "default").timeout, None);
+    }
+
+    #[test]
+    fn timeout_errors_name_file_line_and_key() {
+        // `timeout` is always on line 7.
+        let oauth2 = |value: &str| {
+            format!(
+                "[providers.a]\nkind = \"oauth2\"\ngrant = \"client_credentials\"\n\
+                 token_url = \"https://a.example/token\"\nclient_id = \"svc\"\n\
+                 client_secret = \"${{env:S}}\"\ntimeout = {value}\n"
+            )
+        };
+        let http = |value: &str| {
+            format!(
+                "[providers.a]\nkind = \"http\"\nurl = \"https://a.example/t\"\n\
+                 token = \"/t\"\n\n\ntimeout = {value}\n"
+            )
+        };
+        let timekit = |value: &str| {
+            format!(
+                "[providers.a]\npreset = \"timekit\"\napp = \"a\"\nemail = \"e\"\n\
+                 api_key = \"${{env:K}}\"\n\ntimeout = {value}\n"
+            )
+        };
+        let crm = |value: &str| {
+            format!(
+                "[providers.a]\npreset = \"crm.com\"\nbase_url = \"https://c.example/\"\n\
+                 api_key = \"${{env:K}}\"\nauthentication_code = \"${{env:C}}\"\n\n\
+                 timeout = {value}\n"
+            )
+        };
+        let key = Some("[providers.a] key `timeout`");
+        let mut cases: Vec<(&str, String, usize, Option<&str>, &str)> = Vec::new();
+        for (kind, config) in [
+            ("oauth2", &oauth2 as &dyn Fn(&str) -> String),
+            ("http", &http),
+            ("timekit", &timekit),
+            ("crm.com", &crm),
+        ] {
+            cases.extend([
+                (
+                    kind,
+                    config("\"0s\""),
+                    7,
+                    key,
+                    "zero lets no request finish",
+                ),
+                (kind, config("\"0\""), 7, key, "use at least 1s"),
+                (
+                    kind,
+                    config("\"3m\""),
+                    7,
+                    key,
+                    "`timeout` is 180s: at most 120s",
+                ),
+                (kind, config("\"121s\""), 7, key, "at most 120s"),
+                (kind, config("\"soon\""), 7, key, "not a duration"),
+                (kind, config("\"5w\""), 7, key, "unknown unit"),
+                (
+                    kind,
+                    config("5"),
+                    7,
+                    key,
+                    "expected a string, found an integer",
+                ),
+                (
+                    kind,
+                    config("\"5s\"\ntimeout2 = \"1s\""),
+                    8,
+                    None,
+                    "timeout2",
+                ),
+            ]);
+        }
+        // The hint gives the accepted range.
+        cases.push(("zero hint", http("\"0s\""), 7, key, "from 1s to 120s"));
+        cases.push(("long hint", crm("\"1h\""), 7, key, "from 1s to 120s"));
+        // Not for kinds and presets that make no request.
+        cases.extend([
+            (
+                "static",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:S}\"\ntimeout = \"5s\"\n"
+                    .to_owned(),
+                4,
+                key,
+                "unknown key for kind \"static\"",
+            ),
+            (
+                "anonymous",
+                "[providers.a]\nkind = \"anonymous\"\ntimeout = \"5s\"\n".to_owned(),
+                3,
+                key,
+                "unknown key for kind \"anonymous\"",
+            ),
+            (
+                "salestim",
+                "[providers.a]\npreset = \"salestim\"\napi_key = \"${env:K}\"\ntimeout = \"5s\"\n"
+                    .to_owned(),
+                4,
+                key,
+                "unknown key for preset \"salestim\"",
+            ),
+        ]);
+        check_errors(&cases);
     }
 
     /// Every rule of the new kinds and presets.

@@ -30,6 +30,9 @@ pub struct OAuth2Config {
     pub params: Vec<(String, String)>,
     /// `ttl`: lifetime to assume when the response gives none (no `expires_in`, not a JWT).
     pub ttl: Option<Duration>,
+    /// `timeout`: the whole request to the token endpoint must finish within this time
+    /// (default: the daemon's 10 s).
+    pub timeout: Option<Duration>,
 }
 
 /// `grant = …`.
@@ -96,6 +99,9 @@ pub struct HttpExchange {
     pub ttl: Option<Duration>,
     /// `ok = { pointer, equals, message }`: a success check on the response body.
     pub ok: Option<OkCheck>,
+    /// `timeout`: the whole request to the token endpoint must finish within this time
+    /// (default: the daemon's 10 s).
+    pub timeout: Option<Duration>,
 }
 
 /// `method = …`.

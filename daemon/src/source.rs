@@ -127,7 +127,7 @@ async fn oauth2_fetch(
         TokenEndpoint::Issuer(issuer) => match &state.discovered {
             Some(url) => url.clone(),
             None => {
-                let url = discover(name, issuer).await?;
+                let url = discover(name, issuer, config.timeout).await?;
                 state.discovered = Some(url.clone());
                 url
             }
@@ -291,7 +291,7 @@ fn status_error(
 }
 
 /// Finds the token endpoint of an OpenID Connect issuer.
-async fn discover(name: &str, issuer: &Url) -> Result<Url, FetchError> {
+async fn discover(name: &str, issuer: &Url, timeout: Option<Duration>) -> Result<Url, FetchError> {
     let mut url = issuer.clone();
     let path = format!(
         "{}/.well-known/openid-configuration",
@@ -299,7 +299,10 @@ async fn discover(name: &str, issuer: &Url) -> Result<Url, FetchError> {
     );
     url.set_path(&path);
     let where_ = format!("provider `{name}`: discovery document {}", shown(&url));
-    let request = reqwest::Request::new(reqwest::Method::GET, url);
+    let mut request = reqwest::Request::new(reqwest::Method::GET, url);
+    if timeout.is_some() {
+        *request.timeout_mut() = timeout;
+    }
     let answer = upstream::send(request)
         .await
         .map_err(|err| FetchError::Transient {
@@ -346,6 +349,9 @@ async fn http_fetch(name: &str, exchange: &HttpExchange) -> Result<Fetched, Fetc
         HttpMethod::Post => reqwest::Method::POST,
     };
     let mut request = upstream::client().request(method, exchange.url.clone());
+    if let Some(timeout) = exchange.timeout {
+        request = request.timeout(timeout);
+    }
     if let Some(basic) = &exchange.basic {
         let user = resolve(name, "basic.user", &basic.user).await?;
         let password = resolve_allow_empty(name, "basic.password", &basic.password).await?;

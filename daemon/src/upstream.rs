@@ -89,10 +89,12 @@ pub(crate) fn client() -> &'static reqwest::Client {
 /// Sends `request` and reads the answer within the limits.
 pub(crate) async fn send(request: reqwest::Request) -> Result<Answer, TransportError> {
     let url = shown(request.url());
+    let limit = request.timeout().copied().unwrap_or(REQUEST_TIMEOUT);
+    let classify = |err: &reqwest::Error| classify(&url, limit, err);
     let mut response = client()
         .execute(request)
         .await
-        .map_err(|err| classify(&url, &err))?;
+        .map_err(|err| classify(&err))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let retry_after = headers
@@ -113,7 +115,7 @@ pub(crate) async fn send(request: reqwest::Request) -> Result<Answer, TransportE
         });
     }
     let mut body = SecretBuf::with_capacity(4096);
-    while let Some(chunk) = response.chunk().await.map_err(|err| classify(&url, &err))? {
+    while let Some(chunk) = response.chunk().await.map_err(|err| classify(&err))? {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(TransportError::TooLarge {
                 url,
@@ -131,12 +133,12 @@ pub(crate) async fn send(request: reqwest::Request) -> Result<Answer, TransportE
     })
 }
 
-fn classify(url: &str, err: &reqwest::Error) -> TransportError {
+fn classify(url: &str, limit: Duration, err: &reqwest::Error) -> TransportError {
     let url = url.to_owned();
     if err.is_timeout() {
         TransportError::Timeout {
             url,
-            seconds: REQUEST_TIMEOUT.as_secs(),
+            seconds: limit.as_secs(),
         }
     } else if err.is_connect() {
         TransportError::Connect {

@@ -175,3 +175,51 @@ async fn a_truncated_body_is_an_error() {
     );
     server.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_answers_within_the_timeout_succeed_and_slower_ones_time_out() {
+    let server = MockServer::start().await;
+    Mock::given(path("/slow/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"token": "slow-but-fine"}))
+                .set_delay(Duration::from_millis(500)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/stuck/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"token": "too-late"}))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let config = |prefix: &str| {
+        format!(
+            "{}timeout = \"2s\"\n",
+            exchange(&format!("{}/{prefix}", server.uri()))
+        )
+    };
+
+    let slow = config("slow");
+    let out = blocking(move || Daemon::start(&slow).tok(&["get", "api"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "slow-but-fine\n");
+
+    let stuck = config("stuck");
+    let started = Instant::now();
+    let out = blocking(move || Daemon::start(&stuck).tok(&["get", "api"])).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("did not answer within 2 s") && err.contains("provider `api`"),
+        "{err}"
+    );
+    // Three attempts of at most 2 s each, with backoff between them: bounded, never a hang.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
