@@ -195,10 +195,7 @@ fn check_peer(stream: &Stream) -> Result<Peer, String> {
 #[cfg(not(unix))]
 fn check_peer(stream: &Stream) -> Result<Peer, String> {
     use interprocess::local_socket::traits::StreamCommon as _;
-    let pid = stream
-        .peer_creds()
-        .ok()
-        .and_then(|creds| creds.pid())
-        .and_then(|pid| u32::try_from(pid).ok());
+    // Process ids are u32 on Windows.
+    let pid = stream.peer_creds().ok().and_then(|creds| creds.pid());
     Ok(Peer { pid })
 }

@@ -1,17 +1,17 @@
-//! Process-wide limits the daemon needs: enough file descriptors for [`MAX_CONNECTIONS`] clients.
-
-use crate::server::MAX_CONNECTIONS;
+//! Process-wide limits the daemon needs: enough file descriptors for
+//! [`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS) clients.
 
 /// Descriptors kept for everything but client connections (listener, log, upstream sockets).
+#[cfg(unix)]
 const SPARE_DESCRIPTORS: u64 = 256;
 
-/// Raises the soft `RLIMIT_NOFILE` towards what [`MAX_CONNECTIONS`] needs, within the hard limit
+/// Raises the soft `RLIMIT_NOFILE` towards what the connection cap needs, within the hard limit
 /// (best effort: a daemon with fewer descriptors still runs, and backs off on `EMFILE`). Returns
 /// the soft limit in force afterwards, if known.
 #[cfg(unix)]
 pub fn raise_descriptor_limit() -> Option<u64> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let wanted = MAX_CONNECTIONS as u64 + SPARE_DESCRIPTORS;
+    let wanted = crate::server::MAX_CONNECTIONS as u64 + SPARE_DESCRIPTORS;
     let limit = getrlimit(Resource::Nofile);
     let current = limit.current?;
     if current >= wanted {
@@ -45,7 +45,7 @@ mod tests {
     fn the_limit_covers_the_connection_cap_when_the_hard_limit_allows() {
         let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
         let soft = super::raise_descriptor_limit().unwrap();
-        let wanted = super::MAX_CONNECTIONS as u64 + super::SPARE_DESCRIPTORS;
+        let wanted = crate::server::MAX_CONNECTIONS as u64 + super::SPARE_DESCRIPTORS;
         assert!(
             soft >= wanted.min(hard.unwrap_or(wanted)),
             "soft limit {soft}"
