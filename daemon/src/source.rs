@@ -254,16 +254,27 @@ async fn oauth2_fetch(
                 }),
             }
         }
-        Err(RequestTokenError::Request(transport)) => Err(FetchError::Transient {
-            message: format!("provider `{name}`: {transport}"),
-            retry_after: None,
-        }),
+        Err(RequestTokenError::Request(transport)) => Err(transport_failure(name, &transport)),
         Err(RequestTokenError::Parse(_, _) | RequestTokenError::Other(_)) => Err(status_error(
             &where_,
             meta.status,
             meta.retry_after,
             &meta.body,
         )),
+    }
+}
+
+/// Sends a request for provider `name`; a request that got no answer is a transient failure.
+async fn send(name: &str, request: reqwest::Request) -> Result<Answer, FetchError> {
+    upstream::send(request)
+        .await
+        .map_err(|err| transport_failure(name, &err))
+}
+
+fn transport_failure(name: &str, err: &TransportError) -> FetchError {
+    FetchError::Transient {
+        message: format!("provider `{name}`: {err}"),
+        retry_after: None,
     }
 }
 
@@ -303,12 +314,7 @@ async fn discover(name: &str, issuer: &Url, timeout: Option<Duration>) -> Result
     if timeout.is_some() {
         *request.timeout_mut() = timeout;
     }
-    let answer = upstream::send(request)
-        .await
-        .map_err(|err| FetchError::Transient {
-            message: format!("provider `{name}`: {err}"),
-            retry_after: None,
-        })?;
+    let answer = send(name, request).await?;
     if answer.status != 200 {
         return Err(status_error(
             &where_,
@@ -379,12 +385,7 @@ async fn http_fetch(name: &str, exchange: &HttpExchange) -> Result<Fetched, Fetc
     let request = request
         .build()
         .map_err(|err| FetchError::Config(format!("{where_}: {err}")))?;
-    let answer = upstream::send(request)
-        .await
-        .map_err(|err| FetchError::Transient {
-            message: format!("provider `{name}`: {err}"),
-            retry_after: None,
-        })?;
+    let answer = send(name, request).await?;
     let document = parse_answer(&where_, &answer)?;
     if let Some(check) = &exchange.ok {
         let value = document.pointer(&check.pointer).map(scalar_text);
