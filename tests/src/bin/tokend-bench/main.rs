@@ -1,8 +1,10 @@
 //! `tokend-bench`: tokend against its physical floor, side by side in one run.
 //!
-//! Run it as `cargo build --release --workspace --bins && target/release/tokend-bench`
-//! (about 10 s; `--quick` or `QUICK=1` for a ~2 s smoke run). It finds `tokend`, `tok` and `hello` next to
-//! its own executable and prints one markdown table with the targets from
+//! Run it as `cargo build --release -p tokend-e2e && cargo build --release -p tokend -p tokend-client
+//! && target/release/tokend-bench` (tokend is built on its own last, as `cargo install` builds it:
+//! built together with the test crate it would get wiremock's extra HTTP server features)
+//! (about 40 s; `--quick` or `QUICK=1` for a ~8 s smoke run). It finds `tokend`, `tok` and
+//! `hello` next to its own executable and prints one markdown table with the targets from
 //! `research/perf-baselines.md`:
 //!
 //! - **a. cache hit, 1 client, same CPU**: the real `tokend` (static provider, cached token)
@@ -19,24 +21,45 @@
 //!   fork+exec floor), alternated run by run, timed spawn-to-exit.
 //! - **d. resident memory**: `VmRSS` of tokend and of the raw server right after start plus one
 //!   request, and again after all the load; `VmHWM` is the peak.
+//! - **e. stampede on an expired token** (once per run, after everything else): a fake token
+//!   endpoint (wiremock, answering after 50 ms with a numbered token that lives 3 s) behind the
+//!   `http` provider `stampede`. Its token is fetched once before the rounds with min-TTL 1 s;
+//!   tokend refreshes it once ahead of expiry and then lets the unused token expire. At the end,
+//!   1000 `AsyncClient`s (one connection each, on a multi-thread runtime, warmed with a ping) wait
+//!   until `tok status` shows it `expired`, then are released at once by a barrier to ask for it.
+//!   Reported: the upstream requests this caused (single flight: exactly 1), how many distinct
+//!   tokens the callers got, and the per-caller latency (p50 / p90 / p99 / max; the floor is the
+//!   50 ms upstream delay). The bench raises its own open-file soft limit to the hard limit.
+//! - **f. cache hit while refreshes run**: in every round, a's single-client cache-hit loop
+//!   (pinned, static provider) once "quiet" and once "busy" (the order alternates): busy, a
+//!   thread asks for the `http` provider `refreshing` (a 4 s token, same fake endpoint) every
+//!   100 ms, so tokend keeps it warm and refreshes it in the background about every 2 s. Each
+//!   phase lasts at least `BENCH_PHASE_MS`; a busy phase goes on until just after the first
+//!   background refresh that starts once that time has passed, so every busy phase contains at
+//!   least one, and stops the requester before that refresh's token is stored, so that no
+//!   refresh spills into a later measurement. Reported: p50 / p99 busy vs quiet, the refreshes
+//!   counted at the fake endpoint during busy phases (must be > 0), and the upstream requests
+//!   during quiet phases (must be 0). The requester, the phase controller and the fake endpoint
+//!   run on the CPUs other than the pinned one (when there are others).
 //!
-//! How to read it: a, b and c run in several interleaved rounds (the order inside a round
+//! How to read it: a, b, c and f run in several interleaved rounds (the order inside a round
 //! alternates) so that both sides see the same machine drift. Each absolute figure is the
 //! **median over rounds** of that round's p50 / p99 / throughput; each ratio is the **median of
-//! the per-round ratios** (tokend / baseline). For c, p99 is pooled over all runs. Compare the
-//! ratios, not absolute times, across runs and machines. "srv CPU" is the server process's on-CPU
-//! time (`/proc/PID/task/*/schedstat`) per timed request.
+//! the per-round ratios** (tokend / baseline; for f busy / quiet). For c, p99 is pooled over all
+//! runs. Compare the ratios, not absolute times, across runs and machines. "srv CPU" is the
+//! server process's on-CPU time (`/proc/PID/task/*/schedstat`) per timed request.
 //!
 //! Knobs (environment): `BENCH_ROUNDS` (7), `BENCH_ITERS` timed round trips per single-client
 //! scenario (20 000), `BENCH_WARMUP` (2 000), `BENCH_CLIENTS` (64), `BENCH_TOTAL` requests per
 //! multi-client scenario (64 000), `BENCH_PROC_ROUNDS` (10), `BENCH_PROC_RUNS` runs per command
 //! per round (30), `BENCH_TOKEN_LEN` bytes of the static token (500, which makes tokend's
-//! response about 1 KiB: the token travels twice, raw and inside the `Authorization` header).
+//! response about 1 KiB: the token travels twice, raw and inside the `Authorization` header),
+//! `BENCH_STAMPEDE` clients in e (1000; quick 200), `BENCH_PHASE_MS` minimum duration of each f
+//! phase (1500; quick 250).
 
 // The benchmark's output is its report: printing the table to stdout is the point.
 #![allow(clippy::print_stdout)]
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -44,12 +67,20 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
+use rustix::process::{Pid, Resource, Rlimit, Signal};
 use rustix::thread::CpuSet;
 use tokend_client::{Client, Endpoint};
 use tokend_protocol::frame::{read_frame, write_frame};
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{GetToken, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, Request, Response, codec};
+
+mod refresh;
+mod report;
+mod stampede;
+mod upstream;
+
+use report::Report;
+use upstream::{FakeEndpoint, REFRESHING, STAMPEDE};
 
 /// The provider every measurement asks for.
 const PROVIDER: &str = "bench";
@@ -114,6 +145,8 @@ struct Knobs {
     proc_rounds: usize,
     proc_runs: usize,
     token_len: usize,
+    stampede: usize,
+    phase_ms: usize,
 }
 
 impl Knobs {
@@ -139,6 +172,8 @@ impl Knobs {
             proc_rounds: knob("BENCH_PROC_ROUNDS", 10, 4),
             proc_runs: knob("BENCH_PROC_RUNS", 30, 10),
             token_len: knob("BENCH_TOKEN_LEN", 500, 500),
+            stampede: knob("BENCH_STAMPEDE", 1000, 200),
+            phase_ms: knob("BENCH_PHASE_MS", 1500, 250),
         }
     }
 }
@@ -204,7 +239,7 @@ fn sibling(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build with `cargo build --release --workspace --bins` first",
+        "{} is missing: build with `cargo build --release -p tokend-e2e && cargo build --release -p tokend -p tokend-client` first",
         path.display()
     );
     path
@@ -295,6 +330,22 @@ fn cpu_ns(pid: u32) -> u64 {
             text.split_whitespace().next()?.parse::<u64>().ok()
         })
         .sum()
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to the hard limit (best effort). Returns the soft
+/// limit in force afterwards; `None` means unlimited.
+fn raise_open_file_limit() -> Option<u64> {
+    let limit = rustix::process::getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if rustix::process::setrlimit(Resource::Nofile, raised).is_ok() {
+            return limit.maximum;
+        }
+    }
+    limit.current
 }
 
 /// A `Vm…:` field of `/proc/PID/status`, in KiB.
@@ -531,6 +582,21 @@ struct Sample {
     srv_cpu_ns: f64,
 }
 
+impl Sample {
+    /// The figures of `lat` (round-trip times in ns, any order) timed over `wall`, during which
+    /// the server spent `cpu_ns` on CPU.
+    fn from_latencies(mut lat: Vec<u64>, wall: Duration, cpu_ns: u64) -> Self {
+        lat.sort_unstable();
+        let done = lat.len() as f64;
+        Self {
+            p50_ns: percentile(&lat, 0.50),
+            p99_ns: percentile(&lat, 0.99),
+            rate: done / wall.as_secs_f64(),
+            srv_cpu_ns: cpu_ns as f64 / done,
+        }
+    }
+}
+
 fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -576,13 +642,7 @@ fn single_client(
     }
     let wall = start.elapsed();
     let cpu = cpu_ns(server_pid).saturating_sub(cpu_before);
-    lat.sort_unstable();
-    Sample {
-        p50_ns: percentile(&lat, 0.50),
-        p99_ns: percentile(&lat, 0.99),
-        rate: iters as f64 / wall.as_secs_f64(),
-        srv_cpu_ns: cpu as f64 / iters as f64,
-    }
+    Sample::from_latencies(lat, wall, cpu)
 }
 
 /// `clients` threads, each with its own connection from `connect`, `total` requests in all.
@@ -634,15 +694,7 @@ where
         let wall = start.elapsed();
         (lat, wall, cpu_ns(server_pid).saturating_sub(cpu_before))
     });
-    let mut lat = lat;
-    lat.sort_unstable();
-    let done = lat.len();
-    Sample {
-        p50_ns: percentile(&lat, 0.50),
-        p99_ns: percentile(&lat, 0.99),
-        rate: done as f64 / wall.as_secs_f64(),
-        srv_cpu_ns: cpu as f64 / done as f64,
-    }
+    Sample::from_latencies(lat, wall, cpu)
 }
 
 /// Spawn-to-exit time of one run; the command must succeed.
@@ -743,6 +795,23 @@ fn bench(knobs: &Knobs) {
     let allowed_cpus = cpus_of(&allowed);
     let pin_cpu = *allowed_cpus.first().expect("at least one usable CPU");
     let pinned = cpuset(&[pin_cpu]);
+    // Everything that must not disturb the same-CPU rows: the fake token endpoint, f's
+    // requester and phase controller.
+    let others_cpus: Vec<usize> = allowed_cpus
+        .iter()
+        .copied()
+        .filter(|&cpu| cpu != pin_cpu)
+        .collect();
+    let others = if others_cpus.is_empty() {
+        allowed
+    } else {
+        cpuset(&others_cpus)
+    };
+    // e holds one descriptor per client.
+    let nofile = raise_open_file_limit();
+
+    eprintln!("tokend-bench: starting the fake token endpoint");
+    let fake = FakeEndpoint::start(others);
 
     // Declared before the guards, so the directory outlives the processes using it.
     let dir = tokend_e2e::private_dir();
@@ -752,7 +821,11 @@ fn bench(knobs: &Knobs) {
     let log = dir.path().join("tokend.log");
     tokend_e2e::write_private(
         &config,
-        &format!("[providers.{PROVIDER}]\nkind = \"static\"\nsecret = \"${{env:{SECRET_ENV}}}\"\n"),
+        &format!(
+            "[providers.{PROVIDER}]\nkind = \"static\"\nsecret = \"${{env:{SECRET_ENV}}}\"\n{}{}",
+            fake.provider_toml(STAMPEDE),
+            fake.provider_toml(REFRESHING)
+        ),
     );
     let secret: String = (0..knobs.token_len)
         .map(|i| char::from(b'a' + (i % 26) as u8))
@@ -798,11 +871,30 @@ fn bench(knobs: &Knobs) {
     let tokend_idle = rss(tokend.pid());
     let raw_idle = rss(raw.pid());
 
+    // e. Start the stampede token's clock now: it expires while the rounds run.
+    eprintln!(
+        "tokend-bench: fetching `{}` once and waiting for its refresh ahead of expiry",
+        STAMPEDE.provider
+    );
+    stampede::prepare(&socket);
+    // d. What tokend's first HTTP token fetch (its HTTP client, TLS roots) adds.
+    let tokend_fetched = rss(tokend.pid());
+
+    let phase_setup = refresh::Setup {
+        socket: &socket,
+        tokend_pid: tokend.pid(),
+        pinned,
+        others,
+        fake: &fake,
+        warmup: knobs.warmup,
+        phase: Duration::from_millis(knobs.phase_ms as u64),
+    };
     let mut single = Paired::default();
     let mut multi = Paired::default();
+    let mut phases = refresh::Phases::default();
     for round in 0..knobs.rounds {
         eprintln!(
-            "tokend-bench: round {}/{} (a: 1 client pinned, b: {} clients)",
+            "tokend-bench: round {}/{} (a: 1 client pinned, b: {} clients, f: quiet / busy)",
             round + 1,
             knobs.rounds,
             knobs.clients
@@ -866,6 +958,17 @@ fn bench(knobs: &Knobs) {
             let base = run_base();
             multi.push(run_ours(), base);
         }
+
+        // f. a's cache hits, with and without background refreshes (tokend back on a's CPU).
+        set_process_affinity(tokend.pid(), &pinned);
+        if ours_first {
+            let busy = refresh::phase(&phase_setup, true);
+            phases.push(busy, refresh::phase(&phase_setup, false));
+        } else {
+            let quiet = refresh::phase(&phase_setup, false);
+            phases.push(refresh::phase(&phase_setup, true), quiet);
+        }
+        set_process_affinity(tokend.pid(), &allowed);
     }
 
     // c. Whole process: tok get vs hello vs true, alternated run by run.
@@ -938,6 +1041,13 @@ fn bench(knobs: &Knobs) {
     let tokend_after = rss(tokend.pid());
     let raw_after = rss(raw.pid());
 
+    // e. Last, so that its connections count in no other figure.
+    eprintln!(
+        "tokend-bench: stampede: {} clients on the expired `{}` token",
+        knobs.stampede, STAMPEDE.provider
+    );
+    let stampede = stampede::run(&socket, &fake, knobs.stampede, tokend.pid());
+
     let tokend_exit = tokend.stop();
     let _ = raw.stop();
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -958,315 +1068,17 @@ fn bench(knobs: &Knobs) {
         hello: &hello_times,
         true_: &true_times,
         tokend_idle,
+        tokend_fetched,
         tokend_after,
         raw_idle,
         raw_after,
+        stampede: &stampede,
+        nofile,
+        phases: &phases,
         tokend_exit,
         tokend_warnings,
         elapsed: started.elapsed(),
         binaries: [&tokend_bin, &tok_bin, &hello_bin],
     };
     print!("{}", report.render());
-}
-
-// ---------------------------------------------------------------------------------------------
-// The report
-
-struct Report<'a> {
-    knobs: &'a Knobs,
-    pin_cpu: usize,
-    allowed_cpus: &'a [usize],
-    request_len: usize,
-    response_len: usize,
-    single: &'a Paired,
-    multi: &'a Paired,
-    tok: &'a ProcTimes,
-    hello: &'a ProcTimes,
-    true_: &'a ProcTimes,
-    tokend_idle: Rss,
-    tokend_after: Rss,
-    raw_idle: Rss,
-    raw_after: Rss,
-    tokend_exit: Option<ExitStatus>,
-    tokend_warnings: usize,
-    elapsed: Duration,
-    binaries: [&'a Path; 3],
-}
-
-/// A target on a ratio or a value; [`Target::cell`] shows it and whether it is met.
-enum Target {
-    AtMost(f64, &'static str),
-    AtLeast(f64, &'static str),
-}
-
-impl Target {
-    fn cell(&self, value: f64) -> String {
-        let (met, text) = match self {
-            Self::AtMost(limit, text) => (value <= *limit, text),
-            Self::AtLeast(limit, text) => (value >= *limit, text),
-        };
-        if value.is_nan() {
-            format!("{text} (n/a)")
-        } else if met {
-            format!("{text} (met)")
-        } else {
-            format!("{text} (**missed**)")
-        }
-    }
-}
-
-fn us(ns: f64) -> String {
-    format!("{:.1} µs", ns / 1e3)
-}
-
-fn ms(ns: f64) -> String {
-    format!("{:.2} ms", ns / 1e6)
-}
-
-fn per_sec(rate: f64) -> String {
-    if !rate.is_finite() {
-        return "–".to_owned();
-    }
-    let rounded = ((rate / 100.0).round() * 100.0) as u64;
-    let digits = rounded.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out + " req/s"
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn ratio(r: f64) -> String {
-    format!("{r:.2}×")
-}
-
-fn ratios(list: &[f64]) -> String {
-    list.iter()
-        .map(|r| format!("{r:.2}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn file_kib(path: &Path) -> String {
-    std::fs::metadata(path).map_or_else(|_| "?".to_owned(), |m| format!("{} KiB", m.len() / 1024))
-}
-
-fn machine() -> String {
-    let uname = rustix::system::uname();
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let nproc = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    format!(
-        "{nproc} CPUs ({model}), Linux {} {}",
-        uname.release().to_string_lossy(),
-        uname.machine().to_string_lossy()
-    )
-}
-
-impl Report<'_> {
-    fn render(&self) -> String {
-        let k = self.knobs;
-        let (s, m) = (self.single, self.multi);
-        let p50 = |x: &Sample| x.p50_ns;
-        let p99 = |x: &Sample| x.p99_ns;
-        let rate = |x: &Sample| x.rate;
-        let cpu = |x: &Sample| x.srv_cpu_ns;
-        let (tok_ratio, tok_ratios) = self.tok.ratio_to(self.hello);
-        let (true_ratio, _) = self.true_.ratio_to(self.hello);
-        let tok_p99_ratio = self.tok.p99() / self.hello.p99();
-        let clients = k.clients;
-        let pin = self.pin_cpu;
-
-        let mut out = String::new();
-        let w = &mut out;
-        let _ = writeln!(w, "# tokend benchmark\n");
-        let _ = writeln!(
-            w,
-            "- machine: {}; usable CPUs {:?}; same-CPU rows pinned to CPU {pin}",
-            machine(),
-            self.allowed_cpus
-        );
-        let _ = writeln!(
-            w,
-            "- knobs: {}rounds {}, iters {} (+{} warm-up), clients {}, total {}, \
-             process rounds {} × runs {}, token {} B",
-            if k.quick { "**quick**, " } else { "" },
-            k.rounds,
-            k.iters,
-            k.warmup,
-            k.clients,
-            k.total,
-            k.proc_rounds,
-            k.proc_runs,
-            k.token_len
-        );
-        let _ = writeln!(
-            w,
-            "- wire: GetToken request {} B + 4 B header, token response {} B + 4 B header \
-             (raw baseline uses the same sizes)",
-            self.request_len, self.response_len
-        );
-        let _ = writeln!(
-            w,
-            "- binaries: tokend {}, tok {}, hello {}",
-            file_kib(self.binaries[0]),
-            file_kib(self.binaries[1]),
-            file_kib(self.binaries[2])
-        );
-        let _ = writeln!(
-            w,
-            "- figures: median over rounds of per-round p50 / p99 / throughput; ratio = median \
-             of per-round ratios tokend ÷ baseline (c: p99 pooled over all runs, its ratio is \
-             pooled ÷ pooled)\n"
-        );
-
-        let _ = writeln!(w, "| measurement | tokend | baseline | ratio | target |");
-        let _ = writeln!(w, "| --- | ---: | ---: | ---: | --- |");
-        let mut row = |what: String, ours: String, base: String, r: String, target: String| {
-            let _ = writeln!(w, "| {what} | {ours} | {base} | {r} | {target} |");
-        };
-        row(
-            "a. cache hit, 1 client, same CPU — p50 (baseline: raw ping-pong)".to_owned(),
-            us(s.ours(p50)),
-            us(s.base(p50)),
-            ratio(s.ratio(p50)),
-            Target::AtMost(1.3, "≤ 1.3×").cell(s.ratio(p50)),
-        );
-        row(
-            "a. cache hit, 1 client, same CPU — p99".to_owned(),
-            us(s.ours(p99)),
-            us(s.base(p99)),
-            ratio(s.ratio(p99)),
-            Target::AtMost(2.0, "≤ 2×").cell(s.ratio(p99)),
-        );
-        row(
-            "a. cache hit, 1 client, same CPU — throughput".to_owned(),
-            per_sec(s.ours(rate)),
-            per_sec(s.base(rate)),
-            ratio(s.ratio(rate)),
-            "–".to_owned(),
-        );
-        row(
-            "a. server CPU per request (same CPU)".to_owned(),
-            us(s.ours(cpu)),
-            us(s.base(cpu)),
-            ratio(s.ratio(cpu)),
-            "–".to_owned(),
-        );
-        row(
-            format!("b. {clients} clients (threads), unpinned — throughput"),
-            per_sec(m.ours(rate)),
-            per_sec(m.base(rate)),
-            ratio(m.ratio(rate)),
-            Target::AtLeast(0.8, "≥ 0.8×").cell(m.ratio(rate)),
-        );
-        row(
-            format!("b. {clients} clients — p50 / p99 latency"),
-            format!("{} / {}", us(m.ours(p50)), us(m.ours(p99))),
-            format!("{} / {}", us(m.base(p50)), us(m.base(p99))),
-            format!("{} / {}", ratio(m.ratio(p50)), ratio(m.ratio(p99))),
-            "–".to_owned(),
-        );
-        row(
-            format!("b. {clients} clients — server CPU per request"),
-            us(m.ours(cpu)),
-            us(m.base(cpu)),
-            ratio(m.ratio(cpu)),
-            "–".to_owned(),
-        );
-        row(
-            "c. `tok get NAME` whole process — p50 (baseline: `hello`)".to_owned(),
-            ms(self.tok.p50()),
-            ms(self.hello.p50()),
-            ratio(tok_ratio),
-            Target::AtMost(1.3, "≤ 1.3×").cell(tok_ratio),
-        );
-        row(
-            "c. `tok get NAME` whole process — p99".to_owned(),
-            ms(self.tok.p99()),
-            ms(self.hello.p99()),
-            ratio(tok_p99_ratio),
-            "–".to_owned(),
-        );
-        row(
-            "c. `true` (fork+exec floor) — p50 / p99".to_owned(),
-            "–".to_owned(),
-            format!("{} / {}", ms(self.true_.p50()), ms(self.true_.p99())),
-            format!("{} (true ÷ hello)", ratio(true_ratio)),
-            "–".to_owned(),
-        );
-        let idle = self.tokend_idle.rss_kib as f64 / self.raw_idle.rss_kib as f64;
-        row(
-            "d. daemon RSS idle (start + 1 get) (baseline: raw server)".to_owned(),
-            mib(self.tokend_idle.rss_kib),
-            mib(self.raw_idle.rss_kib),
-            ratio(idle),
-            Target::AtMost(6.0 * 1024.0, "≤ 6 MiB").cell(self.tokend_idle.rss_kib as f64),
-        );
-        row(
-            "d. daemon RSS after all the load (connections closed)".to_owned(),
-            mib(self.tokend_after.rss_kib),
-            mib(self.raw_after.rss_kib),
-            ratio(self.tokend_after.rss_kib as f64 / self.raw_after.rss_kib as f64),
-            "–".to_owned(),
-        );
-        row(
-            format!("d. daemon peak RSS (VmHWM, {clients} connections open in b)"),
-            mib(self.tokend_after.hwm_kib),
-            mib(self.raw_after.hwm_kib),
-            ratio(self.tokend_after.hwm_kib as f64 / self.raw_after.hwm_kib as f64),
-            Target::AtMost(6.0 * 1024.0, "≤ 6 MiB").cell(self.tokend_after.hwm_kib as f64),
-        );
-
-        let _ = writeln!(w, "\nRatios (tokend ÷ baseline), per round:\n");
-        let _ = writeln!(
-            w,
-            "- a. p50 {} → median **{}** (target ≤ 1.3×); p99 {} → median **{}** (target ≤ 2×)",
-            ratios(&s.per_round_ratios(p50)),
-            ratio(s.ratio(p50)),
-            ratios(&s.per_round_ratios(p99)),
-            ratio(s.ratio(p99))
-        );
-        let _ = writeln!(
-            w,
-            "- b. throughput {} → median **{}** (target ≥ 0.8×)",
-            ratios(&m.per_round_ratios(rate)),
-            ratio(m.ratio(rate))
-        );
-        let _ = writeln!(
-            w,
-            "- c. tok get ÷ hello {} → median **{}** (target ≤ 1.3×)",
-            ratios(&tok_ratios),
-            ratio(tok_ratio)
-        );
-        let _ = writeln!(
-            w,
-            "- d. tokend idle RSS {} (target ≤ 6 MiB; research suggests ≤ 4 MiB idle)",
-            mib(self.tokend_idle.rss_kib)
-        );
-        let exit = self
-            .tokend_exit
-            .map_or_else(|| "unknown".to_owned(), |status| status.to_string());
-        let _ = writeln!(
-            w,
-            "\ntokend stopped with SIGTERM: {exit}; {} WARN/ERROR lines in its log. \
-             Bench wall time {:.1} s.",
-            self.tokend_warnings,
-            self.elapsed.as_secs_f64()
-        );
-        out
-    }
 }
