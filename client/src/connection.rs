@@ -23,6 +23,11 @@ pub(crate) struct Connection {
     stream: BufReader<Stream>,
     /// Response payloads, reused across calls (wiped when the connection is dropped).
     response: SecretBuf,
+    /// Whether the daemon's welcome has been read and accepted. The hello goes out on connect,
+    /// but the welcome is read together with the first response: the first request rides along
+    /// with the hello instead of waiting a round trip for the welcome (the daemon reads frames in
+    /// order, so this is safe; an incompatible daemon answers the hello and never reads on).
+    welcomed: bool,
     endpoint: String,
     timeout: Duration,
 }
@@ -82,8 +87,9 @@ pub(crate) fn closed() -> ProtocolError {
 }
 
 impl Connection {
-    /// Connects and performs the handshake. A missing or stale endpoint is
-    /// [`Error::NotRunning`] (with an empty hint; callers add theirs).
+    /// Connects and sends the handshake hello (the welcome is checked with the first response).
+    /// A missing or stale endpoint is [`Error::NotRunning`] (with an empty hint; callers add
+    /// theirs).
     pub(crate) fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
         let shown = endpoint.to_string();
         let connect_error = |source| connect_error(&shown, source);
@@ -102,29 +108,39 @@ impl Connection {
         let mut connection = Self {
             stream: BufReader::with_capacity(READ_BUFFER, stream),
             response: SecretBuf::default(),
+            welcomed: false,
             endpoint: shown,
             timeout,
         };
-        connection.handshake()?;
+        write_frame(connection.stream.get_mut(), &Hello::current().encode())
+            .map_err(|e| connection.fail(e))?;
         Ok(connection)
     }
 
-    fn handshake(&mut self) -> Result<(), Error> {
-        write_frame(self.stream.get_mut(), &Hello::current().encode()).map_err(|e| self.fail(e))?;
+    fn read_welcome(&mut self) -> Result<(), Error> {
         let payload = read_frame(&mut self.stream, MAX_HANDSHAKE_LEN)
             .map_err(|e| self.fail(e))?
             .ok_or_else(|| self.fail(closed()))?;
         let welcome = Welcome::decode(&payload).map_err(|e| self.fail(e))?;
-        check_welcome(welcome, &self.endpoint)
+        check_welcome(welcome, &self.endpoint)?;
+        self.welcomed = true;
+        Ok(())
     }
 
     /// Sends one request and reads its response.
     pub(crate) fn call(&mut self, request: &Request) -> Result<Response, Error> {
         let frame = codec::encode_frame(request).map_err(|e| self.fail(e))?;
-        self.stream
-            .get_mut()
-            .write_all(&frame)
-            .map_err(|e| self.fail(e.into()))?;
+        if let Err(err) = self.stream.get_mut().write_all(&frame) {
+            // An incompatible daemon answers the hello and hangs up, possibly before our request
+            // arrives: its welcome, still readable, says why.
+            if !self.welcomed {
+                self.read_welcome()?;
+            }
+            return Err(self.fail(err.into()));
+        }
+        if !self.welcomed {
+            self.read_welcome()?;
+        }
         let open = read_frame_into(&mut self.stream, MAX_FRAME_LEN, &mut self.response)
             .map_err(|e| self.fail(e))?;
         if !open {
