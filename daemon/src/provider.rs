@@ -240,6 +240,25 @@ fn unix_at(instant: Instant, now: Instant) -> u64 {
     unix_secs(at)
 }
 
+/// Clears `refreshing` if a fetch is abandoned before its outcome is stored (its future dropped),
+/// so that the provider never stays "refreshing" forever; `store` clears it otherwise.
+struct InFlight<'a>(Option<&'a Provider>);
+
+impl InFlight<'_> {
+    /// The outcome was stored (while the single-flight lock is still held).
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0 {
+            provider.inner().refreshing = false;
+        }
+    }
+}
+
 /// How a fetch was started (it decides who waits and whether idle tokens are refreshed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
@@ -327,8 +346,10 @@ impl Provider {
             }
             inner.refreshing = true;
         }
+        let in_flight = InFlight(Some(self));
         let outcome = self.fetch_retrying(&mut source).await;
         let stored = self.store(outcome, &mut source, Trigger::Caller);
+        in_flight.done();
         drop(source);
         let cached = stored.map_err(|error| error_response(&error, ""))?;
         let now = Instant::now();
@@ -399,8 +420,10 @@ impl Provider {
             return;
         };
         tracing::debug!(provider = %self.config.name, ?trigger, "refreshing ahead of expiry");
+        let in_flight = InFlight(Some(&self));
         let outcome = self.fetcher.fetch(&mut source).await;
         let _ = self.store(outcome, &mut source, trigger);
+        in_flight.done();
     }
 
     /// Records a fetch's outcome; returns the new token or the failure.
@@ -899,6 +922,25 @@ mod tests {
         advance(1100).await;
         assert_eq!(script.calls(), 2);
         assert_eq!(provider.status().state, ProviderState::Expired);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_fetch_does_not_leave_the_provider_refreshing() {
+        let script = Script::new(vec![
+            (60, Step::Token("slow", None)),
+            (0, Step::Token("t1", None)),
+        ]);
+        let provider = provider(&script);
+        let waiting = tokio::spawn({
+            let provider = Arc::clone(&provider);
+            async move { get(&provider, 30).await }
+        });
+        advance(1).await;
+        assert_eq!(provider.status().state, ProviderState::Refreshing);
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(provider.status().state, ProviderState::Idle);
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
     }
 
     #[test]
