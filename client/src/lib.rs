@@ -28,6 +28,7 @@ mod connection;
 pub mod error;
 #[cfg(feature = "tokio")]
 mod nonblocking;
+mod shell;
 mod timefmt;
 
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ pub use error::Error;
 pub use nonblocking::AsyncClient;
 pub use tokend_protocol::{
     DaemonStatus, Endpoint, ErrorCode, Invalidation, PingInfo, ProviderState, ProviderStatus,
-    Secret,
+    ReloadSummary, Secret,
 };
 use tokend_protocol::{GetToken, Invalidate, Request, Response, TokenGrant};
 
@@ -273,6 +274,19 @@ impl Client {
         expect_invalidated(self.call(&request, Start::Never)?)
     }
 
+    /// Makes the running daemon re-read its config file (never starts one). The whole new config
+    /// is validated first; if it is invalid the daemon keeps the old one and this returns
+    /// [`Error::Daemon`] with [`ErrorCode::Config`] naming the problem.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn reload(&mut self) -> Result<ReloadSummary, Error> {
+        match self.call(&Request::Reload, Start::Never)? {
+            Response::Reloaded(summary) => Ok(summary),
+            other => Err(daemon_error(other, "reload")),
+        }
+    }
+
     /// Version and liveness of a running daemon (never starts one).
     ///
     /// # Errors
@@ -366,6 +380,7 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::ShuttingDown => "shutting-down",
         Response::Error(_) => "an error",
         Response::Invalidated(_) => "invalidated",
+        Response::Reloaded(_) => "reloaded",
     };
     Error::UnexpectedResponse { request, got }
 }

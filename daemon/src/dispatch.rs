@@ -35,6 +35,20 @@ pub(crate) async fn dispatch(state: &State, request: Request) -> Reply {
             Response::ShuttingDown.into()
         }
         Request::Invalidate(invalidate) => invalidate_token(state, &invalidate).into(),
+        Request::Reload => reload(state).into(),
+    }
+}
+
+fn reload(state: &State) -> Response {
+    match state.reload() {
+        Ok(summary) => Response::Reloaded(summary),
+        Err(message) => {
+            tracing::warn!("reload refused, the old config stays in force: {message}");
+            Response::error(
+                ErrorCode::Config,
+                format!("{message}; the old config stays in force"),
+            )
+        }
     }
 }
 
@@ -46,9 +60,10 @@ fn invalidate_token(state: &State, invalidate: &Invalidate) -> Response {
 }
 
 /// The named provider, or the unknown-provider error listing the configured ones.
-fn find<'a>(state: &'a State, name: &str) -> Result<&'a Arc<Provider>, Response> {
-    state.providers.get(name).ok_or_else(|| {
-        let known: Vec<&str> = state.providers.keys().map(String::as_str).collect();
+fn find(state: &State, name: &str) -> Result<Arc<Provider>, Response> {
+    let providers = state.providers();
+    providers.get(name).cloned().ok_or_else(|| {
+        let known: Vec<&str> = providers.keys().map(String::as_str).collect();
         let listing = if known.is_empty() {
             "no providers are configured; add a [providers.NAME] table to the config".to_owned()
         } else {

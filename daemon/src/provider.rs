@@ -114,6 +114,8 @@ pub(crate) struct Provider {
     /// Single flight: held for the whole of every fetch; also owns the source's state (the
     /// rotated refresh token, the discovered endpoint).
     source: tokio::sync::Mutex<SourceState>,
+    /// Removed or replaced by a reload: scheduled refreshes stand down.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -285,7 +287,19 @@ impl Provider {
             fetcher,
             inner: Mutex::new(Inner::default()),
             source: tokio::sync::Mutex::new(SourceState::default()),
+            retired: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The configuration this provider runs with (a reload compares it with the new one).
+    pub(crate) fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// A reload removed or replaced this provider: no more background refreshes.
+    pub(crate) fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -403,8 +417,10 @@ impl Provider {
             let now = Instant::now();
             let mut inner = self.inner();
             if let Trigger::Scheduled(generation) = trigger {
-                // A newer token, an invalidation, an idle token or a blocking failure: stand down.
-                if inner.generation != generation
+                // Retired, a newer token, an invalidation, an idle token or a blocking failure:
+                // stand down.
+                if self.retired.load(std::sync::atomic::Ordering::Relaxed)
+                    || inner.generation != generation
                     || !inner.used
                     || inner.refreshing
                     || inner.blocking(now).is_some()

@@ -29,6 +29,7 @@ pub async fn run(config: Config, listener: BoundListener, shutdown: impl Future<
     let state = Arc::new(State::new(config, listener.endpoint().to_string(), stop_tx));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
+    let mut hangups = Hangups::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -40,6 +41,12 @@ pub async fn run(config: Config, listener: BoundListener, shutdown: impl Future<
             }
             // The watch guard is not Send: drop it inside, so run() stays spawnable.
             () = async { let _ = stop_requested.wait_for(|stop| *stop).await; } => break,
+            () = hangups.next() => {
+                tracing::info!("SIGHUP: reloading the config");
+                if let Err(message) = state.reload() {
+                    tracing::error!("reload refused, the old config stays in force: {message}");
+                }
+            }
             Some(done) = connections.join_next(), if !connections.is_empty() => {
                 if let Err(err) = done
                     && err.is_panic()
@@ -80,6 +87,36 @@ pub async fn run(config: Config, listener: BoundListener, shutdown: impl Future<
     }
     drop(listener);
     tracing::info!("stopped");
+}
+
+/// SIGHUP deliveries (never, where there are none).
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|err| tracing::warn!("cannot watch SIGHUP (use `tok reload`): {err}"))
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut()
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn accept(

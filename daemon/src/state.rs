@@ -1,50 +1,82 @@
-//! [`State`]: what every connection shares: providers, identity, and the shutdown trigger.
+//! [`State`]: what every connection shares: the providers (swapped whole on reload), identity,
+//! and the shutdown trigger.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
-use tokend_protocol::{DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo};
+use tokend_protocol::{DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo, ReloadSummary};
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigSource};
+use crate::config::{self, Config, ConfigSource};
 use crate::provider::Provider;
+
+/// The providers in force, by name.
+pub(crate) type Providers = BTreeMap<String, Arc<Provider>>;
 
 /// Shared daemon state.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub(crate) providers: BTreeMap<String, Arc<Provider>>,
+    /// Replaced whole by a reload; readers take a cheap snapshot.
+    providers: RwLock<Arc<Providers>>,
+    config: RwLock<ConfigSource>,
     endpoint: String,
-    config_label: String,
     started: Instant,
     shutdown: watch::Sender<bool>,
 }
 
+fn build(config: Config) -> (ConfigSource, Providers) {
+    let providers = config
+        .providers
+        .into_iter()
+        .map(|(name, provider)| (name, Arc::new(Provider::new(provider))))
+        .collect();
+    (config.source, providers)
+}
+
 impl State {
     pub(crate) fn new(config: Config, endpoint: String, shutdown: watch::Sender<bool>) -> Self {
-        let config_label = match &config.source {
-            ConfigSource::File(path) => path.display().to_string(),
-            ConfigSource::Missing(path) => format!("{} (not found: no providers)", path.display()),
-        };
-        let providers = config
-            .providers
-            .into_iter()
-            .map(|(name, provider)| (name, Arc::new(Provider::new(provider))))
-            .collect();
+        let (source, providers) = build(config);
         Self {
-            providers,
+            providers: RwLock::new(Arc::new(providers)),
+            config: RwLock::new(source),
             endpoint,
-            config_label,
             started: Instant::now(),
             shutdown,
         }
     }
 
+    /// The providers in force now (a snapshot: a concurrent reload does not change it).
+    pub(crate) fn providers(&self) -> Arc<Providers> {
+        Arc::clone(
+            &self
+                .providers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    fn config_label(&self) -> String {
+        match &*self.config.read().unwrap_or_else(PoisonError::into_inner) {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Missing(path) => format!("{} (not found: no providers)", path.display()),
+        }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .path()
+            .to_path_buf()
+    }
+
     pub(crate) fn status(&self) -> DaemonStatus {
         DaemonStatus {
             endpoint: self.endpoint.clone(),
-            config: self.config_label.clone(),
-            providers: self.providers.values().map(|p| p.status()).collect(),
+            config: self.config_label(),
+            providers: self.providers().values().map(|p| p.status()).collect(),
         }
     }
 
@@ -55,6 +87,61 @@ impl State {
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
         }
+    }
+
+    /// Re-reads the config file. The whole new config is validated first; on any error the old
+    /// one stays in force. Providers whose configuration did not change keep their cached tokens
+    /// (no upstream request); changed ones start afresh; removed ones stop.
+    pub(crate) fn reload(&self) -> Result<ReloadSummary, String> {
+        let path = self.config_path();
+        let (config, warnings) = config::load(&path).map_err(|err| err.to_string())?;
+        for warning in &warnings {
+            tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
+        }
+        let mut guard = self
+            .providers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let old = Arc::clone(&guard);
+        let mut summary = ReloadSummary::default();
+        let mut next = Providers::new();
+        for (name, provider) in config.providers {
+            match old.get(&name) {
+                Some(current) if current.config() == &provider => {
+                    summary.kept.push(name.clone());
+                    next.insert(name, Arc::clone(current));
+                }
+                Some(_) => {
+                    summary.changed.push(name.clone());
+                    next.insert(name, Arc::new(Provider::new(provider)));
+                }
+                None => {
+                    summary.added.push(name.clone());
+                    next.insert(name, Arc::new(Provider::new(provider)));
+                }
+            }
+        }
+        for (name, provider) in old.iter() {
+            let replaced = next.get(name).is_none_or(|now| !Arc::ptr_eq(now, provider));
+            if replaced {
+                provider.retire();
+            }
+            if !next.contains_key(name) {
+                summary.removed.push(name.clone());
+            }
+        }
+        *guard = Arc::new(next);
+        drop(guard);
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config.source;
+        tracing::info!(
+            added = summary.added.len(),
+            changed = summary.changed.len(),
+            removed = summary.removed.len(),
+            kept = summary.kept.len(),
+            "reloaded {}",
+            path.display()
+        );
+        Ok(summary)
     }
 
     /// Asks the server to stop: no new connections, in-flight requests finish.

@@ -26,6 +26,10 @@ pub enum Request {
     /// The API rejected the provider's current token: drop it so the next request fetches a new
     /// one. Answered by [`Response::Invalidated`] or [`Response::Error`].
     Invalidate(Invalidate),
+    /// Re-read the config file: validate it whole, then swap it in at once. Answered by
+    /// [`Response::Reloaded`], or [`Response::Error`] with [`ErrorCode::Config`] (the old config
+    /// stays in force).
+    Reload,
 }
 
 /// Body of [`Request::Invalidate`].
@@ -65,6 +69,21 @@ pub enum Response {
     Error(ErrorReply),
     /// Answer to [`Request::Invalidate`].
     Invalidated(Invalidation),
+    /// Answer to [`Request::Reload`].
+    Reloaded(ReloadSummary),
+}
+
+/// Body of [`Response::Reloaded`]: provider names by what the reload did to them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, Serialize)]
+pub struct ReloadSummary {
+    /// New providers.
+    pub added: Vec<String>,
+    /// Providers whose configuration changed (their cached tokens were dropped).
+    pub changed: Vec<String>,
+    /// Providers no longer configured.
+    pub removed: Vec<String>,
+    /// Providers whose configuration did not change (they keep their cached tokens).
+    pub kept: Vec<String>,
 }
 
 /// Body of [`Response::Invalidated`].

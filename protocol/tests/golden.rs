@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
     DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate, Invalidation, PROTOCOL_VERSION,
-    PingInfo, ProviderState, ProviderStatus, Request, Response, Secret, TokenGrant, codec,
+    PingInfo, ProviderState, ProviderStatus, ReloadSummary, Request, Response, Secret, TokenGrant,
+    codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -24,6 +25,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("request_status", Request::Status),
         ("request_ping", Request::Ping),
         ("request_shutdown", Request::Shutdown),
+        ("request_reload", Request::Reload),
         (
             "request_invalidate",
             Request::Invalidate(Invalidate {
@@ -126,6 +128,15 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         ("response_shutting_down", Response::ShuttingDown),
+        (
+            "response_reloaded",
+            Response::Reloaded(ReloadSummary {
+                added: vec!["new".into()],
+                changed: vec!["crm".into()],
+                removed: vec![],
+                kept: vec!["gitlab".into(), "salestim".into()],
+            }),
+        ),
         (
             "response_invalidated",
             Response::Invalidated(Invalidation {

@@ -19,6 +19,7 @@ fn any_request() -> impl Strategy<Value = Request> {
         Just(Request::Status),
         Just(Request::Ping),
         Just(Request::Shutdown),
+        Just(Request::Reload),
         ".{0,64}"
             .prop_map(|provider| Request::Invalidate(tokend_protocol::Invalidate { provider })),
     ]
