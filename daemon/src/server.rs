@@ -21,15 +21,26 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// How long shutdown waits for in-flight requests before cutting connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` with `config` until `shutdown` completes or a client sends `Shutdown`.
-/// The socket file is removed when this returns.
+/// Serves `listener` with `config` until `shutdown` completes or a client sends `Shutdown`;
+/// SIGHUP reloads the config. The socket file is removed when this returns.
 pub async fn run(config: Config, listener: BoundListener, shutdown: impl Future<Output = ()>) {
+    run_with_reloads(config, listener, shutdown, Hangups::new()).await;
+}
+
+/// [`run`] with a SIGHUP listener created by the caller. The `tokend` binary creates it before
+/// it reports readiness, so that no SIGHUP can reach a ready daemon without its handler (the
+/// default action would terminate it).
+pub async fn run_with_reloads(
+    config: Config,
+    listener: BoundListener,
+    shutdown: impl Future<Output = ()>,
+    mut hangups: Hangups,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop_requested = stop_rx.clone();
     let state = Arc::new(State::new(config, listener.endpoint().to_string(), stop_tx));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
-    let mut hangups = Hangups::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -89,14 +100,17 @@ pub async fn run(config: Config, listener: BoundListener, shutdown: impl Future<
     tracing::info!("stopped");
 }
 
-/// SIGHUP deliveries (never, where there are none).
-struct Hangups {
+/// SIGHUP deliveries (never, where there are none). Must be created inside a tokio runtime.
+#[derive(Debug)]
+pub struct Hangups {
     #[cfg(unix)]
     signal: Option<tokio::signal::unix::Signal>,
 }
 
 impl Hangups {
-    fn new() -> Self {
+    /// Starts listening for SIGHUP (from now on it no longer terminates the process).
+    #[must_use]
+    pub fn new() -> Self {
         #[cfg(unix)]
         {
             let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -107,7 +121,15 @@ impl Hangups {
         #[cfg(not(unix))]
         Self {}
     }
+}
 
+impl Default for Hangups {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hangups {
     async fn next(&mut self) {
         #[cfg(unix)]
         if let Some(signal) = self.signal.as_mut()

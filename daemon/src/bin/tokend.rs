@@ -94,6 +94,10 @@ fn main() -> ExitCode {
             "tokend {} listening on {endpoint}",
             tokend_protocol::PACKAGE_VERSION
         );
+        // Before readiness is reported: from here on SIGHUP reloads and SIGTERM/SIGINT stop
+        // gracefully, instead of terminating the process.
+        let hangups = server::Hangups::new();
+        let stop = stop_signal();
         if args.notify_ready {
             let mut stdout = std::io::stdout().lock();
             if writeln!(stdout, "{}", tokend_protocol::endpoint::READY_LINE)
@@ -103,31 +107,43 @@ fn main() -> ExitCode {
                 tracing::warn!("could not signal readiness on stdout");
             }
         }
-        server::run(config, bound, stop_signal()).await;
+        server::run_with_reloads(config, bound, stop, hangups).await;
         ExitCode::SUCCESS
     })
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C on Windows).
-async fn stop_signal() {
+/// A future that completes on SIGTERM or SIGINT (Ctrl-C on Windows). The handlers are
+/// installed when this is called, not when the future is first polled, so a stop signal that
+/// arrives right after readiness is reported is never lost or fatal.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate())
+            .map_err(|err| tracing::warn!("cannot watch SIGTERM: {err}"))
+            .ok();
+        let interrupt = signal(SignalKind::interrupt())
+            .map_err(|err| tracing::warn!("cannot watch SIGINT: {err}"))
+            .ok();
+        async move {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-            }
-            Err(err) => {
-                tracing::warn!("cannot watch SIGTERM: {err}");
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            tokio::select! {
+                () = wait(term) => {}
+                () = wait(interrupt) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
