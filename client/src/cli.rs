@@ -1,30 +1,75 @@
 //! `tok`: the shell helper. [`run`] holds all of its logic so tests can call it in-process.
 //!
-//! stdout carries only the requested value (a token, a header line, JSON); every diagnostic goes
-//! to stderr. Exit codes are those of [`crate::error::exit`].
+//! stdout carries only the requested value (a token, a header line, JSON, an `export` line, a
+//! completion script); every diagnostic goes to stderr. Exit codes are those of
+//! [`crate::error::exit`], except that `tok exec` and `tok curl` exit with their program's code
+//! once it has started (they run it as a child process that inherits the real stdin, stdout and
+//! stderr, not the writers given to [`run`]).
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueHint};
 use serde_json::json;
 
 use crate::error::exit;
+use crate::shell;
 use crate::timefmt::{human, parse_duration, rfc3339};
 use crate::{Client, Endpoint, Error, GetOptions, Token};
 
 const EXAMPLES: &str = "\
 Examples:
   curl -H \"$(tok header crm)\" https://api.example.com/v1/contacts
-  export GITLAB_TOKEN=\"$(tok get gitlab)\"
+  tok curl crm -- -fsS https://api.example.com/v1/contacts     # the token stays out of argv
+  eval \"$(tok env gitlab)\"                                     # export GITLAB_TOKEN='…'
+  tok exec gitlab -- glab mr list                              # GITLAB_TOKEN for glab only
   tok get crm --min-ttl 10m --json
   tok invalidate crm        # the API said 401: fetch a new token next time
   tok status
+  tok completions bash > ~/.local/share/bash-completion/completions/tok
 
 Exit codes: 0 ok, 1 other error, 2 usage or config error, 3 daemon unreachable or could not be
-started, 4 unknown provider, 5 token endpoint or upstream failure, 6 interactive login needed.";
+started, 4 unknown provider, 5 token endpoint or upstream failure, 6 interactive login needed.
+`tok exec` and `tok curl` exit with their program's code once it runs (128+N if killed by signal
+N); 127: the program was not found, 126: it could not be started.";
+
+const ENV_HELP: &str = "\
+Examples:
+  eval \"$(tok env crm.com)\"                    # export CRM_COM_TOKEN='…'
+  eval \"$(tok env gitlab --var GITLAB_TOKEN)\"
+
+The default VAR is NAME upper-cased, with each character other than A-Z and 0-9 replaced by `_`
+(and a `_` before a leading digit), plus `_TOKEN`. The token is single-quoted, with each `'` in it
+written as `'\\''`, so any POSIX shell reads it back unchanged.";
+
+const EXEC_HELP: &str = "\
+Examples:
+  tok exec gitlab -- glab mr list                   # GITLAB_TOKEN in glab's environment
+  tok exec crm.com --var CRM_JWT -- ./sync.sh --full
+
+The token goes into PROGRAM's environment only, never into argv. PROGRAM inherits stdin, stdout
+and stderr. Exit code: PROGRAM's own, or 128+N when signal N killed it. Before PROGRAM starts,
+tok's own codes apply (2 usage, 3 daemon unreachable, 4 unknown provider, 5 upstream, 6 login):
+PROGRAM does not run then. 127: PROGRAM was not found; 126: it was found but could not be started.";
+
+const CURL_HELP: &str = "\
+Examples:
+  tok curl crm -- -fsS https://crm.example.com/crmapi/rest/v2/contacts
+  tok curl salestim -- -fsS --json @- https://api.example.com/v1/teams < team.json
+
+curl gets the header line through an inherited pipe, as `-H @/dev/fd/N` (curl 7.55 or newer), so
+the token is in no process's argv and in no file, and curl's stdin stays yours. Providers without a
+header (anonymous) run curl without -H. The curl program is $TOK_CURL if set, else `curl` from
+PATH. Exit code: curl's own (e.g. 22 for -f and an HTTP error, 128+N if killed by signal N); 127:
+curl was not found; tok's own codes (2-6) before curl starts.";
+
+const COMPLETIONS_HELP: &str = "\
+Examples:
+  tok completions bash > ~/.local/share/bash-completion/completions/tok
+  tok completions zsh > ~/.zfunc/_tok        # with fpath+=(~/.zfunc) before compinit
+  tok completions fish > ~/.config/fish/completions/tok.fish";
 
 /// Command line of `tok`.
 #[derive(Debug, Parser)]
@@ -68,6 +113,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the running daemon re-read its config (the whole new config is validated first;
+    /// if it is invalid the old one stays and this exits 2 naming the error)
+    #[command(after_help = "Example:\n  $EDITOR ~/.config/tokend/config.toml && tok reload")]
+    Reload,
     /// Drop a provider's cached token because the API rejected it (rate-limited)
     #[command(
         after_help = "Example:\n  curl -fsS -H \"$(tok header crm)\" \"$URL\" || { tok invalidate crm; curl -fsS -H \"$(tok header crm)\" \"$URL\"; }"
@@ -82,6 +131,57 @@ enum Command {
     /// Stop the running daemon gracefully and wait for it to exit
     #[command(after_help = "Example:\n  tok stop")]
     Stop,
+    /// Print `export VAR='TOKEN'` for `eval "$(tok env NAME)"`
+    #[command(after_help = ENV_HELP)]
+    Env {
+        /// Provider name
+        name: String,
+        /// Variable name [default: NAME upper-cased, non-alphanumerics as `_`, plus `_TOKEN`]
+        #[arg(long, value_name = "VAR", value_parser = shell::parse_var)]
+        var: Option<String>,
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        min_ttl: Duration,
+    },
+    /// Run a program with the token in its environment (never in argv)
+    #[command(after_help = EXEC_HELP)]
+    Exec {
+        /// Provider name
+        name: String,
+        /// Variable name [default: NAME upper-cased, non-alphanumerics as `_`, plus `_TOKEN`]
+        #[arg(long, value_name = "VAR", value_parser = shell::parse_var)]
+        var: Option<String>,
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        min_ttl: Duration,
+        /// The program to run and its arguments, after `--`
+        #[arg(
+            last = true,
+            required = true,
+            value_name = "PROGRAM",
+            value_hint = ValueHint::CommandWithArguments
+        )]
+        command: Vec<OsString>,
+    },
+    /// Run curl with the provider's header, which never appears in argv
+    #[command(after_help = CURL_HELP)]
+    Curl {
+        /// Provider name
+        name: String,
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        min_ttl: Duration,
+        /// curl's arguments (URL, options), after `--`
+        #[arg(last = true, required = true, value_name = "CURL-ARGS")]
+        args: Vec<OsString>,
+    },
+    /// Print the shell completion script
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Runs `tok` with `args` (program name first) and returns its exit code.
@@ -110,7 +210,7 @@ where
     }
     let mut client = builder.build();
     match execute(&mut client, cli.command, stdout) {
-        Ok(()) => exit::OK,
+        Ok(code) => code,
         Err(Failure::Client(err)) => {
             let _ = writeln!(stderr, "tok: {err}");
             err.exit_code()
@@ -123,6 +223,10 @@ where
             let _ = writeln!(stderr, "tok: {note}");
             exit::OK
         }
+        Err(Failure::Run(err)) => {
+            let _ = writeln!(stderr, "tok: {}", err.message);
+            err.code
+        }
     }
 }
 
@@ -131,6 +235,14 @@ enum Failure {
     Output(std::io::Error),
     /// Not an error: a note for stderr, exit code 0.
     Note(String),
+    /// `tok exec` / `tok curl` could not start the program.
+    Run(shell::RunError),
+}
+
+impl From<shell::RunError> for Failure {
+    fn from(err: shell::RunError) -> Self {
+        Self::Run(err)
+    }
 }
 
 impl From<Error> for Failure {
@@ -145,14 +257,15 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result<(), Failure> {
+/// Runs one command; `Ok` holds the exit code (always 0, except the program's for exec and curl).
+fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result<u8, Failure> {
     match command {
         Command::Get {
             name,
             min_ttl,
             json,
         } => {
-            let token = client.get_with(&name, &GetOptions { min_ttl })?;
+            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
             if json {
                 writeln!(out, "{}", token_json(&token))?;
             } else {
@@ -160,7 +273,7 @@ fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result
             }
         }
         Command::Header { name, min_ttl } => {
-            let token = client.get_with(&name, &GetOptions { min_ttl })?;
+            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
             // Anonymous providers have no header: print nothing and succeed.
             if let Some(header) = &token.header {
                 writeln!(out, "{}", header.line().expose())?;
@@ -193,10 +306,58 @@ fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result
                 return Err(Failure::Note(outcome.message));
             }
         }
+        Command::Reload => {
+            let summary = client.reload()?;
+            // Nothing on stdout: what changed is a diagnostic.
+            let list = |names: &[String]| {
+                if names.is_empty() {
+                    "-".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            };
+            return Err(Failure::Note(format!(
+                "reloaded: added {}; changed {}; removed {}; unchanged (tokens kept) {}",
+                list(&summary.added),
+                list(&summary.changed),
+                list(&summary.removed),
+                list(&summary.kept)
+            )));
+        }
         Command::Stop => client.shutdown()?,
+        Command::Env { name, var, min_ttl } => {
+            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
+            let var = var.unwrap_or_else(|| shell::default_var(&name));
+            out.write_all(shell::export_line(&var, &token.value).expose().as_bytes())?;
+        }
+        Command::Exec {
+            name,
+            var,
+            min_ttl,
+            command,
+        } => {
+            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
+            let var = var.unwrap_or_else(|| shell::default_var(&name));
+            // Close the daemon connection: the program may run for a long time.
+            client.connection = None;
+            let (program, args) = command.split_first().expect("clap requires PROGRAM");
+            return Ok(shell::exec(&var, &token.value, program, args)?);
+        }
+        Command::Curl {
+            name,
+            min_ttl,
+            args,
+        } => {
+            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
+            client.connection = None;
+            return Ok(shell::curl(&token, &args)?);
+        }
+        Command::Completions { shell: target } => {
+            shell::completions(target, &mut Cli::command(), out);
+        }
     }
     out.flush()?;
-    Ok(())
+    Ok(exit::OK)
 }
 
 fn token_json(token: &Token) -> serde_json::Value {
@@ -350,6 +511,38 @@ mod tests {
         let (code, out, _) = run_tok(&["tok", "get", "--help"]);
         assert_eq!(code, 0);
         assert!(out.contains("Example"), "{out}");
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn shell_commands_validate_their_arguments_before_contacting_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("none.sock");
+        let socket = socket.to_str().unwrap();
+        for args in [
+            &["env", "crm", "--var", "1X"][..],
+            &["exec", "crm"],
+            &["exec", "crm", "prog"],
+            &["curl", "crm"],
+            &["completions", "csh"],
+        ] {
+            let mut argv = vec!["tok", "--socket", socket];
+            argv.extend_from_slice(args);
+            let (code, out, err) = run_tok(&argv);
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(out.is_empty(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn completions_need_no_daemon() {
+        let (code, out, err) = run_tok(&["tok", "completions", "bash"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("_tok") && out.contains("complete"), "{out}");
     }
 
     #[test]

@@ -163,3 +163,38 @@ fn sighup_reloads_the_config() {
         daemon.log()
     );
 }
+
+#[test]
+fn tok_reload_reports_changes_and_exits_2_on_an_invalid_config() {
+    let daemon = Daemon::start("[providers.one]\nkind = \"anonymous\"\n");
+    let config = daemon.dir().join("config.toml");
+    write_private(
+        &config,
+        "[providers.one]\nkind = \"anonymous\"\n[providers.two]\nkind = \"anonymous\"\n",
+    );
+    let out = daemon.tok(&["reload"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("added two") && stderr(&out).contains("(tokens kept) one"),
+        "{}",
+        stderr(&out)
+    );
+
+    write_private(
+        &config,
+        "[providers.one]\nkind = \"anonymous\"\nheader = \"X\"\n",
+    );
+    let out = daemon.tok(&["reload"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.toml:3") && err.contains("header") && err.contains("old config stays"),
+        "{err}"
+    );
+    assert_eq!(
+        code(&daemon.tok(&["header", "two"])),
+        0,
+        "the old config (with `two`) is still in force"
+    );
+}
