@@ -69,3 +69,38 @@ fn usage_errors_exit_2_and_help_succeeds() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--notify-ready"));
 }
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let dir = private_dir();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[providers.a]\nkind = \"nope\"\n").unwrap();
+    let out = tokend()
+        .args(["--log-format", "json", "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("t.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON object: {line}"
+        );
+        assert!(
+            line.contains("\"level\":\"ERROR\"") || line.contains("\"level\""),
+            "{line}"
+        );
+    }
+    assert!(err.contains("config.toml:2"), "{err}");
+    let out = tokend().args(["--log-format", "xml"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown format is a usage error"
+    );
+}
