@@ -113,6 +113,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the daemon's counters and upstream-latency histogram (Prometheus text format)
+    #[command(after_help = "Example:\n  tok metrics | grep tokend_cache_hits_total")]
+    Metrics,
     /// Make the running daemon re-read its config (the whole new config is validated first;
     /// if it is invalid the old one stays and this exits 2 naming the error)
     #[command(after_help = "Example:\n  $EDITOR ~/.config/tokend/config.toml && tok reload")]
@@ -306,6 +309,7 @@ fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result
                 return Err(Failure::Note(outcome.message));
             }
         }
+        Command::Metrics => write!(out, "{}", client.metrics()?)?,
         Command::Reload => {
             let summary = client.reload()?;
             // Nothing on stdout: what changed is a diagnostic.
@@ -387,6 +391,7 @@ fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
                 "last_refresh": p.last_refresh_unix.map(|secs| rfc3339(unix_time(secs))),
                 "next_refresh": p.next_refresh_unix.map(|secs| rfc3339(unix_time(secs))),
                 "last_error": p.last_error,
+                "counters": p.counters,
             })
         })
         .collect();

@@ -287,6 +287,18 @@ impl Client {
         }
     }
 
+    /// The running daemon's counters and upstream-latency histogram in the Prometheus text
+    /// format (never starts a daemon).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn metrics(&mut self) -> Result<String, Error> {
+        match self.call(&Request::Metrics, Start::Never)? {
+            Response::Metrics(text) => Ok(text),
+            other => Err(daemon_error(other, "metrics")),
+        }
+    }
+
     /// Version and liveness of a running daemon (never starts one).
     ///
     /// # Errors
@@ -381,6 +393,7 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::Error(_) => "an error",
         Response::Invalidated(_) => "invalidated",
         Response::Reloaded(_) => "reloaded",
+        Response::Metrics(_) => "metrics",
     };
     Error::UnexpectedResponse { request, got }
 }

@@ -33,7 +33,7 @@ const READ_BUFFER: usize = 512;
 
 /// Serves one connection to completion.
 pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
-    let peer = match check_peer(&stream) {
+    let peer = match check_peer(&stream, state.audit()) {
         Ok(peer) => peer,
         Err(refusal) => {
             tracing::warn!("refused a connection: {refusal}");
@@ -107,7 +107,7 @@ pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch
             }
         }
         let reply = match codec::decode(&payload) {
-            Ok(request) => dispatch(&state, request).await,
+            Ok(request) => dispatch(&state, request, &peer).await,
             Err(err) => {
                 tracing::debug!(peer_pid = peer.pid, "undecodable request: {err}");
                 let reply = Response::error(ErrorCode::BadRequest, format!("{err}"));
@@ -165,16 +165,43 @@ async fn send(stream: &mut BufReader<Stream>, reply: &Reply) -> Result<(), Proto
         .map_err(ProtocolError::Io)
 }
 
-/// Who is on the other end.
-#[derive(Debug, Clone, Copy)]
+/// Who is on the other end (for the audit log), resolved once per connection.
+#[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub(crate) pid: Option<u32>,
+    pub(crate) uid: Option<u32>,
+    /// The peer's executable, where the OS tells it (`/proc/PID/exe` on Linux).
+    pub(crate) exe: Option<String>,
+}
+
+impl Peer {
+    /// `with_exe`: look the executable up (a system call per connection: only for auditing).
+    fn new(pid: Option<u32>, uid: Option<u32>, with_exe: bool) -> Self {
+        let exe = if with_exe {
+            pid.and_then(executable_of)
+        } else {
+            None
+        };
+        Self { pid, uid, exe }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn executable_of(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|path| path.display().to_string())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn executable_of(_pid: u32) -> Option<String> {
+    None
 }
 
 /// Only the daemon's own user may connect (the 0700 directory already keeps others out; this is
 /// the second wall).
 #[cfg(unix)]
-fn check_peer(stream: &Stream) -> Result<Peer, String> {
+fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String> {
     use interprocess::local_socket::traits::StreamCommon as _;
     let creds = stream
         .peer_creds()
@@ -182,7 +209,7 @@ fn check_peer(stream: &Stream) -> Result<Peer, String> {
     let me = rustix::process::geteuid().as_raw();
     let pid = creds.pid().and_then(|pid| u32::try_from(pid).ok());
     match creds.euid() {
-        Some(uid) if uid == me => Ok(Peer { pid }),
+        Some(uid) if uid == me => Ok(Peer::new(pid, Some(uid), with_exe)),
         Some(uid) => Err(format!(
             "peer uid {uid} (pid {}) is not this daemon's user (uid {me})",
             pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
@@ -193,9 +220,9 @@ fn check_peer(stream: &Stream) -> Result<Peer, String> {
 
 /// On Windows the pipe's security descriptor decides who may connect.
 #[cfg(not(unix))]
-fn check_peer(stream: &Stream) -> Result<Peer, String> {
+fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String> {
     use interprocess::local_socket::traits::StreamCommon as _;
     // Process ids are u32 on Windows.
     let pid = stream.peer_creds().ok().and_then(|creds| creds.pid());
-    Ok(Peer { pid })
+    Ok(Peer::new(pid, None, with_exe))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokend_protocol::{ErrorCode, GetToken, Invalidate, Request, Response};
 
+use crate::connection::Peer;
 use crate::provider::{CachedGrant, Provider};
 use crate::state::State;
 
@@ -24,9 +25,10 @@ impl From<Response> for Reply {
 }
 
 /// Answers one request.
-pub(crate) async fn dispatch(state: &State, request: Request) -> Reply {
+pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Reply {
     match request {
-        Request::GetToken(get) => get_token(state, get).await,
+        Request::GetToken(get) => get_token(state, get, peer).await,
+        Request::Metrics => Response::Metrics(state.metrics()).into(),
         Request::Status => Response::Status(state.status()).into(),
         Request::Ping => Response::Pong(state.ping()).into(),
         Request::Shutdown => {
@@ -76,16 +78,47 @@ fn find(state: &State, name: &str) -> Result<Arc<Provider>, Response> {
     })
 }
 
-async fn get_token(state: &State, get: GetToken) -> Reply {
+async fn get_token(state: &State, get: GetToken, peer: &Peer) -> Reply {
     let provider = match find(state, &get.provider) {
         Ok(provider) => provider,
-        Err(response) => return response.into(),
+        Err(response) => {
+            audit(state, peer, &get.provider, "unknown-provider");
+            return response.into();
+        }
     };
     match provider
         .token(Duration::from_secs(u64::from(get.min_ttl_secs)))
         .await
     {
-        Ok(cached) => Reply::Cached(cached),
-        Err(response) => response.into(),
+        Ok(served) => {
+            audit(
+                state,
+                peer,
+                &get.provider,
+                if served.hit { "hit" } else { "miss" },
+            );
+            Reply::Cached(served.cached)
+        }
+        Err(response) => {
+            audit(state, peer, &get.provider, "error");
+            response.into()
+        }
     }
+}
+
+/// With `tokend --audit`, one line per token request: who asked, for what, and how it was served.
+/// Never the token.
+fn audit(state: &State, peer: &Peer, provider: &str, outcome: &str) {
+    if !state.audit() {
+        return;
+    }
+    tracing::info!(
+        target: "tokend::audit",
+        uid = peer.uid,
+        pid = peer.pid,
+        exe = peer.exe.as_deref().unwrap_or("-"),
+        provider,
+        outcome,
+        "token request"
+    );
 }

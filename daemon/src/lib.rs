@@ -12,6 +12,7 @@
 //! - [`server`] — the accept loop, the connection cap and graceful shutdown.
 //! - `connection` — one client: peer check, handshake, request/response loop, timeouts.
 //! - `dispatch` — the one `match` on requests.
+//! - `metrics` — per-provider counters, the upstream-latency histogram, Prometheus rendering.
 //! - `provider` — providers at run time and their caches.
 //! - `state` — what all connections share.
 //! - `source` — obtaining one token: static, anonymous, OAuth 2.0 (`oauth2` crate), HTTP exchange.
@@ -22,6 +23,7 @@ mod connection;
 mod dispatch;
 pub mod kinds;
 pub mod listener;
+mod metrics;
 pub mod process_limits;
 mod provider;
 pub mod secret_ref;

@@ -36,6 +36,7 @@ use tokend_protocol::{
 use tokio::time::Instant;
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::metrics::Counters;
 use crate::source::{self, FetchError, Fetched, Lifetime, SourceState};
 
 /// Advisory window: at least this long before expiry…
@@ -105,6 +106,14 @@ impl Fetch for Configured {
     }
 }
 
+/// A token handed to a caller, and whether it came straight from the cache.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) cached: Arc<CachedGrant>,
+    /// Served from the cache without waiting for a fetch.
+    pub(crate) hit: bool,
+}
+
 /// One provider, its cache and its policies.
 #[derive(Debug)]
 pub(crate) struct Provider {
@@ -116,6 +125,7 @@ pub(crate) struct Provider {
     source: tokio::sync::Mutex<SourceState>,
     /// Removed or replaced by a reload: scheduled refreshes stand down.
     retired: std::sync::atomic::AtomicBool,
+    counters: Counters,
 }
 
 #[derive(Debug, Default)]
@@ -288,7 +298,13 @@ impl Provider {
             inner: Mutex::new(Inner::default()),
             source: tokio::sync::Mutex::new(SourceState::default()),
             retired: std::sync::atomic::AtomicBool::new(false),
+            counters: Counters::default(),
         }
+    }
+
+    /// Requests, hits, refreshes, failures and upstream latency.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The configuration this provider runs with (a reload compares it with the new one).
@@ -309,10 +325,7 @@ impl Provider {
     }
 
     /// A token valid for at least `min_ttl`. Errors are ready-made responses.
-    pub(crate) async fn token(
-        self: &Arc<Self>,
-        min_ttl: Duration,
-    ) -> Result<Arc<CachedGrant>, Response> {
+    pub(crate) async fn token(self: &Arc<Self>, min_ttl: Duration) -> Result<Served, Response> {
         let attempts_seen = {
             let now = Instant::now();
             let mut inner = self.inner();
@@ -322,13 +335,15 @@ impl Provider {
                 let cached = Arc::clone(&current.cached);
                 let advisory = current.refresh_at.is_some_and(|at| at <= now);
                 inner.used = true;
+                self.counters.request(true);
                 if advisory && !inner.refreshing && inner.blocking(now).is_none() {
                     inner.refreshing = true;
                     let me = Arc::clone(self);
                     tokio::spawn(async move { me.refresh(Trigger::Advisory).await });
                 }
-                return Ok(cached);
+                return Ok(Served { cached, hit: true });
             }
+            self.counters.request(false);
             if let Some(refusal) = inner.blocking(now) {
                 return Err(refusal);
             }
@@ -344,7 +359,7 @@ impl Provider {
             {
                 let cached = Arc::clone(&current.cached);
                 inner.used = true;
-                return Ok(cached);
+                return Ok(Served { cached, hit: false });
             }
             if inner.attempts != attempts_seen {
                 // A fetch ran while we waited and did not produce what we need: report its
@@ -369,9 +384,10 @@ impl Provider {
         let now = Instant::now();
         let inner = self.inner();
         match &inner.current {
-            Some(current) if current.serves(now, min_ttl) => Ok(cached),
-            Some(current) => Err(self.too_short(current, now, min_ttl)),
-            None => Ok(cached),
+            Some(current) if !current.serves(now, min_ttl) => {
+                Err(self.too_short(current, now, min_ttl))
+            }
+            _ => Ok(Served { cached, hit: false }),
         }
     }
 
@@ -390,12 +406,20 @@ impl Provider {
         )
     }
 
+    /// One upstream attempt, counted and timed.
+    async fn timed_fetch(&self, state: &mut SourceState) -> Result<Fetched, FetchError> {
+        let started = Instant::now();
+        let outcome = self.fetcher.fetch(state).await;
+        self.counters.fetched(outcome.is_ok(), started.elapsed());
+        outcome
+    }
+
     /// One fetch for a waiting caller: transient failures are retried within the budget.
     async fn fetch_retrying(&self, state: &mut SourceState) -> Result<Fetched, FetchError> {
         let deadline = Instant::now() + RETRY_BUDGET;
         let mut retries = 0;
         loop {
-            let outcome = self.fetcher.fetch(state).await;
+            let outcome = self.timed_fetch(state).await;
             match outcome {
                 Err(FetchError::Transient { retry_after, .. }) if retries < WAITING_RETRIES => {
                     retries += 1;
@@ -437,7 +461,7 @@ impl Provider {
         };
         tracing::debug!(provider = %self.config.name, ?trigger, "refreshing ahead of expiry");
         let in_flight = InFlight(Some(&self));
-        let outcome = self.fetcher.fetch(&mut source).await;
+        let outcome = self.timed_fetch(&mut source).await;
         let _ = self.store(outcome, &mut source, trigger);
         in_flight.done();
     }
@@ -644,6 +668,7 @@ impl Provider {
             last_error: inner.last_error.clone(),
             last_refresh_unix: inner.last_refresh.map(unix_secs),
             next_refresh_unix: next_refresh.map(|at| unix_at(at, now)),
+            counters: self.counters.snapshot(),
         }
     }
 }
@@ -739,7 +764,7 @@ mod tests {
         provider
             .token(Duration::from_secs(min_ttl))
             .await
-            .map(|cached| cached.grant.token.expose().to_owned())
+            .map(|served| served.cached.grant.token.expose().to_owned())
     }
 
     fn error_text(response: Response) -> (ErrorCode, String) {

@@ -24,21 +24,36 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves `listener` with `config` until `shutdown` completes or a client sends `Shutdown`;
 /// SIGHUP reloads the config. The socket file is removed when this returns.
 pub async fn run(config: Config, listener: BoundListener, shutdown: impl Future<Output = ()>) {
-    run_with_reloads(config, listener, shutdown, Hangups::new()).await;
+    run_with(config, listener, shutdown, Options::default()).await;
 }
 
-/// [`run`] with a SIGHUP listener created by the caller. The `tokend` binary creates it before
-/// it reports readiness, so that no SIGHUP can reach a ready daemon without its handler (the
-/// default action would terminate it).
-pub async fn run_with_reloads(
+/// How the `tokend` binary tunes the server beyond [`run`]'s defaults.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// A SIGHUP listener created by the caller. The binary creates it before it reports
+    /// readiness, so that no SIGHUP can reach a ready daemon without its handler (the default
+    /// action would terminate it). `None`: created here.
+    pub hangups: Option<Hangups>,
+    /// Log one audit line per token request (peer uid, pid, executable, provider, outcome).
+    pub audit: bool,
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with(
     config: Config,
     listener: BoundListener,
     shutdown: impl Future<Output = ()>,
-    mut hangups: Hangups,
+    options: Options,
 ) {
+    let mut hangups = options.hangups.unwrap_or_default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop_requested = stop_rx.clone();
-    let state = Arc::new(State::new(config, listener.endpoint().to_string(), stop_tx));
+    let state = Arc::new(State::new(
+        config,
+        listener.endpoint().to_string(),
+        stop_tx,
+        options.audit,
+    ));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

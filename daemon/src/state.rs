@@ -24,6 +24,8 @@ pub(crate) struct State {
     endpoint: String,
     started: Instant,
     shutdown: watch::Sender<bool>,
+    /// One audit line per token request (`tokend --audit`).
+    audit: bool,
 }
 
 fn build(config: Config) -> (ConfigSource, Providers) {
@@ -36,7 +38,12 @@ fn build(config: Config) -> (ConfigSource, Providers) {
 }
 
 impl State {
-    pub(crate) fn new(config: Config, endpoint: String, shutdown: watch::Sender<bool>) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        endpoint: String,
+        shutdown: watch::Sender<bool>,
+        audit: bool,
+    ) -> Self {
         let (source, providers) = build(config);
         Self {
             providers: RwLock::new(Arc::new(providers)),
@@ -44,7 +51,13 @@ impl State {
             endpoint,
             started: Instant::now(),
             shutdown,
+            audit,
         }
+    }
+
+    /// Whether token requests are audited.
+    pub(crate) fn audit(&self) -> bool {
+        self.audit
     }
 
     /// The providers in force now (a snapshot: a concurrent reload does not change it).
@@ -78,6 +91,16 @@ impl State {
             config: self.config_label(),
             providers: self.providers().values().map(|p| p.status()).collect(),
         }
+    }
+
+    /// Every provider's counters in the Prometheus text format.
+    pub(crate) fn metrics(&self) -> String {
+        let providers = self.providers();
+        crate::metrics::render(
+            providers
+                .iter()
+                .map(|(name, p)| (name.as_str(), p.counters())),
+        )
     }
 
     pub(crate) fn ping(&self) -> PingInfo {

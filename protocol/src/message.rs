@@ -30,6 +30,9 @@ pub enum Request {
     /// [`Response::Reloaded`], or [`Response::Error`] with [`ErrorCode::Config`] (the old config
     /// stays in force).
     Reload,
+    /// Counters and the upstream-latency histogram in the Prometheus text format. Answered by
+    /// [`Response::Metrics`].
+    Metrics,
 }
 
 /// Body of [`Request::Invalidate`].
@@ -71,6 +74,8 @@ pub enum Response {
     Invalidated(Invalidation),
     /// Answer to [`Request::Reload`].
     Reloaded(ReloadSummary),
+    /// Answer to [`Request::Metrics`]: Prometheus text exposition format (version 0.0.4).
+    Metrics(String),
 }
 
 /// Body of [`Response::Reloaded`]: provider names by what the reload did to them.
@@ -147,6 +152,21 @@ pub struct ProviderStatus {
     pub last_refresh_unix: Option<u64>,
     /// When the next refresh is planned (seconds since the Unix epoch), if one is.
     pub next_refresh_unix: Option<u64>,
+    /// What the provider has done since the daemon started (or since it was last reconfigured).
+    pub counters: ProviderCounters,
+}
+
+/// Per-provider counters. Contains no secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode, Serialize)]
+pub struct ProviderCounters {
+    /// Token requests.
+    pub requests: u64,
+    /// Requests answered from the cache without waiting.
+    pub cache_hits: u64,
+    /// Tokens obtained from the source (foreground and background).
+    pub refreshes: u64,
+    /// Failed attempts to obtain a token.
+    pub failures: u64,
 }
 
 /// Lifecycle state of a provider's token.

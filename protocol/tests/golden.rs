@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
     DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate, Invalidation, PROTOCOL_VERSION,
-    PingInfo, ProviderState, ProviderStatus, ReloadSummary, Request, Response, Secret, TokenGrant,
-    codec,
+    PingInfo, ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response,
+    Secret, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -26,6 +26,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("request_ping", Request::Ping),
         ("request_shutdown", Request::Shutdown),
         ("request_reload", Request::Reload),
+        ("request_metrics", Request::Metrics),
         (
             "request_invalidate",
             Request::Invalidate(Invalidate {
@@ -69,6 +70,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_error: None,
                         last_refresh_unix: Some(1_800_000_000),
                         next_refresh_unix: Some(1_800_005_400),
+                        counters: ProviderCounters {
+                            requests: 12,
+                            cache_hits: 10,
+                            refreshes: 2,
+                            failures: 1,
+                        },
                     },
                     ProviderStatus {
                         name: "broken".into(),
@@ -78,6 +85,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_error: Some("env var X is not set".into()),
                         last_refresh_unix: None,
                         next_refresh_unix: None,
+                        counters: ProviderCounters::default(),
                     },
                     ProviderStatus {
                         name: "later".into(),
@@ -87,6 +95,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_error: None,
                         last_refresh_unix: Some(1_800_000_000),
                         next_refresh_unix: Some(1_800_005_400),
+                        counters: ProviderCounters {
+                            requests: 12,
+                            cache_hits: 10,
+                            refreshes: 2,
+                            failures: 1,
+                        },
                     },
                     ProviderStatus {
                         name: "busy".into(),
@@ -96,6 +110,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_error: None,
                         last_refresh_unix: None,
                         next_refresh_unix: None,
+                        counters: ProviderCounters::default(),
                     },
                     ProviderStatus {
                         name: "old".into(),
@@ -105,6 +120,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_error: None,
                         last_refresh_unix: None,
                         next_refresh_unix: None,
+                        counters: ProviderCounters::default(),
                     },
                     ProviderStatus {
                         name: "person".into(),
@@ -114,6 +130,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_error: None,
                         last_refresh_unix: None,
                         next_refresh_unix: None,
+                        counters: ProviderCounters::default(),
                     },
                 ],
             }),
@@ -128,6 +145,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         ("response_shutting_down", Response::ShuttingDown),
+        (
+            "response_metrics",
+            Response::Metrics("tokend_requests_total{provider=\"crm\"} 3\n".into()),
+        ),
         (
             "response_reloaded",
             Response::Reloaded(ReloadSummary {

@@ -20,6 +20,7 @@ fn any_request() -> impl Strategy<Value = Request> {
         Just(Request::Ping),
         Just(Request::Shutdown),
         Just(Request::Reload),
+        Just(Request::Metrics),
         ".{0,64}"
             .prop_map(|provider| Request::Invalidate(tokend_protocol::Invalidate { provider })),
     ]

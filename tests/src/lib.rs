@@ -67,6 +67,8 @@ pub struct Daemon {
     socket: PathBuf,
     config: PathBuf,
     log: PathBuf,
+    /// Extra `tokend` arguments (kept for restarts).
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -79,6 +81,12 @@ impl Daemon {
     /// Starts `tokend` with extra environment variables (secret references read them).
     #[must_use]
     pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(config_toml, env, &[])
+    }
+
+    /// Starts `tokend` with extra environment variables and extra command-line arguments.
+    #[must_use]
+    pub fn start_with_args(config_toml: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = private_dir();
         let socket = dir.path().join("tokend.sock");
         let config = dir.path().join("config.toml");
@@ -90,6 +98,7 @@ impl Daemon {
             socket,
             config,
             log,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
         };
         daemon.spawn(env);
         daemon
@@ -104,6 +113,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--notify-ready")
+            .args(&self.args)
             .env("RUST_LOG", "trace")
             .env_remove("TOKEND_SOCKET")
             .env_remove("TOKEND_CONFIG")

@@ -28,6 +28,10 @@ struct Args {
     /// Print READY on stdout once connections are accepted (used by auto-start)
     #[arg(long)]
     notify_ready: bool,
+    /// Log one line per token request at info level: peer uid, pid and executable, provider,
+    /// and whether it was a cache hit (never the token). Costs a few microseconds per request.
+    #[arg(long)]
+    audit: bool,
     /// Log line format on stderr: `text` for people, `json` (one object per line) for collectors
     #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
     log_format: LogFormat,
@@ -120,7 +124,11 @@ fn main() -> ExitCode {
                 tracing::warn!("could not signal readiness on stdout");
             }
         }
-        server::run_with_reloads(config, bound, stop, hangups).await;
+        let options = server::Options {
+            hangups: Some(hangups),
+            audit: args.audit,
+        };
+        server::run_with(config, bound, stop, options).await;
         ExitCode::SUCCESS
     })
 }

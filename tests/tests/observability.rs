@@ -1,0 +1,100 @@
+//! Counters in `tok status --json`, `tok metrics` (Prometheus text), and the audit line per token
+//! request, with the real daemon.
+
+use tokend_e2e::{Daemon, code, stderr, stdout};
+
+const CONFIG: &str = r#"
+[providers.pat]
+kind = "static"
+secret = "${env:E2E_OBS_PAT}"
+"#;
+
+fn daemon() -> Daemon {
+    Daemon::start_with_env(CONFIG, &[("E2E_OBS_PAT", "pat-observed-0123")])
+}
+
+fn audited_daemon() -> Daemon {
+    Daemon::start_with_args(
+        CONFIG,
+        &[("E2E_OBS_PAT", "pat-observed-0123")],
+        &["--audit"],
+    )
+}
+
+#[test]
+fn status_json_counts_requests_hits_refreshes_and_failures() {
+    let daemon = daemon();
+    for _ in 0..3 {
+        assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    }
+    let out = daemon.tok(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let counters = &json["providers"][0]["counters"];
+    assert_eq!(counters["requests"], 3, "{json}");
+    assert_eq!(counters["cache_hits"], 2, "{json}");
+    assert_eq!(counters["refreshes"], 1, "{json}");
+    assert_eq!(counters["failures"], 0, "{json}");
+}
+
+#[test]
+fn metrics_are_prometheus_text_without_secrets() {
+    let daemon = daemon();
+    assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    let out = daemon.tok(&["metrics"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "# TYPE tokend_requests_total counter",
+        "tokend_requests_total{provider=\"pat\"} 2",
+        "tokend_cache_hits_total{provider=\"pat\"} 1",
+        "tokend_refreshes_total{provider=\"pat\"} 1",
+        "# TYPE tokend_upstream_latency_seconds histogram",
+        "tokend_upstream_latency_seconds_bucket{provider=\"pat\",le=\"+Inf\"} 1",
+        "tokend_upstream_latency_seconds_count{provider=\"pat\"} 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("pat-observed-0123"));
+}
+
+#[test]
+fn without_audit_there_are_no_audit_lines() {
+    let daemon = daemon();
+    assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    assert!(!daemon.log().contains("tokend::audit"), "{}", daemon.log());
+}
+
+#[test]
+fn with_audit_every_token_request_leaves_a_line_without_the_token() {
+    let daemon = audited_daemon();
+    assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    assert_eq!(code(&daemon.tok(&["get", "nope"])), 4);
+    let log = daemon.log();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tokend::audit"))
+        .collect();
+    assert_eq!(audit.len(), 3, "{log}");
+    let uid = rustix::process::getuid().as_raw();
+    assert!(
+        audit[0].contains("outcome=\"miss\"") || audit[0].contains("outcome=miss"),
+        "{}",
+        audit[0]
+    );
+    assert!(audit[1].contains("hit"), "{}", audit[1]);
+    assert!(audit[2].contains("unknown-provider"), "{}", audit[2]);
+    for line in &audit {
+        assert!(
+            line.contains(&format!("uid={uid}")) && line.contains("pid="),
+            "{line}"
+        );
+        assert!(line.contains("/tok"), "the executable is named: {line}");
+        assert!(line.contains("INFO"), "{line}");
+    }
+    assert!(
+        !log.contains("pat-observed-0123"),
+        "no token in any log line"
+    );
+}
