@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokend_protocol::Endpoint;
 use tokend_protocol::endpoint::READY_LINE;
@@ -52,8 +52,8 @@ pub(crate) struct StartupLock {
 }
 
 impl StartupLock {
-    /// Blocks until this process holds the endpoint's startup lock.
-    pub(crate) fn acquire(endpoint: &Endpoint) -> Result<Self, Error> {
+    /// Waits (at most `timeout`) until this process holds the endpoint's startup lock.
+    pub(crate) fn acquire(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
         let fail = |what: &str, err: std::io::Error| Error::StartFailed {
             program: "tokend".into(),
             reason: format!("{what}: {err}"),
@@ -62,15 +62,48 @@ impl StartupLock {
         };
         create_private_dir(endpoint.dir())
             .map_err(|err| fail(&format!("cannot create {}", endpoint.dir().display()), err))?;
+        // The daemon checks this directory too, but only after we have written into it.
+        #[cfg(unix)]
+        check_private_dir(endpoint.dir()).map_err(|reason| Error::StartFailed {
+            program: "tokend".into(),
+            reason: format!(
+                "refusing to use socket directory {}: {reason}",
+                endpoint.dir().display()
+            ),
+            log: None,
+            config_error: false,
+        })?;
         let path = endpoint.startup_lock_path();
         let file = private_file_options()
             .write(true)
             .truncate(false)
             .open(&path)
             .map_err(|err| fail(&format!("cannot open {}", path.display()), err))?;
-        file.lock()
-            .map_err(|err| fail(&format!("cannot lock {}", path.display()), err))?;
-        Ok(Self { _file: file })
+        // Another caller holds it while it starts the daemon; bounded, so a stuck caller cannot
+        // hang every other one.
+        // The holder may take up to its own start-up timeout, plus the time to spawn.
+        let deadline = Instant::now() + timeout + Duration::from_secs(5);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Self { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(fail(
+                        &format!(
+                            "another process held {} for {} s",
+                            path.display(),
+                            timeout.as_secs()
+                        ),
+                        std::io::ErrorKind::TimedOut.into(),
+                    ));
+                }
+                Err(fs::TryLockError::Error(err)) => {
+                    return Err(fail(&format!("cannot lock {}", path.display()), err));
+                }
+            }
+        }
     }
 }
 
@@ -87,8 +120,39 @@ fn private_file_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.create(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+        // Never follow a planted symlink to write somewhere else.
+        options.custom_flags(i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0));
+    }
     options
+}
+
+/// The directory must be ours alone: a real directory (not a symlink), owned by this user,
+/// with no access for group or others.
+#[cfg(unix)]
+fn check_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::symlink_metadata(dir).map_err(|err| err.to_string())?;
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return Err("it is not a plain directory".to_owned());
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "it is owned by uid {}, not by this user (uid {me})",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "its mode {mode:04o} lets other users in; run `chmod 700 {}`",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The daemon binary to start: `TOKEND_BIN`, else a `tokend` next to the current executable,
@@ -171,8 +235,18 @@ pub(crate) fn spawn_and_wait(
     match receiver.recv_timeout(timeout) {
         Ok(Ok(line)) if line.trim_end() == READY_LINE => Ok(()),
         Ok(_) => {
-            // End of file (or garbage): the daemon exited or is not tokend.
-            let status = child.wait().ok();
+            // End of file (or garbage): the daemon exited or is not tokend. Wait for its exit
+            // status only briefly: something that printed garbage may not exit at all.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break Some(status),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    _ => break None,
+                }
+            };
             let config_error = status.and_then(|s| s.code()) == Some(2);
             let exit = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
             let tail = log_tail(&log_path, log_start);

@@ -93,7 +93,7 @@ impl From<TokenGrant> for Token {
             }),
             expires_at: grant
                 .expires_at_unix
-                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+                .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))),
         }
     }
 }
@@ -352,7 +352,7 @@ impl Client {
             }
             other => return other,
         }
-        let _lock = autostart::StartupLock::acquire(&settings.endpoint)?;
+        let _lock = autostart::StartupLock::acquire(&settings.endpoint, settings.startup_timeout)?;
         // Another caller may have started it while we waited for the lock.
         match Connection::open(&settings.endpoint, settings.timeout) {
             Err(Error::NotRunning { .. }) => {}

@@ -116,7 +116,8 @@ impl AsyncClient {
         // Taking the lock and waiting for readiness block: keep them off the async workers.
         let settings = self.settings.clone();
         let started = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
-            let _lock = autostart::StartupLock::acquire(&settings.endpoint)?;
+            let _lock =
+                autostart::StartupLock::acquire(&settings.endpoint, settings.startup_timeout)?;
             if crate::connection::Connection::open(&settings.endpoint, settings.timeout).is_ok() {
                 return Ok(false);
             }

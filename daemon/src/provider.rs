@@ -55,6 +55,10 @@ const RETRY_BUDGET: Duration = Duration::from_secs(20);
 const WAITING_RETRIES: u32 = 2;
 /// After a rejection, callers get the error without an upstream request for this long.
 const REJECTED_COOLDOWN: Duration = Duration::from_secs(600);
+/// Longest lifetime believed from upstream (`expires_in`, `exp`): ten years.
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// How long the lifetime of the last issued token is remembered to refuse longer `--min-ttl`s.
+const LIFETIME_MEMORY: Duration = Duration::from_secs(60);
 /// Invalidations closer together than this are ignored (rate limit).
 const INVALIDATE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -140,6 +144,8 @@ struct Inner {
     attempts: u64,
     /// Bumped whenever `current` changes; scheduled refreshes of an older token stand down.
     generation: u64,
+    /// When the last token was stored and how long it was issued for.
+    last_lifetime: Option<(Instant, Duration)>,
     /// A caller asked for the current token (idle providers are not kept warm).
     used: bool,
     last_invalidation: Option<Instant>,
@@ -347,6 +353,14 @@ impl Provider {
             if let Some(refusal) = inner.blocking(now) {
                 return Err(refusal);
             }
+            // The endpoint issued shorter tokens than this caller needs a minute ago: asking
+            // again would only replace a good token (and let callers hammer the endpoint).
+            if let Some((at, lifetime)) = inner.last_lifetime
+                && min_ttl > lifetime
+                && now.saturating_duration_since(at) < LIFETIME_MEMORY
+            {
+                return Err(self.too_short(lifetime.as_secs(), min_ttl));
+            }
             inner.attempts
         };
 
@@ -368,9 +382,11 @@ impl Provider {
                     return Err(refusal);
                 }
                 if let Some(current) = &inner.current
+                    && let Some(expires) = current.expires
                     && current.valid(now)
                 {
-                    return Err(self.too_short(current, now, min_ttl));
+                    let left = expires.saturating_duration_since(now).as_secs();
+                    return Err(self.too_short(left, min_ttl));
                 }
             }
             inner.refreshing = true;
@@ -385,20 +401,20 @@ impl Provider {
         let inner = self.inner();
         match &inner.current {
             Some(current) if !current.serves(now, min_ttl) => {
-                Err(self.too_short(current, now, min_ttl))
+                let left = current.expires.map_or(0, |expires| {
+                    expires.saturating_duration_since(now).as_secs()
+                });
+                Err(self.too_short(left, min_ttl))
             }
             _ => Ok(Served { cached, hit: false }),
         }
     }
 
-    fn too_short(&self, current: &Current, now: Instant, min_ttl: Duration) -> Response {
-        let left = current
-            .expires
-            .map_or(0, |e| e.saturating_duration_since(now).as_secs());
+    fn too_short(&self, left_secs: u64, min_ttl: Duration) -> Response {
         Response::error(
             ErrorCode::Upstream,
             format!(
-                "provider `{}`: the token endpoint issues tokens that live {left} s, less than \
+                "provider `{}`: the token endpoint issues tokens that live {left_secs} s, less than \
                  the requested minimum of {} s; ask for a shorter --min-ttl",
                 self.config.name,
                 min_ttl.as_secs()
@@ -409,8 +425,18 @@ impl Provider {
     /// One upstream attempt, counted and timed.
     async fn timed_fetch(&self, state: &mut SourceState) -> Result<Fetched, FetchError> {
         let started = Instant::now();
-        let outcome = self.fetcher.fetch(state).await;
-        self.counters.fetched(outcome.is_ok(), started.elapsed());
+        let mut outcome = self.fetcher.fetch(state).await;
+        let elapsed = started.elapsed();
+        self.counters.fetched(outcome.is_ok(), elapsed);
+        // `expires_in` counts from when the server answered, which is no earlier than when we
+        // asked: count from the request, so a slow endpoint never makes a token look longer-lived.
+        if let Ok(Fetched {
+            lifetime: Lifetime::Expires(lifetime),
+            ..
+        }) = &mut outcome
+        {
+            *lifetime = lifetime.saturating_sub(elapsed);
+        }
         outcome
     }
 
@@ -456,7 +482,9 @@ impl Provider {
             }
         }
         let Ok(mut source) = self.source.try_lock() else {
-            // Someone else is fetching; their result will do.
+            // Someone else is fetching (or about to); their result will do. Their `store` also
+            // clears the flag, but clear it here too so it can never stay set.
+            self.inner().refreshing = false;
             return;
         };
         tracing::debug!(provider = %self.config.name, ?trigger, "refreshing ahead of expiry");
@@ -474,6 +502,17 @@ impl Provider {
         trigger: Trigger,
     ) -> Result<Arc<CachedGrant>, FetchError> {
         let now = Instant::now();
+        if matches!(
+            outcome,
+            Err(FetchError::Rejected {
+                needs_login: true,
+                ..
+            })
+        ) {
+            // The refresh token in force was refused: go back to the configured one, which the
+            // user may have replaced meanwhile.
+            state.refresh_token = None;
+        }
         let outcome = outcome.and_then(|fetched| {
             if let Some(rotated) = &fetched.refresh_token {
                 // Rotation: the next refresh must use the new refresh token.
@@ -488,10 +527,12 @@ impl Provider {
             Ok(current) => {
                 let cached = Arc::clone(&current.cached);
                 let refresh_at = current.refresh_at;
+                let current_lifetime = current.expires.map(|e| e.saturating_duration_since(now));
                 inner.current = Some(current);
                 inner.failure = None;
                 inner.last_error = None;
                 inner.last_refresh = Some(SystemTime::now());
+                inner.last_lifetime = current_lifetime.map(|lifetime| (now, lifetime));
                 inner.generation += 1;
                 // A caller is about to use this token. A background refresh starts the new token
                 // unused: if nobody asks for it, its own refresh stands down (idle providers are
@@ -529,9 +570,21 @@ impl Provider {
                         });
                         None
                     }
-                    // Local problems (a secret that does not resolve) cost nothing upstream:
-                    // the next caller simply tries again.
-                    FetchError::Config(_) => None,
+                    // Local problems (a secret that does not resolve, a command that fails) back
+                    // off as well, so that concurrent and repeated callers do not re-run them.
+                    FetchError::Config(_) => {
+                        let streak = match &inner.failure {
+                            Some(Failure::Backoff { streak, .. }) => streak + 1,
+                            _ => 1,
+                        };
+                        let until = now + backoff(streak, None);
+                        inner.failure = Some(Failure::Backoff {
+                            until,
+                            streak,
+                            error: error.clone(),
+                        });
+                        None
+                    }
                 };
                 let generation = inner.generation;
                 let keep_warm = inner.used && inner.current.as_ref().is_some_and(|c| c.valid(now));
@@ -560,10 +613,14 @@ impl Provider {
                     retry_after: None,
                 });
             }
-            Lifetime::Expires(lifetime) => (
-                Some(now + lifetime),
-                Some(unix_secs(SystemTime::now() + lifetime)),
-            ),
+            Lifetime::Expires(lifetime) => {
+                // Upstream lifetimes are untrusted: a huge `expires_in` must not overflow.
+                let lifetime = lifetime.min(MAX_LIFETIME);
+                (
+                    Some(now + lifetime),
+                    Some(unix_secs(SystemTime::now() + lifetime)),
+                )
+            }
         };
         let header = match self.config.kind {
             // Anonymous access sends no header at all.
@@ -579,7 +636,11 @@ impl Provider {
             header,
             expires_at_unix,
         };
-        let cached = CachedGrant::new(grant).map_err(FetchError::Config)?;
+        // A token too large for a frame will be too large next time as well: no retry loop.
+        let cached = CachedGrant::new(grant).map_err(|message| FetchError::Rejected {
+            message,
+            needs_login: false,
+        })?;
         Ok(Current {
             cached: Arc::new(cached),
             expires,
@@ -926,7 +987,31 @@ mod tests {
         );
         // A caller that asks for less gets it from the cache.
         assert_eq!(get(&provider, 10).await.unwrap(), "short");
+        // Asking again for more than the endpoint issues does not fetch again (no hammering).
+        for _ in 0..5 {
+            let (_, message) = error_text(get(&provider, 30).await.unwrap_err());
+            assert!(message.contains("less than"), "{message}");
+        }
         assert_eq!(script.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_failures_back_off_too() {
+        let broken = FetchError::Config("secret: env var X is not set".into());
+        let script = Script::new(vec![(0, Step::Fail(broken)), (0, Step::Token("t1", None))]);
+        let provider = provider(&script);
+        for _ in 0..5 {
+            let (code, message) = error_text(get(&provider, 30).await.unwrap_err());
+            assert_eq!(code, ErrorCode::Config);
+            assert!(message.contains("env var X"), "{message}");
+        }
+        assert_eq!(
+            script.calls(),
+            1,
+            "callers within the backoff do not re-run the source"
+        );
+        advance(2).await;
+        assert_eq!(get(&provider, 30).await.unwrap(), "t1");
     }
 
     #[tokio::test(start_paused = true)]
@@ -963,6 +1048,16 @@ mod tests {
         advance(1100).await;
         assert_eq!(script.calls(), 2);
         assert_eq!(provider.status().state, ProviderState::Expired);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_upstream_lifetime_is_capped_instead_of_overflowing() {
+        let script = Script::new(vec![(0, Step::Token("forever", Some(u64::MAX)))]);
+        let provider = provider(&script);
+        assert_eq!(get(&provider, 30).await.unwrap(), "forever");
+        let status = provider.status();
+        assert_eq!(status.state, ProviderState::Fresh);
+        assert!(status.expires_at_unix.is_some());
     }
 
     #[tokio::test(start_paused = true)]

@@ -114,7 +114,13 @@ pub(crate) async fn send(request: reqwest::Request) -> Result<Answer, TransportE
             limit: MAX_BODY / 1024,
         });
     }
-    let mut body = SecretBuf::with_capacity(4096);
+    // Sized from Content-Length up front; growing it any other way goes through `grow`, so no
+    // reallocation leaves an unwiped copy of the body (it may hold tokens) behind.
+    let expected = response
+        .content_length()
+        .and_then(|len| usize::try_from(len).ok())
+        .unwrap_or(4096);
+    let mut body = SecretBuf::with_capacity(expected.min(MAX_BODY));
     while let Some(chunk) = response.chunk().await.map_err(|err| classify(&err))? {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(TransportError::TooLarge {
@@ -122,6 +128,7 @@ pub(crate) async fn send(request: reqwest::Request) -> Result<Answer, TransportE
                 limit: MAX_BODY / 1024,
             });
         }
+        body.grow_to(body.len() + chunk.len());
         body.extend_from_slice(&chunk);
     }
     Ok(Answer {
@@ -191,6 +198,15 @@ fn httpdate_to_unix(value: &str) -> Option<u64> {
     let year: i64 = year.parse().ok()?;
     let mut hms = time.split(':').map(|part| part.parse::<i64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // Untrusted input: out-of-range fields must not overflow the arithmetic below.
+    if !(1970..=9999).contains(&year)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..=60).contains(&s)
+    {
+        return None;
+    }
     // Days from civil (H. Hinnant), months counted from March.
     let month = i64::try_from(month).ok()? + 1;
     let (y, mp) = if month <= 2 {
@@ -222,6 +238,14 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 99999999999999 08:49:37 GMT"),
+            None
+        );
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 1994 99999999999:49:37 GMT"),
+            None
+        );
     }
 
     #[test]

@@ -39,11 +39,12 @@ pub fn encode<T: Encode>(message: &T) -> Result<Vec<u8>, ProtocolError> {
 /// [`ProtocolError::Encode`] if the message cannot be encoded, [`ProtocolError::FrameTooLarge`] if
 /// its payload exceeds [`MAX_FRAME_LEN`].
 pub fn encode_frame<T: Encode>(message: &T) -> Result<FrameBuf, ProtocolError> {
-    let mut frame = SecretBuf::with_capacity(256);
-    frame.extend_from_slice(&[0; HEADER_LEN]);
-    bincode::encode_into_std_write(message, &mut *frame, CONFIG)
+    // Measure first, so the buffer is allocated once at its final size: growing it while
+    // encoding would free partial copies of the message (which may hold a token) unwiped.
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::encode_into_writer(message, &mut size, CONFIG)
         .map_err(|err| ProtocolError::Encode(err.to_string()))?;
-    let len = frame.len() - HEADER_LEN;
+    let len = size.bytes_written;
     let prefix = u32::try_from(len)
         .ok()
         .filter(|_| len <= MAX_FRAME_LEN)
@@ -51,7 +52,10 @@ pub fn encode_frame<T: Encode>(message: &T) -> Result<FrameBuf, ProtocolError> {
             len,
             max: MAX_FRAME_LEN,
         })?;
-    frame[..HEADER_LEN].copy_from_slice(&prefix.to_be_bytes());
+    let mut frame = SecretBuf::with_capacity(HEADER_LEN + len);
+    frame.extend_from_slice(&prefix.to_be_bytes());
+    bincode::encode_into_std_write(message, &mut *frame, CONFIG)
+        .map_err(|err| ProtocolError::Encode(err.to_string()))?;
     Ok(frame)
 }
 

@@ -100,6 +100,7 @@ pub fn read_frame_into<R: Read + ?Sized>(
     }
     let len = payload_len(header, max)?;
     payload.clear();
+    payload.grow_to(len);
     payload.resize(len, 0);
     reader.read_exact(payload).map_err(truncated_on_eof)?;
     Ok(true)
@@ -171,6 +172,7 @@ pub mod nonblocking {
         }
         let len = payload_len(header, max)?;
         payload.clear();
+        payload.grow_to(len);
         payload.resize(len, 0);
         reader.read_exact(payload).await.map_err(truncated_on_eof)?;
         Ok(true)

@@ -116,6 +116,19 @@ impl SecretBuf {
     pub fn with_capacity(capacity: usize) -> Self {
         Self(Vec::with_capacity(capacity))
     }
+
+    /// Makes room for at least `capacity` bytes without leaving an unwiped copy behind: when the
+    /// allocation must grow, the contents move to a new one and the old one is wiped (a plain
+    /// `Vec` reallocation would free the old bytes as they are).
+    pub fn grow_to(&mut self, capacity: usize) {
+        if capacity <= self.0.capacity() {
+            return;
+        }
+        let mut bigger = Vec::with_capacity(capacity.max(self.0.capacity() * 2));
+        bigger.extend_from_slice(&self.0);
+        let mut old = std::mem::replace(&mut self.0, bigger);
+        wipe(&mut old);
+    }
 }
 
 impl Drop for SecretBuf {
@@ -167,6 +180,22 @@ mod tests {
         assert!(bytes.iter().all(|b| *b == 0));
         wipe(&mut bytes);
         assert!(bytes.is_empty());
+    }
+
+    #[test]
+    fn grow_to_keeps_the_contents_in_a_bigger_allocation() {
+        let mut buf = SecretBuf::with_capacity(4);
+        buf.extend_from_slice(b"abcd");
+        buf.grow_to(100);
+        assert!(buf.capacity() >= 100);
+        assert_eq!(buf.as_slice(), b"abcd");
+        let capacity = buf.capacity();
+        buf.grow_to(10);
+        assert_eq!(
+            buf.capacity(),
+            capacity,
+            "no reallocation when there is room"
+        );
     }
 
     #[test]

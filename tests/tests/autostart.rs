@@ -131,3 +131,26 @@ fn a_missing_daemon_binary_is_a_clear_error() {
     assert_eq!(code(&out), 3);
     assert!(stderr(&out).contains("TOKEND_BIN"), "{}", stderr(&out));
 }
+
+#[test]
+fn auto_start_refuses_a_socket_directory_others_can_enter() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = private_dir();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_private(&dir.path().join("config.toml"), CONFIG);
+    let out = autostart_tok(dir.path())
+        .env("TOKEND_SOCKET", open.join("tokend.sock"))
+        .args(["get", "pat"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refusing to use socket directory") && err.contains("chmod 700"),
+        "{err}"
+    );
+    // Nothing was written into the unsafe directory.
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+}
