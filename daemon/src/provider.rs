@@ -146,6 +146,8 @@ struct Inner {
     generation: u64,
     /// When the last token was stored and how long it was issued for.
     last_lifetime: Option<(Instant, Duration)>,
+    /// The pending scheduled refresh (one per provider; a newer one replaces it).
+    scheduled: Option<tokio::task::AbortHandle>,
     /// A caller asked for the current token (idle providers are not kept warm).
     used: bool,
     last_invalidation: Option<Instant>,
@@ -648,13 +650,26 @@ impl Provider {
         })
     }
 
-    /// Runs the refresh of `generation` at `at` (it stands down if no longer wanted).
+    /// Runs the refresh of `generation` at `at` (it stands down if no longer wanted). Replaces
+    /// the pending one, so superseded timers do not pile up.
     fn schedule(self: &Arc<Self>, generation: u64, at: Instant) {
         let me = Arc::clone(self);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
             me.refresh(Trigger::Scheduled(generation)).await;
         });
+        let previous = self.inner().scheduled.replace(task.abort_handle());
+        self.cancel(previous);
+    }
+
+    /// Aborts a pending scheduled refresh, unless it is the task running this code (a scheduled
+    /// refresh that stores a token schedules the next one from inside itself).
+    fn cancel(&self, scheduled: Option<tokio::task::AbortHandle>) {
+        if let Some(handle) = scheduled
+            && tokio::task::try_id() != Some(handle.id())
+        {
+            handle.abort();
+        }
     }
 
     /// Drops the cached token (the API rejected it) and clears failures, so the next request
@@ -678,6 +693,9 @@ impl Provider {
         inner.failure = None;
         inner.generation += 1;
         let dropped = inner.current.take().is_some();
+        let scheduled = inner.scheduled.take();
+        drop(inner);
+        self.cancel(scheduled);
         tracing::info!(provider = %self.config.name, dropped, "invalidated");
         Invalidation {
             dropped,

@@ -145,16 +145,20 @@ async fn oauth2_fetch(
     }
 
     let meta = Arc::new(Mutex::new(ResponseMeta::default()));
+    let timeout = config.timeout;
     let http = {
         let meta = Arc::clone(&meta);
         move |request: oauth2::HttpRequest| {
             let meta = Arc::clone(&meta);
             async move {
-                let request =
+                let mut request =
                     reqwest::Request::try_from(request).map_err(|err| TransportError::Other {
                         url: "token endpoint".into(),
                         reason: err.to_string(),
                     })?;
+                if timeout.is_some() {
+                    *request.timeout_mut() = timeout;
+                }
                 let answer = upstream::send(request).await?;
                 if let Ok(mut slot) = meta.lock() {
                     *slot = ResponseMeta {
@@ -223,10 +227,12 @@ async fn oauth2_fetch(
         }
         Err(RequestTokenError::ServerResponse(error)) => {
             let code = error.error();
+            // Upstream text: flattened to one bounded line before it reaches messages and logs.
+            let code_text = one_line(code.as_ref());
             let described = error
                 .error_description()
-                .map(|text| format!("{code}: {}", one_line(text)))
-                .unwrap_or_else(|| code.to_string());
+                .map(|text| format!("{code_text}: {}", one_line(text)))
+                .unwrap_or(code_text);
             match code {
                 BasicErrorResponseType::InvalidGrant if refresh_grant => {
                     Err(FetchError::Rejected {
@@ -402,7 +408,7 @@ async fn http_fetch(name: &str, exchange: &HttpExchange) -> Result<Fetched, Fetc
                 message: format!(
                     "{where_}: {} is {} instead of {:?}{explanation}",
                     check.pointer,
-                    value.map_or_else(|| "missing".to_owned(), |v| format!("{v:?}")),
+                    value.map_or_else(|| "missing".to_owned(), |v| format!("{:?}", one_line(&v))),
                     check.equals
                 ),
                 needs_login: false,

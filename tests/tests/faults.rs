@@ -223,3 +223,35 @@ async fn slow_answers_within_the_timeout_succeed_and_slower_ones_time_out() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oauth2_token_request_honours_the_provider_timeout() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": "late", "token_type": "Bearer"}))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let config = format!(
+        "[providers.api]\nkind = \"oauth2\"\ngrant = \"client_credentials\"\ntoken_url = \"{}/token\"\n\
+         client_id = \"svc\"\nclient_secret = \"s3cret\"\ntimeout = \"1s\"\n",
+        server.uri()
+    );
+    let started = Instant::now();
+    let out = blocking(move || Daemon::start(&config).tok(&["get", "api"])).await;
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did not answer within 1 s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
