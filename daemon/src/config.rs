@@ -2249,28 +2249,12 @@ mod tests {
         }
     }
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let unique = format!(
-                "tokend-config-{tag}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            let dir = std::env::temp_dir().join(unique);
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A fresh private directory under the system temp dir, removed on drop.
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("tokend-config-{tag}-"))
+            .tempdir()
+            .expect("create temp dir")
     }
 
     const EXAMPLE: &str = r#"
@@ -2631,8 +2615,8 @@ scheme = "basic"
 
     #[test]
     fn missing_file_is_empty_config() {
-        let dir = TempDir::new("missing");
-        let path = dir.0.join("config.toml");
+        let dir = temp_dir("missing");
+        let path = dir.path().join("config.toml");
         let (config, warnings) = load(&path).unwrap();
         assert_eq!(config.source, ConfigSource::Missing(path.clone()));
         assert_eq!(config.source.path(), path);
@@ -2642,8 +2626,8 @@ scheme = "basic"
 
     #[test]
     fn load_reads_file_and_reports_errors_with_path() {
-        let dir = TempDir::new("load");
-        let path = dir.0.join("config.toml");
+        let dir = temp_dir("load");
+        let path = dir.path().join("config.toml");
         std::fs::write(&path, EXAMPLE).unwrap();
         let (config, _) = load(&path).unwrap();
         assert_eq!(config.source, ConfigSource::File(path.clone()));
@@ -2659,8 +2643,8 @@ scheme = "basic"
 
     #[test]
     fn load_rejects_non_utf8() {
-        let dir = TempDir::new("utf8");
-        let path = dir.0.join("config.toml");
+        let dir = temp_dir("utf8");
+        let path = dir.path().join("config.toml");
         std::fs::write(&path, b"[providers.a]\nkind = \"st\xffatic\"\n").unwrap();
         let error = load(&path).unwrap_err();
         assert!(
@@ -2677,11 +2661,13 @@ scheme = "basic"
 
     #[test]
     fn load_directory_is_read_error() {
-        let dir = TempDir::new("dir");
-        let error = load(&dir.0).unwrap_err();
+        let dir = temp_dir("dir");
+        let error = load(dir.path()).unwrap_err();
         assert!(matches!(error, ConfigError::Read { .. }), "{error}");
         assert!(
-            error.to_string().contains(&dir.0.display().to_string()),
+            error
+                .to_string()
+                .contains(&dir.path().display().to_string()),
             "{error}"
         );
     }
@@ -2690,8 +2676,8 @@ scheme = "basic"
     #[test]
     fn load_warns_about_readable_file_with_literal_secret() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("mode");
-        let path = dir.0.join("config.toml");
+        let dir = temp_dir("mode");
+        let path = dir.path().join("config.toml");
         let set_mode = |mode| {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         };

@@ -651,28 +651,12 @@ mod tests {
             .await
     }
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let unique = format!(
-                "tokend-secret-ref-{tag}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            let dir = std::env::temp_dir().join(unique);
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A fresh private directory under the system temp dir, removed on drop.
+    fn temp_dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("tokend-secret-ref-{tag}-"))
+            .tempdir()
+            .expect("create temp dir")
     }
 
     #[test]
@@ -868,8 +852,8 @@ mod tests {
     #[tokio::test]
     async fn resolve_file() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("file");
-        let path = dir.0.join("token");
+        let dir = temp_dir("file");
+        let path = dir.path().join("token");
         std::fs::write(&path, "  file-token\n\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let template = format!("${{file:{}}}", path.display());
@@ -894,8 +878,8 @@ mod tests {
 
     #[tokio::test]
     async fn resolve_file_missing() {
-        let dir = TempDir::new("missing");
-        let path = dir.0.join("absent");
+        let dir = temp_dir("missing");
+        let path = dir.path().join("absent");
         let error = resolve_test(&format!("${{file:{}}}", path.display()))
             .await
             .unwrap_err();
@@ -910,8 +894,8 @@ mod tests {
     #[tokio::test]
     async fn resolve_file_too_large_and_multiline() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("large");
-        let big = dir.0.join("big");
+        let dir = temp_dir("large");
+        let big = dir.path().join("big");
         std::fs::write(&big, vec![b'a'; 64 * 1024 + 1]).unwrap();
         std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
         let error = resolve_test(&format!("${{file:{}}}", big.display()))
@@ -922,7 +906,7 @@ mod tests {
             "{error}"
         );
 
-        let multi = dir.0.join("multi");
+        let multi = dir.path().join("multi");
         std::fs::write(&multi, "line1\nline2\n").unwrap();
         std::fs::set_permissions(&multi, std::fs::Permissions::from_mode(0o600)).unwrap();
         let error = resolve_test(&format!("${{file:{}}}", multi.display()))
