@@ -65,6 +65,21 @@ header (anonymous) run curl without -H. The curl program is $TOK_CURL if set, el
 PATH. Exit code: curl's own (e.g. 22 for -f and an HTTP error, 128+N if killed by signal N); 127:
 curl was not found; tok's own codes (2-6) before curl starts.";
 
+const KUBE_HELP: &str = "\
+Example kubeconfig user (kubectl runs `tok kube NAME` whenever it needs a token):
+  users:
+  - name: my-cluster-user
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1
+        command: tok
+        args: [kube, NAME]
+        interactiveMode: Never
+
+Prints a client.authentication.k8s.io/v1 ExecCredential as JSON on stdout, with
+status.expirationTimestamp (RFC 3339, UTC) when the token's expiry is known; without it, kubectl
+keeps the token for as long as it runs. Errors go to stderr with tok's exit codes.";
+
 const COMPLETIONS_HELP: &str = "\
 Examples:
   tok completions bash > ~/.local/share/bash-completion/completions/tok
@@ -177,6 +192,15 @@ enum Command {
         /// curl's arguments (URL, options), after `--`
         #[arg(last = true, required = true, value_name = "CURL-ARGS")]
         args: Vec<OsString>,
+    },
+    /// Print a Kubernetes ExecCredential (JSON) for kubectl's exec credential plugin
+    #[command(after_help = KUBE_HELP)]
+    Kube {
+        /// Provider name
+        name: String,
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        min_ttl: Duration,
     },
     /// Print the shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
@@ -356,6 +380,10 @@ fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result
             client.connection = None;
             return Ok(shell::curl(&token, &args)?);
         }
+        Command::Kube { name, min_ttl } => {
+            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
+            writeln!(out, "{}", exec_credential(&token))?;
+        }
         Command::Completions { shell: target } => {
             shell::completions(target, &mut Cli::command(), out);
         }
@@ -370,6 +398,20 @@ fn token_json(token: &Token) -> serde_json::Value {
         "token": token.value.expose(),
         "header": token.header.as_ref().map(|h| h.line().expose().to_owned()),
         "expires_at": token.expires_at.map(rfc3339),
+    })
+}
+
+/// A `client.authentication.k8s.io/v1` `ExecCredential`; `expirationTimestamp` only when known.
+fn exec_credential(token: &Token) -> serde_json::Value {
+    let mut status = serde_json::Map::new();
+    status.insert("token".to_owned(), json!(token.value.expose()));
+    if let Some(at) = token.expires_at {
+        status.insert("expirationTimestamp".to_owned(), json!(rfc3339(at)));
+    }
+    json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": status,
     })
 }
 
@@ -541,6 +583,27 @@ mod tests {
             assert_eq!(code, 2, "{args:?}: {err}");
             assert!(out.is_empty(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn exec_credential_has_the_v1_shape() {
+        let mut token = Token {
+            provider: "k".to_owned(),
+            value: crate::Secret::new("t0k".to_owned()),
+            header: None,
+            expires_at: None,
+        };
+        let value = exec_credential(&token);
+        assert_eq!(value["apiVersion"], "client.authentication.k8s.io/v1");
+        assert_eq!(value["kind"], "ExecCredential");
+        assert_eq!(value["status"]["token"], "t0k");
+        assert!(value["status"].get("expirationTimestamp").is_none());
+        token.expires_at = Some(unix_time(1_700_000_000));
+        let value = exec_credential(&token);
+        assert_eq!(
+            value["status"]["expirationTimestamp"],
+            "2023-11-14T22:13:20Z"
+        );
     }
 
     #[test]
