@@ -22,6 +22,24 @@ scopes = ["api.read"]
     .replace("TOKEN_URL", &server.token_url())
 }
 
+/// A `refresh_token` provider `user` for the `app` client; secret and refresh token come from
+/// `E2E_CLIENT_SECRET` and `E2E_REFRESH_TOKEN`.
+fn refresh_token_config(server: &OidcServer) -> String {
+    format!(
+        r#"
+[providers.user]
+kind = "oauth2"
+grant = "refresh_token"
+token_url = "{}"
+client_id = "{}"
+client_secret = "${{env:E2E_CLIENT_SECRET}}"
+refresh_token = "${{env:E2E_REFRESH_TOKEN}}"
+"#,
+        server.token_url(),
+        APP.id
+    )
+}
+
 fn token_of(daemon: &Daemon, provider: &str) -> String {
     let out = daemon.tok(&["get", provider, "--min-ttl", "1"]);
     assert_eq!(
@@ -109,19 +127,7 @@ fn a_wrong_secret_is_reported_once_and_not_retried_in_a_loop() {
 fn refresh_token_grant_follows_rotation() {
     let server = OidcServer::start(60);
     let refresh_token = server.mint_refresh_token();
-    let config = format!(
-        r#"
-[providers.user]
-kind = "oauth2"
-grant = "refresh_token"
-token_url = "{}"
-client_id = "{}"
-client_secret = "${{env:E2E_CLIENT_SECRET}}"
-refresh_token = "${{env:E2E_REFRESH_TOKEN}}"
-"#,
-        server.token_url(),
-        APP.id
-    );
+    let config = refresh_token_config(&server);
     let daemon = Daemon::start_with_env(
         &config,
         &[
@@ -158,21 +164,14 @@ fn a_revoked_refresh_token_needs_a_login() {
     let server = OidcServer::start(60);
     let refresh_token = server.mint_refresh_token();
     server.revoke_refresh_token(&refresh_token);
-    let config = format!(
-        r#"
-[providers.user]
-kind = "oauth2"
-grant = "refresh_token"
-token_url = "{}"
-client_id = "{}"
-client_secret = "{}"
-refresh_token = "${{env:E2E_REFRESH_TOKEN}}"
-"#,
-        server.token_url(),
-        APP.id,
-        APP.secret
+    let config = refresh_token_config(&server);
+    let daemon = Daemon::start_with_env(
+        &config,
+        &[
+            ("E2E_CLIENT_SECRET", APP.secret),
+            ("E2E_REFRESH_TOKEN", &refresh_token),
+        ],
     );
-    let daemon = Daemon::start_with_env(&config, &[("E2E_REFRESH_TOKEN", &refresh_token)]);
     let out = daemon.tok(&["get", "user"]);
     assert_eq!(code(&out), 6, "{}", stderr(&out));
     assert!(stderr(&out).contains("invalid_grant"), "{}", stderr(&out));
