@@ -15,9 +15,9 @@ use clap::{CommandFactory, Parser, Subcommand, ValueHint};
 use serde_json::json;
 
 use crate::error::exit;
-use crate::shell;
 use crate::timefmt::{human, parse_duration, rfc3339};
 use crate::{Client, Endpoint, Error, GetOptions, Token};
+use crate::{credential, shell};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -64,6 +64,16 @@ the token is in no process's argv and in no file, and curl's stdin stays yours. 
 header (anonymous) run curl without -H. The curl program is $TOK_CURL if set, else `curl` from
 PATH. Exit code: curl's own (e.g. 22 for -f and an HTTP error, 128+N if killed by signal N); 127:
 curl was not found; tok's own codes (2-6) before curl starts.";
+
+const GIT_HELP: &str = "\
+Example (a provider with git = { host = \"gitlab.example.com\" } in tokend's config):
+  git config --global credential.https://gitlab.example.com.helper '!tok git-credential'
+  git clone https://gitlab.example.com/group/project.git
+
+get answers username (the route's, default oauth2), password (the provider's token) and
+password_expiry_utc when the expiry is known; a host without a route gets no answer, so git
+asks its next helper. erase (git sends it when the server rejected the credential) drops the
+cached token; store does nothing: tokend issues the token, it keeps no passwords from git.";
 
 const KUBE_HELP: &str = "\
 Example kubeconfig user (kubectl runs `tok kube NAME` whenever it needs a token):
@@ -202,6 +212,13 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
         min_ttl: Duration,
     },
+    /// Answer git's credential-helper protocol (set it as credential.helper)
+    #[command(name = "git-credential", after_help = GIT_HELP)]
+    GitCredential {
+        /// What git asks for
+        #[arg(value_enum)]
+        action: credential::GitAction,
+    },
     /// Print the shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -254,6 +271,10 @@ where
             let _ = writeln!(stderr, "tok: {}", err.message);
             err.code
         }
+        Err(Failure::Helper(err)) => {
+            let _ = writeln!(stderr, "tok git-credential: {err}");
+            err.exit_code()
+        }
     }
 }
 
@@ -264,6 +285,14 @@ enum Failure {
     Note(String),
     /// `tok exec` / `tok curl` could not start the program.
     Run(shell::RunError),
+    /// A credential-helper request failed.
+    Helper(credential::HelperError),
+}
+
+impl From<credential::HelperError> for Failure {
+    fn from(err: credential::HelperError) -> Self {
+        Self::Helper(err)
+    }
 }
 
 impl From<shell::RunError> for Failure {
@@ -383,6 +412,9 @@ fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result
         Command::Kube { name, min_ttl } => {
             let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
             writeln!(out, "{}", exec_credential(&token))?;
+        }
+        Command::GitCredential { action } => {
+            credential::git(client, action, &mut std::io::stdin().lock(), out)?;
         }
         Command::Completions { shell: target } => {
             shell::completions(target, &mut Cli::command(), out);

@@ -25,6 +25,7 @@
 pub mod autostart;
 pub mod cli;
 mod connection;
+pub mod credential;
 pub mod error;
 #[cfg(feature = "tokio")]
 mod nonblocking;
@@ -38,8 +39,8 @@ pub use error::Error;
 #[cfg(feature = "tokio")]
 pub use nonblocking::AsyncClient;
 pub use tokend_protocol::{
-    DaemonStatus, Endpoint, ErrorCode, Invalidation, PingInfo, ProviderState, ProviderStatus,
-    ReloadSummary, Secret,
+    CredentialRoute, CredentialTool, DaemonStatus, Endpoint, ErrorCode, Invalidation, PingInfo,
+    ProviderState, ProviderStatus, ReloadSummary, Secret,
 };
 use tokend_protocol::{GetToken, Invalidate, Request, Response, TokenGrant};
 
@@ -299,6 +300,19 @@ impl Client {
         }
     }
 
+    /// Which providers answer for which hosts in the git and Docker credential-helper protocols
+    /// (the providers' `git` and `docker` tables). Starts the daemon if needed: a credential
+    /// helper is often the first thing that asks for a token after login.
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn credential_routes(&mut self) -> Result<Vec<CredentialRoute>, Error> {
+        match self.call(&Request::CredentialRoutes, Start::IfNeeded)? {
+            Response::CredentialRoutes(routes) => Ok(routes),
+            other => Err(daemon_error(other, "credential routes")),
+        }
+    }
+
     /// Version and liveness of a running daemon (never starts one).
     ///
     /// # Errors
@@ -392,8 +406,9 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::ShuttingDown => "shutting-down",
         Response::Error(_) => "an error",
         Response::Invalidated(_) => "invalidated",
-        Response::Reloaded(_) => "reloaded",
         Response::Metrics(_) => "metrics",
+        Response::CredentialRoutes(_) => "credential routes",
+        Response::Reloaded(_) => "reloaded",
     };
     Error::UnexpectedResponse { request, got }
 }

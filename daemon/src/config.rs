@@ -54,6 +54,17 @@
 //! A preset sets its own defaults for these three (listed with each preset); each can still be
 //! set, independently of the others.
 //!
+//! Credential-helper routes, for every kind but `anonymous` and for every preset:
+//!
+//! - `git = { host = "git.example.com", username = "oauth2" }`: `tok git-credential` answers
+//!   git's requests for that host (with `:port` when not the default) with `username` (default
+//!   `"oauth2"`) and the provider's token as the password.
+//! - `docker = { host = "registry.example.com", username = "oauth2" }`: the same for
+//!   `docker-credential-tok` and a registry host.
+//!
+//! A host belongs to at most one provider per tool. Routes are not part of a provider's identity
+//! on reload: changing one keeps the cached token.
+//!
 //! ## `kind = "static"`: a fixed secret
 //!
 //! - `secret` (required, credential): the token itself.
@@ -154,7 +165,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use tokend_protocol::Secret;
+use tokend_protocol::{CredentialRoute, CredentialTool, Secret};
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 use url::Url;
@@ -202,8 +213,17 @@ struct KeySet {
 }
 
 const STATIC_KEYS: KeySet = KeySet {
-    keys: &["kind", "secret", "header", "scheme", "basic_user"],
-    hint: "remove it or fix its spelling; known keys: kind, secret, header, scheme, basic_user",
+    keys: &[
+        "kind",
+        "secret",
+        "header",
+        "scheme",
+        "basic_user",
+        "git",
+        "docker",
+    ],
+    hint: "remove it or fix its spelling; known keys: kind, secret, header, scheme, basic_user, \
+           git, docker",
 };
 const ANONYMOUS_KEYS: KeySet = KeySet {
     keys: &["kind"],
@@ -226,10 +246,12 @@ const OAUTH2_KEYS: KeySet = KeySet {
         "header",
         "scheme",
         "basic_user",
+        "git",
+        "docker",
     ],
     hint: "remove it or fix its spelling; known keys: kind, grant, token_url, issuer, client_id, \
            client_secret, client_auth, scopes, params, refresh_token, ttl, timeout, header, \
-           scheme, basic_user",
+           scheme, basic_user, git, docker",
 };
 const HTTP_KEYS: KeySet = KeySet {
     keys: &[
@@ -248,9 +270,11 @@ const HTTP_KEYS: KeySet = KeySet {
         "header",
         "scheme",
         "basic_user",
+        "git",
+        "docker",
     ],
     hint: "remove it or fix its spelling; known keys: kind, method, url, basic, headers, json, \
-           form, token, expires, ttl, ok, timeout, header, scheme, basic_user",
+           form, token, expires, ttl, ok, timeout, header, scheme, basic_user, git, docker",
 };
 const TIMEKIT_KEYS: KeySet = KeySet {
     keys: &[
@@ -263,9 +287,11 @@ const TIMEKIT_KEYS: KeySet = KeySet {
         "header",
         "scheme",
         "basic_user",
+        "git",
+        "docker",
     ],
     hint: "remove it or fix its spelling; known keys: preset, app, email, api_key, base_url, \
-           timeout, header, scheme, basic_user",
+           timeout, header, scheme, basic_user, git, docker",
 };
 const CRM_KEYS: KeySet = KeySet {
     keys: &[
@@ -282,14 +308,29 @@ const CRM_KEYS: KeySet = KeySet {
         "header",
         "scheme",
         "basic_user",
+        "git",
+        "docker",
     ],
     hint: "remove it or fix its spelling; known keys: preset, base_url, api_key, \
            authentication_code, identifier, pass_code, jwt, organisation, unit, timeout, header, \
-           scheme, basic_user",
+           scheme, basic_user, git, docker",
 };
 const SALESTIM_KEYS: KeySet = KeySet {
-    keys: &["preset", "api_key", "header", "scheme", "basic_user"],
-    hint: "remove it or fix its spelling; known keys: preset, api_key, header, scheme, basic_user",
+    keys: &[
+        "preset",
+        "api_key",
+        "header",
+        "scheme",
+        "basic_user",
+        "git",
+        "docker",
+    ],
+    hint: "remove it or fix its spelling; known keys: preset, api_key, header, scheme, \
+           basic_user, git, docker",
+};
+const ROUTE_KEYS: KeySet = KeySet {
+    keys: &["host", "username"],
+    hint: "remove it or fix its spelling; known keys: host, username",
 };
 const BASIC_KEYS: KeySet = KeySet {
     keys: &["user", "password"],
@@ -302,6 +343,20 @@ const OK_KEYS: KeySet = KeySet {
 
 /// The presentation keys: meaningless for `kind = "anonymous"`.
 const PRESENTATION_KEYS: [&str; 3] = ["header", "scheme", "basic_user"];
+
+/// The credential-helper tables, with the tool each routes for.
+const ROUTE_TABLES: [(&str, CredentialTool); 2] = [
+    ("git", CredentialTool::Git),
+    ("docker", CredentialTool::Docker),
+];
+/// The user name credential helpers answer with unless `username` says otherwise: GitLab wants
+/// exactly this for OAuth 2.0 tokens, and hosts that take personal access tokens accept any.
+const DEFAULT_ROUTE_USERNAME: &str = "oauth2";
+const ROUTE_HINT: &str = "write it as git = { host = \"git.example.com\" } \
+     (optionally with username = \"...\")";
+const ROUTE_HOST_HINT: &str = "give the bare host name as the tool sends it, with :port when \
+     the port is not the default one, e.g. \"git.example.com\" or \"127.0.0.1:8080\" \
+     (no scheme, no path)";
 
 /// Form parameters the `oauth2` kind sets itself; `params` may not override them.
 const RESERVED_OAUTH2_PARAMS: [&str; 5] = [
@@ -332,6 +387,9 @@ pub struct Config {
     pub source: ConfigSource,
     /// Providers by name (the name `tok get` takes).
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// The providers' `git` and `docker` tables, in provider-name order. Kept apart from
+    /// [`ProviderConfig`] so that editing a route on reload does not drop a cached token.
+    pub routes: Vec<CredentialRoute>,
 }
 
 /// Where a [`Config`] came from.
@@ -590,6 +648,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
             let config = Config {
                 source: ConfigSource::Missing(path.to_owned()),
                 providers: BTreeMap::new(),
+                routes: Vec::new(),
             };
             return Ok((config, Vec::new()));
         }
@@ -749,8 +808,27 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     let mut providers = BTreeMap::new();
     let mut warnings = Vec::new();
     let mut first_literal_line = None;
+    let mut routes: Vec<LocatedRoute> = Vec::new();
     for (name, value) in provider_entries {
-        let (provider, literals) = ctx.provider(name, value)?;
+        let (provider, literals, provider_routes) = ctx.provider(name, value)?;
+        for located in provider_routes {
+            let taken = routes.iter().find(|other| {
+                other.route.tool == located.route.tool && other.route.host == located.route.host
+            });
+            if let Some(other) = taken {
+                return Err(ctx.invalid(
+                    &located.span,
+                    Some(&provider.name),
+                    Some(&located.key),
+                    format!(
+                        "host {:?} is already routed to provider {:?}",
+                        located.route.host, other.route.provider
+                    ),
+                    "each host may belong to one provider per tool; remove one of the two",
+                ));
+            }
+            routes.push(located);
+        }
         for literal in literals {
             first_literal_line = Some(
                 first_literal_line.map_or(literal.line, |first: usize| first.min(literal.line)),
@@ -767,10 +845,14 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
         providers.insert(provider.name.clone(), provider);
     }
     warnings.sort_by_key(|warning| warning.line);
+    let mut routes: Vec<CredentialRoute> =
+        routes.into_iter().map(|located| located.route).collect();
+    routes.sort_by(|a, b| a.provider.cmp(&b.provider));
     Ok(Parsed {
         config: Config {
             source: ConfigSource::File(path.to_owned()),
             providers,
+            routes,
         },
         warnings,
         first_literal_line,
@@ -821,7 +903,7 @@ impl Ctx<'_> {
         &self,
         name: &Spanned<DeString<'_>>,
         value: &Spanned<DeValue<'_>>,
-    ) -> Result<(ProviderConfig, Vec<Literal>), ConfigError> {
+    ) -> Result<(ProviderConfig, Vec<Literal>, Vec<LocatedRoute>), ConfigError> {
         let name_span = name.span();
         let name = name.get_ref().as_ref();
         if name.is_empty() || !name.bytes().all(is_name_byte) {
@@ -872,13 +954,16 @@ impl Ctx<'_> {
                     (static_kind(&table, &mut literals)?, None)
                 }
                 "anonymous" => {
-                    for key in PRESENTATION_KEYS {
+                    for key in PRESENTATION_KEYS
+                        .into_iter()
+                        .chain(ROUTE_TABLES.map(|(k, _)| k))
+                    {
                         if let Some(span) = table.key_span(key) {
                             return Err(table.error(
                                 &span,
                                 key,
                                 format!("`{key}` has no meaning for kind \"anonymous\""),
-                                "remove it: an anonymous provider sends no header at all",
+                                "remove it: an anonymous provider sends no header at all and has no token",
                             ));
                         }
                     }
@@ -927,12 +1012,13 @@ impl Ctx<'_> {
         };
 
         let presentation = presentation(&table, defaults)?;
+        let routes = routes(&table)?;
         let provider = ProviderConfig {
             name: name.to_owned(),
             kind,
             presentation,
         };
-        Ok((provider, literals))
+        Ok((provider, literals, routes))
     }
 }
 
@@ -2171,6 +2257,97 @@ fn presentation(
     Ok(presentation)
 }
 
+/// A route and where its `host` is, for the duplicate check.
+struct LocatedRoute {
+    route: CredentialRoute,
+    span: Range<usize>,
+    key: String,
+}
+
+/// The provider's `git` and `docker` tables.
+fn routes(table: &Table<'_, '_>) -> Result<Vec<LocatedRoute>, ConfigError> {
+    let mut routes = Vec::new();
+    for (key, tool) in ROUTE_TABLES {
+        let Some(route) = table.table(key, ROUTE_HINT)? else {
+            continue;
+        };
+        route.check_keys(&ROUTE_KEYS, &format!("`{key}`"))?;
+        let host = route.required_text("host", &format!("`{key}`"), ROUTE_HOST_HINT)?;
+        if !is_host_and_port(host.text) {
+            return Err(route.error(
+                &host.span,
+                &host.key,
+                format!("`{}` is not a host name", host.key),
+                ROUTE_HOST_HINT,
+            ));
+        }
+        let username = match route.str("username")? {
+            Some(user) => {
+                let hint = "use a non-empty user name without spaces, `:` or control characters";
+                route.non_empty(&user, hint)?;
+                if user
+                    .text
+                    .contains(|c: char| c == ':' || c.is_whitespace() || c.is_control())
+                {
+                    return Err(route.error(
+                        &user.span,
+                        &user.key,
+                        format!(
+                            "`{}` contains a space, `:` or a control character",
+                            user.key
+                        ),
+                        hint,
+                    ));
+                }
+                user.text.to_owned()
+            }
+            None => DEFAULT_ROUTE_USERNAME.to_owned(),
+        };
+        routes.push(LocatedRoute {
+            route: CredentialRoute {
+                provider: table.provider.to_owned(),
+                tool,
+                host: host.text.to_ascii_lowercase(),
+                username,
+            },
+            span: host.span.clone(),
+            key: host.key.clone(),
+        });
+    }
+    Ok(routes)
+}
+
+/// `name`, `name:port`, `[v6]` or `[v6]:port`: what git sends as `host` and what Docker's server
+/// URLs reduce to.
+fn is_host_and_port(text: &str) -> bool {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if inside.is_empty() || !inside.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return false;
+        }
+        match after {
+            "" => ("v6", None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => ("v6", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    let port_ok = port.is_none_or(|port| port.parse::<u16>().is_ok_and(|port| port != 0));
+    host_ok && port_ok
+}
+
 /// A key as shown in messages: bare keys as they are, others quoted and escaped (so a message
 /// stays on one line).
 fn shown_key(key: &str) -> Cow<'_, str> {
@@ -2343,6 +2520,61 @@ scheme = "basic"
     }
 
     #[test]
+    fn credential_routes() {
+        let (config, _) = parse_ok(
+            "[providers.lab]\nkind = \"static\"\nsecret = \"${env:X}\"\n\
+             git = { host = \"GitLab.Example.com\" }\n\
+             docker = { host = \"[::1]:5000\", username = \"robot\" }\n\
+             [providers.crm]\npreset = \"crm.com\"\nbase_url = \"https://crm/api\"\n\
+             api_key = \"${env:K}\"\nauthentication_code = \"${env:C}\"\n\
+             git = { host = \"127.0.0.1:8080\" }\n",
+        );
+        let routes: Vec<_> = config
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.provider.as_str(),
+                    r.tool,
+                    r.host.as_str(),
+                    r.username.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("crm", CredentialTool::Git, "127.0.0.1:8080", "oauth2"),
+                ("lab", CredentialTool::Git, "gitlab.example.com", "oauth2"),
+                ("lab", CredentialTool::Docker, "[::1]:5000", "robot"),
+            ]
+        );
+        // The same host may be routed once per tool.
+        parse_ok(
+            "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\ngit = { host = \"h\" }\n\
+             [providers.b]\nkind = \"static\"\nsecret = \"${env:X}\"\ndocker = { host = \"h\" }\n",
+        );
+        for host in ["h", "h.example", "h:1", "[::1]", "[fe80::1]:443", "a_b-c.d"] {
+            assert!(is_host_and_port(host), "{host}");
+        }
+        for host in [
+            "",
+            "h:",
+            "h:0",
+            "h:70000",
+            "h/x",
+            "https://h",
+            "[::1",
+            "[]",
+            "[x]",
+            "h h",
+            ":80",
+        ] {
+            assert!(!is_host_and_port(host), "{host}");
+        }
+    }
+
+    #[test]
     fn empty_file_has_no_providers() {
         let (config, warnings) = parse_ok("# nothing yet\n");
         assert!(config.providers.is_empty());
@@ -2426,6 +2658,62 @@ scheme = "basic"
                 4,
                 Some("[providers.a] key `secrett`"),
                 "known keys: kind, secret",
+            ),
+            (
+                "route on an anonymous provider",
+                "[providers.a]\nkind = \"anonymous\"\ngit = { host = \"h\" }\n".to_owned(),
+                3,
+                Some("[providers.a] key `git`"),
+                "no meaning for kind \"anonymous\"",
+            ),
+            (
+                "route is not a table",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\ngit = \"h\"\n"
+                    .to_owned(),
+                4,
+                Some("[providers.a] key `git`"),
+                "expected a table",
+            ),
+            (
+                "route without host",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\n\n[providers.a.docker]\nusername = \"u\"\n"
+                    .to_owned(),
+                5,
+                Some("[providers.a] key `docker.host`"),
+                "`docker` needs `host`",
+            ),
+            (
+                "route host with a scheme",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\ngit = { host = \"https://h/x\" }\n"
+                    .to_owned(),
+                4,
+                Some("[providers.a] key `git.host`"),
+                "no scheme, no path",
+            ),
+            (
+                "route unknown key",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\ngit = { hots = \"h\" }\n"
+                    .to_owned(),
+                4,
+                Some("[providers.a] key `git.hots`"),
+                "known keys: host, username",
+            ),
+            (
+                "route username with a colon",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\ngit = { host = \"h\", username = \"a:b\" }\n"
+                    .to_owned(),
+                4,
+                Some("[providers.a] key `git.username`"),
+                "contains a space",
+            ),
+            (
+                "host routed twice",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:X}\"\ngit = { host = \"H:8080\" }\n\
+                 [providers.b]\nkind = \"static\"\nsecret = \"${env:Y}\"\ngit = { host = \"h:8080\" }\n"
+                    .to_owned(),
+                8,
+                Some("[providers.b] key `git.host`"),
+                "already routed to provider \"a\"",
             ),
             (
                 "unknown provider sub-table",

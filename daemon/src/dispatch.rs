@@ -38,6 +38,7 @@ pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Re
         }
         Request::Invalidate(invalidate) => invalidate_token(state, &invalidate).into(),
         Request::Reload => reload(state).into(),
+        Request::CredentialRoutes => Response::CredentialRoutes(state.credential_routes()).into(),
     }
 }
 

@@ -202,6 +202,7 @@ mod tests {
         let config = Config {
             source: ConfigSource::Missing(dir.path().join("none.toml")),
             providers: BTreeMap::new(),
+            routes: Vec::new(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(run(config, bound, async {

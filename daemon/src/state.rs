@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
-use tokend_protocol::{DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo, ReloadSummary};
+use tokend_protocol::{
+    CredentialRoute, DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo, ReloadSummary,
+};
 use tokio::sync::watch;
 
 use crate::config::{self, Config, ConfigSource};
@@ -20,6 +22,8 @@ pub(crate) type Providers = BTreeMap<String, Arc<Provider>>;
 pub(crate) struct State {
     /// Replaced whole by a reload; readers take a cheap snapshot.
     providers: RwLock<Arc<Providers>>,
+    /// The credential-helper routes of the config in force (replaced with the providers).
+    routes: RwLock<Arc<[CredentialRoute]>>,
     config: RwLock<ConfigSource>,
     endpoint: String,
     started: Instant,
@@ -28,13 +32,13 @@ pub(crate) struct State {
     audit: bool,
 }
 
-fn build(config: Config) -> (ConfigSource, Providers) {
+fn build(config: Config) -> (ConfigSource, Providers, Vec<CredentialRoute>) {
     let providers = config
         .providers
         .into_iter()
         .map(|(name, provider)| (name, Arc::new(Provider::new(provider))))
         .collect();
-    (config.source, providers)
+    (config.source, providers, config.routes)
 }
 
 impl State {
@@ -44,9 +48,10 @@ impl State {
         shutdown: watch::Sender<bool>,
         audit: bool,
     ) -> Self {
-        let (source, providers) = build(config);
+        let (source, providers, routes) = build(config);
         Self {
             providers: RwLock::new(Arc::new(providers)),
+            routes: RwLock::new(routes.into()),
             config: RwLock::new(source),
             endpoint,
             started: Instant::now(),
@@ -68,6 +73,14 @@ impl State {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner),
         )
+    }
+
+    /// The credential-helper routes in force.
+    pub(crate) fn credential_routes(&self) -> Vec<CredentialRoute> {
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .to_vec()
     }
 
     fn config_label(&self) -> String {
@@ -154,6 +167,9 @@ impl State {
             }
         }
         *guard = Arc::new(next);
+        // Swapped while the providers are still write-locked, so no reader sees a route to a
+        // provider of the other config.
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.into();
         drop(guard);
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = config.source;
         tracing::info!(

@@ -33,6 +33,9 @@ pub enum Request {
     /// Counters and the upstream-latency histogram in the Prometheus text format. Answered by
     /// [`Response::Metrics`].
     Metrics,
+    /// Which providers answer for which hosts in the credential-helper protocols (git, docker).
+    /// Answered by [`Response::CredentialRoutes`].
+    CredentialRoutes,
 }
 
 /// Body of [`Request::Invalidate`].
@@ -76,6 +79,32 @@ pub enum Response {
     Reloaded(ReloadSummary),
     /// Answer to [`Request::Metrics`]: Prometheus text exposition format (version 0.0.4).
     Metrics(String),
+    /// Answer to [`Request::CredentialRoutes`], in provider-name order. Contains no secret.
+    CredentialRoutes(Vec<CredentialRoute>),
+}
+
+/// A credential-helper protocol tokend answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialTool {
+    /// `git credential` helpers (`tok git-credential`).
+    Git,
+    /// Docker credential helpers (`docker-credential-tok`).
+    Docker,
+}
+
+/// One `git = { host = ... }` or `docker = { host = ... }` table of a provider: requests for
+/// `host` are answered with the provider's token as the password.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct CredentialRoute {
+    /// The provider whose token is the password.
+    pub provider: String,
+    /// Which protocol the route is for.
+    pub tool: CredentialTool,
+    /// Host name, with `:port` when the port is not the default one; lower case.
+    pub host: String,
+    /// The user name to answer with.
+    pub username: String,
 }
 
 /// Body of [`Response::Reloaded`]: provider names by what the reload did to them.

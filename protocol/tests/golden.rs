@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
-    DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate, Invalidation, PROTOCOL_VERSION,
-    PingInfo, ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response,
-    Secret, TokenGrant, codec,
+    CredentialRoute, CredentialTool, DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate,
+    Invalidation, PROTOCOL_VERSION, PingInfo, ProviderCounters, ProviderState, ProviderStatus,
+    ReloadSummary, Request, Response, Secret, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -27,6 +27,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("request_shutdown", Request::Shutdown),
         ("request_reload", Request::Reload),
         ("request_metrics", Request::Metrics),
+        ("request_credential_routes", Request::CredentialRoutes),
         (
             "request_invalidate",
             Request::Invalidate(Invalidate {
@@ -164,6 +165,23 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 dropped: true,
                 message: "dropped".into(),
             }),
+        ),
+        (
+            "response_credential_routes",
+            Response::CredentialRoutes(vec![
+                CredentialRoute {
+                    provider: "gitlab".into(),
+                    tool: CredentialTool::Git,
+                    host: "gitlab.example.com".into(),
+                    username: "oauth2".into(),
+                },
+                CredentialRoute {
+                    provider: "registry".into(),
+                    tool: CredentialTool::Docker,
+                    host: "registry.example.com:5000".into(),
+                    username: "tokend".into(),
+                },
+            ]),
         ),
     ];
     let codes = [

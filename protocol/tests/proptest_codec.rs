@@ -4,8 +4,8 @@ use proptest::prelude::*;
 use tokend_protocol::frame::{read_frame, write_frame};
 use tokend_protocol::handshake::{Hello, Welcome};
 use tokend_protocol::{
-    ErrorCode, GetToken, HeaderLine, MAX_FRAME_LEN, ProtocolError, Request, Response, Secret,
-    TokenGrant, codec,
+    CredentialRoute, CredentialTool, ErrorCode, GetToken, HeaderLine, MAX_FRAME_LEN, ProtocolError,
+    Request, Response, Secret, TokenGrant, codec,
 };
 
 fn any_request() -> impl Strategy<Value = Request> {
@@ -21,6 +21,7 @@ fn any_request() -> impl Strategy<Value = Request> {
         Just(Request::Shutdown),
         Just(Request::Reload),
         Just(Request::Metrics),
+        Just(Request::CredentialRoutes),
         ".{0,64}"
             .prop_map(|provider| Request::Invalidate(tokend_protocol::Invalidate { provider })),
     ]
@@ -58,6 +59,25 @@ fn any_response() -> impl Strategy<Value = Response> {
             Response::error(code, message)
         }),
         Just(Response::ShuttingDown),
+        proptest::collection::vec((".{0,32}", any::<bool>(), ".{0,64}", ".{0,32}"), 0..4).prop_map(
+            |routes| {
+                Response::CredentialRoutes(
+                    routes
+                        .into_iter()
+                        .map(|(provider, git, host, username)| CredentialRoute {
+                            provider,
+                            tool: if git {
+                                CredentialTool::Git
+                            } else {
+                                CredentialTool::Docker
+                            },
+                            host,
+                            username,
+                        })
+                        .collect(),
+                )
+            }
+        ),
     ]
 }
 

@@ -290,3 +290,34 @@ pub fn stderr(output: &Output) -> String {
 pub fn code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
+
+/// Runs `command` with `input` on its stdin and its output captured, killing it (and failing
+/// the test) if it does not exit within [`PROCESS_WAIT`].
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("stdin pipe");
+    // A program that exits without reading its input must not fail the test here.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let (done, watchdog) = mpsc::channel::<()>();
+    let guard = std::thread::spawn(move || {
+        let expired = watchdog.recv_timeout(PROCESS_WAIT).is_err();
+        if expired {
+            signal(pid, rustix::process::Signal::KILL);
+        }
+        expired
+    });
+    let output = child.wait_with_output().expect("wait");
+    let _ = done.send(());
+    assert!(
+        !guard.join().expect("watchdog"),
+        "process {pid} did not exit within {PROCESS_WAIT:?}"
+    );
+    output
+}

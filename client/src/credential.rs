@@ -1,0 +1,419 @@
+//! The credential-helper protocols: git's (`tok git-credential get|store|erase`, configured as
+//! `credential.helper`) and Docker's (the `docker-credential-tok` binary: `get`, `list`, `store`,
+//! `erase`, `version`).
+//!
+//! Both map the host a tool asks about to a provider through the daemon's routes (a provider's
+//! `git = { host = ... }` or `docker = { host = ... }` table) and answer with the route's user
+//! name and the provider's token as the password. tokend issues tokens; it does not keep
+//! passwords that tools hand to it, so git's `store` does nothing and Docker's `store` and
+//! `erase` refuse with a message. Git's `erase` (sent after the server rejected the credential)
+//! invalidates the provider's cached token, so the next request fetches a new one.
+//!
+//! Hosts compare case-insensitively, and a `:443` or `:80` port is ignored on both sides (git
+//! passes the port exactly as the URL has it).
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokend_protocol::SecretBuf;
+
+use crate::error::exit;
+use crate::{Client, CredentialRoute, CredentialTool, Error, GetOptions, Token};
+
+/// Largest request read from a helper's stdin: git and Docker send a few short lines.
+const MAX_INPUT: usize = 64 * 1024;
+
+/// A token handed to git or Docker stays valid at least this long: one `git fetch` or
+/// `docker pull` makes several requests with the same credential.
+const HELPER_MIN_TTL: Duration = Duration::from_secs(60);
+
+/// What Docker's helper client recognises as "no credentials for this server" (the exact text
+/// of docker-credential-helpers' `ErrCredentialsNotFound`): Docker then proceeds anonymously.
+pub const DOCKER_NOT_FOUND: &str = "credentials not found in native keychain";
+
+/// A failed helper operation.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HelperError {
+    /// Talking to the daemon failed.
+    #[error(transparent)]
+    Client(#[from] Error),
+    /// The tool sent something that is not its protocol, or asked for what tokend does not do.
+    #[error("{0}")]
+    Input(String),
+    /// Docker asked about a registry no provider is routed for.
+    #[error("{DOCKER_NOT_FOUND}")]
+    NotFound,
+    /// Reading the request or writing the answer failed.
+    #[error("cannot read the request or write the answer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl HelperError {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Self::Client(err) => err.exit_code(),
+            Self::Input(_) => exit::USAGE_OR_CONFIG,
+            Self::NotFound | Self::Io(_) => exit::OTHER,
+        }
+    }
+}
+
+/// The git credential-helper operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum GitAction {
+    /// Answer `username` and `password` (and `password_expiry_utc`) for a routed host.
+    Get,
+    /// Accepted and ignored: tokend issues the token, git has nothing to store.
+    Store,
+    /// The server rejected the credential: drop the provider's cached token.
+    Erase,
+}
+
+/// Answers one git credential-helper request read from `input`. A host without a route gets
+/// no answer (git then asks its next helper or the user).
+pub(crate) fn git(
+    client: &mut Client,
+    action: GitAction,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<(), HelperError> {
+    let request = read_input(input)?;
+    let request = GitRequest::parse(&request)?;
+    if action == GitAction::Store {
+        return Ok(());
+    }
+    let web = matches!(request.protocol.as_deref(), Some("http" | "https"));
+    let Some(host) = request.host.filter(|_| web) else {
+        return Ok(());
+    };
+    let routes = client.credential_routes()?;
+    let Some(route) = find_route(&routes, CredentialTool::Git, &host) else {
+        return Ok(());
+    };
+    match action {
+        GitAction::Get => {
+            let token = fetch(client, &route.provider)?;
+            let value = token.value.expose();
+            if value.contains(['\n', '\0']) {
+                return Err(HelperError::Input(format!(
+                    "provider {:?}'s token contains a newline or NUL, which git's credential \
+                     protocol cannot carry; use `tok get {}` with another tool",
+                    route.provider, route.provider
+                )));
+            }
+            write!(out, "username={}\npassword={value}\n", route.username)?;
+            if let Some(at) = token.expires_at {
+                let secs = at
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs());
+                writeln!(out, "password_expiry_utc={secs}")?;
+            }
+        }
+        GitAction::Erase => {
+            // The outcome (dropped or rate-limited) is not git's business.
+            client.invalidate(&route.provider)?;
+        }
+        GitAction::Store => unreachable!("handled above"),
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The attributes of a git credential request that choose the answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct GitRequest {
+    protocol: Option<String>,
+    host: Option<String>,
+}
+
+impl GitRequest {
+    /// `key=value` lines up to a blank line or the end; unknown keys (path, username, password,
+    /// `capability[]`, `wwwauth[]`, …) are ignored.
+    fn parse(input: &[u8]) -> Result<Self, HelperError> {
+        let text = std::str::from_utf8(input).map_err(|_| {
+            HelperError::Input(
+                "the request is not UTF-8 text; run this as git's credential.helper, which \
+                 sends key=value lines"
+                    .to_owned(),
+            )
+        })?;
+        let mut request = Self::default();
+        for (index, line) in text.split('\n').enumerate() {
+            if line.is_empty() {
+                break;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(HelperError::Input(format!(
+                    "line {} of the request is not key=value; run this as git's \
+                     credential.helper, which sends key=value lines",
+                    index + 1
+                )));
+            };
+            match key {
+                "protocol" => request.protocol = Some(value.to_ascii_lowercase()),
+                "host" => request.host = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// Runs `docker-credential-tok` with `args` (program name first) and returns its exit code.
+/// Messages go to `out`: Docker shows a helper's stdout when it fails.
+pub fn docker_main<I, T>(args: I, input: &mut dyn Read, out: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let action = match args.get(1..).unwrap_or_default() {
+        [action] => action.to_str().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    let result = match action.as_str() {
+        "get" => docker_get(&mut Client::new(), input, out),
+        "list" => docker_list(&mut Client::new(), out),
+        "store" | "erase" => {
+            // Read (and wipe) what Docker sends, so it never sees a broken pipe.
+            let _ = read_input(input);
+            Err(HelperError::Input(format!(
+                "tokend issues registry tokens itself and keeps no credentials from Docker, so \
+                 there is nothing to {action}; route a registry to a provider with \
+                 docker = {{ host = \"REGISTRY\" }} in tokend's config instead of `docker \
+                 login`/`docker logout`"
+            )))
+        }
+        "version" => writeln!(
+            out,
+            "docker-credential-tok (tokend) {}",
+            tokend_protocol::PACKAGE_VERSION
+        )
+        .map_err(HelperError::from),
+        _ => {
+            let _ = writeln!(
+                out,
+                "usage: docker-credential-tok get|list|store|erase|version (Docker runs it as \
+                 the credential helper named \"tok\" in ~/.docker/config.json)"
+            );
+            return exit::USAGE_OR_CONFIG;
+        }
+    };
+    match result {
+        Ok(()) => exit::OK,
+        Err(err) => {
+            let _ = writeln!(out, "{err}");
+            err.exit_code()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DockerCredential<'a> {
+    #[serde(rename = "ServerURL")]
+    server_url: &'a str,
+    #[serde(rename = "Username")]
+    username: &'a str,
+    #[serde(rename = "Secret")]
+    secret: &'a str,
+}
+
+fn docker_get(
+    client: &mut Client,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+) -> Result<(), HelperError> {
+    let request = read_input(input)?;
+    let server_url = std::str::from_utf8(&request)
+        .map_err(|_| HelperError::Input("the server URL is not UTF-8 text".to_owned()))?
+        .trim();
+    let routes = client.credential_routes()?;
+    let route = registry_host(server_url)
+        .and_then(|host| find_route(&routes, CredentialTool::Docker, host));
+    let Some(route) = route else {
+        // Docker recognises this text and carries on without credentials.
+        return Err(HelperError::NotFound);
+    };
+    let token = fetch(client, &route.provider)?;
+    let answer = DockerCredential {
+        server_url,
+        username: &route.username,
+        secret: token.value.expose(),
+    };
+    serde_json::to_writer(&mut *out, &answer).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn docker_list(client: &mut Client, out: &mut dyn Write) -> Result<(), HelperError> {
+    let routes = client.credential_routes()?;
+    let listed: serde_json::Map<String, serde_json::Value> = routes
+        .into_iter()
+        .filter(|route| route.tool == CredentialTool::Docker)
+        .map(|route| (route.host, serde_json::Value::String(route.username)))
+        .collect();
+    serde_json::to_writer(&mut *out, &listed).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The host part of a Docker server URL: `https://registry.example.com/v1/` →
+/// `registry.example.com`; a bare `host[:port]` stays as it is.
+fn registry_host(server_url: &str) -> Option<&str> {
+    let rest = server_url
+        .strip_prefix("https://")
+        .or_else(|| server_url.strip_prefix("http://"))
+        .unwrap_or(server_url);
+    let host = rest.split('/').next().unwrap_or_default();
+    (!host.is_empty()).then_some(host)
+}
+
+/// The route of `tool` for `host`, comparing as the module docs say.
+fn find_route<'a>(
+    routes: &'a [CredentialRoute],
+    tool: CredentialTool,
+    host: &str,
+) -> Option<&'a CredentialRoute> {
+    let asked = without_default_port(host);
+    routes.iter().find(|route| {
+        route.tool == tool && without_default_port(&route.host).eq_ignore_ascii_case(asked)
+    })
+}
+
+fn without_default_port(host: &str) -> &str {
+    host.strip_suffix(":443")
+        .or_else(|| host.strip_suffix(":80"))
+        .unwrap_or(host)
+}
+
+fn fetch(client: &mut Client, provider: &str) -> Result<Token, Error> {
+    crate::shell::fetch(
+        client,
+        provider,
+        &GetOptions {
+            min_ttl: HELPER_MIN_TTL,
+        },
+    )
+}
+
+/// Reads the whole request (at most [`MAX_INPUT`] bytes) into memory that is wiped on drop:
+/// git's `erase` and `store` requests carry the password.
+fn read_input(input: &mut dyn Read) -> Result<SecretBuf, HelperError> {
+    // Allocated once at full size, so reading never reallocates and leaves copies behind.
+    let mut buf = SecretBuf::with_capacity(MAX_INPUT + 1);
+    input
+        .take(u64::try_from(MAX_INPUT + 1).unwrap_or(u64::MAX))
+        .read_to_end(&mut buf)?;
+    if buf.len() > MAX_INPUT {
+        return Err(HelperError::Input(format!(
+            "the request is longer than {} KiB; credential helpers get a few short lines",
+            MAX_INPUT / 1024
+        )));
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(tool: CredentialTool, host: &str, provider: &str) -> CredentialRoute {
+        CredentialRoute {
+            provider: provider.to_owned(),
+            tool,
+            host: host.to_owned(),
+            username: "oauth2".to_owned(),
+        }
+    }
+
+    #[test]
+    fn git_requests_parse_and_ignore_unknown_keys() {
+        let request = GitRequest::parse(
+            b"capability[]=authtype\nprotocol=HTTPS\nhost=git.example.com:8443\npath=a/b.git\n\
+              password=p=q\nwwwauth[]=Basic realm=\"x\"\n\nhost=after-blank\n",
+        )
+        .unwrap();
+        assert_eq!(
+            request,
+            GitRequest {
+                protocol: Some("https".to_owned()),
+                host: Some("git.example.com:8443".to_owned()),
+            }
+        );
+        assert_eq!(GitRequest::parse(b"").unwrap(), GitRequest::default());
+        let err = GitRequest::parse(b"protocol=https\nnonsense\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(GitRequest::parse(b"host=\xff\n").is_err());
+    }
+
+    #[test]
+    fn routes_match_host_case_and_default_ports() {
+        let routes = [
+            route(CredentialTool::Docker, "git.example.com", "registry"),
+            route(CredentialTool::Git, "git.example.com", "lab"),
+            route(CredentialTool::Git, "127.0.0.1:8080", "local"),
+        ];
+        let found = |tool, host| find_route(&routes, tool, host).map(|r| r.provider.as_str());
+        assert_eq!(found(CredentialTool::Git, "GIT.example.com"), Some("lab"));
+        assert_eq!(
+            found(CredentialTool::Git, "git.example.com:443"),
+            Some("lab")
+        );
+        assert_eq!(
+            found(CredentialTool::Docker, "git.example.com"),
+            Some("registry")
+        );
+        assert_eq!(found(CredentialTool::Git, "127.0.0.1:8080"), Some("local"));
+        assert_eq!(found(CredentialTool::Git, "127.0.0.1"), None);
+        assert_eq!(found(CredentialTool::Git, "example.com"), None);
+    }
+
+    #[test]
+    fn registry_hosts_from_server_urls() {
+        assert_eq!(
+            registry_host("https://index.docker.io/v1/"),
+            Some("index.docker.io")
+        );
+        assert_eq!(
+            registry_host("registry.example.com:5000"),
+            Some("registry.example.com:5000")
+        );
+        assert_eq!(registry_host("http://[::1]:5000/x"), Some("[::1]:5000"));
+        assert_eq!(registry_host("https://"), None);
+        assert_eq!(registry_host(""), None);
+    }
+
+    #[test]
+    fn oversized_input_is_refused() {
+        let big = vec![b'a'; MAX_INPUT + 1];
+        assert!(matches!(
+            read_input(&mut big.as_slice()),
+            Err(HelperError::Input(_))
+        ));
+        let fits = vec![b'a'; MAX_INPUT];
+        assert_eq!(read_input(&mut fits.as_slice()).unwrap().len(), MAX_INPUT);
+    }
+
+    #[test]
+    fn docker_usage_errors_exit_2() {
+        let mut out = Vec::new();
+        assert_eq!(
+            docker_main(["docker-credential-tok"], &mut &b""[..], &mut out),
+            exit::USAGE_OR_CONFIG
+        );
+        assert!(String::from_utf8(out).unwrap().starts_with("usage:"));
+        let mut out = Vec::new();
+        assert_eq!(
+            docker_main(
+                ["docker-credential-tok", "get", "extra"],
+                &mut &b""[..],
+                &mut out
+            ),
+            exit::USAGE_OR_CONFIG
+        );
+    }
+}
