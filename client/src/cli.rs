@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::error::exit;
 use crate::timefmt::{human, parse_duration, rfc3339};
 use crate::{Client, Endpoint, Error, GetOptions, Token};
-use crate::{credential, shell};
+use crate::{credential, service, shell};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -74,6 +74,16 @@ get answers username (the route's, default oauth2), password (the provider's tok
 password_expiry_utc when the expiry is known; a host without a route gets no answer, so git
 asks its next helper. erase (git sends it when the server rejected the credential) drops the
 cached token; store does nothing: tokend issues the token, it keeps no passwords from git.";
+
+const SERVICE_HELP: &str = "\
+Examples:
+  tok service install --print     # show the unit files and commands
+  tok service install             # write them, then systemctl --user enable --now tokend.socket
+  tok service uninstall
+
+systemd: tokend.socket listens on $XDG_RUNTIME_DIR/tokend/tokend.sock (the default endpoint)
+and starts tokend.service on the first connection. A tokend that auto-started earlier
+notices that the socket unit took the path over and stops; the service takes its place.";
 
 const KUBE_HELP: &str = "\
 Example kubeconfig user (kubectl runs `tok kube NAME` whenever it needs a token):
@@ -219,6 +229,12 @@ enum Command {
         #[arg(value_enum)]
         action: credential::GitAction,
     },
+    /// Run tokend as a user service (systemd socket activation on Linux, launchd on macOS)
+    #[command(after_help = SERVICE_HELP)]
+    Service {
+        #[command(subcommand)]
+        action: service::Action,
+    },
     /// Print the shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -253,7 +269,7 @@ where
         builder = builder.endpoint(Endpoint::from_path(socket));
     }
     let mut client = builder.build();
-    match execute(&mut client, cli.command, stdout) {
+    match execute(&mut client, cli.command, stdout, stderr) {
         Ok(code) => code,
         Err(Failure::Client(err)) => {
             let _ = writeln!(stderr, "tok: {err}");
@@ -314,7 +330,12 @@ impl From<std::io::Error> for Failure {
 }
 
 /// Runs one command; `Ok` holds the exit code (always 0, except the program's for exec and curl).
-fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result<u8, Failure> {
+fn execute(
+    client: &mut Client,
+    command: Command,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<u8, Failure> {
     match command {
         Command::Get {
             name,
@@ -412,6 +433,14 @@ fn execute(client: &mut Client, command: Command, out: &mut dyn Write) -> Result
         Command::Kube { name, min_ttl } => {
             let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
             writeln!(out, "{}", exec_credential(&token))?;
+        }
+        Command::Service { action } => {
+            if let Err(err) = service::run(action, out, notes) {
+                return Err(Failure::Run(shell::RunError {
+                    message: err.message,
+                    code: err.code,
+                }));
+            }
         }
         Command::GitCredential { action } => {
             credential::git(client, action, &mut std::io::stdin().lock(), out)?;

@@ -29,6 +29,7 @@ pub mod credential;
 pub mod error;
 #[cfg(feature = "tokio")]
 mod nonblocking;
+mod service;
 mod shell;
 mod timefmt;
 

@@ -1,14 +1,21 @@
 //! Claiming the endpoint: the private socket directory, the one-daemon-per-endpoint lock, stale
-//! socket replacement, and the bound listener that removes its socket file when dropped.
+//! socket replacement, the bound listener that removes its socket file when dropped, and
+//! adopting a socket passed by the service manager (systemd socket activation).
 //!
 //! Order matters: the directory is checked first (so nothing is created in a directory other
 //! users can enter), then the daemon lock is taken (so two daemons never race on the socket
 //! file), and only then is a stale socket file (nobody accepts on it) replaced. A live socket is
 //! never replaced.
+//!
+//! Auto-start and a service manager never race for long: whoever holds the daemon lock serves.
+//! A daemon whose socket file is removed or replaced (systemd's socket unit unlinks a path it
+//! binds) notices within [`OWNERSHIP_CHECK`] and stops, and a socket-activated daemon waits up
+//! to [`ACTIVATION_LOCK_WAIT`] for that lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use interprocess::local_socket::ListenerOptions;
 use interprocess::local_socket::tokio::Listener;
@@ -39,6 +46,12 @@ pub enum BindError {
         /// The path.
         path: PathBuf,
     },
+    /// The service manager passed sockets tokend cannot use.
+    #[error("cannot use the socket passed by the service manager: {reason}")]
+    Activation {
+        /// What is wrong and what to configure.
+        reason: String,
+    },
     /// A filesystem or socket operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -59,13 +72,23 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) 
     }
 }
 
-/// A listening endpoint owned by this process: holds the daemon lock and removes the socket
-/// file on drop.
+/// How often a daemon checks that its socket file is still the one it listens on.
+pub const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
+/// How long a socket-activated daemon waits for the daemon lock held by an earlier daemon
+/// (which stops once it notices that its socket file was replaced).
+pub const ACTIVATION_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// A listening endpoint owned by this process: holds the daemon lock and, unless the service
+/// manager owns the socket file, removes it on drop.
 #[derive(Debug)]
 pub struct BoundListener {
     listener: Listener,
     endpoint: Endpoint,
     _lock: File,
+    /// Device and inode of the socket file when we started listening.
+    socket_file: Option<(u64, u64)>,
+    /// The service manager created the socket file and keeps it.
+    activated: bool,
 }
 
 impl BoundListener {
@@ -75,20 +98,65 @@ impl BoundListener {
         &self.endpoint
     }
 
+    /// Whether the socket came from the service manager (socket activation).
+    #[must_use]
+    pub fn is_activated(&self) -> bool {
+        self.activated
+    }
+
     pub(crate) fn listener(&self) -> &Listener {
         &self.listener
+    }
+
+    /// Whether the socket path still names the socket we listen on. Clients can only reach us
+    /// through the path, so once it is gone or replaced this daemon serves nobody.
+    fn owns_socket_file(&self) -> bool {
+        self.socket_file.is_none() || file_identity(self.endpoint.socket()) == self.socket_file
+    }
+
+    /// Completes when the socket file has been removed or replaced (checked every
+    /// [`OWNERSHIP_CHECK`]); never where there is no socket file (Windows).
+    pub(crate) async fn lost(&self) {
+        if self.socket_file.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(OWNERSHIP_CHECK).await;
+            if !self.owns_socket_file() {
+                return;
+            }
+        }
     }
 }
 
 impl Drop for BoundListener {
     fn drop(&mut self) {
-        // We hold the daemon lock, so the file at this path is ours.
+        // Only our own socket file: not the service manager's, and not one that another daemon
+        // put at this path after taking it over.
         #[cfg(unix)]
-        if let Err(err) = fs::remove_file(self.endpoint.socket())
+        if !self.activated
+            && self.owns_socket_file()
+            && let Err(err) = fs::remove_file(self.endpoint.socket())
             && err.kind() != io::ErrorKind::NotFound
         {
             tracing::warn!(socket = %self.endpoint, "could not remove the socket file: {err}");
         }
+    }
+}
+
+/// Device and inode of the file at `path` (not following a symlink).
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(path)
+            .ok()
+            .map(|meta| (meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -139,7 +207,126 @@ pub fn bind(endpoint: &Endpoint) -> Result<BoundListener, BindError> {
         listener,
         endpoint: endpoint.clone(),
         _lock: lock,
+        socket_file: file_identity(endpoint.socket()),
+        activated: false,
     })
+}
+
+/// The listening socket systemd passed (`LISTEN_PID` is this process, `LISTEN_FDS` is 1).
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct Activation(std::os::unix::net::UnixListener);
+
+/// Takes the socket passed by a service manager, if one was passed to this process. Call it
+/// before any thread starts: it removes the `LISTEN_*` variables from the environment, so no
+/// program tokend runs later sees them. The socket is marked close-on-exec.
+///
+/// # Errors
+/// [`BindError::Activation`] when sockets were passed but not exactly one Unix stream socket.
+#[cfg(unix)]
+pub fn take_activation() -> Result<Option<Activation>, BindError> {
+    // systemd's rule: the sockets are ours only when LISTEN_PID names this process.
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        return Ok(None);
+    }
+    let mut passed = listenfd::ListenFd::from_env();
+    let activation_error = |reason: String| BindError::Activation { reason };
+    match passed.len() {
+        0 => return Ok(None),
+        1 => {}
+        count => {
+            return Err(activation_error(format!(
+                "{count} sockets were passed, tokend takes one; give the socket unit exactly \
+                 one ListenStream= (a path such as %t/tokend/tokend.sock)"
+            )));
+        }
+    }
+    match passed.take_unix_listener(0) {
+        Ok(Some(listener)) => Ok(Some(Activation(listener))),
+        Ok(None) => Ok(None),
+        Err(err) => Err(activation_error(format!(
+            "{err}; tokend needs a Unix stream socket: use ListenStream= with a filesystem path"
+        ))),
+    }
+}
+
+/// Serves on a socket the service manager passed: its path becomes the endpoint. The directory
+/// must be private as for [`bind`], and the daemon lock is taken as usual, waiting up to
+/// [`ACTIVATION_LOCK_WAIT`] for a daemon that is still stopping. The socket file stays when
+/// the daemon stops: the service manager owns it. Must run inside a tokio runtime.
+///
+/// # Errors
+/// See [`BindError`]; [`BindError::Activation`] when the socket has no filesystem path or a
+/// different `--socket` was asked for.
+#[cfg(unix)]
+pub async fn adopt(
+    activation: Activation,
+    requested: Option<&Path>,
+) -> Result<BoundListener, BindError> {
+    let activation_error = |reason: String| BindError::Activation { reason };
+    let std_listener = activation.0;
+    let address = std_listener
+        .local_addr()
+        .map_err(|err| activation_error(format!("cannot read its address: {err}")))?;
+    let Some(path) = address.as_pathname() else {
+        return Err(activation_error(
+            "it has no filesystem path (an abstract or unnamed socket has no permission bits); \
+             use ListenStream=%t/tokend/tokend.sock"
+                .to_owned(),
+        ));
+    };
+    let endpoint = Endpoint::from_path(path);
+    if let Some(requested) = requested
+        && requested != path
+    {
+        return Err(activation_error(format!(
+            "it listens on {}, but --socket asks for {}; make them the same or drop --socket",
+            path.display(),
+            requested.display()
+        )));
+    }
+    check_private_dir(endpoint.dir())?;
+    let lock = wait_for_daemon_lock(&endpoint, ACTIVATION_LOCK_WAIT).await?;
+    let listener = std::os::fd::OwnedFd::from(std_listener);
+    let listener = interprocess::os::unix::uds_local_socket::tokio::Listener::try_from(listener)
+        .map_err(io_error("cannot listen on", endpoint.socket()))?;
+    Ok(BoundListener {
+        listener: Listener::from(listener),
+        socket_file: file_identity(endpoint.socket()),
+        endpoint,
+        _lock: lock,
+        activated: true,
+    })
+}
+
+/// [`take_daemon_lock`], retried while another daemon holds it, up to `wait`.
+#[cfg(unix)]
+async fn wait_for_daemon_lock(endpoint: &Endpoint, wait: Duration) -> Result<File, BindError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match take_daemon_lock(endpoint) {
+            Err(BindError::AlreadyRunning { pid, .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                if !told {
+                    told = true;
+                    tracing::info!(
+                        holder = pid,
+                        "another tokend holds {}; waiting for it to notice the new socket \
+                         and stop",
+                        endpoint
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Creates the directory 0700 if missing; refuses one that is a symlink, not ours, or open to
@@ -294,6 +481,31 @@ mod tests {
             err.contains("symbolic link") && err.contains("link"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_socket_file_taken_over_is_noticed_and_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let endpoint = Endpoint::from_path(root.path().join("run/t.sock"));
+        let bound = bind(&endpoint).unwrap();
+        // Still ours: lost() does not complete.
+        assert!(
+            tokio::time::timeout(OWNERSHIP_CHECK * 2, bound.lost())
+                .await
+                .is_err()
+        );
+        // Another listener takes the path over (as systemd's socket unit does).
+        fs::remove_file(endpoint.socket()).unwrap();
+        let other = std::os::unix::net::UnixListener::bind(endpoint.socket()).unwrap();
+        tokio::time::timeout(OWNERSHIP_CHECK * 3, bound.lost())
+            .await
+            .expect("the take-over is noticed");
+        drop(bound);
+        assert!(
+            endpoint.socket().exists(),
+            "the new owner's socket file is not removed"
+        );
+        drop(other);
     }
 
     #[tokio::test]

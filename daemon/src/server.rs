@@ -67,6 +67,14 @@ pub async fn run_with(
             }
             // The watch guard is not Send: drop it inside, so run() stays spawnable.
             () = async { let _ = stop_requested.wait_for(|stop| *stop).await; } => break,
+            () = listener.lost() => {
+                tracing::warn!(
+                    socket = %listener.endpoint(),
+                    "the socket file was removed or replaced (by a service manager's socket \
+                     unit or another tokend); this daemon can no longer be reached, stopping"
+                );
+                break;
+            }
             () = hangups.next() => {
                 tracing::info!("SIGHUP: reloading the config");
                 if let Err(message) = state.reload() {

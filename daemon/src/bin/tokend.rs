@@ -1,5 +1,6 @@
-//! `tokend`: parses arguments, sets up logging, loads the config, claims the endpoint and hands
-//! over to [`tokend::server::run`]. Runs in the foreground (what systemd and tests want).
+//! `tokend`: parses arguments, sets up logging, loads the config, claims the endpoint (or adopts
+//! the socket systemd passed) and hands over to [`tokend::server::run`]. Runs in the foreground
+//! (what systemd and tests want).
 //!
 //! Exit codes: 0 stopped cleanly; 1 runtime error (for example an unsafe socket directory);
 //! 2 usage or config error; 3 another tokend already serves this endpoint.
@@ -46,6 +47,9 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Before any thread exists: taking the passed socket clears LISTEN_* from the environment.
+    #[cfg(unix)]
+    let activation = listener::take_activation();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -80,9 +84,14 @@ fn main() -> ExitCode {
             warning.message
         );
     }
-    let endpoint = args
-        .socket
-        .map_or_else(Endpoint::resolve, Endpoint::from_path);
+    #[cfg(unix)]
+    let activation = match activation {
+        Ok(activation) => activation,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(1);
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -95,7 +104,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let bound = match listener::bind(&endpoint) {
+        #[cfg(unix)]
+        let bound = match activation {
+            Some(activation) => listener::adopt(activation, args.socket.as_deref()).await,
+            None => listener::bind(&requested_endpoint(args.socket)),
+        };
+        #[cfg(not(unix))]
+        let bound = listener::bind(&requested_endpoint(args.socket));
+        let bound = match bound {
             Ok(bound) => bound,
             Err(err) => {
                 tracing::error!("{err}");
@@ -108,8 +124,15 @@ fn main() -> ExitCode {
         tracing::info!(
             pid = std::process::id(),
             providers = config.providers.len(),
-            "tokend {} listening on {endpoint}",
-            tokend_protocol::PACKAGE_VERSION
+            activated = bound.is_activated(),
+            "tokend {} listening on {}{}",
+            tokend_protocol::PACKAGE_VERSION,
+            bound.endpoint(),
+            if bound.is_activated() {
+                " (socket from the service manager)"
+            } else {
+                ""
+            }
         );
         // Before readiness is reported: from here on SIGHUP reloads and SIGTERM/SIGINT stop
         // gracefully, instead of terminating the process.
@@ -131,6 +154,11 @@ fn main() -> ExitCode {
         server::run_with(config, bound, stop, options).await;
         ExitCode::SUCCESS
     })
+}
+
+/// `--socket`, else the default endpoint.
+fn requested_endpoint(socket: Option<PathBuf>) -> Endpoint {
+    socket.map_or_else(Endpoint::resolve, Endpoint::from_path)
 }
 
 /// A future that completes on SIGTERM or SIGINT (Ctrl-C on Windows). The handlers are

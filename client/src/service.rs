@@ -1,0 +1,544 @@
+//! `tok service install|uninstall`: runs tokend as a user service instead of auto-starting it.
+//!
+//! - **systemd** (Linux): a socket unit and a service unit in `$XDG_CONFIG_HOME/systemd/user/`
+//!   (default `~/.config/systemd/user/`). The socket unit owns the default endpoint
+//!   (`%t/tokend/tokend.sock`, i.e. `$XDG_RUNTIME_DIR/tokend/tokend.sock`) and starts tokend on
+//!   the first connection, passing the socket (`LISTEN_FDS`); `install` enables and starts the
+//!   socket unit with `systemctl --user`.
+//! - **launchd** (macOS): a LaunchAgent in `~/Library/LaunchAgents/` that keeps tokend running
+//!   (launchd passes sockets through its own API, which tokend does not use, so tokend binds the
+//!   endpoint itself); `install` loads it with `launchctl bootstrap`.
+//!
+//! `--print` shows the files and the commands instead of acting. The service manager's program
+//! can be overridden with `TOK_SYSTEMCTL` / `TOK_LAUNCHCTL` (for tests and unusual setups).
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::autostart;
+use crate::error::exit;
+
+/// The service managers `tok service` writes files for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Manager {
+    /// systemd user units (Linux).
+    Systemd,
+    /// A launchd LaunchAgent (macOS).
+    Launchd,
+}
+
+impl Manager {
+    /// This platform's manager, if it has one tok supports.
+    pub(crate) fn native() -> Option<Self> {
+        if cfg!(target_os = "macos") {
+            Some(Self::Launchd)
+        } else if cfg!(target_os = "windows") {
+            None
+        } else {
+            Some(Self::Systemd)
+        }
+    }
+}
+
+/// What `install` or `uninstall` acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub(crate) enum Action {
+    /// Write the unit files and enable them (systemd: start the socket unit)
+    Install {
+        /// Print the files and commands instead
+        #[arg(long)]
+        print: bool,
+        /// The service manager [default: systemd on Linux, launchd on macOS]
+        #[arg(long, value_enum)]
+        manager: Option<Manager>,
+    },
+    /// Stop and disable the service and remove its files
+    Uninstall {
+        /// Print the files and commands instead
+        #[arg(long)]
+        print: bool,
+        /// The service manager [default: systemd on Linux, launchd on macOS]
+        #[arg(long, value_enum)]
+        manager: Option<Manager>,
+    },
+}
+
+/// A failed `tok service` command: the message and the exit code.
+#[derive(Debug)]
+pub(crate) struct ServiceError {
+    pub(crate) message: String,
+    pub(crate) code: u8,
+}
+
+impl ServiceError {
+    fn usage(message: String) -> Self {
+        Self {
+            message,
+            code: exit::USAGE_OR_CONFIG,
+        }
+    }
+
+    fn other(message: String) -> Self {
+        Self {
+            message,
+            code: exit::OTHER,
+        }
+    }
+}
+
+/// One file the service consists of.
+struct UnitFile {
+    path: PathBuf,
+    text: String,
+}
+
+/// Everything `install` writes and runs.
+struct Plan {
+    files: Vec<UnitFile>,
+    install_commands: Vec<Vec<OsString>>,
+    uninstall_commands: Vec<Vec<OsString>>,
+}
+
+/// The systemd units' names.
+const SOCKET_UNIT: &str = "tokend.socket";
+const SERVICE_UNIT: &str = "tokend.service";
+/// The LaunchAgent's label (also its file name).
+const LAUNCHD_LABEL: &str = "dev.tokend.tokend";
+
+/// Runs `tok service ACTION`; notes for the user go to `notes` (stderr).
+pub(crate) fn run(
+    action: Action,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<(), ServiceError> {
+    let (install, print, manager) = match action {
+        Action::Install { print, manager } => (true, print, manager),
+        Action::Uninstall { print, manager } => (false, print, manager),
+    };
+    let manager = manager.or_else(Manager::native).ok_or_else(|| {
+        ServiceError::usage(
+            "tok service supports systemd (Linux) and launchd (macOS); on Windows, tok starts \
+             tokend on first use, or run `tokend` from Task Scheduler at logon"
+                .to_owned(),
+        )
+    })?;
+    let plan = plan(manager)?;
+    let commands = if install {
+        &plan.install_commands
+    } else {
+        &plan.uninstall_commands
+    };
+    if print {
+        let write = |out: &mut dyn Write| -> std::io::Result<()> {
+            for file in &plan.files {
+                if install {
+                    writeln!(out, "# {}", file.path.display())?;
+                    writeln!(out, "{}", file.text)?;
+                } else {
+                    writeln!(out, "# remove {}", file.path.display())?;
+                }
+            }
+            for command in commands {
+                writeln!(out, "{}", shown_command(command))?;
+            }
+            Ok(())
+        };
+        return write(out).map_err(|err| ServiceError::other(format!("cannot print: {err}")));
+    }
+    if install {
+        for file in &plan.files {
+            write_private_file(&file.path, &file.text)?;
+            let _ = writeln!(notes, "tok: wrote {}", file.path.display());
+        }
+        run_commands(commands, notes)?;
+    } else {
+        // Stop the service first, then remove what it was made of.
+        run_commands(commands, notes)?;
+        for file in &plan.files {
+            match std::fs::remove_file(&file.path) {
+                Ok(()) => {
+                    let _ = writeln!(notes, "tok: removed {}", file.path.display());
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(ServiceError::other(format!(
+                        "cannot remove {}: {err}",
+                        file.path.display()
+                    )));
+                }
+            }
+        }
+        if manager == Manager::Systemd {
+            run_commands(&[systemctl(&["daemon-reload"])], notes)?;
+        }
+    }
+    Ok(())
+}
+
+fn plan(manager: Manager) -> Result<Plan, ServiceError> {
+    let tokend = tokend_path()?;
+    let config = std::env::var_os("TOKEND_CONFIG")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from);
+    if let Some(config) = &config
+        && !config.is_absolute()
+    {
+        return Err(ServiceError::usage(format!(
+            "TOKEND_CONFIG ({}) is a relative path; the service would not find it: make it \
+             absolute",
+            config.display()
+        )));
+    }
+    match manager {
+        Manager::Systemd => {
+            let dir = config_home()?.join("systemd").join("user");
+            Ok(Plan {
+                files: vec![
+                    UnitFile {
+                        path: dir.join(SOCKET_UNIT),
+                        text: systemd_socket_unit(),
+                    },
+                    UnitFile {
+                        path: dir.join(SERVICE_UNIT),
+                        text: systemd_service_unit(&tokend, config.as_deref())?,
+                    },
+                ],
+                install_commands: vec![
+                    systemctl(&["daemon-reload"]),
+                    systemctl(&["enable", "--now", SOCKET_UNIT]),
+                ],
+                uninstall_commands: vec![systemctl(&[
+                    "disable",
+                    "--now",
+                    SOCKET_UNIT,
+                    SERVICE_UNIT,
+                ])],
+            })
+        }
+        Manager::Launchd => {
+            let home = home()?;
+            let path = home
+                .join("Library")
+                .join("LaunchAgents")
+                .join(format!("{LAUNCHD_LABEL}.plist"));
+            let uid = uid();
+            Ok(Plan {
+                files: vec![UnitFile {
+                    text: launchd_plist(&tokend, config.as_deref())?,
+                    path: path.clone(),
+                }],
+                install_commands: vec![launchctl(vec![
+                    "bootstrap".into(),
+                    format!("gui/{uid}").into(),
+                    path.into_os_string(),
+                ])],
+                uninstall_commands: vec![launchctl(vec![
+                    "bootout".into(),
+                    format!("gui/{uid}/{LAUNCHD_LABEL}").into(),
+                ])],
+            })
+        }
+    }
+}
+
+fn systemd_socket_unit() -> String {
+    "\
+[Unit]
+Description=tokend socket: access tokens for programs and scripts (tok, tokend-client)
+
+[Socket]
+# The default endpoint of tok and tokend-client ($XDG_RUNTIME_DIR/tokend/tokend.sock), in a
+# directory only this user can enter.
+ListenStream=%t/tokend/tokend.sock
+DirectoryMode=0700
+SocketMode=0600
+RemoveOnStop=yes
+
+[Install]
+WantedBy=sockets.target
+"
+    .to_owned()
+}
+
+fn systemd_service_unit(tokend: &Path, config: Option<&Path>) -> Result<String, ServiceError> {
+    let mut exec = systemd_quote(tokend)?;
+    if let Some(config) = config {
+        exec.push_str(" --config ");
+        exec.push_str(&systemd_quote(config)?);
+    }
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        "\
+[Unit]
+Description=tokend: keeps access tokens fresh for tok and tokend-client
+Requires={SOCKET_UNIT}
+After={SOCKET_UNIT}
+
+[Service]
+Type=simple
+# The listening socket comes from {SOCKET_UNIT} (LISTEN_FDS).
+ExecStart={exec}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=on-failure
+UMask=0077
+NoNewPrivileges=yes
+
+[Install]
+Also={SOCKET_UNIT}
+"
+    );
+    Ok(text)
+}
+
+fn launchd_plist(tokend: &Path, config: Option<&Path>) -> Result<String, ServiceError> {
+    let mut arguments = vec![xml_text(tokend)?];
+    if let Some(config) = config {
+        arguments.push("--config".to_owned());
+        arguments.push(xml_text(config)?);
+    }
+    let arguments: String = arguments
+        .iter()
+        .map(|arg| format!("        <string>{arg}</string>\n"))
+        .collect();
+    Ok(format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+    <key>Label</key>
+    <string>{LAUNCHD_LABEL}</string>
+    <key>ProgramArguments</key>
+    <array>
+{arguments}    </array>
+    <key>RunAtLoad</key>
+    <true/>
+    <key>KeepAlive</key>
+    <dict>
+        <key>SuccessfulExit</key>
+        <false/>
+    </dict>
+    <key>Umask</key>
+    <integer>63</integer>
+</dict>
+</plist>
+"#
+    ))
+}
+
+/// A path as one systemd `ExecStart` word: quoted when it has spaces; `%` and `$` escaped so
+/// systemd does not expand them.
+fn systemd_quote(path: &Path) -> Result<String, ServiceError> {
+    let text = path.to_str().ok_or_else(|| not_utf8(path))?;
+    if text.contains(['"', '\\', '\n']) {
+        return Err(ServiceError::usage(format!(
+            "{} contains a quote, backslash or newline, which a unit file cannot hold safely; \
+             install tokend under a plainer path",
+            path.display()
+        )));
+    }
+    let escaped = text.replace('%', "%%").replace('$', "$$");
+    Ok(if escaped.contains(char::is_whitespace) {
+        format!("\"{escaped}\"")
+    } else {
+        escaped
+    })
+}
+
+fn xml_text(path: &Path) -> Result<String, ServiceError> {
+    let text = path.to_str().ok_or_else(|| not_utf8(path))?;
+    Ok(text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;"))
+}
+
+fn not_utf8(path: &Path) -> ServiceError {
+    ServiceError::usage(format!(
+        "{} is not valid UTF-8, which a unit file cannot hold; install tokend under a plainer \
+         path",
+        path.display()
+    ))
+}
+
+/// The absolute path of the `tokend` that auto-start would run.
+fn tokend_path() -> Result<PathBuf, ServiceError> {
+    let program = autostart::daemon_program(None);
+    let found = if program.components().count() > 1 {
+        Some(program.clone())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(&program))
+                .find(|candidate| candidate.is_file())
+        })
+    };
+    let found = found.filter(|path| path.is_file()).ok_or_else(|| {
+        ServiceError::usage(format!(
+            "cannot find the tokend binary ({}); install it (`cargo install --path daemon`) or \
+             set {}=/path/to/tokend",
+            program.display(),
+            autostart::BIN_ENV
+        ))
+    })?;
+    std::path::absolute(&found).map_err(|err| {
+        ServiceError::other(format!("cannot make {} absolute: {err}", found.display()))
+    })
+}
+
+fn home() -> Result<PathBuf, ServiceError> {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|home| home.is_absolute())
+        .ok_or_else(|| {
+            ServiceError::usage(
+                "HOME is not set to an absolute path; set it to your home directory".to_owned(),
+            )
+        })
+}
+
+fn config_home() -> Result<PathBuf, ServiceError> {
+    match std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+    {
+        Some(dir) => Ok(dir),
+        None => Ok(home()?.join(".config")),
+    }
+}
+
+#[cfg(unix)]
+fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+#[cfg(not(unix))]
+fn uid() -> u32 {
+    0
+}
+
+fn systemctl(args: &[&str]) -> Vec<OsString> {
+    let program = std::env::var_os("TOK_SYSTEMCTL")
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| "systemctl".into());
+    let mut command = vec![program, "--user".into()];
+    command.extend(args.iter().map(OsString::from));
+    command
+}
+
+fn launchctl(args: Vec<OsString>) -> Vec<OsString> {
+    let program = std::env::var_os("TOK_LAUNCHCTL")
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| "launchctl".into());
+    let mut command = vec![program];
+    command.extend(args);
+    command
+}
+
+fn shown_command(command: &[OsString]) -> String {
+    command
+        .iter()
+        .map(|word| word.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn run_commands(commands: &[Vec<OsString>], notes: &mut dyn Write) -> Result<(), ServiceError> {
+    for command in commands {
+        let shown = shown_command(command);
+        let (program, args) = command.split_first().expect("a program");
+        let status = Command::new(program).args(args).status().map_err(|err| {
+            ServiceError::other(format!(
+                "cannot run `{shown}`: {err}; the files are in place, run it yourself once the \
+                 service manager is available"
+            ))
+        })?;
+        if !status.success() {
+            return Err(ServiceError::other(format!(
+                "`{shown}` failed ({status}); see its message above, fix the cause and run it \
+                 again"
+            )));
+        }
+        let _ = writeln!(notes, "tok: ran `{shown}`");
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` (mode 0600, parents 0700 when created), replacing it atomically.
+fn write_private_file(path: &Path, text: &str) -> Result<(), ServiceError> {
+    let fail = |action: &str, target: &Path, err: std::io::Error| {
+        ServiceError::other(format!("cannot {action} {}: {err}", target.display()))
+    };
+    let dir = path.parent().expect("unit files live in a directory");
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|err| fail("create", dir, err))?;
+    let temporary = dir.join(format!(
+        ".{}.tok-{}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+    });
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(fail("write", &temporary, err));
+    }
+    std::fs::rename(&temporary, path).map_err(|err| {
+        let _ = std::fs::remove_file(&temporary);
+        fail("replace", path, err)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_start_words_are_quoted_and_escaped() {
+        assert_eq!(
+            systemd_quote(Path::new("/usr/bin/tokend")).unwrap(),
+            "/usr/bin/tokend"
+        );
+        assert_eq!(
+            systemd_quote(Path::new("/home/a b/100%/$x/tokend")).unwrap(),
+            "\"/home/a b/100%%/$$x/tokend\""
+        );
+        assert!(systemd_quote(Path::new("/x\"y")).is_err());
+        assert!(systemd_quote(Path::new("/x\ny")).is_err());
+    }
+
+    #[test]
+    fn service_unit_runs_tokend_with_the_config() {
+        let unit =
+            systemd_service_unit(Path::new("/opt/tokend"), Some(Path::new("/etc/t.toml"))).unwrap();
+        assert!(
+            unit.contains("\nExecStart=/opt/tokend --config /etc/t.toml\n"),
+            "{unit}"
+        );
+        assert!(unit.contains("Requires=tokend.socket"));
+        let socket = systemd_socket_unit();
+        assert!(socket.contains("ListenStream=%t/tokend/tokend.sock\n"));
+        assert!(socket.contains("DirectoryMode=0700\n"));
+    }
+
+    #[test]
+    fn launchd_plist_escapes_paths() {
+        let plist = launchd_plist(Path::new("/Apps/R&D/<tokend>"), None).unwrap();
+        assert!(plist.contains("<string>/Apps/R&amp;D/&lt;tokend&gt;</string>"));
+        assert!(plist.contains("<string>dev.tokend.tokend</string>"));
+    }
+}
