@@ -75,6 +75,17 @@ password_expiry_utc when the expiry is known; a host without a route gets no ans
 asks its next helper. erase (git sends it when the server rejected the credential) drops the
 cached token; store does nothing: tokend issues the token, it keeps no passwords from git.";
 
+const LOGIN_HELP: &str = "\
+Examples:
+  tok login gitlab                # opens the browser; tokend listens for the redirect
+  tok login --no-browser gitlab   # only prints the URL (e.g. over ssh)
+
+The URL (and for the device flow the code to enter) goes to stderr. tok waits until the login
+completes, fails or times out; then tokend keeps the session alive with the refresh token. Only
+tok login ever starts a login: a `tok get` of a provider without a session fails at once with
+exit code 6. The browser is $BROWSER when set, else xdg-open (with a display), open (macOS) or
+the default browser (Windows).";
+
 const SERVICE_HELP: &str = "\
 Examples:
   tok service install --print     # show the unit files and commands
@@ -228,6 +239,21 @@ enum Command {
         /// What git asks for
         #[arg(value_enum)]
         action: credential::GitAction,
+    },
+    /// Log in to a provider as a person (authorization code with PKCE, or the device flow)
+    #[command(after_help = LOGIN_HELP)]
+    Login {
+        /// Provider name (grant = "authorization_code" or "device_code")
+        name: String,
+        /// Only print the URL; do not open a browser
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Forget a provider's session and revoke its refresh token
+    #[command(after_help = "Example:\n  tok logout gitlab")]
+    Logout {
+        /// Provider name
+        name: String,
     },
     /// Run tokend as a user service (systemd socket activation on Linux, launchd on macOS)
     #[command(after_help = SERVICE_HELP)]
@@ -434,6 +460,11 @@ fn execute(
             let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
             writeln!(out, "{}", exec_credential(&token))?;
         }
+        Command::Login { name, no_browser } => login(client, &name, no_browser, notes)?,
+        Command::Logout { name } => {
+            let outcome = client.logout(&name)?;
+            let _ = writeln!(notes, "tok: {}", outcome.message);
+        }
         Command::Service { action } => {
             if let Err(err) = service::run(action, out, notes) {
                 return Err(Failure::Run(shell::RunError {
@@ -451,6 +482,57 @@ fn execute(
     }
     out.flush()?;
     Ok(exit::OK)
+}
+
+/// `tok login NAME`: start the login, show the person what to do, wait for the outcome.
+fn login(
+    client: &mut Client,
+    name: &str,
+    no_browser: bool,
+    notes: &mut dyn Write,
+) -> Result<(), Failure> {
+    let prompt = client.login(name)?;
+    match &prompt.user_code {
+        Some(code) => writeln!(
+            notes,
+            "tok: to log in to {name}, open {} and enter the code {code}",
+            prompt.url
+        )?,
+        None => writeln!(
+            notes,
+            "tok: to log in to {name}, open this URL in a browser:\n\n    {}\n",
+            prompt.url
+        )?,
+    }
+    if !no_browser {
+        match shell::open_browser(&prompt.url) {
+            Ok(program) => writeln!(notes, "tok: opened it with {program}")?,
+            Err(reason) => writeln!(notes, "tok: {reason}; open it yourself")?,
+        }
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        writeln!(
+            notes,
+            "tok: waiting for the login to complete (up to {})…",
+            human(Duration::from_secs(prompt.expires_in_secs))
+        )?;
+    }
+    // A little longer than the daemon's own limit, so the daemon's message wins.
+    let wait = Duration::from_secs(prompt.expires_in_secs.saturating_add(30));
+    let outcome = client.await_login(name, wait)?;
+    let expiry = outcome
+        .expires_at_unix
+        .map(|at| format!("; the access token expires at {}", rfc3339(unix_time(at))))
+        .unwrap_or_default();
+    writeln!(notes, "tok: logged in to {name}{expiry}")?;
+    if !outcome.refreshable {
+        writeln!(
+            notes,
+            "tok: the server issued no refresh token, so the session ends when this token \
+             expires (ask for offline access, e.g. the offline_access scope)"
+        )?;
+    }
+    Ok(())
 }
 
 fn token_json(token: &Token) -> serde_json::Value {

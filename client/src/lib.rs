@@ -40,10 +40,10 @@ pub use error::Error;
 #[cfg(feature = "tokio")]
 pub use nonblocking::AsyncClient;
 pub use tokend_protocol::{
-    CredentialRoute, CredentialTool, DaemonStatus, Endpoint, ErrorCode, Invalidation, PingInfo,
-    ProviderState, ProviderStatus, ReloadSummary, Secret,
+    CredentialRoute, CredentialTool, DaemonStatus, Endpoint, ErrorCode, Invalidation, LoginOutcome,
+    LoginPrompt, LogoutOutcome, PingInfo, ProviderState, ProviderStatus, ReloadSummary, Secret,
 };
-use tokend_protocol::{GetToken, Invalidate, Request, Response, TokenGrant};
+use tokend_protocol::{GetToken, Invalidate, LoginRequest, Request, Response, TokenGrant};
 
 use crate::connection::{Connection, connection_lost};
 
@@ -314,6 +314,55 @@ impl Client {
         }
     }
 
+    /// Starts an interactive login for `provider` (`tok login`): the daemon prepares the flow
+    /// and answers with what the person must do (open the URL; for the device flow, enter the
+    /// code). Then call [`Client::await_login`]. Starts the daemon if needed.
+    ///
+    /// # Errors
+    /// [`Error::Daemon`] with [`ErrorCode::BadRequest`] when a login is already in progress or
+    /// the provider does not log in; see [`Error`].
+    pub fn login(&mut self, provider: &str) -> Result<LoginPrompt, Error> {
+        let request = Request::Login(LoginRequest {
+            provider: provider.to_owned(),
+        });
+        match self.call(&request, Start::IfNeeded)? {
+            Response::LoginStarted(prompt) => Ok(prompt),
+            other => Err(daemon_error(other, "login")),
+        }
+    }
+
+    /// Waits up to `wait` for the login in progress to end, on a connection of its own (the
+    /// client's usual timeout is far shorter than a person takes to log in).
+    ///
+    /// # Errors
+    /// [`Error::Daemon`] with [`ErrorCode::LoginRequired`] saying why the login failed;
+    /// [`Error::Timeout`] after `wait`; see [`Error`].
+    pub fn await_login(&mut self, provider: &str, wait: Duration) -> Result<LoginOutcome, Error> {
+        let mut connection = Connection::open(&self.settings.endpoint, wait)?;
+        let request = Request::AwaitLogin(LoginRequest {
+            provider: provider.to_owned(),
+        });
+        match connection.call(&request)? {
+            Response::LoggedIn(outcome) => Ok(outcome),
+            other => Err(daemon_error(other, "await login")),
+        }
+    }
+
+    /// Forgets `provider`'s session and revokes its refresh token where the server offers
+    /// revocation (never starts a daemon: without one there is no session).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn logout(&mut self, provider: &str) -> Result<LogoutOutcome, Error> {
+        let request = Request::Logout(LoginRequest {
+            provider: provider.to_owned(),
+        });
+        match self.call(&request, Start::Never)? {
+            Response::LoggedOut(outcome) => Ok(outcome),
+            other => Err(daemon_error(other, "logout")),
+        }
+    }
+
     /// Version and liveness of a running daemon (never starts one).
     ///
     /// # Errors
@@ -409,6 +458,9 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::Invalidated(_) => "invalidated",
         Response::Metrics(_) => "metrics",
         Response::CredentialRoutes(_) => "credential routes",
+        Response::LoginStarted(_) => "login started",
+        Response::LoggedIn(_) => "logged in",
+        Response::LoggedOut(_) => "logged out",
         Response::Reloaded(_) => "reloaded",
     };
     Error::UnexpectedResponse { request, got }

@@ -360,6 +360,35 @@ pub(crate) fn completions(
     clap_complete::generate(shell, command, "tok", out);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Browser
+
+/// Opens `url` in the person's browser: `$BROWSER` when set, else the platform's opener
+/// (`xdg-open` when there is a display, `open` on macOS, `explorer` on Windows). Returns the
+/// program used, or why there is none. The URL is an authorization URL (no secret in it).
+pub(crate) fn open_browser(url: &str) -> Result<String, String> {
+    let program = match std::env::var_os("BROWSER").filter(|value| !value.is_empty()) {
+        Some(browser) => browser,
+        None if cfg!(target_os = "macos") => "open".into(),
+        None if cfg!(windows) => "explorer".into(),
+        None if std::env::var_os("DISPLAY").is_some()
+            || std::env::var_os("WAYLAND_DISPLAY").is_some() =>
+        {
+            "xdg-open".into()
+        }
+        None => return Err("no browser here (no $BROWSER and no display)".to_owned()),
+    };
+    let shown = program.to_string_lossy().into_owned();
+    Command::new(&program)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| shown.clone())
+        .map_err(|err| format!("cannot start the browser {shown}: {err}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,8 +172,8 @@ use url::Url;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::kinds::{
-    BasicPair, ClientAuth, ExpiresFrom, HttpBody, HttpExchange, HttpMethod, JsonTemplate,
-    OAuth2Config, OAuth2Grant, OkCheck, TokenEndpoint,
+    AuthorizationCodeLogin, BasicPair, ClientAuth, DeviceLogin, ExpiresFrom, HttpBody,
+    HttpExchange, HttpMethod, JsonTemplate, OAuth2Config, OAuth2Grant, OkCheck, TokenEndpoint,
 };
 use crate::secret_ref::SecretTemplate;
 
@@ -189,7 +189,8 @@ const MISSING_KIND_HINT: &str = "add a kind, e.g. kind = \"static\" (known kinds
      crm.com, salestim)";
 const UNKNOWN_PRESET_HINT: &str = "use one of: timekit, crm.com, salestim";
 const UNKNOWN_SCHEME_HINT: &str = "use one of: bearer, basic, raw";
-const UNKNOWN_GRANT_HINT: &str = "use one of: client_credentials, refresh_token";
+const UNKNOWN_GRANT_HINT: &str =
+    "use one of: client_credentials, refresh_token, authorization_code, device_code";
 const UNKNOWN_CLIENT_AUTH_HINT: &str = "use one of: basic, post";
 const UNKNOWN_METHOD_HINT: &str = "use one of: GET, POST";
 const STRING_HINT: &str = "write the value as a quoted string";
@@ -241,6 +242,12 @@ const OAUTH2_KEYS: KeySet = KeySet {
         "scopes",
         "params",
         "refresh_token",
+        "auth_url",
+        "device_url",
+        "redirect_uri",
+        "login_timeout",
+        "auth_params",
+        "revocation_url",
         "ttl",
         "timeout",
         "header",
@@ -250,7 +257,8 @@ const OAUTH2_KEYS: KeySet = KeySet {
         "docker",
     ],
     hint: "remove it or fix its spelling; known keys: kind, grant, token_url, issuer, client_id, \
-           client_secret, client_auth, scopes, params, refresh_token, ttl, timeout, header, \
+           client_secret, client_auth, scopes, params, refresh_token, auth_url, device_url, \
+           redirect_uri, login_timeout, auth_params, revocation_url, ttl, timeout, header, \
            scheme, basic_user, git, docker",
 };
 const HTTP_KEYS: KeySet = KeySet {
@@ -366,6 +374,31 @@ const RESERVED_OAUTH2_PARAMS: [&str; 5] = [
     "client_secret",
     "refresh_token",
 ];
+
+/// Authorization-request parameters the authorization code flow sets itself.
+const RESERVED_AUTH_PARAMS: [&str; 7] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+];
+/// The keys that belong to one interactive grant, with that grant.
+const LOGIN_KEYS: [(&str, &str); 5] = [
+    ("auth_url", "authorization_code"),
+    ("redirect_uri", "authorization_code"),
+    ("login_timeout", "authorization_code"),
+    ("auth_params", "authorization_code"),
+    ("device_url", "device_code"),
+];
+/// `redirect_uri` when none is given: loopback, ephemeral port (RFC 8252 section 7.3).
+const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:0/callback";
+/// `login_timeout` when none is given, and its bounds.
+const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
+const LOGIN_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_secs(10), Duration::from_secs(1800));
 
 /// The CRM.COM ways to identify the consumer; exactly one is used.
 const CRM_IDENTIFIERS: [&[&str]; 3] = [
@@ -1523,6 +1556,22 @@ fn oauth2_kind(
                 "add one, e.g. refresh_token = \"${env:NAME}\"",
             ));
         }
+        (interactive @ ("authorization_code" | "device_code"), Some(_)) => {
+            let span = table.key_span("refresh_token").unwrap_or_default();
+            return Err(table.error(
+                &span,
+                "refresh_token",
+                format!("`refresh_token` is set but grant is \"{interactive}\""),
+                "remove it: `tok login NAME` obtains the refresh token (or use \
+                 grant = \"refresh_token\" to configure one yourself)",
+            ));
+        }
+        ("authorization_code", None) => {
+            OAuth2Grant::AuthorizationCode(authorization_code_login(table)?)
+        }
+        ("device_code", None) => OAuth2Grant::DeviceCode(DeviceLogin {
+            device_url: table.url("device_url")?.map(|(url, _)| url),
+        }),
         (other, _) => {
             return Err(table.error(
                 &grant.span,
@@ -1532,6 +1581,23 @@ fn oauth2_kind(
             ));
         }
     };
+
+    for (key, owner) in LOGIN_KEYS {
+        if let Some(span) = table.key_span(key)
+            && grant.name() != owner
+        {
+            return Err(table.error(
+                &span,
+                key,
+                format!("`{key}` is set but grant is \"{}\"", grant.name()),
+                if owner == "device_code" {
+                    "remove it, or set grant = \"device_code\""
+                } else {
+                    "remove it, or set grant = \"authorization_code\""
+                },
+            ));
+        }
+    }
 
     let endpoint = match (table.url("token_url")?, table.url("issuer")?) {
         (Some((_, token_url)), Some((_, issuer))) => {
@@ -1576,6 +1642,28 @@ fn oauth2_kind(
         "add the client identifier the authorization server issued, e.g. client_id = \"svc\"",
     )?;
     let client_id = client_id.text.to_owned();
+
+    let discovered = matches!(endpoint, TokenEndpoint::Issuer(_));
+    match &grant {
+        OAuth2Grant::AuthorizationCode(login) if login.auth_url.is_none() && !discovered => {
+            return Err(table.missing(
+                "auth_url",
+                "grant \"authorization_code\" with a `token_url` needs an `auth_url`".to_owned(),
+                "add auth_url = \"https://…/authorize\" (the authorization endpoint), or use \
+                 issuer = \"https://…\" to find both endpoints through OpenID Connect discovery",
+            ));
+        }
+        OAuth2Grant::DeviceCode(login) if login.device_url.is_none() && !discovered => {
+            return Err(table.missing(
+                "device_url",
+                "grant \"device_code\" with a `token_url` needs a `device_url`".to_owned(),
+                "add device_url = \"https://…/device\" (the device authorization endpoint), or \
+                 use issuer = \"https://…\" to find both endpoints through discovery",
+            ));
+        }
+        _ => {}
+    }
+    let revocation_url = table.url("revocation_url")?.map(|(url, _)| url);
 
     let client_secret = table.template("client_secret", CREDENTIAL, literals)?;
     if client_secret.is_none() && matches!(grant, OAuth2Grant::ClientCredentials) {
@@ -1626,7 +1714,77 @@ fn oauth2_kind(
         params,
         ttl,
         timeout,
+        revocation_url,
     }))
+}
+
+/// The `authorization_code` grant's own keys.
+fn authorization_code_login(table: &Table<'_, '_>) -> Result<AuthorizationCodeLogin, ConfigError> {
+    let auth_url = table.url("auth_url")?.map(|(url, _)| url);
+    let redirect_uri = match table.str("redirect_uri")? {
+        None => Url::parse(DEFAULT_REDIRECT_URI).expect("the default redirect URI parses"),
+        Some(found) => {
+            let hint = "use a loopback http URL such as \"http://127.0.0.1:0/callback\" (port 0: \
+                        any free port) or \"http://127.0.0.1:8400/callback\"; tokend listens \
+                        there for the redirect";
+            let url = Url::parse(found.text).map_err(|err| {
+                table.error(
+                    &found.span,
+                    &found.key,
+                    format!("`redirect_uri` is not a URL ({err})"),
+                    hint,
+                )
+            })?;
+            let loopback = matches!(
+                url.host(),
+                Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+            ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                || url.host_str() == Some("localhost");
+            if url.scheme() != "http"
+                || !loopback
+                || url.query().is_some()
+                || url.fragment().is_some()
+                || !url.username().is_empty()
+            {
+                return Err(table.error(
+                    &found.span,
+                    &found.key,
+                    "`redirect_uri` must be a loopback http URL without query or fragment"
+                        .to_owned(),
+                    hint,
+                ));
+            }
+            url
+        }
+    };
+    let timeout = match table.duration("login_timeout")? {
+        None => DEFAULT_LOGIN_TIMEOUT,
+        Some(timeout) if (LOGIN_TIMEOUT_RANGE.0..=LOGIN_TIMEOUT_RANGE.1).contains(&timeout) => {
+            timeout
+        }
+        Some(_) => {
+            let span = table.key_span("login_timeout").unwrap_or_default();
+            return Err(table.error(
+                &span,
+                "login_timeout",
+                "`login_timeout` is out of range".to_owned(),
+                "use a duration from \"10s\" to \"30m\" (default \"3m\")",
+            ));
+        }
+    };
+    let auth_params = string_params(
+        table,
+        "auth_params",
+        &RESERVED_AUTH_PARAMS,
+        "remove it: tokend sets response_type, client_id, redirect_uri, scope, state and the \
+         PKCE parameters itself",
+    )?;
+    Ok(AuthorizationCodeLogin {
+        auth_url,
+        redirect_uri,
+        timeout,
+        auth_params,
+    })
 }
 
 /// `scopes = [...]`: RFC 6749 section 3.3 scope tokens.
@@ -1668,8 +1826,25 @@ fn scopes(table: &Table<'_, '_>) -> Result<Vec<String>, ConfigError> {
 
 /// `params = { name = "value", … }`: plain strings, no reserved name.
 fn oauth2_params(table: &Table<'_, '_>) -> Result<Vec<(String, String)>, ConfigError> {
-    let Some(params) = table.table(
+    string_params(
+        table,
         "params",
+        &RESERVED_OAUTH2_PARAMS,
+        "remove it: grant_type comes from grant, scope from scopes, and client_id, \
+         client_secret and refresh_token from their own keys",
+    )
+}
+
+/// A table of plain string parameters (`params`, `auth_params`), in file order, none of them
+/// one of `reserved`.
+fn string_params(
+    table: &Table<'_, '_>,
+    key: &str,
+    reserved: &[&str],
+    reserved_hint: &'static str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(params) = table.table(
+        key,
         "write it as a table, e.g. params = { audience = \"https://api.example.com\" }",
     )?
     else {
@@ -1690,13 +1865,12 @@ fn oauth2_params(table: &Table<'_, '_>) -> Result<Vec<(String, String)>, ConfigE
                 "give the parameter a name, or remove it",
             ));
         }
-        if RESERVED_OAUTH2_PARAMS.contains(&name.as_ref()) {
+        if reserved.contains(&name.as_ref()) {
             return Err(params.error(
                 &entry.0.span(),
                 &found.key,
                 format!("`{}` is a parameter tokend sets itself", found.key),
-                "remove it: grant_type comes from grant, scope from scopes, and client_id, \
-                 client_secret and refresh_token from their own keys",
+                reserved_hint,
             ));
         }
         fields.push((name.to_string(), found.text.to_owned()));
@@ -2520,6 +2694,119 @@ scheme = "basic"
     }
 
     #[test]
+    fn interactive_grants() {
+        let (config, _) = parse_ok(
+            "[providers.lab]\nkind = \"oauth2\"\ngrant = \"authorization_code\"\n\
+             token_url = \"https://id.example.com/token\"\n\
+             auth_url = \"https://id.example.com/authorize\"\nclient_id = \"cli\"\n\
+             redirect_uri = \"http://[::1]:8400/cb\"\nlogin_timeout = \"5m\"\n\
+             auth_params = { prompt = \"consent\" }\n\
+             revocation_url = \"https://id.example.com/revoke\"\n\
+             [providers.tv]\nkind = \"oauth2\"\ngrant = \"device_code\"\n\
+             issuer = \"https://id.example.com\"\nclient_id = \"tv\"\n",
+        );
+        let ProviderKind::OAuth2(lab) = &config.providers["lab"].kind else {
+            panic!("oauth2");
+        };
+        assert_eq!(
+            lab.grant,
+            OAuth2Grant::AuthorizationCode(AuthorizationCodeLogin {
+                auth_url: Some(Url::parse("https://id.example.com/authorize").unwrap()),
+                redirect_uri: Url::parse("http://[::1]:8400/cb").unwrap(),
+                timeout: Duration::from_secs(300),
+                auth_params: vec![("prompt".to_owned(), "consent".to_owned())],
+            })
+        );
+        assert_eq!(
+            lab.revocation_url.as_ref().map(Url::as_str),
+            Some("https://id.example.com/revoke")
+        );
+        assert!(lab.client_secret.is_none(), "public clients need no secret");
+        let ProviderKind::OAuth2(tv) = &config.providers["tv"].kind else {
+            panic!("oauth2");
+        };
+        assert_eq!(
+            tv.grant,
+            OAuth2Grant::DeviceCode(DeviceLogin { device_url: None })
+        );
+        // Defaults: the ephemeral loopback redirect and a three-minute wait.
+        let (config, _) = parse_ok(
+            "[providers.a]\nkind = \"oauth2\"\ngrant = \"authorization_code\"\n\
+             issuer = \"https://id.example.com\"\nclient_id = \"c\"\n",
+        );
+        let ProviderKind::OAuth2(a) = &config.providers["a"].kind else {
+            panic!("oauth2");
+        };
+        let OAuth2Grant::AuthorizationCode(login) = &a.grant else {
+            panic!("authorization_code");
+        };
+        assert_eq!(login.redirect_uri.as_str(), "http://127.0.0.1:0/callback");
+        assert_eq!(login.timeout, Duration::from_secs(180));
+
+        let head = "[providers.a]\nkind = \"oauth2\"\nclient_id = \"c\"\n";
+        for (body, location, problem) in [
+            (
+                "grant = \"authorization_code\"\ntoken_url = \"https://t/\"\n",
+                "key `auth_url`",
+                "needs an `auth_url`",
+            ),
+            (
+                "grant = \"device_code\"\ntoken_url = \"https://t/\"\n",
+                "key `device_url`",
+                "needs a `device_url`",
+            ),
+            (
+                "grant = \"client_credentials\"\nclient_secret = \"${env:S}\"\n\
+                 token_url = \"https://t/\"\nauth_url = \"https://t/a\"\n",
+                "key `auth_url`",
+                "grant is \"client_credentials\"",
+            ),
+            (
+                "grant = \"device_code\"\nissuer = \"https://t/\"\n\
+                 redirect_uri = \"http://127.0.0.1:0/cb\"\n",
+                "key `redirect_uri`",
+                "grant is \"device_code\"",
+            ),
+            (
+                "grant = \"authorization_code\"\nissuer = \"https://t/\"\n\
+                 redirect_uri = \"https://127.0.0.1/cb\"\n",
+                "key `redirect_uri`",
+                "loopback http URL",
+            ),
+            (
+                "grant = \"authorization_code\"\nissuer = \"https://t/\"\n\
+                 redirect_uri = \"http://example.com/cb\"\n",
+                "key `redirect_uri`",
+                "loopback http URL",
+            ),
+            (
+                "grant = \"authorization_code\"\nissuer = \"https://t/\"\n\
+                 login_timeout = \"2s\"\n",
+                "key `login_timeout`",
+                "out of range",
+            ),
+            (
+                "grant = \"authorization_code\"\nissuer = \"https://t/\"\n\
+                 auth_params = { state = \"x\" }\n",
+                "key `auth_params.state`",
+                "sets itself",
+            ),
+            (
+                "grant = \"authorization_code\"\nissuer = \"https://t/\"\n\
+                 refresh_token = \"${env:R}\"\n",
+                "key `refresh_token`",
+                "`tok login NAME` obtains",
+            ),
+        ] {
+            let error = parse_err(&format!("{head}{body}")).to_string();
+            assert!(
+                error.contains(location) && error.contains(problem),
+                "{body}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn credential_routes() {
         let (config, _) = parse_ok(
             "[providers.lab]\nkind = \"static\"\nsecret = \"${env:X}\"\n\
@@ -3062,7 +3349,7 @@ scheme = "basic"
             assert!(UNKNOWN_PRESET_HINT.contains(preset), "{preset}");
             assert!(MISSING_KIND_HINT.contains(preset), "{preset}");
         }
-        assert!(UNKNOWN_GRANT_HINT.ends_with("client_credentials, refresh_token"));
+        assert!(UNKNOWN_GRANT_HINT.ends_with("refresh_token, authorization_code, device_code"));
         // The timeout hint states the real limit.
         let limit = format!("to {}s,", MAX_TIMEOUT.as_secs());
         assert!(TIMEOUT_HINT.contains(&limit), "{TIMEOUT_HINT}");
@@ -3190,6 +3477,7 @@ ok = { pointer = "/status/code", equals = "OK", message = "/status/description" 
                 params: vec![("audience".to_owned(), "https://api.example.com".to_owned())],
                 ttl: Some(Duration::from_secs(3600)),
                 timeout: None,
+                revocation_url: None,
             })
         );
         assert_eq!(api.presentation, Presentation::default());
@@ -3208,6 +3496,7 @@ ok = { pointer = "/status/code", equals = "OK", message = "/status/description" 
                 params: Vec::new(),
                 ttl: None,
                 timeout: None,
+                revocation_url: None,
             })
         );
 

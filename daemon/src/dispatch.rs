@@ -39,6 +39,30 @@ pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Re
         Request::Invalidate(invalidate) => invalidate_token(state, &invalidate).into(),
         Request::Reload => reload(state).into(),
         Request::CredentialRoutes => Response::CredentialRoutes(state.credential_routes()).into(),
+        Request::Login(login) => match find(state, &login.provider) {
+            Ok(provider) => provider
+                .start_login()
+                .await
+                .map_or_else(|refusal| refusal, Response::LoginStarted)
+                .into(),
+            Err(response) => response.into(),
+        },
+        Request::AwaitLogin(login) => match find(state, &login.provider) {
+            Ok(provider) => provider
+                .await_login()
+                .await
+                .map_or_else(|failure| failure, Response::LoggedIn)
+                .into(),
+            Err(response) => response.into(),
+        },
+        Request::Logout(login) => match find(state, &login.provider) {
+            Ok(provider) => provider
+                .logout()
+                .await
+                .map_or_else(|refusal| refusal, Response::LoggedOut)
+                .into(),
+            Err(response) => response.into(),
+        },
     }
 }
 

@@ -33,6 +33,9 @@ pub struct OAuth2Config {
     /// `timeout`: the whole request to the token endpoint must finish within this time
     /// (default: the daemon's 10 s).
     pub timeout: Option<Duration>,
+    /// `revocation_url`: where `tok logout` revokes the refresh token (RFC 7009); with an
+    /// `issuer`, discovery's `revocation_endpoint` when this is not set.
+    pub revocation_url: Option<Url>,
 }
 
 /// `grant = …`.
@@ -45,6 +48,40 @@ pub enum OAuth2Grant {
         /// `refresh_token`: the initial refresh token (rotated ones replace it at run time).
         refresh_token: SecretTemplate,
     },
+    /// `authorization_code` (RFC 6749 section 4.1 with PKCE, RFC 7636): a person logs in once
+    /// with `tok login`; the refresh token obtained then keeps the session alive.
+    AuthorizationCode(AuthorizationCodeLogin),
+    /// `device_code` (RFC 8628): `tok login` shows a code to enter on another device.
+    DeviceCode(DeviceLogin),
+}
+
+/// How `tok login` runs the authorization code flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCodeLogin {
+    /// `auth_url`: the authorization endpoint; `None` with an `issuer` (from discovery).
+    pub auth_url: Option<Url>,
+    /// `redirect_uri`: a loopback `http` URL (`127.0.0.1`, `[::1]` or `localhost`); port 0
+    /// means an ephemeral port chosen at login time.
+    pub redirect_uri: Url,
+    /// `login_timeout`: how long `tok login` waits for the redirect.
+    pub timeout: Duration,
+    /// `auth_params`: extra parameters of the authorization request (e.g. `prompt`).
+    pub auth_params: Vec<(String, String)>,
+}
+
+/// How `tok login` runs the device flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceLogin {
+    /// `device_url`: the device authorization endpoint; `None` with an `issuer`.
+    pub device_url: Option<Url>,
+}
+
+impl OAuth2Grant {
+    /// Whether only `tok login` can start a session for this grant.
+    #[must_use]
+    pub fn is_interactive(&self) -> bool {
+        matches!(self, Self::AuthorizationCode(_) | Self::DeviceCode(_))
+    }
 }
 
 impl OAuth2Grant {
@@ -54,6 +91,8 @@ impl OAuth2Grant {
         match self {
             Self::ClientCredentials => "client_credentials",
             Self::RefreshToken { .. } => "refresh_token",
+            Self::AuthorizationCode(_) => "authorization_code",
+            Self::DeviceCode(_) => "device_code",
         }
     }
 }
@@ -182,6 +221,19 @@ pub struct OkCheck {
     pub equals: String,
     /// JSON pointer to a human explanation shown when the check fails.
     pub message: Option<String>,
+}
+
+/// A duration as the config writes it: `90s`, `15m`, `2h` or `1d` (the largest whole unit).
+#[must_use]
+pub fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => "0s".to_owned(),
+        _ if secs.is_multiple_of(86_400) => format!("{}d", secs / 86_400),
+        _ if secs.is_multiple_of(3_600) => format!("{}h", secs / 3_600),
+        _ if secs.is_multiple_of(60) => format!("{}m", secs / 60),
+        _ => format!("{secs}s"),
+    }
 }
 
 /// Parses a duration such as `90s`, `15m`, `2h`, `1d` or a bare number of seconds.

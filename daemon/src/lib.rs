@@ -23,6 +23,7 @@ mod connection;
 mod dispatch;
 pub mod kinds;
 pub mod listener;
+mod login;
 mod metrics;
 pub mod process_limits;
 mod provider;

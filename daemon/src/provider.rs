@@ -30,12 +30,14 @@ use std::time::{Duration, SystemTime};
 
 use tokend_protocol::frame::FrameBuf;
 use tokend_protocol::{
-    ErrorCode, HeaderLine, Invalidation, MAX_FRAME_LEN, ProviderState, ProviderStatus, Response,
-    TokenGrant, codec,
+    ErrorCode, HeaderLine, Invalidation, LoginOutcome, LoginPrompt, LogoutOutcome, MAX_FRAME_LEN,
+    ProviderState, ProviderStatus, Response, TokenGrant, codec,
 };
 use tokio::time::Instant;
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::kinds::OAuth2Config;
+use crate::login;
 use crate::metrics::Counters;
 use crate::source::{self, FetchError, Fetched, Lifetime, SourceState};
 
@@ -130,6 +132,22 @@ pub(crate) struct Provider {
     /// Removed or replaced by a reload: scheduled refreshes stand down.
     retired: std::sync::atomic::AtomicBool,
     counters: Counters,
+    /// The login in progress or last ended (`tok login`); held while one starts, so two
+    /// `tok login`s of one provider never both start a flow.
+    login: tokio::sync::Mutex<Option<LoginState>>,
+}
+
+/// What a login's task reports when it ends.
+type LoginResult = Option<Result<LoginOutcome, String>>;
+
+/// A login started by `tok login`.
+#[derive(Debug)]
+struct LoginState {
+    started: Instant,
+    timeout: Duration,
+    /// `None` while the login runs; the sender is dropped if its task is aborted.
+    outcome: tokio::sync::watch::Receiver<LoginResult>,
+    task: tokio::task::AbortHandle,
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +169,8 @@ struct Inner {
     /// A caller asked for the current token (idle providers are not kept warm).
     used: bool,
     last_invalidation: Option<Instant>,
+    /// An interactive provider holds a refresh token from `tok login`.
+    has_session: bool,
 }
 
 #[derive(Debug)]
@@ -307,6 +327,7 @@ impl Provider {
             source: tokio::sync::Mutex::new(SourceState::default()),
             retired: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
+            login: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -324,6 +345,12 @@ impl Provider {
     pub(crate) fn retire(&self) {
         self.retired
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // A login would end in a provider nobody can reach any more.
+        if let Ok(mut login) = self.login.try_lock()
+            && let Some(state) = login.take()
+        {
+            state.task.abort();
+        }
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
@@ -512,8 +539,10 @@ impl Provider {
             })
         ) {
             // The refresh token in force was refused: go back to the configured one, which the
-            // user may have replaced meanwhile.
+            // user may have replaced meanwhile (an interactive provider has none: it needs a
+            // login).
             state.refresh_token = None;
+            self.inner().has_session = false;
         }
         let outcome = outcome.and_then(|fetched| {
             if let Some(rotated) = &fetched.refresh_token {
@@ -713,10 +742,196 @@ impl Provider {
         }
     }
 
+    fn oauth2(&self) -> Option<&OAuth2Config> {
+        match &self.config.kind {
+            ProviderKind::OAuth2(config) => Some(config),
+            _ => None,
+        }
+    }
+
+    /// The OAuth 2.0 config of a provider that logs in, or the error saying it does not.
+    fn interactive(&self) -> Result<&OAuth2Config, Response> {
+        match self.oauth2() {
+            Some(config) if config.grant.is_interactive() => Ok(config),
+            _ => Err(Response::error(
+                ErrorCode::BadRequest,
+                format!(
+                    "provider `{}` does not log in (kind \"{}\"{}); `tok login` is for kind \
+                     \"oauth2\" with grant = \"authorization_code\" or \"device_code\"",
+                    self.config.name,
+                    self.config.kind.name(),
+                    self.oauth2()
+                        .map(|c| format!(", grant \"{}\"", c.grant.name()))
+                        .unwrap_or_default()
+                ),
+            )),
+        }
+    }
+
+    /// Starts an interactive login (`tok login`): returns what to show the person, while the
+    /// rest of the flow runs in its own task. One login per provider at a time.
+    pub(crate) async fn start_login(self: &Arc<Self>) -> Result<LoginPrompt, Response> {
+        let config = self.interactive()?;
+        let name = &self.config.name;
+        let mut login = self.login.lock().await;
+        if let Some(state) = login.as_ref()
+            && state.outcome.borrow().is_none()
+            && state.outcome.has_changed().is_ok()
+        {
+            let running = state.started.elapsed();
+            return Err(Response::error(
+                ErrorCode::BadRequest,
+                format!(
+                    "a login for `{name}` is already in progress (started {} s ago); finish it, \
+                     or wait until it times out in {} s",
+                    running.as_secs(),
+                    state.timeout.saturating_sub(running).as_secs()
+                ),
+            ));
+        }
+        let endpoints = {
+            let mut source = self.source.lock().await;
+            source::endpoints(name, config, &mut source).await
+        }
+        .map_err(|error| error_response(&error, ""))?;
+        let started = login::start(name, config, &endpoints)
+            .await
+            .map_err(|message| Response::error(ErrorCode::LoginRequired, message))?;
+        let prompt = started.prompt;
+        let (report, outcome) = tokio::sync::watch::channel(None);
+        let me = Arc::clone(self);
+        let flow = started.flow;
+        let task = tokio::spawn(async move {
+            let result = match flow.await {
+                Ok(fetched) => me.complete_login(fetched).await,
+                Err(message) => Err(message),
+            };
+            match &result {
+                Ok(_) => tracing::info!(provider = %me.config.name, "logged in"),
+                Err(message) => {
+                    tracing::warn!(provider = %me.config.name, "login failed: {message}");
+                }
+            }
+            report.send_replace(Some(result));
+        });
+        *login = Some(LoginState {
+            started: Instant::now(),
+            timeout: Duration::from_secs(prompt.expires_in_secs),
+            outcome,
+            task: task.abort_handle(),
+        });
+        tracing::info!(provider = %name, "login started");
+        Ok(prompt)
+    }
+
+    /// A login's tokens become the provider's session and cached token.
+    async fn complete_login(self: &Arc<Self>, fetched: Fetched) -> Result<LoginOutcome, String> {
+        let refreshable = fetched.refresh_token.is_some();
+        let mut source = self.source.lock().await;
+        // A login replaces whatever session there was, including a rotated refresh token.
+        source.refresh_token = None;
+        let cached = self
+            .store(Ok(fetched), &mut source, Trigger::Caller)
+            .map_err(|error| error.message().to_owned())?;
+        drop(source);
+        self.inner().has_session = refreshable;
+        Ok(LoginOutcome {
+            provider: self.config.name.clone(),
+            expires_at_unix: cached.grant.expires_at_unix,
+            refreshable,
+        })
+    }
+
+    /// Waits until the login in progress ends.
+    pub(crate) async fn await_login(&self) -> Result<LoginOutcome, Response> {
+        let name = &self.config.name;
+        let mut outcome = match self.login.lock().await.as_ref() {
+            Some(state) => state.outcome.clone(),
+            None => {
+                return Err(Response::error(
+                    ErrorCode::LoginRequired,
+                    format!("no login for `{name}` is in progress: run `tok login {name}`"),
+                ));
+            }
+        };
+        let ended = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map(|result| result.clone());
+        match ended {
+            Ok(Some(Ok(done))) => Ok(done),
+            Ok(Some(Err(message))) => Err(Response::error(ErrorCode::LoginRequired, message)),
+            Ok(None) | Err(_) => Err(Response::error(
+                ErrorCode::LoginRequired,
+                format!(
+                    "the login for `{name}` was cancelled (by `tok logout`, a config reload or \
+                     a daemon stop): run `tok login {name}` again"
+                ),
+            )),
+        }
+    }
+
+    /// Forgets the session: cancels a login in progress, drops the cached token and the refresh
+    /// token, and revokes the refresh token where the server offers revocation (RFC 7009).
+    pub(crate) async fn logout(&self) -> Result<LogoutOutcome, Response> {
+        let config = self.interactive()?;
+        let name = &self.config.name;
+        if let Some(state) = self.login.lock().await.take() {
+            state.task.abort();
+        }
+        let (refresh_token, endpoints) = {
+            let mut source = self.source.lock().await;
+            let refresh_token = source.refresh_token.take();
+            let endpoints = match &refresh_token {
+                Some(_) => source::endpoints(name, config, &mut source).await.ok(),
+                None => None,
+            };
+            (refresh_token, endpoints)
+        };
+        {
+            let mut inner = self.inner();
+            inner.has_session = false;
+            inner.failure = None;
+            inner.last_error = None;
+            inner.generation += 1;
+            inner.current = None;
+            let scheduled = inner.scheduled.take();
+            drop(inner);
+            self.cancel(scheduled);
+        }
+        tracing::info!(provider = %name, "logged out");
+        let Some(refresh_token) = refresh_token else {
+            return Ok(LogoutOutcome {
+                revoked: false,
+                message: format!("logged out of `{name}` (there was no session to revoke)"),
+            });
+        };
+        let revoked = match endpoints {
+            Some(endpoints) if endpoints.revocation.is_some() => {
+                login::revoke(name, config, &endpoints, refresh_token).await
+            }
+            _ => Err("the server offers no revocation endpoint".to_owned()),
+        };
+        Ok(match revoked {
+            Ok(()) => LogoutOutcome {
+                revoked: true,
+                message: format!("logged out of `{name}`; the refresh token was revoked"),
+            },
+            Err(reason) => LogoutOutcome {
+                revoked: false,
+                message: format!(
+                    "logged out of `{name}`; tokend forgot the refresh token, but it was not \
+                     revoked: {reason}"
+                ),
+            },
+        })
+    }
+
     pub(crate) fn status(&self) -> ProviderStatus {
         let now = Instant::now();
         let inner = self.inner();
         let valid = inner.current.as_ref().is_some_and(|c| c.valid(now));
+        let interactive = self.oauth2().is_some_and(|c| c.grant.is_interactive());
         let state = match &inner.failure {
             Some(Failure::Rejected {
                 error:
@@ -725,6 +940,9 @@ impl Provider {
                     },
                 ..
             }) => ProviderState::NeedsLogin,
+            _ if interactive && !inner.has_session && !valid && !inner.refreshing => {
+                ProviderState::NeedsLogin
+            }
             _ if inner.refreshing => ProviderState::Refreshing,
             _ if valid => ProviderState::Fresh,
             _ if inner.failure.is_some() || inner.last_error.is_some() => ProviderState::Error,

@@ -7,11 +7,16 @@
 //! Messages name the provider, the URL (without query) and what was wrong; never a secret or a
 //! response body.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
-use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
+use oauth2::{
+    AuthType, AuthUrl, ClientId, ClientSecret, DeviceAuthorizationUrl, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, RequestTokenError, RevocationUrl, Scope, TokenResponse, TokenUrl,
+};
 use serde_json::Value;
 use tokend_protocol::Secret;
 use url::Url;
@@ -70,10 +75,20 @@ impl FetchError {
 /// State a source keeps between fetches; owned by the provider's single-flight lock.
 #[derive(Debug, Default)]
 pub(crate) struct SourceState {
-    /// The refresh token in force once the server rotated the configured one.
+    /// The refresh token in force: the one the server rotated the configured one into, or the
+    /// one `tok login` obtained.
     pub(crate) refresh_token: Option<Secret>,
-    /// The token endpoint found through OpenID Connect discovery.
-    pub(crate) discovered: Option<Url>,
+    /// The endpoints found through OpenID Connect discovery.
+    pub(crate) discovered: Option<Endpoints>,
+}
+
+/// An OAuth 2.0 server's endpoints, from the config or from discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoints {
+    pub(crate) token: Url,
+    pub(crate) authorization: Option<Url>,
+    pub(crate) device: Option<Url>,
+    pub(crate) revocation: Option<Url>,
 }
 
 /// Fetches a token for provider `name`.
@@ -111,30 +126,71 @@ async fn resolve(name: &str, key: &str, template: &SecretTemplate) -> Result<Sec
 /// Status, `Retry-After` and body description of the last token-endpoint response, kept aside
 /// because the `oauth2` crate's errors do not carry them.
 #[derive(Debug, Default, Clone)]
-struct ResponseMeta {
-    status: u16,
-    retry_after: Option<Duration>,
-    body: String,
+pub(crate) struct ResponseMeta {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<Duration>,
+    pub(crate) body: String,
 }
 
-async fn oauth2_fetch(
+/// The provider's endpoints: as configured, or (with an `issuer`) from discovery, which is
+/// cached in `state`. Configured `auth_url`, `device_url` and `revocation_url` win over
+/// discovered ones.
+pub(crate) async fn endpoints(
     name: &str,
     config: &OAuth2Config,
     state: &mut SourceState,
-) -> Result<Fetched, FetchError> {
-    let token_url = match &config.endpoint {
-        TokenEndpoint::TokenUrl(url) => url.clone(),
+) -> Result<Endpoints, FetchError> {
+    let mut found = match &config.endpoint {
+        TokenEndpoint::TokenUrl(url) => Endpoints {
+            token: url.clone(),
+            authorization: None,
+            device: None,
+            revocation: None,
+        },
         TokenEndpoint::Issuer(issuer) => match &state.discovered {
-            Some(url) => url.clone(),
+            Some(found) => found.clone(),
             None => {
-                let url = discover(name, issuer, config.timeout).await?;
-                state.discovered = Some(url.clone());
-                url
+                let found = discover(name, issuer, config.timeout).await?;
+                state.discovered = Some(found.clone());
+                found
             }
         },
     };
+    match &config.grant {
+        OAuth2Grant::AuthorizationCode(login) if login.auth_url.is_some() => {
+            found.authorization.clone_from(&login.auth_url);
+        }
+        OAuth2Grant::DeviceCode(login) if login.device_url.is_some() => {
+            found.device.clone_from(&login.device_url);
+        }
+        _ => {}
+    }
+    if config.revocation_url.is_some() {
+        found.revocation.clone_from(&config.revocation_url);
+    }
+    Ok(found)
+}
+
+/// The `oauth2` client every flow of a provider uses.
+pub(crate) type OAuthClient =
+    BasicClient<EndpointMaybeSet, EndpointMaybeSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
+
+/// The `oauth2` client for `config` at `endpoints`, with its client authentication.
+pub(crate) async fn oauth_client(
+    name: &str,
+    config: &OAuth2Config,
+    endpoints: &Endpoints,
+) -> Result<OAuthClient, FetchError> {
     let mut client = BasicClient::new(ClientId::new(config.client_id.clone()))
-        .set_token_uri(TokenUrl::from_url(token_url.clone()))
+        .set_token_uri(TokenUrl::from_url(endpoints.token.clone()))
+        .set_auth_uri_option(endpoints.authorization.clone().map(AuthUrl::from_url))
+        .set_device_authorization_url_option(
+            endpoints
+                .device
+                .clone()
+                .map(DeviceAuthorizationUrl::from_url),
+        )
+        .set_revocation_url_option(endpoints.revocation.clone().map(RevocationUrl::from_url))
         .set_auth_type(match config.client_auth {
             ClientAuth::Basic => AuthType::BasicAuth,
             ClientAuth::Post => AuthType::RequestBody,
@@ -143,41 +199,67 @@ async fn oauth2_fetch(
         let secret = resolve(name, "client_secret", template).await?;
         client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
     }
+    Ok(client)
+}
 
+/// A response future of [`token_http`].
+pub(crate) type HttpFuture =
+    Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, TransportError>> + Send>>;
+
+/// The HTTP client the `oauth2` crate's requests go through: tokend's upstream client (its
+/// limits, no redirects), with the provider's `timeout`. Status, `Retry-After` and a
+/// description of the body of the last response are kept in the returned slot, because the
+/// crate's errors do not carry them.
+pub(crate) fn token_http(
+    timeout: Option<Duration>,
+) -> (
+    impl Fn(oauth2::HttpRequest) -> HttpFuture + Send + Sync,
+    Arc<Mutex<ResponseMeta>>,
+) {
     let meta = Arc::new(Mutex::new(ResponseMeta::default()));
-    let timeout = config.timeout;
-    let http = {
-        let meta = Arc::clone(&meta);
-        move |request: oauth2::HttpRequest| {
-            let meta = Arc::clone(&meta);
-            async move {
-                let mut request =
-                    reqwest::Request::try_from(request).map_err(|err| TransportError::Other {
-                        url: "token endpoint".into(),
-                        reason: err.to_string(),
-                    })?;
-                if timeout.is_some() {
-                    *request.timeout_mut() = timeout;
-                }
-                let answer = upstream::send(request).await?;
-                if let Ok(mut slot) = meta.lock() {
-                    *slot = ResponseMeta {
-                        status: answer.status,
-                        retry_after: answer.retry_after,
-                        body: answer.describe_body(),
-                    };
-                }
-                let mut response = http::Response::new(answer.body.to_vec());
-                *response.status_mut() = http::StatusCode::from_u16(answer.status)
-                    .unwrap_or(http::StatusCode::BAD_GATEWAY);
-                *response.headers_mut() = answer.headers;
-                Ok::<_, TransportError>(response)
+    let slot = Arc::clone(&meta);
+    let http = move |request: oauth2::HttpRequest| -> HttpFuture {
+        let meta = Arc::clone(&slot);
+        Box::pin(async move {
+            let mut request =
+                reqwest::Request::try_from(request).map_err(|err| TransportError::Other {
+                    url: "token endpoint".into(),
+                    reason: err.to_string(),
+                })?;
+            if timeout.is_some() {
+                *request.timeout_mut() = timeout;
             }
-        }
+            let answer = upstream::send(request).await?;
+            if let Ok(mut slot) = meta.lock() {
+                *slot = ResponseMeta {
+                    status: answer.status,
+                    retry_after: answer.retry_after,
+                    body: answer.describe_body(),
+                };
+            }
+            let mut response = http::Response::new(answer.body.to_vec());
+            *response.status_mut() =
+                http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+            *response.headers_mut() = answer.headers;
+            Ok(response)
+        })
     };
+    (http, meta)
+}
+
+async fn oauth2_fetch(
+    name: &str,
+    config: &OAuth2Config,
+    state: &mut SourceState,
+) -> Result<Fetched, FetchError> {
+    let endpoints = endpoints(name, config, state).await?;
+    let token_url = endpoints.token.clone();
+    let client = oauth_client(name, config, &endpoints).await?;
+    let (http, meta) = token_http(config.timeout);
 
     let where_ = format!("provider `{name}`: token endpoint {}", shown(&token_url));
-    let refresh_grant = matches!(config.grant, OAuth2Grant::RefreshToken { .. });
+    let refresh_grant = !matches!(config.grant, OAuth2Grant::ClientCredentials);
+    let interactive = config.grant.is_interactive();
     let result = match &config.grant {
         OAuth2Grant::ClientCredentials => {
             let mut request = client.exchange_client_credentials();
@@ -189,10 +271,21 @@ async fn oauth2_fetch(
             }
             request.request_async(&http).await
         }
-        OAuth2Grant::RefreshToken { refresh_token } => {
-            let current = match &state.refresh_token {
-                Some(rotated) => rotated.clone(),
-                None => resolve(name, "refresh_token", refresh_token).await?,
+        OAuth2Grant::RefreshToken { .. }
+        | OAuth2Grant::AuthorizationCode(_)
+        | OAuth2Grant::DeviceCode(_) => {
+            let current = match (&state.refresh_token, &config.grant) {
+                (Some(current), _) => current.clone(),
+                (None, OAuth2Grant::RefreshToken { refresh_token }) => {
+                    resolve(name, "refresh_token", refresh_token).await?
+                }
+                // The login guard: only `tok login` starts an interactive flow.
+                (None, _) => {
+                    return Err(FetchError::Rejected {
+                        message: format!("provider `{name}` needs a login: run `tok login {name}`"),
+                        needs_login: true,
+                    });
+                }
             };
             let current = oauth2::RefreshToken::new(current.expose().to_owned());
             let mut request = client.exchange_refresh_token(&current);
@@ -234,6 +327,13 @@ async fn oauth2_fetch(
                 .map(|text| format!("{code_text}: {}", one_line(text)))
                 .unwrap_or(code_text);
             match code {
+                BasicErrorResponseType::InvalidGrant if interactive => Err(FetchError::Rejected {
+                    message: format!(
+                        "{where_}: the session ended: the refresh token was refused \
+                         ({described}); run `tok login {name}`"
+                    ),
+                    needs_login: true,
+                }),
                 BasicErrorResponseType::InvalidGrant if refresh_grant => {
                     Err(FetchError::Rejected {
                         message: format!(
@@ -308,7 +408,11 @@ fn status_error(
 }
 
 /// Finds the token endpoint of an OpenID Connect issuer.
-async fn discover(name: &str, issuer: &Url, timeout: Option<Duration>) -> Result<Url, FetchError> {
+async fn discover(
+    name: &str,
+    issuer: &Url,
+    timeout: Option<Duration>,
+) -> Result<Endpoints, FetchError> {
     let mut url = issuer.clone();
     let path = format!(
         "{}/.well-known/openid-configuration",
@@ -334,16 +438,29 @@ async fn discover(name: &str, issuer: &Url, timeout: Option<Duration>) -> Result
             message: format!("{where_}: expected JSON, got {}", answer.describe_body()),
             retry_after: None,
         })?;
-    let endpoint = document
-        .get("token_endpoint")
-        .and_then(Value::as_str)
-        .ok_or_else(|| FetchError::Transient {
-            message: format!("{where_}: no `token_endpoint` in the document"),
-            retry_after: None,
-        })?;
-    Url::parse(endpoint).map_err(|err| FetchError::Transient {
-        message: format!("{where_}: `token_endpoint` is not a URL ({err})"),
+    let endpoint = |key: &str| -> Result<Option<Url>, FetchError> {
+        let Some(text) = document.get(key) else {
+            return Ok(None);
+        };
+        let url = text
+            .as_str()
+            .and_then(|text| Url::parse(text).ok())
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| FetchError::Transient {
+                message: format!("{where_}: `{key}` is not an http(s) URL"),
+                retry_after: None,
+            })?;
+        Ok(Some(url))
+    };
+    let token = endpoint("token_endpoint")?.ok_or_else(|| FetchError::Transient {
+        message: format!("{where_}: no `token_endpoint` in the document"),
         retry_after: None,
+    })?;
+    Ok(Endpoints {
+        token,
+        authorization: endpoint("authorization_endpoint")?,
+        device: endpoint("device_authorization_endpoint")?,
+        revocation: endpoint("revocation_endpoint")?,
     })
 }
 

@@ -37,8 +37,8 @@ pub use error_code::ErrorCode;
 pub use frame::{MAX_FRAME_LEN, MAX_HANDSHAKE_LEN};
 pub use message::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorReply, GetToken, HeaderLine, Invalidate,
-    Invalidation, PingInfo, ProviderCounters, ProviderState, ProviderStatus, ReloadSummary,
-    Request, Response, TokenGrant,
+    Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PingInfo,
+    ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response, TokenGrant,
 };
 pub use secret::{Secret, SecretBuf};
 pub use version::{PACKAGE_VERSION, PROTOCOL_VERSION};

@@ -36,6 +36,23 @@ pub enum Request {
     /// Which providers answer for which hosts in the credential-helper protocols (git, docker).
     /// Answered by [`Response::CredentialRoutes`].
     CredentialRoutes,
+    /// Start an interactive login (`tok login`). Answered by [`Response::LoginStarted`] with
+    /// what to show the person, or [`Response::Error`] (a login already in progress, a
+    /// provider that does not log in).
+    Login(LoginRequest),
+    /// Wait until the provider's login in progress ends. Answered by [`Response::LoggedIn`],
+    /// or [`Response::Error`] with [`ErrorCode::LoginRequired`] saying why it failed.
+    AwaitLogin(LoginRequest),
+    /// Forget the provider's session and revoke its refresh token where the server offers
+    /// revocation. Answered by [`Response::LoggedOut`].
+    Logout(LoginRequest),
+}
+
+/// Body of [`Request::Login`], [`Request::AwaitLogin`] and [`Request::Logout`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct LoginRequest {
+    /// The provider's name.
+    pub provider: String,
 }
 
 /// Body of [`Request::Invalidate`].
@@ -81,6 +98,47 @@ pub enum Response {
     Metrics(String),
     /// Answer to [`Request::CredentialRoutes`], in provider-name order. Contains no secret.
     CredentialRoutes(Vec<CredentialRoute>),
+    /// Answer to [`Request::Login`]: what the person must do.
+    LoginStarted(LoginPrompt),
+    /// Answer to [`Request::AwaitLogin`]: the login succeeded.
+    LoggedIn(LoginOutcome),
+    /// Answer to [`Request::Logout`].
+    LoggedOut(LogoutOutcome),
+}
+
+/// Body of [`Response::LoginStarted`]. Contains no secret (the `state` in the URL is a one-time
+/// value that only the daemon's redirect listener accepts).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct LoginPrompt {
+    /// The provider.
+    pub provider: String,
+    /// Where the person goes: the authorization URL, or the device flow's verification URL.
+    pub url: String,
+    /// The device flow's code to enter at `url`; `None` for the authorization code flow.
+    pub user_code: Option<String>,
+    /// The login is abandoned after this many seconds.
+    pub expires_in_secs: u64,
+}
+
+/// Body of [`Response::LoggedIn`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct LoginOutcome {
+    /// The provider.
+    pub provider: String,
+    /// When the access token obtained expires (seconds since the Unix epoch), if known.
+    pub expires_at_unix: Option<u64>,
+    /// Whether the server issued a refresh token: without one the session ends when the
+    /// access token expires.
+    pub refreshable: bool,
+}
+
+/// Body of [`Response::LoggedOut`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct LogoutOutcome {
+    /// Whether the server confirmed the revocation of the refresh token.
+    pub revoked: bool,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// A credential-helper protocol tokend answers for.

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate,
-    Invalidation, PROTOCOL_VERSION, PingInfo, ProviderCounters, ProviderState, ProviderStatus,
-    ReloadSummary, Request, Response, Secret, TokenGrant, codec,
+    Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PROTOCOL_VERSION,
+    PingInfo, ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response,
+    Secret, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -28,6 +29,24 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("request_reload", Request::Reload),
         ("request_metrics", Request::Metrics),
         ("request_credential_routes", Request::CredentialRoutes),
+        (
+            "request_login",
+            Request::Login(LoginRequest {
+                provider: "lab".into(),
+            }),
+        ),
+        (
+            "request_await_login",
+            Request::AwaitLogin(LoginRequest {
+                provider: "lab".into(),
+            }),
+        ),
+        (
+            "request_logout",
+            Request::Logout(LoginRequest {
+                provider: "lab".into(),
+            }),
+        ),
         (
             "request_invalidate",
             Request::Invalidate(Invalidate {
@@ -164,6 +183,30 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             Response::Invalidated(Invalidation {
                 dropped: true,
                 message: "dropped".into(),
+            }),
+        ),
+        (
+            "response_login_started",
+            Response::LoginStarted(LoginPrompt {
+                provider: "lab".into(),
+                url: "https://login.example.com/device".into(),
+                user_code: Some("WDJB-MJHT".into()),
+                expires_in_secs: 900,
+            }),
+        ),
+        (
+            "response_logged_in",
+            Response::LoggedIn(LoginOutcome {
+                provider: "lab".into(),
+                expires_at_unix: Some(1_800_000_000),
+                refreshable: true,
+            }),
+        ),
+        (
+            "response_logged_out",
+            Response::LoggedOut(LogoutOutcome {
+                revoked: true,
+                message: "revoked".into(),
             }),
         ),
         (

@@ -4,8 +4,9 @@ use proptest::prelude::*;
 use tokend_protocol::frame::{read_frame, write_frame};
 use tokend_protocol::handshake::{Hello, Welcome};
 use tokend_protocol::{
-    CredentialRoute, CredentialTool, ErrorCode, GetToken, HeaderLine, MAX_FRAME_LEN, ProtocolError,
-    Request, Response, Secret, TokenGrant, codec,
+    CredentialRoute, CredentialTool, ErrorCode, GetToken, HeaderLine, LoginOutcome, LoginPrompt,
+    LoginRequest, LogoutOutcome, MAX_FRAME_LEN, ProtocolError, Request, Response, Secret,
+    TokenGrant, codec,
 };
 
 fn any_request() -> impl Strategy<Value = Request> {
@@ -22,6 +23,9 @@ fn any_request() -> impl Strategy<Value = Request> {
         Just(Request::Reload),
         Just(Request::Metrics),
         Just(Request::CredentialRoutes),
+        ".{0,64}".prop_map(|provider| Request::Login(LoginRequest { provider })),
+        ".{0,64}".prop_map(|provider| Request::AwaitLogin(LoginRequest { provider })),
+        ".{0,64}".prop_map(|provider| Request::Logout(LoginRequest { provider })),
         ".{0,64}"
             .prop_map(|provider| Request::Invalidate(tokend_protocol::Invalidate { provider })),
     ]
@@ -59,6 +63,31 @@ fn any_response() -> impl Strategy<Value = Response> {
             Response::error(code, message)
         }),
         Just(Response::ShuttingDown),
+        (
+            ".{0,32}",
+            ".{0,256}",
+            proptest::option::of(".{0,16}"),
+            any::<u64>()
+        )
+            .prop_map(|(provider, url, user_code, expires_in_secs)| {
+                Response::LoginStarted(LoginPrompt {
+                    provider,
+                    url,
+                    user_code,
+                    expires_in_secs,
+                })
+            }),
+        (".{0,32}", any::<Option<u64>>(), any::<bool>()).prop_map(
+            |(provider, expires_at_unix, refreshable)| {
+                Response::LoggedIn(LoginOutcome {
+                    provider,
+                    expires_at_unix,
+                    refreshable,
+                })
+            }
+        ),
+        (any::<bool>(), ".{0,128}")
+            .prop_map(|(revoked, message)| Response::LoggedOut(LogoutOutcome { revoked, message })),
         proptest::collection::vec((".{0,32}", any::<bool>(), ".{0,64}", ".{0,32}"), 0..4).prop_map(
             |routes| {
                 Response::CredentialRoutes(

@@ -1,0 +1,563 @@
+//! Interactive logins, run by the daemon for `tok login`: the authorization code flow with PKCE
+//! (RFC 7636, S256) and a loopback redirect (RFC 8252 section 7.3), and the device flow
+//! (RFC 8628).
+//!
+//! [`start`] prepares a flow and returns what the person must see (the authorization URL, or
+//! the verification URL and user code) together with the rest of the flow as a future: waiting
+//! for the redirect and exchanging the code, or polling the token endpoint. The provider runs
+//! that future in its own task, so the login survives the `tok` process that started it.
+//!
+//! The redirect listener binds before the URL is shown, on the configured loopback address
+//! (port 0: an ephemeral port). It answers one HTTP/1.1 `GET` per connection, reading at most
+//! [`MAX_REQUEST_HEAD`] bytes, and ends the login on the first request to the redirect path:
+//! success when `state` matches and the code exchange succeeds, failure otherwise (a wrong
+//! `state` is a forged or stale request; the login is then abandoned rather than left open to
+//! further attempts). Other paths (a browser's `/favicon.ico`) get a 404 and are ignored.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use oauth2::basic::BasicErrorResponseType;
+use oauth2::{
+    AuthorizationCode, CsrfToken, DeviceCodeErrorResponseType, PkceCodeChallenge, RedirectUrl,
+    RequestTokenError, Scope, StandardDeviceAuthorizationResponse, StandardErrorResponse,
+    TokenResponse,
+};
+use tokend_protocol::{LoginPrompt, Secret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use url::Url;
+
+use crate::kinds::{AuthorizationCodeLogin, OAuth2Config, OAuth2Grant};
+use crate::source::{self, Endpoints, Fetched, ResponseMeta};
+use crate::upstream::shown;
+
+/// Longest request head the redirect listener reads.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// How long one connection to the redirect listener may take to send its request.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The rest of a login once the person has been told what to do.
+pub(crate) type Flow = Pin<Box<dyn Future<Output = Result<Fetched, String>> + Send>>;
+
+/// A login ready to show.
+pub(crate) struct Started {
+    pub(crate) prompt: LoginPrompt,
+    pub(crate) flow: Flow,
+}
+
+/// Prepares `name`'s login: binds the redirect listener or asks for a device code.
+pub(crate) async fn start(
+    name: &str,
+    config: &OAuth2Config,
+    endpoints: &Endpoints,
+) -> Result<Started, String> {
+    let client = source::oauth_client(name, config, endpoints)
+        .await
+        .map_err(|err| err.message().to_owned())?;
+    match &config.grant {
+        OAuth2Grant::AuthorizationCode(login) => {
+            authorization_code(name, config, login, client).await
+        }
+        OAuth2Grant::DeviceCode(_) => device_code(name, config, client, endpoints).await,
+        other => Err(format!(
+            "provider `{name}` uses grant \"{}\", which needs no login; `tok login` is for \
+             grant = \"authorization_code\" or \"device_code\"",
+            other.name()
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authorization code with PKCE
+
+async fn authorization_code(
+    name: &str,
+    config: &OAuth2Config,
+    login: &AuthorizationCodeLogin,
+    client: source::OAuthClient,
+) -> Result<Started, String> {
+    let (listener, redirect) = bind_redirect(name, &login.redirect_uri).await?;
+    let client = client.set_redirect_uri(RedirectUrl::from_url(redirect.clone()));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = client
+        .authorize_url(CsrfToken::new_random)
+        .map_err(|err| {
+            format!(
+                "provider `{name}`: no authorization endpoint ({err}); set auth_url, or an \
+                 issuer whose discovery document has authorization_endpoint"
+            )
+        })?
+        .set_pkce_challenge(challenge);
+    for scope in &config.scopes {
+        request = request.add_scope(Scope::new(scope.clone()));
+    }
+    for (key, value) in &login.auth_params {
+        request = request.add_extra_param(key.clone(), value.clone());
+    }
+    let (url, state) = request.url();
+    let prompt = LoginPrompt {
+        provider: name.to_owned(),
+        url: url.to_string(),
+        user_code: None,
+        expires_in_secs: login.timeout.as_secs(),
+    };
+
+    let name = name.to_owned();
+    let config = config.clone();
+    let timeout = login.timeout;
+    let flow = async move {
+        let callback = tokio::time::timeout(
+            timeout,
+            wait_for_callback(&listener, redirect.path(), state.secret()),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "no redirect arrived within {}: the login was abandoned; run `tok login {name}` \
+                 again (with --no-browser to copy the URL yourself)",
+                crate::kinds::format_duration(timeout)
+            )
+        })?;
+        let (stream, code) = match callback {
+            Callback::Code { stream, code } => (stream, code),
+            Callback::Refused {
+                mut stream,
+                message,
+            } => {
+                answer_page(&mut stream, 400, "Login failed", &message).await;
+                return Err(format!("provider `{name}`: {message}"));
+            }
+        };
+        let (http, meta) = source::token_http(config.timeout);
+        let result = client
+            .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await;
+        let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
+        let outcome = token_outcome(&name, &config, &endpoints_shown(&meta), result);
+        let mut stream = stream;
+        match &outcome {
+            Ok(_) => {
+                answer_page(
+                    &mut stream,
+                    200,
+                    "Logged in",
+                    &format!("tokend is logged in to {name}. You can close this tab."),
+                )
+                .await;
+            }
+            Err(message) => answer_page(&mut stream, 400, "Login failed", message).await,
+        }
+        outcome
+    };
+    Ok(Started {
+        prompt,
+        flow: Box::pin(flow),
+    })
+}
+
+/// Binds the loopback listener for `configured` and returns it with the redirect URI that
+/// names its actual port.
+async fn bind_redirect(name: &str, configured: &Url) -> Result<(TcpListener, Url), String> {
+    let ip = match configured.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+        // `localhost`: the IPv4 loopback, which every resolver maps it to.
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let port = configured.port_or_known_default().unwrap_or(0);
+    let listener = TcpListener::bind(SocketAddr::new(ip, port))
+        .await
+        .map_err(|err| {
+            format!(
+                "provider `{name}`: cannot listen for the redirect on {ip}:{port} ({err}); pick \
+                 another port in redirect_uri, or port 0 for any free one"
+            )
+        })?;
+    let actual = listener
+        .local_addr()
+        .map_err(|err| format!("provider `{name}`: the redirect listener has no address: {err}"))?;
+    let mut redirect = configured.clone();
+    redirect
+        .set_port(Some(actual.port()))
+        .map_err(|()| format!("provider `{name}`: redirect_uri cannot carry a port"))?;
+    Ok((listener, redirect))
+}
+
+/// What arrived at the redirect path.
+enum Callback {
+    /// A code with the right `state`; the connection waits for the result page.
+    Code { stream: TcpStream, code: Secret },
+    /// The server reported an error, or the request was not a valid answer to our request.
+    Refused { stream: TcpStream, message: String },
+}
+
+/// Serves the redirect listener until a request for `path` arrives.
+async fn wait_for_callback(listener: &TcpListener, path: &str, state: &str) -> Callback {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let head = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_head(&mut stream)).await;
+        let Ok(Some(target)) = head else {
+            answer_page(
+                &mut stream,
+                400,
+                "Bad request",
+                "This is not an HTTP GET request.",
+            )
+            .await;
+            continue;
+        };
+        // The target is origin-form (`/callback?code=…`): resolve it against a dummy base.
+        let Ok(url) = Url::parse("http://127.0.0.1").and_then(|base| base.join(&target)) else {
+            answer_page(
+                &mut stream,
+                400,
+                "Bad request",
+                "The request target is invalid.",
+            )
+            .await;
+            continue;
+        };
+        if url.path() != path {
+            answer_page(&mut stream, 404, "Not found", "Nothing here.").await;
+            continue;
+        }
+        let query = |key: &str| {
+            url.query_pairs()
+                .find(|(name, _)| name == key)
+                .map(|(_, value)| value.into_owned())
+        };
+        // Compared before anything else is believed: only our own authorization request knows
+        // this value.
+        if query("state").as_deref() != Some(state) {
+            return Callback::Refused {
+                stream,
+                message: "the redirect's state does not match the login request (a forged or \
+                          stale redirect); the login was abandoned: run `tok login` again"
+                    .to_owned(),
+            };
+        }
+        if let Some(error) = query("error") {
+            let description = query("error_description")
+                .map(|text| format!(": {}", one_line(&text)))
+                .unwrap_or_default();
+            return Callback::Refused {
+                stream,
+                message: format!(
+                    "the authorization server refused the login ({}{description})",
+                    one_line(&error)
+                ),
+            };
+        }
+        match query("code") {
+            Some(code) if !code.is_empty() => {
+                return Callback::Code {
+                    stream,
+                    code: Secret::new(code),
+                };
+            }
+            _ => {
+                return Callback::Refused {
+                    stream,
+                    message: "the redirect carries neither a code nor an error".to_owned(),
+                };
+            }
+        }
+    }
+}
+
+/// Reads a request head; returns the target of a `GET`, `None` for anything else.
+async fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        if head.len() >= MAX_REQUEST_HEAD {
+            return None;
+        }
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        head.extend_from_slice(&chunk[..read]);
+    }
+    let line = head.split(|&byte| byte == b'\r').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("GET"), Some(target), Some(version)) if version.starts_with("HTTP/1.") => {
+            Some(target.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Writes a small HTML page and closes the connection.
+async fn answer_page(stream: &mut TcpStream, status: u16, title: &str, text: &str) {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Bad Request",
+    };
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>tokend: {title}</title>\
+         </head><body><h1>{title}</h1><p>{}</p></body></html>\n",
+        html_escape(text)
+    );
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\n\
+         content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // The person may already have closed the tab: nothing to do about a failed write.
+    let _ = tokio::time::timeout(REQUEST_READ_TIMEOUT, async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device flow
+
+async fn device_code(
+    name: &str,
+    config: &OAuth2Config,
+    client: source::OAuthClient,
+    endpoints: &Endpoints,
+) -> Result<Started, String> {
+    let (http, meta) = source::token_http(config.timeout);
+    let mut request = client.exchange_device_code().map_err(|err| {
+        format!(
+            "provider `{name}`: no device authorization endpoint ({err}); set device_url, or an \
+             issuer whose discovery document has device_authorization_endpoint"
+        )
+    })?;
+    for scope in &config.scopes {
+        request = request.add_scope(Scope::new(scope.clone()));
+    }
+    let details: StandardDeviceAuthorizationResponse =
+        request.request_async(&http).await.map_err(|err| {
+            let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
+            let where_ = endpoints
+                .device
+                .as_ref()
+                .map_or_else(String::new, |url| format!(" {}", shown(url)));
+            match err {
+                RequestTokenError::ServerResponse(error) => format!(
+                    "provider `{name}`: the device authorization endpoint{where_} refused \
+                     ({}); check client_id and scopes",
+                    described(&error)
+                ),
+                _ => format!(
+                    "provider `{name}`: the device authorization endpoint{where_} failed (HTTP \
+                     {}, {})",
+                    meta.status, meta.body
+                ),
+            }
+        })?;
+    let prompt = LoginPrompt {
+        provider: name.to_owned(),
+        url: details.verification_uri().to_string(),
+        user_code: Some(details.user_code().secret().clone()),
+        expires_in_secs: details.expires_in().as_secs(),
+    };
+    let name = name.to_owned();
+    let config = config.clone();
+    let flow = async move {
+        let (http, _meta) = source::token_http(config.timeout);
+        let result = client
+            .exchange_device_access_token(&details)
+            .request_async(&http, tokio::time::sleep, None)
+            .await;
+        match result {
+            Ok(response) => Ok(fetched(&config, &response)),
+            Err(RequestTokenError::ServerResponse(error)) => Err(match error.error() {
+                DeviceCodeErrorResponseType::AccessDenied => format!(
+                    "provider `{name}`: the login was denied on the verification page ({})",
+                    described(&error)
+                ),
+                DeviceCodeErrorResponseType::ExpiredToken => format!(
+                    "provider `{name}`: the code expired before the login was completed; run \
+                     `tok login {name}` again"
+                ),
+                _ => format!(
+                    "provider `{name}`: the token endpoint refused the device code ({})",
+                    described(&error)
+                ),
+            }),
+            Err(other) => Err(format!(
+                "provider `{name}`: polling the token endpoint failed ({other})"
+            )),
+        }
+    };
+    Ok(Started {
+        prompt,
+        flow: Box::pin(flow),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared
+
+fn described<T: oauth2::ErrorResponseType + AsRef<str>>(
+    error: &StandardErrorResponse<T>,
+) -> String {
+    let code = one_line(error.error().as_ref());
+    match error.error_description() {
+        Some(text) => format!("{code}: {}", one_line(text)),
+        None => code,
+    }
+}
+
+fn endpoints_shown(meta: &ResponseMeta) -> String {
+    format!("HTTP {}, {}", meta.status, meta.body)
+}
+
+/// The token response of a code exchange as the engine's [`Fetched`], or why it failed.
+fn token_outcome<RE: std::error::Error>(
+    name: &str,
+    config: &OAuth2Config,
+    last_response: &str,
+    result: Result<
+        oauth2::basic::BasicTokenResponse,
+        RequestTokenError<RE, StandardErrorResponse<BasicErrorResponseType>>,
+    >,
+) -> Result<Fetched, String> {
+    match result {
+        Ok(response) => Ok(fetched(config, &response)),
+        Err(RequestTokenError::ServerResponse(error)) => Err(format!(
+            "provider `{name}`: the token endpoint refused the authorization code ({}); run \
+             `tok login {name}` again",
+            described(&error)
+        )),
+        Err(RequestTokenError::Request(err)) => Err(format!(
+            "provider `{name}`: the code exchange failed ({err}); run `tok login {name}` again"
+        )),
+        Err(_) => Err(format!(
+            "provider `{name}`: the token endpoint's answer is not a token response \
+             ({last_response})"
+        )),
+    }
+}
+
+fn fetched<TT: oauth2::TokenType>(
+    config: &OAuth2Config,
+    response: &impl TokenResponse<TokenType = TT>,
+) -> Fetched {
+    let token = Secret::new(response.access_token().secret().clone());
+    let lifetime = source::lifetime_of(response.expires_in(), &token, config.ttl, false);
+    Fetched {
+        token,
+        lifetime,
+        refresh_token: response
+            .refresh_token()
+            .map(|rt| Secret::new(rt.secret().clone())),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    flat.trim().to_owned()
+}
+
+/// Revokes `refresh_token` at the revocation endpoint (RFC 7009).
+pub(crate) async fn revoke(
+    name: &str,
+    config: &OAuth2Config,
+    endpoints: &Endpoints,
+    refresh_token: Secret,
+) -> Result<(), String> {
+    let client = source::oauth_client(name, config, endpoints)
+        .await
+        .map_err(|err| err.message().to_owned())?;
+    let token = oauth2::StandardRevocableToken::RefreshToken(oauth2::RefreshToken::new(
+        refresh_token.expose().to_owned(),
+    ));
+    let (http, meta) = source::token_http(config.timeout);
+    let request = client
+        .revoke_token(token)
+        .map_err(|err| format!("no revocation endpoint ({err})"))?;
+    request.request_async(&http).await.map_err(|err| {
+        let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
+        match err {
+            RequestTokenError::ServerResponse(error) => {
+                format!("the revocation endpoint refused ({})", described(&error))
+            }
+            _ => format!("the revocation request failed ({})", endpoints_shown(&meta)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_server_text() {
+        assert_eq!(
+            html_escape("<script>\"x\" & y</script>"),
+            "&lt;script&gt;&quot;x&quot; &amp; y&lt;/script&gt;"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_redirect_listener_ignores_other_paths_and_checks_state() {
+        let configured = Url::parse("http://127.0.0.1:0/callback").unwrap();
+        let (listener, redirect) = bind_redirect("p", &configured).await.unwrap();
+        assert_ne!(redirect.port(), Some(0));
+        let address = listener.local_addr().unwrap();
+        let waiter = tokio::spawn(async move {
+            match wait_for_callback(&listener, "/callback", "expected-state").await {
+                Callback::Code { code, .. } => Ok(code.expose().to_owned()),
+                Callback::Refused { message, .. } => Err(message),
+            }
+        });
+        let get = |target: &'static str| async move {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            stream
+                .write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer).await;
+            answer
+        };
+        assert!(get("/favicon.ico").await.starts_with("HTTP/1.1 404"));
+        let answer = tokio::spawn(get("/callback?code=c0de&state=expected-state"));
+        assert_eq!(waiter.await.unwrap(), Ok("c0de".to_owned()));
+        drop(answer);
+
+        let (listener, _) = bind_redirect("p", &configured).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let waiter = tokio::spawn(async move {
+            match wait_for_callback(&listener, "/callback", "expected-state").await {
+                Callback::Code { .. } => Err("accepted".to_owned()),
+                Callback::Refused { message, .. } => Ok(message),
+            }
+        });
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /callback?code=c0de&state=forged HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let message = waiter.await.unwrap().unwrap();
+        assert!(message.contains("state does not match"), "{message}");
+    }
+}
