@@ -75,7 +75,9 @@
 //!
 //! ## `kind = "oauth2"`: an OAuth 2.0 grant ([`crate::kinds::OAuth2Config`])
 //!
-//! - `grant` (required): `"client_credentials"` (RFC 6749 section 4.4) or `"refresh_token"`.
+//! - `grant` (required): `"client_credentials"` (RFC 6749 section 4.4), `"refresh_token"`,
+//!   `"authorization_code"` (with PKCE) or `"device_code"` (RFC 8628); the last two log in with
+//!   `tok login` ([`crate::login`]).
 //! - `token_url` or `issuer` (exactly one, http or https URL): the token endpoint, or an OpenID
 //!   Connect issuer whose discovery document names it.
 //! - `client_id` (required, plain text).
@@ -87,6 +89,16 @@
 //! - `params`: table of extra form parameters, plain strings (e.g. `audience`); not
 //!   `grant_type`, `scope`, `client_id`, `client_secret` or `refresh_token`.
 //! - `refresh_token` (credential): required with `grant = "refresh_token"`, rejected otherwise.
+//! - `auth_url` (`authorization_code`): the authorization endpoint; required with `token_url`,
+//!   from discovery with `issuer`.
+//! - `redirect_uri` (`authorization_code`, default `"http://127.0.0.1:0/callback"`): a loopback
+//!   http URL; port 0 is any free port.
+//! - `login_timeout` (`authorization_code`, default `"3m"`, from `"10s"` to `"30m"`).
+//! - `auth_params` (`authorization_code`): extra authorization-request parameters, plain
+//!   strings; not the ones the flow sets itself.
+//! - `device_url` (`device_code`): the device authorization endpoint; required with
+//!   `token_url`, from discovery with `issuer`.
+//! - `revocation_url`: where `tok logout` revokes the refresh token (RFC 7009).
 //! - `ttl`: lifetime to assume when the response has no `expires_in` and the token is no JWT
 //!   with `exp` (`"90s"`, `"15m"`, `"2h"`, `"1d"`).
 //! - `timeout`: the whole request to the token endpoint must finish within this time, a
