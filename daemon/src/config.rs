@@ -77,7 +77,7 @@
 //!
 //! - `grant` (required): `"client_credentials"` (RFC 6749 section 4.4), `"refresh_token"`,
 //!   `"authorization_code"` (with PKCE) or `"device_code"` (RFC 8628); the last two log in with
-//!   `tok login` ([`crate::login`]).
+//!   `tok login` (the daemon runs the flow).
 //! - `token_url` or `issuer` (exactly one, http or https URL): the token endpoint, or an OpenID
 //!   Connect issuer whose discovery document names it.
 //! - `client_id` (required, plain text).
