@@ -185,7 +185,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::kinds::{
     AuthorizationCodeLogin, BasicPair, ClientAuth, DeviceLogin, ExpiresFrom, HttpBody,
-    HttpExchange, HttpMethod, JsonTemplate, OAuth2Config, OAuth2Grant, OkCheck, TokenEndpoint,
+    HttpExchange, HttpMethod, JsonTemplate, JwtBearer, OAuth2Config, OAuth2Grant, OkCheck,
+    SigningAlg, SigningKey, TokenEndpoint,
 };
 use crate::secret_ref::SecretTemplate;
 
@@ -202,8 +203,8 @@ const MISSING_KIND_HINT: &str = "add a kind, e.g. kind = \"static\" (known kinds
 const UNKNOWN_PRESET_HINT: &str = "use one of: timekit, crm.com, salestim";
 const UNKNOWN_SCHEME_HINT: &str = "use one of: bearer, basic, raw";
 const UNKNOWN_GRANT_HINT: &str =
-    "use one of: client_credentials, refresh_token, authorization_code, device_code";
-const UNKNOWN_CLIENT_AUTH_HINT: &str = "use one of: basic, post";
+    "use one of: client_credentials, refresh_token, authorization_code, device_code, jwt_bearer";
+const UNKNOWN_CLIENT_AUTH_HINT: &str = "use one of: basic, post, private_key_jwt";
 const UNKNOWN_METHOD_HINT: &str = "use one of: GET, POST";
 const STRING_HINT: &str = "write the value as a quoted string";
 const SECRET_REF_HINT: &str =
@@ -260,6 +261,12 @@ const OAUTH2_KEYS: KeySet = KeySet {
         "login_timeout",
         "auth_params",
         "revocation_url",
+        "private_key",
+        "key_id",
+        "signing_alg",
+        "assertion_issuer",
+        "assertion_subject",
+        "assertion_audience",
         "ttl",
         "timeout",
         "header",
@@ -270,8 +277,9 @@ const OAUTH2_KEYS: KeySet = KeySet {
     ],
     hint: "remove it or fix its spelling; known keys: kind, grant, token_url, issuer, client_id, \
            client_secret, client_auth, scopes, params, refresh_token, auth_url, device_url, \
-           redirect_uri, login_timeout, auth_params, revocation_url, ttl, timeout, header, \
-           scheme, basic_user, git, docker",
+           redirect_uri, login_timeout, auth_params, revocation_url, private_key, key_id, \
+           signing_alg, assertion_issuer, assertion_subject, assertion_audience, ttl, timeout, \
+           header, scheme, basic_user, git, docker",
 };
 const HTTP_KEYS: KeySet = KeySet {
     keys: &[
@@ -398,12 +406,15 @@ const RESERVED_AUTH_PARAMS: [&str; 7] = [
     "code_challenge_method",
 ];
 /// The keys that belong to one interactive grant, with that grant.
-const LOGIN_KEYS: [(&str, &str); 5] = [
+const LOGIN_KEYS: [(&str, &str); 8] = [
     ("auth_url", "authorization_code"),
     ("redirect_uri", "authorization_code"),
     ("login_timeout", "authorization_code"),
     ("auth_params", "authorization_code"),
     ("device_url", "device_code"),
+    ("assertion_issuer", "jwt_bearer"),
+    ("assertion_subject", "jwt_bearer"),
+    ("assertion_audience", "jwt_bearer"),
 ];
 /// `redirect_uri` when none is given: loopback, ephemeral port (RFC 8252 section 7.3).
 const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:0/callback";
@@ -1584,6 +1595,33 @@ fn oauth2_kind(
         ("device_code", None) => OAuth2Grant::DeviceCode(DeviceLogin {
             device_url: table.url("device_url")?.map(|(url, _)| url),
         }),
+        ("jwt_bearer", Some(_)) => {
+            let span = table.key_span("refresh_token").unwrap_or_default();
+            return Err(table.error(
+                &span,
+                "refresh_token",
+                "`refresh_token` is set but grant is \"jwt_bearer\"".to_owned(),
+                "remove it: the signed assertion is the grant",
+            ));
+        }
+        ("jwt_bearer", None) => {
+            let text = |key: &str| -> Result<Option<String>, ConfigError> {
+                match table.str(key)? {
+                    Some(found) => {
+                        table.non_empty(&found, "give a non-empty value, or remove the key")?;
+                        Ok(Some(found.text.to_owned()))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let client_id = table.str("client_id")?.map(|found| found.text.to_owned());
+            let issuer = text("assertion_issuer")?.or(client_id).unwrap_or_default();
+            OAuth2Grant::JwtBearer(JwtBearer {
+                subject: text("assertion_subject")?.unwrap_or_else(|| issuer.clone()),
+                issuer,
+                audience: text("assertion_audience")?,
+            })
+        }
         (other, _) => {
             return Err(table.error(
                 &grant.span,
@@ -1602,10 +1640,10 @@ fn oauth2_kind(
                 &span,
                 key,
                 format!("`{key}` is set but grant is \"{}\"", grant.name()),
-                if owner == "device_code" {
-                    "remove it, or set grant = \"device_code\""
-                } else {
-                    "remove it, or set grant = \"authorization_code\""
+                match owner {
+                    "device_code" => "remove it, or set grant = \"device_code\"",
+                    "jwt_bearer" => "remove it, or set grant = \"jwt_bearer\"",
+                    _ => "remove it, or set grant = \"authorization_code\"",
                 },
             ));
         }
@@ -1688,18 +1726,31 @@ fn oauth2_kind(
 
     let client_auth = match table.str("client_auth")? {
         None => ClientAuth::default(),
-        Some(found) if client_secret.is_none() => {
-            return Err(table.error(
-                &found.span,
-                &found.key,
-                "`client_auth` is set but there is no `client_secret`".to_owned(),
-                "remove client_auth (a public client only sends its client_id), \
-                 or add client_secret",
-            ));
-        }
         Some(found) => match found.text {
+            "basic" | "post" if client_secret.is_none() => {
+                return Err(table.error(
+                    &found.span,
+                    &found.key,
+                    format!(
+                        "`client_auth` is \"{}\" but there is no `client_secret`",
+                        found.text
+                    ),
+                    "remove client_auth (a public client only sends its client_id), add \
+                     client_secret, or use client_auth = \"private_key_jwt\" with private_key",
+                ));
+            }
             "basic" => ClientAuth::Basic,
             "post" => ClientAuth::Post,
+            "private_key_jwt" if client_secret.is_some() => {
+                let span = table.key_span("client_secret").unwrap_or_default();
+                return Err(table.error(
+                    &span,
+                    "client_secret",
+                    "`client_secret` is set but client_auth is \"private_key_jwt\"".to_owned(),
+                    "remove one: private_key_jwt authenticates with private_key instead",
+                ));
+            }
+            "private_key_jwt" => ClientAuth::PrivateKeyJwt,
             other => {
                 return Err(table.error(
                     &found.span,
@@ -1710,6 +1761,20 @@ fn oauth2_kind(
             }
         },
     };
+    if client_auth == ClientAuth::PrivateKeyJwt && matches!(grant, OAuth2Grant::DeviceCode(_)) {
+        let span = table.key_span("client_auth").unwrap_or_default();
+        return Err(table.error(
+            &span,
+            "client_auth",
+            "client_auth \"private_key_jwt\" does not work with grant \"device_code\"".to_owned(),
+            "the device flow polls with one request many times, and a signed assertion may be \
+             used only once: use a public client (no client_auth) or grant = \
+             \"authorization_code\"",
+        ));
+    }
+    let signs = client_auth == ClientAuth::PrivateKeyJwt
+        || matches!(grant, OAuth2Grant::JwtBearer(_));
+    let signing_key = signing_key(table, literals, signs)?;
 
     let scopes = scopes(table)?;
     let params = oauth2_params(table)?;
@@ -1727,6 +1792,68 @@ fn oauth2_kind(
         ttl,
         timeout,
         revocation_url,
+        signing_key,
+    }))
+}
+
+/// `private_key`, `key_id` and `signing_alg`: required when `needed` (private_key_jwt or
+/// jwt_bearer), rejected otherwise.
+fn signing_key(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+    needed: bool,
+) -> Result<Option<SigningKey>, ConfigError> {
+    if !needed {
+        for key in ["private_key", "key_id", "signing_alg"] {
+            if let Some(span) = table.key_span(key) {
+                return Err(table.error(
+                    &span,
+                    key,
+                    format!("`{key}` is set but nothing signs with it"),
+                    "remove it, or use client_auth = \"private_key_jwt\" or \
+                     grant = \"jwt_bearer\"",
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let private_key = table
+        .template("private_key", CREDENTIAL, literals)?
+        .ok_or_else(|| {
+            table.missing(
+                "private_key",
+                "client_auth \"private_key_jwt\" and grant \"jwt_bearer\" need `private_key`"
+                    .to_owned(),
+                "add the PEM private key, e.g. \
+                 private_key = \"${file:~/.config/tokend/client-key.pem}\"",
+            )
+        })?;
+    let alg = match table.str("signing_alg")? {
+        None => SigningAlg::default(),
+        Some(found) => match found.text {
+            "RS256" => SigningAlg::Rs256,
+            "ES256" => SigningAlg::Es256,
+            other => {
+                return Err(table.error(
+                    &found.span,
+                    &found.key,
+                    format!("unknown signing_alg {other:?}"),
+                    "use one of: RS256 (an RSA key), ES256 (a P-256 key)",
+                ));
+            }
+        },
+    };
+    let key_id = match table.str("key_id")? {
+        Some(found) => {
+            table.non_empty(&found, "give the key's id as the server knows it, or remove it")?;
+            Some(found.text.to_owned())
+        }
+        None => None,
+    };
+    Ok(Some(SigningKey {
+        private_key,
+        alg,
+        key_id,
     }))
 }
 

@@ -36,6 +36,41 @@ pub struct OAuth2Config {
     /// `revocation_url`: where `tok logout` revokes the refresh token (RFC 7009); with an
     /// `issuer`, discovery's `revocation_endpoint` when this is not set.
     pub revocation_url: Option<Url>,
+    /// `private_key` (with `key_id`, `signing_alg`): signs the client assertion of
+    /// `client_auth = "private_key_jwt"` and the assertion of `grant = "jwt_bearer"`.
+    pub signing_key: Option<SigningKey>,
+}
+
+/// A private key that signs JWT assertions (RFC 7523).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningKey {
+    /// `private_key`: a PEM private key (PKCS#8, or PKCS#1 for RSA, SEC1 for EC).
+    pub private_key: SecretTemplate,
+    /// `signing_alg` (default `RS256`).
+    pub alg: SigningAlg,
+    /// `key_id`: the `kid` header, when the server needs it to pick the key.
+    pub key_id: Option<String>,
+}
+
+/// `signing_alg = …`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[default]
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+}
+
+/// `grant = "jwt_bearer"`: who the assertion speaks for (RFC 7523 section 2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtBearer {
+    /// `assertion_issuer` (`iss`; default: `client_id`).
+    pub issuer: String,
+    /// `assertion_subject` (`sub`; default: the issuer).
+    pub subject: String,
+    /// `assertion_audience` (`aud`; default: the token endpoint URL).
+    pub audience: Option<String>,
 }
 
 /// `grant = …`.
@@ -53,6 +88,8 @@ pub enum OAuth2Grant {
     AuthorizationCode(AuthorizationCodeLogin),
     /// `device_code` (RFC 8628): `tok login` shows a code to enter on another device.
     DeviceCode(DeviceLogin),
+    /// `jwt_bearer` (RFC 7523 section 2.1): a signed assertion is the grant (service accounts).
+    JwtBearer(JwtBearer),
 }
 
 /// How `tok login` runs the authorization code flow.
@@ -93,6 +130,7 @@ impl OAuth2Grant {
             Self::RefreshToken { .. } => "refresh_token",
             Self::AuthorizationCode(_) => "authorization_code",
             Self::DeviceCode(_) => "device_code",
+            Self::JwtBearer(_) => "jwt_bearer",
         }
     }
 }
@@ -115,6 +153,8 @@ pub enum ClientAuth {
     Basic,
     /// `client_secret_post`: `client_id` and `client_secret` in the form body.
     Post,
+    /// `private_key_jwt` (RFC 7523 section 2.2): a JWT signed with `private_key`.
+    PrivateKeyJwt,
 }
 
 /// `kind = "http"`: any HTTP token exchange.

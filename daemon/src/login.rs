@@ -59,7 +59,7 @@ pub(crate) async fn start(
         .map_err(|err| err.message().to_owned())?;
     match &config.grant {
         OAuth2Grant::AuthorizationCode(login) => {
-            authorization_code(name, config, login, client).await
+            authorization_code(name, config, login, client, endpoints).await
         }
         OAuth2Grant::DeviceCode(_) => device_code(name, config, client, endpoints).await,
         other => Err(format!(
@@ -78,6 +78,7 @@ async fn authorization_code(
     config: &OAuth2Config,
     login: &AuthorizationCodeLogin,
     client: source::OAuthClient,
+    endpoints: &Endpoints,
 ) -> Result<Started, String> {
     let (listener, redirect) = bind_redirect(name, &login.redirect_uri).await?;
     let client = client.set_redirect_uri(RedirectUrl::from_url(redirect.clone()));
@@ -107,6 +108,7 @@ async fn authorization_code(
 
     let name = name.to_owned();
     let config = config.clone();
+    let endpoints = endpoints.clone();
     let timeout = login.timeout;
     let flow = async move {
         let callback = tokio::time::timeout(
@@ -132,11 +134,22 @@ async fn authorization_code(
             }
         };
         let (http, meta) = source::token_http(config.timeout);
-        let result = client
+        // Signed now, not when the login started: an assertion lives a few minutes only.
+        let assertion = match source::client_assertion(&name, &config, &endpoints).await {
+            Ok(assertion) => assertion,
+            Err(err) => {
+                let mut stream = stream;
+                answer_page(&mut stream, 400, "Login failed", err.message()).await;
+                return Err(err.message().to_owned());
+            }
+        };
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
-            .set_pkce_verifier(verifier)
-            .request_async(&http)
-            .await;
+            .set_pkce_verifier(verifier);
+        for (key, value) in assertion {
+            request = request.add_extra_param(key, value);
+        }
+        let result = request.request_async(&http).await;
         let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
         let outcome = token_outcome(&name, &config, &endpoints_shown(&meta), result);
         let mut stream = stream;
@@ -491,9 +504,15 @@ pub(crate) async fn revoke(
         refresh_token.expose().to_owned(),
     ));
     let (http, meta) = source::token_http(config.timeout);
-    let request = client
+    let assertion = source::client_assertion(name, config, endpoints)
+        .await
+        .map_err(|err| err.message().to_owned())?;
+    let mut request = client
         .revoke_token(token)
         .map_err(|err| format!("no revocation endpoint ({err})"))?;
+    for (key, value) in assertion {
+        request = request.add_extra_param(key, value);
+    }
     request.request_async(&http).await.map_err(|err| {
         let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
         match err {

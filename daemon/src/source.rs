@@ -23,8 +23,8 @@ use url::Url;
 
 use crate::config::ProviderKind;
 use crate::kinds::{
-    ClientAuth, ExpiresFrom, HttpBody, HttpExchange, HttpMethod, JsonTemplate, OAuth2Config,
-    OAuth2Grant, TokenEndpoint,
+    ClientAuth, ExpiresFrom, HttpBody, HttpExchange, HttpMethod, JsonTemplate, JwtBearer,
+    OAuth2Config, OAuth2Grant, SigningAlg, SigningKey, TokenEndpoint,
 };
 use crate::secret_ref::{ResolveError, SecretTemplate};
 use crate::upstream::{self, Answer, TransportError, shown};
@@ -193,13 +193,227 @@ pub(crate) async fn oauth_client(
         .set_revocation_url_option(endpoints.revocation.clone().map(RevocationUrl::from_url))
         .set_auth_type(match config.client_auth {
             ClientAuth::Basic => AuthType::BasicAuth,
-            ClientAuth::Post => AuthType::RequestBody,
+            // private_key_jwt: `client_id` in the body, the assertion added per request.
+            ClientAuth::Post | ClientAuth::PrivateKeyJwt => AuthType::RequestBody,
         });
     if let Some(template) = &config.client_secret {
         let secret = resolve(name, "client_secret", template).await?;
         client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
     }
     Ok(client)
+}
+
+/// The form parameters of `client_auth = "private_key_jwt"` (RFC 7523 section 2.2) for a
+/// request to `endpoints`; none for other client authentication.
+pub(crate) async fn client_assertion(
+    name: &str,
+    config: &OAuth2Config,
+    endpoints: &Endpoints,
+) -> Result<Vec<(String, String)>, FetchError> {
+    if config.client_auth != ClientAuth::PrivateKeyJwt {
+        return Ok(Vec::new());
+    }
+    let key = config.signing_key.as_ref().ok_or_else(|| {
+        FetchError::Config(format!(
+            "provider `{name}`: client_auth \"private_key_jwt\" without private_key"
+        ))
+    })?;
+    let assertion = sign_assertion(
+        name,
+        key,
+        &config.client_id,
+        &config.client_id,
+        endpoints.token.as_str(),
+    )
+    .await?;
+    Ok(vec![
+        (
+            "client_assertion_type".to_owned(),
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+        ),
+        ("client_assertion".to_owned(), assertion),
+    ])
+}
+
+/// How long a signed assertion is valid: long enough for clock skew and a slow request, short
+/// enough that a leaked one is soon useless.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Signs an RFC 7523 assertion with `key`: `iss`, `sub`, `aud`, `iat`, `exp` (in
+/// [`ASSERTION_LIFETIME`]) and a random `jti`, so that no two assertions are alike.
+pub(crate) async fn sign_assertion(
+    name: &str,
+    key: &SigningKey,
+    issuer: &str,
+    subject: &str,
+    audience: &str,
+) -> Result<String, FetchError> {
+    let pem = resolve(name, "private_key", &key.private_key).await?;
+    let (alg, encoding, kind) = match key.alg {
+        SigningAlg::Rs256 => (
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose().as_bytes()),
+            "RSA",
+        ),
+        SigningAlg::Es256 => (
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::EncodingKey::from_ec_pem(pem.expose().as_bytes()),
+            "EC P-256",
+        ),
+    };
+    let encoding = encoding.map_err(|_| {
+        FetchError::Config(format!(
+            "provider `{name}`: private_key is not a PEM {kind} private key; give the key in \
+             PEM (PKCS#8 \"BEGIN PRIVATE KEY\", or PKCS#1/SEC1), or set signing_alg to match it"
+        ))
+    })?;
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid.clone_from(&key.key_id);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME.as_secs(),
+        "jti": oauth2::CsrfToken::new_random().secret(),
+    });
+    jsonwebtoken::encode(&header, &claims, &encoding).map_err(|err| {
+        FetchError::Config(format!(
+            "provider `{name}`: cannot sign the assertion with private_key ({err})"
+        ))
+    })
+}
+
+/// `grant = "jwt_bearer"` (RFC 7523 section 2.1): the `oauth2` crate has no such grant, so the
+/// form is built here; the answer is a standard token response.
+async fn jwt_bearer_fetch(
+    name: &str,
+    config: &OAuth2Config,
+    bearer: &JwtBearer,
+    endpoints: &Endpoints,
+) -> Result<Fetched, FetchError> {
+    let key = config.signing_key.as_ref().ok_or_else(|| {
+        FetchError::Config(format!("provider `{name}`: grant \"jwt_bearer\" without private_key"))
+    })?;
+    let token_url = &endpoints.token;
+    let audience = bearer.audience.as_deref().unwrap_or(token_url.as_str());
+    let assertion = sign_assertion(name, key, &bearer.issuer, &bearer.subject, audience).await?;
+    // Every value first (some are awaited), then the form in one go: the serializer is not
+    // `Send`, so it must not live across an await.
+    let mut pairs: Vec<(String, Secret)> = vec![
+        (
+            "grant_type".to_owned(),
+            Secret::from("urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ),
+        ("assertion".to_owned(), Secret::new(assertion)),
+    ];
+    if !config.scopes.is_empty() {
+        pairs.push(("scope".to_owned(), Secret::new(config.scopes.join(" "))));
+    }
+    for (key, value) in &config.params {
+        pairs.push((key.clone(), Secret::new(value.clone())));
+    }
+    let mut basic = None;
+    match (&config.client_secret, config.client_auth) {
+        (Some(template), ClientAuth::Basic) => {
+            basic = Some(resolve(name, "client_secret", template).await?);
+        }
+        (Some(template), _) => {
+            let secret = resolve(name, "client_secret", template).await?;
+            pairs.push(("client_id".to_owned(), Secret::new(config.client_id.clone())));
+            pairs.push(("client_secret".to_owned(), secret));
+        }
+        (None, _) => {
+            pairs.push(("client_id".to_owned(), Secret::new(config.client_id.clone())));
+            for (key, value) in client_assertion(name, config, endpoints).await? {
+                pairs.push((key, Secret::new(value)));
+            }
+        }
+    }
+    let body = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &pairs {
+            form.append_pair(key, value.expose());
+        }
+        Secret::new(form.finish())
+    };
+    let mut request = reqwest::Request::new(reqwest::Method::POST, token_url.clone());
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(secret) = basic {
+        use base64::Engine as _;
+        // RFC 6749 section 2.3.1: both halves form-encoded before Basic.
+        let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+        let pair = Secret::new(format!(
+            "{}:{}",
+            encode(&config.client_id),
+            encode(secret.expose())
+        ));
+        let value = Secret::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair.expose())
+        ));
+        let mut value = http::HeaderValue::from_str(value.expose()).map_err(|_| {
+            FetchError::Config(format!("provider `{name}`: client_secret cannot be sent"))
+        })?;
+        value.set_sensitive(true);
+        request.headers_mut().insert(http::header::AUTHORIZATION, value);
+    }
+    *request.body_mut() = Some(body.expose().to_owned().into());
+    if config.timeout.is_some() {
+        *request.timeout_mut() = config.timeout;
+    }
+    let where_ = format!("provider `{name}`: token endpoint {}", shown(token_url));
+    let answer = send(name, request).await?;
+    if answer.status == 400 || answer.status == 401 {
+        let error: Option<Value> = serde_json::from_slice(&answer.body).ok();
+        if let Some(code) = error.as_ref().and_then(|e| e.get("error")).and_then(Value::as_str) {
+            let description = error
+                .as_ref()
+                .and_then(|e| e.get("error_description"))
+                .and_then(Value::as_str)
+                .map(|text| format!(": {}", one_line(text)))
+                .unwrap_or_default();
+            return Err(FetchError::Rejected {
+                message: format!(
+                    "{where_}: the assertion was refused ({}{description}); check private_key, \
+                     key_id, the assertion_* keys and the key registered with the server, then \
+                     run `tok invalidate {name}`",
+                    one_line(code)
+                ),
+                needs_login: false,
+            });
+        }
+    }
+    let document = parse_answer(&where_, &answer)?;
+    let token = document
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| FetchError::Transient {
+            message: format!("{where_}: the response has no access_token"),
+            retry_after: None,
+        })?;
+    let token = Secret::from(token);
+    let expires_in = document
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs);
+    Ok(Fetched {
+        lifetime: lifetime_of(expires_in, &token, config.ttl, false),
+        token,
+        refresh_token: None,
+    })
 }
 
 /// A response future of [`token_http`].
@@ -253,9 +467,13 @@ async fn oauth2_fetch(
     state: &mut SourceState,
 ) -> Result<Fetched, FetchError> {
     let endpoints = endpoints(name, config, state).await?;
+    if let OAuth2Grant::JwtBearer(bearer) = &config.grant {
+        return jwt_bearer_fetch(name, config, bearer, &endpoints).await;
+    }
     let token_url = endpoints.token.clone();
     let client = oauth_client(name, config, &endpoints).await?;
     let (http, meta) = token_http(config.timeout);
+    let assertion = client_assertion(name, config, &endpoints).await?;
 
     let where_ = format!("provider `{name}`: token endpoint {}", shown(&token_url));
     let refresh_grant = !matches!(config.grant, OAuth2Grant::ClientCredentials);
@@ -266,11 +484,12 @@ async fn oauth2_fetch(
             for scope in &config.scopes {
                 request = request.add_scope(Scope::new(scope.clone()));
             }
-            for (key, value) in &config.params {
+            for (key, value) in config.params.iter().chain(&assertion) {
                 request = request.add_extra_param(key.clone(), value.clone());
             }
             request.request_async(&http).await
         }
+        OAuth2Grant::JwtBearer(_) => unreachable!("answered by jwt_bearer_fetch above"),
         OAuth2Grant::RefreshToken { .. }
         | OAuth2Grant::AuthorizationCode(_)
         | OAuth2Grant::DeviceCode(_) => {
@@ -292,7 +511,7 @@ async fn oauth2_fetch(
             for scope in &config.scopes {
                 request = request.add_scope(Scope::new(scope.clone()));
             }
-            for (key, value) in &config.params {
+            for (key, value) in config.params.iter().chain(&assertion) {
                 request = request.add_extra_param(key.clone(), value.clone());
             }
             request.request_async(&http).await
