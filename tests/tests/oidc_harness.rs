@@ -1048,3 +1048,68 @@ fn azure_ad_layout() {
     );
     assert_eq!(reply.status, 404, "{}", reply.body);
 }
+
+#[test]
+fn loopback_ports_are_free_for_native_clients_only() {
+    let server = OidcServer::start(60);
+    let (_verifier, challenge) = pkce_pair();
+    // `app` is a web client: its redirect URI must match exactly, port included.
+    let url = authorize_url(
+        &server.authorization_url(),
+        APP,
+        "http://127.0.0.1:41000/callback",
+        "w",
+        Some(&challenge),
+    );
+    let err = server
+        .approve_login(&url, "erin")
+        .expect_err("web client, other port");
+    assert!(err.contains("redirect_uri"), "{err}");
+    let url = authorize_url(
+        &server.authorization_url(),
+        APP,
+        "http://127.0.0.1/callback",
+        "w",
+        None,
+    );
+    let location = server
+        .approve_login(&url, "erin")
+        .expect("web client, exact URI");
+    assert!(query_param(&location, "code").is_some(), "{location}");
+    // Unknown scopes (an Azure-style `.default`) are ignored, not refused.
+    let (verifier, challenge) = pkce_pair();
+    let redirect_uri = "http://127.0.0.1:41001/callback";
+    let url = authorize_url(
+        &server.authorization_url(),
+        CLI,
+        redirect_uri,
+        "z",
+        Some(&challenge),
+    )
+    .replace(
+        "scope=openid+offline_access+api.read",
+        "scope=openid+offline_access+api.read+https%3A%2F%2Fgraph.microsoft.com%2F.default",
+    );
+    let location = server.approve_login(&url, "erin").expect("login");
+    // RFC 9207: the redirect names the issuer.
+    assert_eq!(
+        query_param(&location, "iss").as_deref(),
+        Some(server.issuer()),
+        "{location}"
+    );
+    let reply = public_token_request(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLI.id),
+            ("code", &query_param(&location, "code").expect("code")),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The response's `scope` is the access token's: the resource's scopes only (the OIDC scopes
+    // `openid` and `offline_access` show as the id_token and the refresh_token).
+    assert_eq!(reply.str("scope"), Some("api.read"), "{}", reply.body);
+    assert!(reply.str("refresh_token").is_some(), "{}", reply.body);
+}
