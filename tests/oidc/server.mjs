@@ -70,7 +70,9 @@
 // Device flow (RFC 8628): device authorization endpoint /device/auth, user page /device (the
 // user-code form, then a confirmation form, then devInteractions' login and consent). Polling an
 // unapproved code answers `authorization_pending`; a denied one `access_denied`; an expired one
-// `expired_token`.
+// `expired_token`; an approved one the tokens (a refresh token with offline_access, no prompt
+// rule here), once: polling it again is `invalid_grant` and revokes everything it yielded (as
+// does reusing an authorization code). `slow_down` only with DEVICE_SLOW_DOWN=1.
 //
 // Azure AD layout (AZURE_TENANT=<tenant>): these paths are rewritten onto the provider's own
 // endpoints before it sees the request (query strings kept):
@@ -106,7 +108,8 @@
 //                               by_auth_method by how the client authenticated (Authorization:
 //                               Basic, client_secret in the form, client_assertion, or "none"),
 //                               failures those answered with an HTTP status >= 400, errors the
-//                               OAuth error codes the token endpoint answered with;
+//                               OAuth error codes the token endpoint answered with (slow_down
+//                               included);
 //                               revocation_requests counts POSTs to the revocation endpoint
 //   POST /__test/reset-stats    zeroes every counter; responds {}
 // Requests on the Azure paths are counted as the endpoints they are rewritten to.

@@ -1113,3 +1113,66 @@ fn loopback_ports_are_free_for_native_clients_only() {
     assert_eq!(reply.str("scope"), Some("api.read"), "{}", reply.body);
     assert!(reply.str("refresh_token").is_some(), "{}", reply.body);
 }
+
+#[test]
+fn plain_oauth_without_openid_still_gets_a_refresh_token() {
+    let server = OidcServer::start(60);
+    let redirect_uri = "http://127.0.0.1:41002/callback";
+    let (verifier, challenge) = pkce_pair();
+    let url = authorize_url(
+        &server.authorization_url(),
+        CLI,
+        redirect_uri,
+        "n",
+        Some(&challenge),
+    )
+    .replace(
+        "scope=openid+offline_access+api.read",
+        "scope=offline_access+api.read",
+    );
+    let location = server.approve_login(&url, "frank").expect("login");
+    let reply = public_token_request(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLI.id),
+            ("code", &query_param(&location, "code").expect("code")),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.str("id_token").is_none(), "{}", reply.body);
+    assert!(reply.str("refresh_token").is_some(), "{}", reply.body);
+    assert_eq!(
+        jwt_claims(reply.str("access_token").expect("access_token"))["aud"].as_str(),
+        Some(DEFAULT_RESOURCE)
+    );
+
+    // An explicit prompt other than consent drops offline_access (OpenID Connect Core §11): no
+    // refresh token.
+    let (verifier, challenge) = pkce_pair();
+    let url = format!(
+        "{}&prompt=login",
+        authorize_url(
+            &server.authorization_url(),
+            CLI,
+            redirect_uri,
+            "p",
+            Some(&challenge)
+        )
+    );
+    let location = server.approve_login(&url, "frank").expect("login");
+    let reply = public_token_request(
+        &server,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLI.id),
+            ("code", &query_param(&location, "code").expect("code")),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", &verifier),
+        ],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.str("refresh_token").is_none(), "{}", reply.body);
+}
