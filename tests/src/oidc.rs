@@ -43,6 +43,22 @@
 //!   [`OidcServer::deny_device`];
 //! * with `AZURE_TENANT` in [`OidcServer::start_with_env`], the Azure AD v2.0 endpoint layout
 //!   under [`OidcServer::azure_authority`].
+//!
+//! What a client of these logins must respect (all proven in `tests/tests/oidc_harness.rs`):
+//!
+//! * the loopback redirect URI is `http://127.0.0.1:PORT/callback`, any port, for the native
+//!   clients only ([`APP`] is a web client: exact match); the redirect carries `code`, `state`
+//!   and `iss` (RFC 9207);
+//! * PKCE: S256 only, required for [`CLI`] (a missing challenge is an `invalid_request` error
+//!   redirect), checked when sent by confidential clients;
+//! * a refresh token needs `offline_access` in the scope (the server adds `prompt=consent` when
+//!   no `prompt` is given; an explicit `prompt=login` drops `offline_access`); `resource` is not
+//!   needed: access tokens are JWTs for [`DEFAULT_RESOURCE`], and the token response's `scope`
+//!   lists the resource's scopes only (`api.read`);
+//! * authorization and device codes are single-use, and reusing one revokes its whole grant
+//!   (refresh tokens included); refresh tokens rotate on every use;
+//! * public clients revoke with `client_id` in the form (RFC 7009, 200 even for unknown tokens);
+//! * `private_key_jwt` assertions are single-use (a replayed `jti` is `invalid_client`, 401).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
