@@ -16,6 +16,19 @@
 //   ACCESS_TOKEN_TTL   lifetime in seconds of every access token (client credentials and
 //                      refresh-token grants alike); default 60
 //   REFRESH_TOKEN_TTL  lifetime in seconds of refresh tokens; default 3600
+//   DEVICE_CODE_TTL    lifetime in seconds of device codes (RFC 8628); default 600. An expired
+//                      device code is answered `expired_token` (for 15 s more, oidc-provider's
+//                      clockTolerance; after that the code is forgotten: `invalid_grant`)
+//   DEVICE_INTERVAL    when set, the device authorization response carries `interval` with this
+//                      many seconds; unset, the response has no `interval` (RFC 8628: clients then
+//                      poll every 5 s)
+//   DEVICE_SLOW_DOWN   `1` makes the token endpoint answer `slow_down` (400) to a device_code poll
+//                      that comes sooner than the device code's current interval after the
+//                      previous poll of that code, and adds 5 s to that code's interval (RFC 8628
+//                      §3.5). oidc-provider itself never answers `slow_down`; unset (the default),
+//                      polls are never throttled
+//   AZURE_TENANT       when set, the server also serves the Azure AD v2.0 endpoint layout for that
+//                      tenant (see "Azure AD layout" below)
 //
 // Clients (fixed test credentials, never used outside tests):
 //   svc-basic / svc-basic-secret  client_secret_basic, client_credentials, scope "api.read api.write"
@@ -23,6 +36,58 @@
 //   app       / app-secret        client_secret_basic, authorization_code + refresh_token,
 //                                 redirect_uri http://127.0.0.1/callback,
 //                                 scope "openid offline_access api.read"
+//   cli       (no secret)         public native client (token_endpoint_auth_method "none",
+//                                 application_type "native"): authorization_code (PKCE S256
+//                                 required, "plain" refused), refresh_token and the device flow
+//                                 (urn:ietf:params:oauth:grant-type:device_code); redirect_uri
+//                                 http://127.0.0.1/callback, accepted on ANY port (RFC 8252 §7.3,
+//                                 oidc-provider does this for native clients' loopback URIs);
+//                                 scope "openid offline_access api.read". Sends `client_id` in the
+//                                 form at the token, device authorization and revocation endpoints
+//   pkjwt     (no secret)         private_key_jwt (RFC 7523 §2.2), assertions signed RS256 with
+//                                 ../fixtures/oidc/pkjwt-private.pem (PKCS#8; public half
+//                                 pkjwt-public.jwk.json, kid "pkjwt-test-key"): client_credentials,
+//                                 authorization_code, refresh_token, device_code; redirect_uri as
+//                                 cli; scope "openid offline_access api.read api.write". Assertion:
+//                                 iss = sub = "pkjwt", aud = the token endpoint URL or the issuer
+//                                 (with AZURE_TENANT also the Azure token URL), exp, unique jti
+//   sa        (no secret)         public client for the jwt-bearer grant only (below); sends
+//                                 `client_id=sa` in the form; scope "api.read api.write"
+//   svc-basic (above) may use the jwt-bearer grant too, authenticating with its secret
+//
+// JWT bearer authorization grant (RFC 7523 §2.1, grant_type
+// urn:ietf:params:oauth:grant-type:jwt-bearer, form parameter `assertion`; oidc-provider has no
+// implementation, this script registers one): the assertion must be RS256-signed with
+// ../fixtures/oidc/jwt-bearer-private.pem (PKCS#8; public half jwt-bearer-public.jwk.json), with
+// iss = "svc-account@tokend.test" (SERVICE_ACCOUNT), a non-empty `sub`, aud = the token endpoint
+// URL or the issuer (with AZURE_TENANT also the Azure token URL), `exp` in the future and at most
+// 3600 s ahead, `iat` not in the future, and a `jti` never seen before. Anything else is
+// `invalid_grant` with an error_description saying why. The answer is a Bearer JWT access token
+// for DEFAULT_RESOURCE (sub = the assertion's sub, client_id = the authenticated client) living
+// ACCESS_TOKEN_TTL seconds, scope = the `scope` parameter (default "api.read api.write"; a scope
+// outside "api.read api.write" is `invalid_scope`); no refresh token.
+//
+// Device flow (RFC 8628): device authorization endpoint /device/auth, user page /device (the
+// user-code form, then a confirmation form, then devInteractions' login and consent). Polling an
+// unapproved code answers `authorization_pending`; a denied one `access_denied`; an expired one
+// `expired_token`; an approved one the tokens (a refresh token with offline_access, no prompt
+// rule here), once: polling it again is `invalid_grant` and revokes everything it yielded (as
+// does reusing an authorization code). `slow_down` only with DEVICE_SLOW_DOWN=1.
+//
+// Azure AD layout (AZURE_TENANT=<tenant>): these paths are rewritten onto the provider's own
+// endpoints before it sees the request (query strings kept):
+//   /<tenant>/oauth2/v2.0/authorize   -> /auth
+//   /<tenant>/oauth2/v2.0/token       -> /token
+//   /<tenant>/oauth2/v2.0/devicecode  -> /device/auth
+//   /<tenant>/oauth2/v2.0/logout      -> /session/end
+// The "authority" is the issuer (http://127.0.0.1:<port>). Issued tokens still name the issuer.
+//
+// Authorization requests: oidc-provider (OpenID Connect Core §11) only keeps `offline_access`, and
+// so only issues a refresh token, when the request says `prompt=consent`; this wrapper adds
+// `prompt=consent` to a GET authorization request that asks for offline_access and has no
+// `prompt` at all, so a plain OAuth client gets its refresh token. An authorization or device
+// authorization request without `resource` is given DEFAULT_RESOURCE: the code exchange yields a
+// JWT access token for it (scope api.read) plus, with offline_access, a refresh token bound to it.
 //
 // Resources (RFC 8707 resource indicators): any absolute https URI whose host is `example.test` or
 // ends in `.example.test` is a known resource server with scopes "api.read api.write", issuing
@@ -43,10 +108,13 @@
 //                               by_auth_method by how the client authenticated (Authorization:
 //                               Basic, client_secret in the form, client_assertion, or "none"),
 //                               failures those answered with an HTTP status >= 400, errors the
-//                               OAuth error codes the token endpoint answered with;
+//                               OAuth error codes the token endpoint answered with (slow_down
+//                               included);
 //                               revocation_requests counts POSTs to the revocation endpoint
 //   POST /__test/reset-stats    zeroes every counter; responds {}
+// Requests on the Azure paths are counted as the endpoints they are rewritten to.
 
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as querystring from 'node:querystring';
 
@@ -57,6 +125,8 @@ for (const method of ['log', 'info', 'debug']) {
 }
 
 const { default: Provider, errors } = await import('oidc-provider');
+// oidc-provider's own JOSE library (a dependency of it, not of this package).
+const jose = await import('jose');
 
 const DEFAULT_RESOURCE = 'https://api.example.test';
 const RESOURCE_SCOPE = 'api.read api.write';
@@ -75,6 +145,29 @@ function positiveIntFromEnv(name, fallback) {
 
 const ACCESS_TOKEN_TTL = positiveIntFromEnv('ACCESS_TOKEN_TTL', 60);
 const REFRESH_TOKEN_TTL = positiveIntFromEnv('REFRESH_TOKEN_TTL', 3600);
+const DEVICE_CODE_TTL = positiveIntFromEnv('DEVICE_CODE_TTL', 600);
+const DEVICE_INTERVAL = positiveIntFromEnv('DEVICE_INTERVAL', undefined);
+const DEVICE_SLOW_DOWN = process.env.DEVICE_SLOW_DOWN === '1';
+const AZURE_TENANT = process.env.AZURE_TENANT || undefined;
+if (AZURE_TENANT !== undefined && !/^[A-Za-z0-9._-]+$/.test(AZURE_TENANT)) {
+  console.error(`AZURE_TENANT must be a plain path segment, got ${JSON.stringify(AZURE_TENANT)}`);
+  process.exit(2);
+}
+
+const SERVICE_ACCOUNT = 'svc-account@tokend.test';
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
+// The most an assertion's `exp` may lie ahead, and the clock skew allowed on `iat`/`exp`.
+const JWT_BEARER_MAX_LIFETIME = 3600;
+const JWT_BEARER_SKEW = 5;
+
+const FIXTURES = new URL('../fixtures/oidc/', import.meta.url);
+function fixtureJwk(name) {
+  return JSON.parse(fs.readFileSync(new URL(name, FIXTURES), 'utf8'));
+}
+const PKJWT_JWK = fixtureJwk('pkjwt-public.jwk.json');
+const JWT_BEARER_JWK = fixtureJwk('jwt-bearer-public.jwk.json');
+const jwtBearerKey = await jose.importJWK(JWT_BEARER_JWK, 'RS256');
 
 function isKnownResource(identifier) {
   const url = URL.parse(identifier);
@@ -106,7 +199,7 @@ const configuration = {
       client_id: 'svc-basic',
       client_secret: 'svc-basic-secret',
       token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['client_credentials'],
+      grant_types: ['client_credentials', JWT_BEARER],
       response_types: [],
       redirect_uris: [],
       scope: 'api.read api.write',
@@ -129,6 +222,34 @@ const configuration = {
       redirect_uris: ['http://127.0.0.1/callback'],
       scope: 'openid offline_access api.read',
     },
+    {
+      client_id: 'cli',
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+      scope: 'openid offline_access api.read',
+    },
+    {
+      client_id: 'pkjwt',
+      application_type: 'native',
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      jwks: { keys: [PKJWT_JWK] },
+      grant_types: ['client_credentials', 'authorization_code', 'refresh_token', DEVICE_CODE],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
+      scope: 'openid offline_access api.read api.write',
+    },
+    {
+      client_id: 'sa',
+      token_endpoint_auth_method: 'none',
+      grant_types: [JWT_BEARER],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'api.read api.write',
+    },
   ],
   // The API scopes are also "static" scopes: that way the provider checks them against each
   // client's `scope` allow-list (it only does so for static scopes), and they survive when no
@@ -143,10 +264,17 @@ const configuration = {
     introspection: { enabled: true },
     revocation: { enabled: true },
     devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
     resourceIndicators: {
       enabled: true,
       async defaultResource(ctx, _client, oneOf) {
         if (oneOf) return oneOf;
+        // Authorization and device authorization requests (no grant_type) default to
+        // DEFAULT_RESOURCE too, so that the code / device code they yield gets a JWT access
+        // token for it (and api.read) rather than an opaque userinfo-only token. Refresh,
+        // authorization_code and device_code grants use the resource of their grant
+        // (useGrantedResource).
+        if (ctx.oidc.params.grant_type === undefined) return DEFAULT_RESOURCE;
         if (ctx.oidc.params.grant_type !== 'client_credentials') return undefined;
         // `audience` is not a parameter oidc-provider knows (it strips unknown parameters), but
         // the raw form body is still there.
@@ -169,6 +297,13 @@ const configuration = {
       },
     },
   },
+  // S256 only (oidc-provider refuses "plain" anyway); required for public clients (cli), optional
+  // for confidential ones (app, pkjwt): oidc-provider's default policy, spelled out.
+  pkce: {
+    required(_ctx, client) {
+      return client.clientAuthMethod === 'none';
+    },
+  },
   rotateRefreshToken: true,
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,
@@ -177,6 +312,7 @@ const configuration = {
     Grant: Math.max(REFRESH_TOKEN_TTL, 14 * 24 * 60 * 60),
     IdToken: 3600,
     AuthorizationCode: 60,
+    DeviceCode: DEVICE_CODE_TTL,
     Interaction: 3600,
     Session: 24 * 60 * 60,
   },
@@ -216,6 +352,99 @@ let provider;
 let providerCallback;
 let tokenPath;
 let revocationPath;
+let authorizationPath;
+let tokenUrl;
+let azureTokenUrl;
+// Azure AD v2.0 path -> the provider's own path (AZURE_TENANT only).
+const azurePaths = new Map();
+
+// ---- the JWT bearer grant (RFC 7523 §2.1) -------------------------------------------------------
+
+// jti -> exp (epoch seconds) of every accepted assertion, until it could no longer be valid.
+const seenJtis = new Map();
+
+function invalidGrant(description) {
+  return new errors.CustomOIDCProviderError('invalid_grant', description);
+}
+
+async function jwtBearerGrant(ctx) {
+  const { assertion, scope } = ctx.oidc.params;
+  if (!assertion) throw new errors.InvalidRequest("missing required parameter 'assertion'");
+
+  let payload;
+  try {
+    ({ payload } = await jose.jwtVerify(assertion, jwtBearerKey, {
+      algorithms: ['RS256'],
+      issuer: SERVICE_ACCOUNT,
+      audience: [tokenUrl, provider.issuer, azureTokenUrl].filter(Boolean),
+      requiredClaims: ['sub', 'exp', 'iat', 'jti'],
+      clockTolerance: JWT_BEARER_SKEW,
+    }));
+  } catch (err) {
+    throw invalidGrant(`assertion rejected: ${err.code ?? err.name}: ${err.message}`);
+  }
+  const now = Math.floor(Date.now() / 1000);
+  if (typeof payload.sub !== 'string' || payload.sub === '') throw invalidGrant('assertion sub must be a non-empty string');
+  if (typeof payload.jti !== 'string' || payload.jti === '') throw invalidGrant('assertion jti must be a non-empty string');
+  if (payload.exp > now + JWT_BEARER_MAX_LIFETIME + JWT_BEARER_SKEW) {
+    throw invalidGrant(`assertion exp is more than ${JWT_BEARER_MAX_LIFETIME} s ahead`);
+  }
+  if (payload.iat > now + JWT_BEARER_SKEW) throw invalidGrant('assertion iat is in the future');
+  for (const [jti, exp] of seenJtis) {
+    if (exp + JWT_BEARER_SKEW < now) seenJtis.delete(jti);
+  }
+  if (seenJtis.has(payload.jti)) throw invalidGrant(`assertion jti ${payload.jti} was already used`);
+  seenJtis.set(payload.jti, payload.exp);
+
+  const allowed = new Set(RESOURCE_SCOPE.split(' '));
+  const clientScopes = new Set((ctx.oidc.client.scope ?? '').split(' '));
+  const requested = scope ? [...new Set(scope.split(' ').filter(Boolean))] : [...allowed];
+  for (const s of requested) {
+    if (!allowed.has(s) || !clientScopes.has(s)) {
+      throw new errors.InvalidScope('requested scope is not allowed', s);
+    }
+  }
+
+  const token = new provider.AccessToken({
+    accountId: payload.sub,
+    client: ctx.oidc.client,
+    gty: 'jwt-bearer',
+    scope: requested.join(' ') || undefined,
+  });
+  token.resourceServer = new provider.ResourceServer(DEFAULT_RESOURCE, {
+    scope: RESOURCE_SCOPE,
+    accessTokenTTL: ACCESS_TOKEN_TTL,
+    accessTokenFormat: 'jwt',
+  });
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    ...(token.scope ? { scope: token.scope } : undefined),
+  };
+}
+
+// ---- device-flow throttling (DEVICE_SLOW_DOWN) ---------------------------------------------------
+
+// device_code -> { last: ms of the previous poll, interval: seconds }
+const devicePolls = new Map();
+
+function slowDown(deviceCode) {
+  const now = Date.now();
+  for (const [code, poll] of devicePolls) {
+    if (now - poll.last > DEVICE_CODE_TTL * 1000 + 60_000) devicePolls.delete(code);
+  }
+  const poll = devicePolls.get(deviceCode);
+  if (poll === undefined) {
+    devicePolls.set(deviceCode, { last: now, interval: DEVICE_INTERVAL ?? 5 });
+    return false;
+  }
+  const early = now - poll.last < poll.interval * 1000;
+  poll.last = now;
+  if (early) poll.interval += 5;
+  return early;
+}
 
 async function mintRefreshToken() {
   const client = await provider.Client.find('app');
@@ -253,7 +482,25 @@ async function handleAdmin(req, res, pathname) {
 }
 
 async function handle(req, res) {
-  const { pathname } = new URL(req.url, 'http://127.0.0.1');
+  let { pathname, search } = new URL(req.url, 'http://127.0.0.1');
+
+  const azureTarget = azurePaths.get(pathname);
+  if (azureTarget !== undefined) {
+    pathname = azureTarget;
+    req.url = `${azureTarget}${search}`;
+  }
+
+  // oidc-provider follows OpenID Connect Core §11 and drops `offline_access` (so: no refresh
+  // token) from an authorization request without `prompt=consent`. Most OAuth servers (Azure AD
+  // among them) do not ask for that, so a request for offline_access without any `prompt` gets
+  // `prompt=consent` added (consent is asked for in a fresh session anyway).
+  if (req.method === 'GET' && pathname === authorizationPath) {
+    const params = new URLSearchParams(search);
+    if (!params.has('prompt') && (params.get('scope') ?? '').split(' ').includes('offline_access')) {
+      params.set('prompt', 'consent');
+      req.url = `${pathname}?${params}`;
+    }
+  }
 
   if (pathname.startsWith('/__test/')) {
     return handleAdmin(req, res, pathname);
@@ -285,6 +532,12 @@ async function handle(req, res) {
     const authMethod = authMethodOf(req, form);
     stats.by_auth_method[authMethod] = (stats.by_auth_method[authMethod] ?? 0) + 1;
     req.body = body;
+
+    if (DEVICE_SLOW_DOWN && grantType === DEVICE_CODE && typeof form.device_code === 'string'
+        && slowDown(form.device_code)) {
+      stats.errors.slow_down = (stats.errors.slow_down ?? 0) + 1;
+      return sendJson(res, 400, { error: 'slow_down', error_description: 'you are polling too quickly and should back off at a reasonable rate' });
+    }
   }
 
   return providerCallback(req, res);
@@ -302,6 +555,29 @@ server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
   provider = new Provider(issuer, configuration);
+  provider.registerGrantType(JWT_BEARER, jwtBearerGrant, ['assertion', 'scope']);
+
+  tokenUrl = provider.urlFor('token');
+  if (AZURE_TENANT !== undefined) {
+    const base = `/${AZURE_TENANT}/oauth2/v2.0`;
+    azureTokenUrl = `${issuer}${base}/token`;
+    for (const [azure, route] of [['authorize', 'authorization'], ['token', 'token'],
+      ['devicecode', 'device_authorization'], ['logout', 'end_session']]) {
+      azurePaths.set(`${base}/${azure}`, new URL(provider.urlFor(route)).pathname);
+    }
+    // private_key_jwt assertions addressed to the Azure token URL (what an Azure client puts in
+    // `aud`) are accepted as well as the provider's own token URL and issuer.
+    const expected = provider.OIDCContext.prototype.clientJwtAuthExpectedAudience;
+    provider.OIDCContext.prototype.clientJwtAuthExpectedAudience = function azureAudience() {
+      return expected.call(this).add(azureTokenUrl);
+    };
+  }
+
+  if (DEVICE_INTERVAL !== undefined) {
+    provider.on('device_authorization.success', (_ctx, body) => {
+      body.interval = DEVICE_INTERVAL;
+    });
+  }
 
   provider.on('grant.error', (_ctx, err) => {
     const code = err.error ?? 'unknown';
@@ -312,12 +588,13 @@ server.listen(0, '127.0.0.1', () => {
   });
   provider.on('server_error', (_ctx, err) => console.error('provider server_error:', err));
 
-  tokenPath = new URL(provider.urlFor('token')).pathname;
+  tokenPath = new URL(tokenUrl).pathname;
+  authorizationPath = new URL(provider.urlFor('authorization')).pathname;
   revocationPath = new URL(provider.urlFor('revocation')).pathname;
   providerCallback = provider.callback();
 
   process.stdout.write(`${JSON.stringify({ issuer })}\n`);
-  console.error(`oidc test server ready: issuer ${issuer}, ACCESS_TOKEN_TTL=${ACCESS_TOKEN_TTL}, REFRESH_TOKEN_TTL=${REFRESH_TOKEN_TTL}`);
+  console.error(`oidc test server ready: issuer ${issuer}, ACCESS_TOKEN_TTL=${ACCESS_TOKEN_TTL}, REFRESH_TOKEN_TTL=${REFRESH_TOKEN_TTL}, DEVICE_CODE_TTL=${DEVICE_CODE_TTL}, DEVICE_INTERVAL=${DEVICE_INTERVAL ?? 'unset'}, DEVICE_SLOW_DOWN=${DEVICE_SLOW_DOWN}, AZURE_TENANT=${AZURE_TENANT ?? 'unset'}`);
 });
 
 // ---- shutdown -----------------------------------------------------------------------------------

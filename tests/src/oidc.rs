@@ -26,6 +26,39 @@
 //! * refresh tokens rotate on every use; reusing a rotated one is `invalid_grant` **and revokes
 //!   the whole grant** (the newest refresh token stops working too);
 //! * test-only routes under `/__test/`: minting a refresh token for [`APP`], request counters.
+//!
+//! Interactive logins (for the daemon's authorization-code and device-flow logins):
+//!
+//! * [`CLI`]: a public native client (no secret, `client_id` in the form), authorization code
+//!   with PKCE S256 (required), refresh token and device flow; its redirect URI
+//!   [`LOOPBACK_REDIRECT`] is accepted on any port (RFC 8252 §7.3);
+//! * [`PKJWT`]: `private_key_jwt` (RS256, key [`PKJWT_KEY`]), client credentials, authorization
+//!   code, refresh token and device flow;
+//! * the RFC 7523 §2.1 JWT bearer grant ([`JWT_BEARER_GRANT`]) for assertions signed with
+//!   [`JWT_BEARER_KEY`] whose `iss` is [`SERVICE_ACCOUNT`], as client [`SA`] (public) or
+//!   [`SVC_BASIC`];
+//! * headless drivers of oidc-provider's development login and consent pages:
+//!   [`OidcServer::approve_login`], [`OidcServer::deny_login`] (stop at the redirect to the
+//!   client, see [`deliver_redirect`]), [`OidcServer::approve_device`] and
+//!   [`OidcServer::deny_device`];
+//! * with `AZURE_TENANT` in [`OidcServer::start_with_env`], the Azure AD v2.0 endpoint layout
+//!   under [`OidcServer::azure_authority`].
+//!
+//! What a client of these logins must respect (all proven in `tests/tests/oidc_harness.rs`):
+//!
+//! * the loopback redirect URI is `http://127.0.0.1:PORT/callback`, any port, for the native
+//!   clients only ([`APP`] is a web client: exact match); the redirect carries `code`, `state`
+//!   and `iss` (RFC 9207);
+//! * PKCE: S256 only, required for [`CLI`] (a missing challenge is an `invalid_request` error
+//!   redirect), checked when sent by confidential clients;
+//! * a refresh token needs `offline_access` in the scope (the server adds `prompt=consent` when
+//!   no `prompt` is given; an explicit `prompt=login` drops `offline_access`); `resource` is not
+//!   needed: access tokens are JWTs for [`DEFAULT_RESOURCE`], and the token response's `scope`
+//!   lists the resource's scopes only (`api.read`);
+//! * authorization and device codes are single-use, and reusing one revokes its whole grant
+//!   (refresh tokens included); refresh tokens rotate on every use;
+//! * public clients revoke with `client_id` in the form (RFC 7009, 200 even for unknown tokens);
+//! * `private_key_jwt` assertions are single-use (a replayed `jti` is `invalid_client`, 401).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -74,10 +107,66 @@ pub const APP: TestClient = TestClient {
     secret: "app-secret",
 };
 
+/// Public native client: authorization code (PKCE S256 required), refresh token and device flow
+/// (RFC 8628), scopes `openid offline_access api.read`, redirect URI [`LOOPBACK_REDIRECT`] on any
+/// port. No secret: it sends `client_id` in the form (token, device authorization and revocation
+/// endpoints alike).
+pub const CLI: TestClient = TestClient {
+    id: "cli",
+    secret: "",
+};
+
+/// Confidential client authenticating with `private_key_jwt` (RFC 7523 §2.2): RS256 assertions
+/// signed with [`fixture_key`]`(`[`PKJWT_KEY`]`)`, `iss` = `sub` = `pkjwt`, `aud` = the token
+/// endpoint URL or the issuer, `exp` and a unique `jti`. Client credentials, authorization code,
+/// refresh token and device flow; scopes `openid offline_access api.read api.write`; redirect URI
+/// [`LOOPBACK_REDIRECT`] on any port. No secret.
+pub const PKJWT: TestClient = TestClient {
+    id: "pkjwt",
+    secret: "",
+};
+
+/// Public client for the JWT bearer grant only ([`JWT_BEARER_GRANT`]): sends `client_id=sa` in the
+/// form, no other authentication; scopes `api.read api.write`. ([`SVC_BASIC`] may use the grant
+/// too, with its secret.)
+pub const SA: TestClient = TestClient {
+    id: "sa",
+    secret: "",
+};
+
+/// The redirect URI registered for [`CLI`], [`PKJWT`] and [`APP`]; for the native clients any
+/// port may be added (`http://127.0.0.1:PORT/callback`).
+pub const LOOPBACK_REDIRECT: &str = "http://127.0.0.1/callback";
+
+/// The only `iss` the JWT bearer grant accepts in an assertion.
+pub const SERVICE_ACCOUNT: &str = "svc-account@tokend.test";
+
+/// `grant_type` of the RFC 7523 §2.1 JWT bearer authorization grant.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// `grant_type` of the RFC 8628 device access token request.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// `client_assertion_type` of RFC 7523 §2.2 client authentication.
+pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// [`PKJWT`]'s private key: RSA 2048, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), RS256. The
+/// public half is `pkjwt-public.jwk.json` (kid `pkjwt-test-key`) in the same directory.
+pub const PKJWT_KEY: &str = "pkjwt-private.pem";
+
+/// The JWT bearer grant's signing key: RSA 2048, PKCS#8 PEM, RS256. The public half is
+/// `jwt-bearer-public.jwk.json` (kid `jwt-bearer-test-key`) in the same directory.
+pub const JWT_BEARER_KEY: &str = "jwt-bearer-private.pem";
+
+/// At most this many pages and redirects per headless login ([`OidcServer::approve_login`] and
+/// friends).
+pub const MAX_LOGIN_STEPS: usize = 20;
+
 /// One running `oidc-provider` test server; stopped when dropped.
 #[derive(Debug)]
 pub struct OidcServer {
     child: Child,
+    azure_tenant: Option<String>,
     /// Held open for the server's lifetime: the server exits when it closes.
     stdin: Option<ChildStdin>,
     issuer: String,
@@ -107,7 +196,8 @@ impl OidcServer {
     }
 
     /// Like [`OidcServer::start`], with extra environment for the script (`ACCESS_TOKEN_TTL`,
-    /// `REFRESH_TOKEN_TTL`).
+    /// `REFRESH_TOKEN_TTL`, `DEVICE_CODE_TTL`, `DEVICE_INTERVAL`, `DEVICE_SLOW_DOWN`,
+    /// `AZURE_TENANT`; see the header of `tests/oidc/server.mjs`).
     ///
     /// # Panics
     ///
@@ -140,6 +230,10 @@ impl OidcServer {
             .env_remove("ACCESS_TOKEN_TTL")
             .env_remove("REFRESH_TOKEN_TTL")
             .env_remove("EXIT_ON_STDIN_CLOSE")
+            .env_remove("DEVICE_CODE_TTL")
+            .env_remove("DEVICE_INTERVAL")
+            .env_remove("DEVICE_SLOW_DOWN")
+            .env_remove("AZURE_TENANT")
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -169,8 +263,14 @@ impl OidcServer {
             }
         });
 
+        let azure_tenant = env
+            .iter()
+            .find(|(name, _)| *name == "AZURE_TENANT")
+            .map(|(_, value)| (*value).to_owned())
+            .filter(|value| !value.is_empty());
         let mut server = Self {
             child,
+            azure_tenant,
             stdin,
             issuer: String::new(),
             discovery: Value::Null,
@@ -230,6 +330,178 @@ impl OidcServer {
     #[must_use]
     pub fn revocation_url(&self) -> String {
         self.endpoint("revocation_endpoint")
+    }
+
+    /// The authorization endpoint, from the discovery document.
+    #[must_use]
+    pub fn authorization_url(&self) -> String {
+        self.endpoint("authorization_endpoint")
+    }
+
+    /// The RFC 8628 device authorization endpoint, from the discovery document.
+    #[must_use]
+    pub fn device_authorization_url(&self) -> String {
+        self.endpoint("device_authorization_endpoint")
+    }
+
+    /// The tenant given as `AZURE_TENANT` to [`OidcServer::start_with_env`], if any.
+    #[must_use]
+    pub fn azure_tenant(&self) -> Option<&str> {
+        self.azure_tenant.as_deref()
+    }
+
+    /// The Azure AD "authority" (the issuer, `http://127.0.0.1:PORT`) under which the server
+    /// serves `/{tenant}/oauth2/v2.0/{authorize,token,devicecode,logout}`.
+    ///
+    /// # Panics
+    ///
+    /// If the server was not started with `AZURE_TENANT`.
+    #[must_use]
+    pub fn azure_authority(&self) -> String {
+        if self.azure_tenant.is_none() {
+            self.fail("azure_authority(): the server was started without AZURE_TENANT");
+        }
+        self.issuer.clone()
+    }
+
+    /// `{authority}/{tenant}/oauth2/v2.0/{endpoint}` (`authorize`, `token`, `devicecode`,
+    /// `logout`), the URL an Azure AD client builds.
+    ///
+    /// # Panics
+    ///
+    /// If the server was not started with `AZURE_TENANT`.
+    #[must_use]
+    pub fn azure_url(&self, endpoint: &str) -> String {
+        let authority = self.azure_authority();
+        let tenant = self.azure_tenant.as_deref().unwrap_or_default();
+        format!("{authority}/{tenant}/oauth2/v2.0/{endpoint}")
+    }
+
+    /// Logs `account` in (any password) on oidc-provider's development login page and grants
+    /// consent, the way a user's browser would after opening `authorization_url` (as printed by
+    /// the daemon), with a fresh cookie jar. Redirects on the provider's origin are followed; the
+    /// first redirect elsewhere (the client's `redirect_uri`, carrying `code` and `state`, or
+    /// `error`) is returned as an absolute URL **without being requested**: hand it to
+    /// [`deliver_redirect`], tampered with or not.
+    ///
+    /// # Errors
+    ///
+    /// A description (with the page's text) when a request fails, the provider answers an error
+    /// page (e.g. an unregistered `redirect_uri`), a page is neither the login nor the consent
+    /// form, or the flow takes more than [`MAX_LOGIN_STEPS`] steps.
+    pub fn approve_login(&self, authorization_url: &str, account: &str) -> Result<String, String> {
+        let mut browser = Browser::new(&self.issuer);
+        let page = browser.get(authorization_url)?;
+        match browser.drive(page, account, Consent::Grant)? {
+            Driven::Redirect(location) => Ok(location),
+            Driven::Page(page) => Err(format!(
+                "the login ended on a page instead of a redirect to the client: {}",
+                page.describe()
+            )),
+        }
+    }
+
+    /// Like [`OidcServer::approve_login`] (as account `tester`), but aborts at the consent page
+    /// (devInteractions' abort route): returns the error redirect to the client
+    /// (`error=access_denied`, `state`), not requested.
+    ///
+    /// # Errors
+    ///
+    /// As [`OidcServer::approve_login`].
+    pub fn deny_login(&self, authorization_url: &str) -> Result<String, String> {
+        let mut browser = Browser::new(&self.issuer);
+        let page = browser.get(authorization_url)?;
+        match browser.drive(page, "tester", Consent::Abort)? {
+            Driven::Redirect(location) => Ok(location),
+            Driven::Page(page) => Err(format!(
+                "the denied login ended on a page instead of a redirect to the client: {}",
+                page.describe()
+            )),
+        }
+    }
+
+    /// Approves a device authorization (RFC 8628) the way a user would on the verification page:
+    /// enters `user_code` on `/device`, confirms, logs `account` in and grants consent. The
+    /// device's next poll gets its tokens.
+    ///
+    /// # Errors
+    ///
+    /// A description when the user code is unknown, expired or already used, a request fails,
+    /// or the flow does not end on the success page within [`MAX_LOGIN_STEPS`] steps.
+    pub fn approve_device(&self, user_code: &str, account: &str) -> Result<(), String> {
+        let mut browser = Browser::new(&self.issuer);
+        let (action, xsrf) = browser.device_confirm_form(&self.issuer, user_code)?;
+        let page = browser.post(
+            &action,
+            &[
+                ("xsrf", xsrf.as_str()),
+                ("user_code", user_code),
+                ("confirm", "yes"),
+            ],
+        )?;
+        match browser.drive(page, account, Consent::Grant)? {
+            Driven::Page(page) if page.status == 200 && page.body.contains("Sign-in Success") => {
+                Ok(())
+            }
+            Driven::Page(page) => Err(format!(
+                "the device login did not end on the success page: {}",
+                page.describe()
+            )),
+            Driven::Redirect(location) => Err(format!(
+                "the device login redirected away from the provider: {location}"
+            )),
+        }
+    }
+
+    /// Denies a device authorization: enters `user_code` on `/device` and presses "Abort" on the
+    /// confirmation page. The device's next poll is answered `access_denied`.
+    ///
+    /// # Errors
+    ///
+    /// A description when the user code is unknown, expired or already used, or the abort is
+    /// not acknowledged.
+    pub fn deny_device(&self, user_code: &str) -> Result<(), String> {
+        let mut browser = Browser::new(&self.issuer);
+        let (action, xsrf) = browser.device_confirm_form(&self.issuer, user_code)?;
+        let page = browser.post(
+            &action,
+            &[
+                ("xsrf", xsrf.as_str()),
+                ("user_code", user_code),
+                ("confirm", "yes"),
+                ("abort", "yes"),
+            ],
+        )?;
+        if page.body.contains("interrupted") {
+            Ok(())
+        } else {
+            Err(format!(
+                "the device abort was not acknowledged: {}",
+                page.describe()
+            ))
+        }
+    }
+
+    /// Revokes `token` (RFC 7009) as the public client `client` (`client_id` in the form, no
+    /// other authentication), with `token_type_hint` `hint`; returns the reply (200 with an empty
+    /// body on success, also for unknown tokens).
+    #[must_use]
+    pub fn revoke_as_public_client(
+        &self,
+        client: TestClient,
+        token: &str,
+        hint: &str,
+    ) -> HttpReply {
+        post_form(
+            &self.agent,
+            &self.revocation_url(),
+            None,
+            &[
+                ("client_id", client.id),
+                ("token", token),
+                ("token_type_hint", hint),
+            ],
+        )
     }
 
     /// Mints a fresh refresh token for client [`APP`] (account `tester`, scopes
@@ -443,6 +715,462 @@ pub fn jwt_claims(jwt: &str) -> Value {
         .unwrap_or_else(|err| panic!("JWT payload is not JSON ({err}): {jwt:?}"));
     assert!(claims.is_object(), "JWT payload is not an object: {claims}");
     claims
+}
+
+/// `tests/fixtures/oidc/<name>`: the committed test keys ([`PKJWT_KEY`], [`JWT_BEARER_KEY`] and
+/// their `*-public.jwk.json` halves).
+#[must_use]
+pub fn fixture_key(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/oidc")
+        .join(name)
+}
+
+/// Requests `location` (a redirect [`OidcServer::approve_login`] or [`OidcServer::deny_login`]
+/// returned) the way the browser would: a plain GET without cookies or redirects, to the
+/// daemon's loopback listener. Returns the status and the body as text.
+///
+/// # Errors
+///
+/// A description when the request fails below HTTP (connection refused, timeout).
+pub fn deliver_redirect(location: &str) -> Result<(u16, String), String> {
+    let mut response = http_agent()
+        .get(location)
+        .call()
+        .map_err(|err| format!("GET {location} failed: {err}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|err| format!("reading the answer of GET {location}: {err}"))?;
+    Ok((status, body))
+}
+
+/// The first value of query parameter `name` in `url`, decoded.
+#[must_use]
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    url.query_pairs()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// A random base64url string of `bytes` random bytes (for `state`, `jti`, PKCE verifiers).
+///
+/// # Panics
+///
+/// If the system's random source fails.
+#[must_use]
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0_u8; bytes];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut buf)
+        .expect("system randomness");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A fresh PKCE pair (RFC 7636): `(code_verifier, code_challenge)` for
+/// `code_challenge_method=S256`.
+#[must_use]
+pub fn pkce_pair() -> (String, String) {
+    let verifier = random_token(32);
+    (verifier.clone(), pkce_challenge(&verifier))
+}
+
+/// The S256 `code_challenge` of `verifier`: base64url(SHA-256(verifier)).
+#[must_use]
+pub fn pkce_challenge(verifier: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+/// Seconds since the Unix epoch.
+#[must_use]
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Signs `claims` as an RS256 JWS (compact) with the PKCS#8 PEM RSA private key at `pem`, header
+/// `{"alg":"RS256","typ":"JWT"}` plus `kid` when given.
+///
+/// # Panics
+///
+/// If the key cannot be read or is not a PKCS#8 RSA key, or `claims` is not an object.
+#[must_use]
+pub fn sign_rs256(pem: &Path, kid: Option<&str>, claims: &Value) -> String {
+    assert!(claims.is_object(), "JWT claims must be an object: {claims}");
+    let text = std::fs::read_to_string(pem)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", pem.display()));
+    let b64: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap_or_else(|err| panic!("{} is not PEM ({err})", pem.display()));
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der)
+        .unwrap_or_else(|err| panic!("{} is not a PKCS#8 RSA key: {err}", pem.display()));
+    let mut header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = Value::String(kid.to_owned());
+    }
+    let b64url = |value: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string().as_bytes())
+    };
+    let signing_input = format!("{}.{}", b64url(&header), b64url(claims));
+    let mut signature = vec![0_u8; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .expect("RS256 signature");
+    format!(
+        "{signing_input}.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+    )
+}
+
+/// A `private_key_jwt` client assertion for [`PKJWT`] addressed to `audience` (the token
+/// endpoint URL), valid 60 s, with a fresh `jti`.
+#[must_use]
+pub fn pkjwt_assertion(audience: &str) -> String {
+    let now = now_secs();
+    sign_rs256(
+        &fixture_key(PKJWT_KEY),
+        Some("pkjwt-test-key"),
+        &serde_json::json!({
+            "iss": PKJWT.id,
+            "sub": PKJWT.id,
+            "aud": audience,
+            "iat": now,
+            "exp": now + 60,
+            "jti": random_token(16),
+        }),
+    )
+}
+
+// ---- the headless browser ---------------------------------------------------------------------
+
+/// What to do at the consent page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consent {
+    Grant,
+    Abort,
+}
+
+/// Where [`Browser::drive`] stopped.
+#[derive(Debug)]
+enum Driven {
+    /// A redirect off the provider's origin (absolute URL), not followed.
+    Redirect(String),
+    /// A page that is neither the login nor the consent form.
+    Page(Page),
+}
+
+/// One HTTP response as the browser saw it.
+#[derive(Debug)]
+struct Page {
+    url: String,
+    status: u16,
+    /// The absolute `Location` of a 3xx answer.
+    location: Option<String>,
+    body: String,
+}
+
+impl Page {
+    fn describe(&self) -> String {
+        let text = html_text(&self.body);
+        let text: String = text.chars().take(600).collect();
+        format!("{} answered {}: {text}", self.url, self.status)
+    }
+}
+
+/// A minimal cookie-keeping browser for the provider's pages: one per login, no redirects
+/// followed by itself, every request bounded by [`HTTP_TIMEOUT`].
+#[derive(Debug)]
+struct Browser {
+    agent: ureq::Agent,
+    origin: String,
+    /// (name, value, path)
+    cookies: Vec<(String, String, String)>,
+    steps: usize,
+}
+
+impl Browser {
+    fn new(issuer: &str) -> Self {
+        Self {
+            agent: http_agent(),
+            origin: origin_of(issuer).unwrap_or_else(|| issuer.to_owned()),
+            cookies: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    fn get(&mut self, url: &str) -> Result<Page, String> {
+        self.request(url, None)
+    }
+
+    fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Result<Page, String> {
+        self.request(url, Some(form))
+    }
+
+    fn request(&mut self, url: &str, form: Option<&[(&str, &str)]>) -> Result<Page, String> {
+        self.steps += 1;
+        if self.steps > MAX_LOGIN_STEPS {
+            return Err(format!(
+                "the login took more than {MAX_LOGIN_STEPS} requests (last: {url})"
+            ));
+        }
+        let parsed = url::Url::parse(url).map_err(|err| format!("bad URL {url:?}: {err}"))?;
+        if origin_of(url).as_deref() != Some(self.origin.as_str()) {
+            return Err(format!(
+                "refusing to request {url}: not on the provider's origin {}",
+                self.origin
+            ));
+        }
+        let cookie = self.cookie_header(parsed.path());
+        let result = match form {
+            Some(form) => {
+                let mut request = self.agent.post(url);
+                if let Some(cookie) = &cookie {
+                    request = request.header("Cookie", cookie);
+                }
+                request.send_form(form.iter().copied())
+            }
+            None => {
+                let mut request = self.agent.get(url);
+                if let Some(cookie) = &cookie {
+                    request = request.header("Cookie", cookie);
+                }
+                request.call()
+            }
+        };
+        let method = if form.is_some() { "POST" } else { "GET" };
+        let mut response = result.map_err(|err| format!("{method} {url} failed: {err}"))?;
+        let status = response.status().as_u16();
+        for value in response.headers().get_all("set-cookie") {
+            if let Ok(value) = value.to_str() {
+                self.store_cookie(value);
+            }
+        }
+        let location = match response.headers().get("location") {
+            Some(value) if (300..400).contains(&status) => {
+                let value = value
+                    .to_str()
+                    .map_err(|_| format!("{method} {url}: Location is not text"))?;
+                let absolute = parsed
+                    .join(value)
+                    .map_err(|err| format!("{method} {url}: bad Location {value:?}: {err}"))?;
+                Some(absolute.to_string())
+            }
+            _ => None,
+        };
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|err| format!("reading the answer of {method} {url}: {err}"))?;
+        Ok(Page {
+            url: url.to_owned(),
+            status,
+            location,
+            body,
+        })
+    }
+
+    fn cookie_header(&self, path: &str) -> Option<String> {
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .filter(|(_, _, cookie_path)| path_matches(path, cookie_path))
+            .map(|(name, value, _)| format!("{name}={value}"))
+            .collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    fn store_cookie(&mut self, header: &str) {
+        let mut parts = header.split(';');
+        let Some((name, value)) = parts.next().and_then(|pair| pair.split_once('=')) else {
+            return;
+        };
+        let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+        let mut path = "/".to_owned();
+        let mut removed = value.is_empty();
+        for attribute in parts {
+            let (key, val) = attribute.split_once('=').unwrap_or((attribute, ""));
+            let (key, val) = (key.trim().to_ascii_lowercase(), val.trim());
+            match key.as_str() {
+                "path" if val.starts_with('/') => path = val.to_owned(),
+                "max-age" if val.parse::<i64>().is_ok_and(|age| age <= 0) => removed = true,
+                "expires" if val.contains("1970") => removed = true,
+                _ => {}
+            }
+        }
+        self.cookies.retain(|(n, _, p)| !(*n == name && *p == path));
+        if !removed {
+            self.cookies.push((name, value, path));
+        }
+    }
+
+    /// Follows `page` through redirects on the provider's origin and the login and consent
+    /// forms until a redirect leaves the origin or a page is neither form.
+    fn drive(&mut self, mut page: Page, account: &str, consent: Consent) -> Result<Driven, String> {
+        loop {
+            if let Some(location) = page.location.take() {
+                if origin_of(&location).as_deref() != Some(self.origin.as_str()) {
+                    return Ok(Driven::Redirect(location));
+                }
+                page = self.get(&location)?;
+                continue;
+            }
+            if page.status != 200 {
+                return Ok(Driven::Page(page));
+            }
+            let Some(form) = interaction_form(&page.body) else {
+                return Ok(Driven::Page(page));
+            };
+            let action = url::Url::parse(&page.url)
+                .and_then(|base| base.join(&form.action))
+                .map_err(|err| format!("bad form action {:?}: {err}", form.action))?
+                .to_string();
+            page = match (form.prompt.as_str(), consent) {
+                ("login", _) => self.post(
+                    &action,
+                    &[
+                        ("prompt", "login"),
+                        ("login", account),
+                        ("password", "any-password"),
+                    ],
+                )?,
+                ("consent", Consent::Grant) => self.post(&action, &[("prompt", "consent")])?,
+                ("consent", Consent::Abort) => {
+                    self.get(&format!("{}/abort", action.trim_end_matches('/')))?
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "unexpected interaction prompt {other:?}: {}",
+                        page.describe()
+                    ));
+                }
+            };
+        }
+    }
+
+    /// Enters `user_code` on the provider's `/device` page; returns the confirmation form's
+    /// action and xsrf token.
+    fn device_confirm_form(
+        &mut self,
+        issuer: &str,
+        user_code: &str,
+    ) -> Result<(String, String), String> {
+        let page = self.get(&format!("{issuer}/device"))?;
+        let (action, xsrf) = device_form(&page, "op.deviceInputForm")?;
+        let page = self.post(&action, &[("xsrf", &xsrf), ("user_code", user_code)])?;
+        device_form(&page, "op.deviceConfirmForm")
+    }
+}
+
+/// A devInteractions form: its action and its hidden `prompt` (`login` or `consent`).
+#[derive(Debug)]
+struct InteractionForm {
+    action: String,
+    prompt: String,
+}
+
+fn interaction_form(html: &str) -> Option<InteractionForm> {
+    let start = html.find("<form")?;
+    let form = &html[start..];
+    let form = &form[..form.find("</form>").unwrap_or(form.len())];
+    let action = attribute(form, "action")?;
+    let marker = "name=\"prompt\" value=\"";
+    let at = form.find(marker)? + marker.len();
+    let prompt = form[at..].split('"').next()?.to_owned();
+    Some(InteractionForm { action, prompt })
+}
+
+/// The action and hidden `xsrf` value of the device form with id `id`.
+fn device_form(page: &Page, id: &str) -> Result<(String, String), String> {
+    let not_found = || {
+        format!(
+            "no device form {id:?} on the page (wrong, expired or used user code?): {}",
+            page.describe()
+        )
+    };
+    if page.status != 200 {
+        return Err(not_found());
+    }
+    let start = page
+        .body
+        .find(&format!("id=\"{id}\""))
+        .ok_or_else(not_found)?;
+    let form_start = page.body[..start].rfind("<form").ok_or_else(not_found)?;
+    let form = &page.body[form_start..];
+    let form = &form[..form.find("</form>").unwrap_or(form.len())];
+    let action = attribute(form, "action").ok_or_else(not_found)?;
+    let marker = "name=\"xsrf\" value=\"";
+    let at = form.find(marker).ok_or_else(not_found)? + marker.len();
+    let xsrf = form[at..].split('"').next().unwrap_or_default().to_owned();
+    let action = url::Url::parse(&page.url)
+        .and_then(|base| base.join(&action))
+        .map_err(|err| format!("bad device form action {action:?}: {err}"))?;
+    Ok((action.to_string(), xsrf))
+}
+
+/// The (HTML-unescaped) value of the first `name="..."` attribute in `html`.
+fn attribute(html: &str, name: &str) -> Option<String> {
+    let marker = format!("{name}=\"");
+    let at = html.find(&marker)? + marker.len();
+    let raw = html[at..].split('"').next()?;
+    Some(
+        raw.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// An HTML page's text, tags dropped and whitespace collapsed, for error messages.
+fn html_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut in_style = false;
+    let lower = html.to_ascii_lowercase();
+    let mut index = 0;
+    for ch in html.chars() {
+        if ch == '<' {
+            in_tag = true;
+            let rest = &lower[index..];
+            if rest.starts_with("<style") || rest.starts_with("<script") {
+                in_style = true;
+            } else if rest.starts_with("</style") || rest.starts_with("</script") {
+                in_style = false;
+            }
+        } else if ch == '>' {
+            in_tag = false;
+            text.push(' ');
+        } else if !in_tag && !in_style {
+            text.push(ch);
+        }
+        index += ch.len_utf8();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `scheme://host:port` of `url`.
+fn origin_of(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    Some(url.origin().ascii_serialization())
+}
+
+/// RFC 6265 §5.1.4 path-match.
+fn path_matches(request_path: &str, cookie_path: &str) -> bool {
+    request_path == cookie_path
+        || (request_path.starts_with(cookie_path)
+            && (cookie_path.ends_with('/')
+                || request_path.as_bytes().get(cookie_path.len()) == Some(&b'/')))
 }
 
 fn read_reply(
