@@ -477,6 +477,9 @@ pub struct ProviderConfig {
 
 /// How a provider obtains its token. `Debug` is safe: [`SecretTemplate`] never shows literal text.
 #[derive(Debug, Clone, PartialEq)]
+// One value per configured provider, built when the config loads: boxing the large variant
+// would save a few hundred bytes per provider and cost an indirection on every fetch.
+#[allow(clippy::large_enum_variant)]
 pub enum ProviderKind {
     /// A fixed secret (API key, personal access token), resolved from its template.
     Static { secret: SecretTemplate },
@@ -1716,11 +1719,16 @@ fn oauth2_kind(
     let revocation_url = table.url("revocation_url")?.map(|(url, _)| url);
 
     let client_secret = table.template("client_secret", CREDENTIAL, literals)?;
-    if client_secret.is_none() && matches!(grant, OAuth2Grant::ClientCredentials) {
+    let signed_client = table
+        .str("client_auth")?
+        .is_some_and(|found| found.text == "private_key_jwt");
+    if client_secret.is_none() && !signed_client && matches!(grant, OAuth2Grant::ClientCredentials)
+    {
         return Err(table.missing(
             "client_secret",
             "grant \"client_credentials\" needs a `client_secret`".to_owned(),
-            "add one, e.g. client_secret = \"${env:NAME}\"",
+            "add one, e.g. client_secret = \"${env:NAME}\", or authenticate with a key: \
+             client_auth = \"private_key_jwt\" and private_key",
         ));
     }
 
@@ -1772,8 +1780,8 @@ fn oauth2_kind(
              \"authorization_code\"",
         ));
     }
-    let signs = client_auth == ClientAuth::PrivateKeyJwt
-        || matches!(grant, OAuth2Grant::JwtBearer(_));
+    let signs =
+        client_auth == ClientAuth::PrivateKeyJwt || matches!(grant, OAuth2Grant::JwtBearer(_));
     let signing_key = signing_key(table, literals, signs)?;
 
     let scopes = scopes(table)?;
@@ -1845,7 +1853,10 @@ fn signing_key(
     };
     let key_id = match table.str("key_id")? {
         Some(found) => {
-            table.non_empty(&found, "give the key's id as the server knows it, or remove it")?;
+            table.non_empty(
+                &found,
+                "give the key's id as the server knows it, or remove it",
+            )?;
             Some(found.text.to_owned())
         }
         None => None,
@@ -2936,6 +2947,42 @@ scheme = "basic"
                 "key `refresh_token`",
                 "`tok login NAME` obtains",
             ),
+            (
+                "grant = \"client_credentials\"\nclient_secret = \"${env:S}\"\n\
+                 token_url = \"https://t/\"\nprivate_key = \"${file:/k.pem}\"\n",
+                "key `private_key`",
+                "nothing signs with it",
+            ),
+            (
+                "grant = \"jwt_bearer\"\ntoken_url = \"https://t/\"\n",
+                "key `private_key`",
+                "need `private_key`",
+            ),
+            (
+                "grant = \"client_credentials\"\nclient_secret = \"${env:S}\"\n\
+                 client_auth = \"private_key_jwt\"\ntoken_url = \"https://t/\"\n\
+                 private_key = \"${file:/k.pem}\"\n",
+                "key `client_secret`",
+                "client_auth is \"private_key_jwt\"",
+            ),
+            (
+                "grant = \"device_code\"\nissuer = \"https://t/\"\n\
+                 client_auth = \"private_key_jwt\"\nprivate_key = \"${file:/k.pem}\"\n",
+                "key `client_auth`",
+                "does not work with grant \"device_code\"",
+            ),
+            (
+                "grant = \"jwt_bearer\"\ntoken_url = \"https://t/\"\n\
+                 private_key = \"${file:/k.pem}\"\nsigning_alg = \"HS256\"\n",
+                "key `signing_alg`",
+                "RS256",
+            ),
+            (
+                "grant = \"client_credentials\"\nclient_secret = \"${env:S}\"\n\
+                 token_url = \"https://t/\"\nassertion_subject = \"x\"\n",
+                "key `assertion_subject`",
+                "grant = \"jwt_bearer\"",
+            ),
         ] {
             let error = parse_err(&format!("{head}{body}")).to_string();
             assert!(
@@ -3488,7 +3535,7 @@ scheme = "basic"
             assert!(UNKNOWN_PRESET_HINT.contains(preset), "{preset}");
             assert!(MISSING_KIND_HINT.contains(preset), "{preset}");
         }
-        assert!(UNKNOWN_GRANT_HINT.ends_with("refresh_token, authorization_code, device_code"));
+        assert!(UNKNOWN_GRANT_HINT.ends_with("authorization_code, device_code, jwt_bearer"));
         // The timeout hint states the real limit.
         let limit = format!("to {}s,", MAX_TIMEOUT.as_secs());
         assert!(TIMEOUT_HINT.contains(&limit), "{TIMEOUT_HINT}");
@@ -3617,6 +3664,7 @@ ok = { pointer = "/status/code", equals = "OK", message = "/status/description" 
                 ttl: Some(Duration::from_secs(3600)),
                 timeout: None,
                 revocation_url: None,
+                signing_key: None,
             })
         );
         assert_eq!(api.presentation, Presentation::default());
@@ -3636,6 +3684,7 @@ ok = { pointer = "/status/code", equals = "OK", message = "/status/description" 
                 ttl: None,
                 timeout: None,
                 revocation_url: None,
+                signing_key: None,
             })
         );
 

@@ -893,6 +893,7 @@ impl Provider {
             inner.has_session = false;
             inner.failure = None;
             inner.last_error = None;
+            inner.last_lifetime = None;
             inner.generation += 1;
             inner.current = None;
             let scheduled = inner.scheduled.take();

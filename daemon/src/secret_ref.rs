@@ -138,6 +138,13 @@ impl SecretTemplate {
             .await
     }
 
+    /// [`resolve`](Self::resolve) for a value that is not sent in a header and may span lines
+    /// (a PEM private key): line breaks are allowed, other control characters are not.
+    pub async fn resolve_multiline(&self) -> Result<Secret, ResolveError> {
+        self.resolve_inner(&|name| std::env::var_os(name), CMD_TIMEOUT, true)
+            .await
+    }
+
     /// [`resolve`](Self::resolve) with the environment lookup and the command timeout injected,
     /// so tests need not mutate the process environment (unsafe in edition 2024) nor wait 30 s.
     /// `env` is `Sync` so that the returned future stays `Send`.
@@ -146,13 +153,22 @@ impl SecretTemplate {
         env: &(dyn Fn(&str) -> Option<OsString> + Sync),
         cmd_timeout: Duration,
     ) -> Result<Secret, ResolveError> {
+        self.resolve_inner(env, cmd_timeout, false).await
+    }
+
+    async fn resolve_inner(
+        &self,
+        env: &(dyn Fn(&str) -> Option<OsString> + Sync),
+        cmd_timeout: Duration,
+        multiline: bool,
+    ) -> Result<Secret, ResolveError> {
         // One resolved value per non-literal segment; concatenated at the end into a buffer of
         // the exact size, so no partial copy of the secret is left in a reallocated buffer.
         let mut resolved: Vec<Option<Zeroizing<String>>> = Vec::with_capacity(self.segments.len());
         for segment in &self.segments {
             let value = match segment {
                 Segment::Literal(text) => {
-                    check_no_control(text, segment)?;
+                    check_no_control(text, segment, multiline)?;
                     resolved.push(None);
                     continue;
                 }
@@ -160,7 +176,7 @@ impl SecretTemplate {
                 Segment::File(path) => read_secret_file(path).await?,
                 Segment::Cmd(cmd) => run_command(cmd, cmd_timeout).await?,
             };
-            check_no_control(&value, segment)?;
+            check_no_control(&value, segment, multiline)?;
             resolved.push(Some(value));
         }
 
@@ -472,8 +488,9 @@ fn stderr_suffix(stderr: &str) -> String {
     }
 }
 
-fn check_no_control(value: &str, segment: &Segment) -> Result<(), ResolveError> {
-    if value.contains(char::is_control) {
+fn check_no_control(value: &str, segment: &Segment, multiline: bool) -> Result<(), ResolveError> {
+    let forbidden = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\r'));
+    if value.contains(forbidden) {
         return Err(ResolveError::ControlChar {
             reference: segment.describe(),
         });

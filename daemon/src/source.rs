@@ -248,7 +248,11 @@ pub(crate) async fn sign_assertion(
     subject: &str,
     audience: &str,
 ) -> Result<String, FetchError> {
-    let pem = resolve(name, "private_key", &key.private_key).await?;
+    let pem = key
+        .private_key
+        .resolve_multiline()
+        .await
+        .map_err(|err| FetchError::Config(format!("provider `{name}`: private_key: {err}")))?;
     let (alg, encoding, kind) = match key.alg {
         SigningAlg::Rs256 => (
             jsonwebtoken::Algorithm::RS256,
@@ -296,13 +300,13 @@ async fn jwt_bearer_fetch(
     endpoints: &Endpoints,
 ) -> Result<Fetched, FetchError> {
     let key = config.signing_key.as_ref().ok_or_else(|| {
-        FetchError::Config(format!("provider `{name}`: grant \"jwt_bearer\" without private_key"))
+        FetchError::Config(format!(
+            "provider `{name}`: grant \"jwt_bearer\" without private_key"
+        ))
     })?;
     let token_url = &endpoints.token;
     let audience = bearer.audience.as_deref().unwrap_or(token_url.as_str());
     let assertion = sign_assertion(name, key, &bearer.issuer, &bearer.subject, audience).await?;
-    // Every value first (some are awaited), then the form in one go: the serializer is not
-    // `Send`, so it must not live across an await.
     let mut pairs: Vec<(String, Secret)> = vec![
         (
             "grant_type".to_owned(),
@@ -316,68 +320,15 @@ async fn jwt_bearer_fetch(
     for (key, value) in &config.params {
         pairs.push((key.clone(), Secret::new(value.clone())));
     }
-    let mut basic = None;
-    match (&config.client_secret, config.client_auth) {
-        (Some(template), ClientAuth::Basic) => {
-            basic = Some(resolve(name, "client_secret", template).await?);
-        }
-        (Some(template), _) => {
-            let secret = resolve(name, "client_secret", template).await?;
-            pairs.push(("client_id".to_owned(), Secret::new(config.client_id.clone())));
-            pairs.push(("client_secret".to_owned(), secret));
-        }
-        (None, _) => {
-            pairs.push(("client_id".to_owned(), Secret::new(config.client_id.clone())));
-            for (key, value) in client_assertion(name, config, endpoints).await? {
-                pairs.push((key, Secret::new(value)));
-            }
-        }
-    }
-    let body = {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in &pairs {
-            form.append_pair(key, value.expose());
-        }
-        Secret::new(form.finish())
-    };
-    let mut request = reqwest::Request::new(reqwest::Method::POST, token_url.clone());
-    let headers = request.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
-    );
-    headers.insert(
-        http::header::ACCEPT,
-        http::HeaderValue::from_static("application/json"),
-    );
-    if let Some(secret) = basic {
-        use base64::Engine as _;
-        // RFC 6749 section 2.3.1: both halves form-encoded before Basic.
-        let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
-        let pair = Secret::new(format!(
-            "{}:{}",
-            encode(&config.client_id),
-            encode(secret.expose())
-        ));
-        let value = Secret::new(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair.expose())
-        ));
-        let mut value = http::HeaderValue::from_str(value.expose()).map_err(|_| {
-            FetchError::Config(format!("provider `{name}`: client_secret cannot be sent"))
-        })?;
-        value.set_sensitive(true);
-        request.headers_mut().insert(http::header::AUTHORIZATION, value);
-    }
-    *request.body_mut() = Some(body.expose().to_owned().into());
-    if config.timeout.is_some() {
-        *request.timeout_mut() = config.timeout;
-    }
+    let answer = post_form(name, config, endpoints, token_url, pairs).await?;
     let where_ = format!("provider `{name}`: token endpoint {}", shown(token_url));
-    let answer = send(name, request).await?;
     if answer.status == 400 || answer.status == 401 {
         let error: Option<Value> = serde_json::from_slice(&answer.body).ok();
-        if let Some(code) = error.as_ref().and_then(|e| e.get("error")).and_then(Value::as_str) {
+        if let Some(code) = error
+            .as_ref()
+            .and_then(|e| e.get("error"))
+            .and_then(Value::as_str)
+        {
             let description = error
                 .as_ref()
                 .and_then(|e| e.get("error_description"))
@@ -414,6 +365,86 @@ async fn jwt_bearer_fetch(
         token,
         refresh_token: None,
     })
+}
+
+/// POSTs `pairs` as a form to `url` (an endpoint of the provider's authorization server) with
+/// the provider's client authentication: for what the `oauth2` crate does not cover (the
+/// `jwt_bearer` grant; revocation at an `http` endpoint, which the crate refuses).
+pub(crate) async fn post_form(
+    name: &str,
+    config: &OAuth2Config,
+    endpoints: &Endpoints,
+    url: &Url,
+    mut pairs: Vec<(String, Secret)>,
+) -> Result<Answer, FetchError> {
+    let mut basic = None;
+    match (&config.client_secret, config.client_auth) {
+        (Some(template), ClientAuth::Basic) => {
+            basic = Some(resolve(name, "client_secret", template).await?);
+        }
+        (Some(template), _) => {
+            let secret = resolve(name, "client_secret", template).await?;
+            pairs.push((
+                "client_id".to_owned(),
+                Secret::new(config.client_id.clone()),
+            ));
+            pairs.push(("client_secret".to_owned(), secret));
+        }
+        (None, _) => {
+            pairs.push((
+                "client_id".to_owned(),
+                Secret::new(config.client_id.clone()),
+            ));
+            for (key, value) in client_assertion(name, config, endpoints).await? {
+                pairs.push((key, Secret::new(value)));
+            }
+        }
+    }
+    // Built after every await: the serializer is not `Send`.
+    let body = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in &pairs {
+            form.append_pair(key, value.expose());
+        }
+        Secret::new(form.finish())
+    };
+    let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Some(secret) = basic {
+        use base64::Engine as _;
+        // RFC 6749 section 2.3.1: both halves form-encoded before Basic.
+        let encode =
+            |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+        let pair = Secret::new(format!(
+            "{}:{}",
+            encode(&config.client_id),
+            encode(secret.expose())
+        ));
+        let value = Secret::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair.expose())
+        ));
+        let mut value = http::HeaderValue::from_str(value.expose()).map_err(|_| {
+            FetchError::Config(format!("provider `{name}`: client_secret cannot be sent"))
+        })?;
+        value.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+    }
+    *request.body_mut() = Some(body.expose().to_owned().into());
+    if config.timeout.is_some() {
+        *request.timeout_mut() = config.timeout;
+    }
+    send(name, request).await
 }
 
 /// A response future of [`token_http`].
