@@ -200,7 +200,7 @@ const UNKNOWN_KIND_HINT: &str = "use one of: static, anonymous, oauth2, http \
 const MISSING_KIND_HINT: &str = "add a kind, e.g. kind = \"static\" (known kinds: static, \
      anonymous, oauth2, http), or a preset, e.g. preset = \"timekit\" (known presets: timekit, \
      crm.com, salestim)";
-const UNKNOWN_PRESET_HINT: &str = "use one of: timekit, crm.com, salestim";
+const UNKNOWN_PRESET_HINT: &str = "use one of: timekit, crm.com, salestim, azure-ad";
 const UNKNOWN_SCHEME_HINT: &str = "use one of: bearer, basic, raw";
 const UNKNOWN_GRANT_HINT: &str =
     "use one of: client_credentials, refresh_token, authorization_code, device_code, jwt_bearer";
@@ -359,6 +359,27 @@ const SALESTIM_KEYS: KeySet = KeySet {
 const ROUTE_KEYS: KeySet = KeySet {
     keys: &["host", "username"],
     hint: "remove it or fix its spelling; known keys: host, username",
+};
+const AZURE_KEYS: KeySet = KeySet {
+    keys: &[
+        "preset",
+        "tenant",
+        "client_id",
+        "client_secret",
+        "scopes",
+        "authority",
+        "redirect_uri",
+        "login_timeout",
+        "timeout",
+        "header",
+        "scheme",
+        "basic_user",
+        "git",
+        "docker",
+    ],
+    hint: "remove it or fix its spelling; known keys: preset, tenant, client_id, client_secret, \
+           scopes, authority, redirect_uri, login_timeout, timeout, header, scheme, basic_user, \
+           git, docker",
 };
 const BASIC_KEYS: KeySet = KeySet {
     keys: &["user", "password"],
@@ -1058,6 +1079,10 @@ impl Ctx<'_> {
                 "salestim" => {
                     table.check_keys(&SALESTIM_KEYS, "preset \"salestim\"")?;
                     salestim_preset(&table, &mut literals)?
+                }
+                "azure-ad" => {
+                    table.check_keys(&AZURE_KEYS, "preset \"azure-ad\"")?;
+                    (azure_ad_preset(&table, &mut literals)?, None)
                 }
                 other => {
                     return Err(table.error(
@@ -2488,6 +2513,86 @@ fn crm_preset(
 }
 
 /// `preset = "salestim"`: SalesTim's application mode, a static key in `X-API-KEY`.
+/// Azure AD (Microsoft identity platform) v2.0 endpoints under `authority`.
+const AZURE_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// `preset = "azure-ad"`: the Microsoft identity platform's v2.0 endpoints for `tenant`. Without
+/// a `client_secret` a person logs in (authorization code with PKCE; `offline_access` is added
+/// to the scopes so that there is a refresh token); with one, the app itself authenticates
+/// (client credentials).
+fn azure_ad_preset(
+    table: &Table<'_, '_>,
+    literals: &mut Vec<Literal>,
+) -> Result<ProviderKind, ConfigError> {
+    let tenant = table.required_text(
+        "tenant",
+        "preset \"azure-ad\"",
+        "add the directory (tenant) id or domain, e.g. tenant = \"contoso.onmicrosoft.com\"",
+    )?;
+    if !tenant
+        .text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+    {
+        return Err(table.error(
+            &tenant.span,
+            &tenant.key,
+            "`tenant` is not a tenant id or domain".to_owned(),
+            "use the directory (tenant) id (a GUID), a domain such as \
+             \"contoso.onmicrosoft.com\", or \"organizations\" / \"common\"",
+        ));
+    }
+    let authority = match table.base_url("authority")? {
+        Some(url) => url,
+        None => Url::parse(AZURE_AUTHORITY).expect("the Azure authority parses"),
+    };
+    let endpoint =
+        |path: &str| join_path(&authority, &format!("{}/oauth2/v2.0/{path}", tenant.text));
+    let client_id = table
+        .required_text(
+            "client_id",
+            "preset \"azure-ad\"",
+            "add the application (client) id of the app registration",
+        )?
+        .text
+        .to_owned();
+    let client_secret = table.template("client_secret", CREDENTIAL, literals)?;
+    let mut scopes = scopes(table)?;
+    let grant = if client_secret.is_some() {
+        for key in ["redirect_uri", "login_timeout"] {
+            if let Some(span) = table.key_span(key) {
+                return Err(table.error(
+                    &span,
+                    key,
+                    format!("`{key}` is set but a client_secret makes this an app login"),
+                    "remove it, or remove client_secret to log in as a person with tok login",
+                ));
+            }
+        }
+        OAuth2Grant::ClientCredentials
+    } else {
+        if !scopes.iter().any(|scope| scope == "offline_access") {
+            scopes.push("offline_access".to_owned());
+        }
+        let mut login = authorization_code_login(table)?;
+        login.auth_url = Some(endpoint("authorize"));
+        OAuth2Grant::AuthorizationCode(login)
+    };
+    Ok(ProviderKind::OAuth2(OAuth2Config {
+        grant,
+        endpoint: TokenEndpoint::TokenUrl(endpoint("token")),
+        client_id,
+        client_secret,
+        client_auth: ClientAuth::Post,
+        scopes,
+        params: Vec::new(),
+        ttl: None,
+        timeout: table.timeout()?,
+        revocation_url: None,
+        signing_key: None,
+    }))
+}
+
 fn salestim_preset(
     table: &Table<'_, '_>,
     literals: &mut Vec<Literal>,
@@ -2985,6 +3090,84 @@ scheme = "basic"
             ),
         ] {
             let error = parse_err(&format!("{head}{body}")).to_string();
+            assert!(
+                error.contains(location) && error.contains(problem),
+                "{body}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn azure_ad_preset() {
+        let (config, _) = parse_ok(
+            "[providers.admin]\npreset = \"azure-ad\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+             client_id = \"11111111-2222-3333-4444-555555555555\"\n\
+             scopes = [\"https://salestim.example/.default\"]\n",
+        );
+        let ProviderKind::OAuth2(admin) = &config.providers["admin"].kind else {
+            panic!("oauth2");
+        };
+        assert_eq!(
+            admin.endpoint,
+            TokenEndpoint::TokenUrl(
+                Url::parse(
+                    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+                )
+                .unwrap()
+            )
+        );
+        let OAuth2Grant::AuthorizationCode(login) = &admin.grant else {
+            panic!("interactive by default");
+        };
+        assert_eq!(
+            login.auth_url.as_ref().map(Url::as_str),
+            Some("https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize")
+        );
+        assert_eq!(
+            admin.scopes,
+            ["https://salestim.example/.default", "offline_access"]
+        );
+        assert_eq!(
+            config.providers["admin"].presentation,
+            Presentation::default()
+        );
+
+        let (config, _) = parse_ok(
+            "[providers.app]\npreset = \"azure-ad\"\ntenant = \"t1\"\nclient_id = \"c\"\n\
+             client_secret = \"${env:S}\"\nauthority = \"http://127.0.0.1:9/base\"\n",
+        );
+        let ProviderKind::OAuth2(app) = &config.providers["app"].kind else {
+            panic!("oauth2");
+        };
+        assert_eq!(app.grant, OAuth2Grant::ClientCredentials);
+        assert_eq!(
+            app.endpoint,
+            TokenEndpoint::TokenUrl(
+                Url::parse("http://127.0.0.1:9/base/t1/oauth2/v2.0/token").unwrap()
+            )
+        );
+
+        for (body, location, problem) in [
+            (
+                "tenant = \"a/b\"\nclient_id = \"c\"\n",
+                "key `tenant`",
+                "not a tenant",
+            ),
+            ("client_id = \"c\"\n", "key `tenant`", "needs `tenant`"),
+            (
+                "tenant = \"t\"\nclient_id = \"c\"\nclient_secret = \"${env:S}\"\n\
+                 redirect_uri = \"http://127.0.0.1:0/cb\"\n",
+                "key `redirect_uri`",
+                "app login",
+            ),
+            (
+                "tenant = \"t\"\nclient_id = \"c\"\ngrant = \"x\"\n",
+                "key `grant`",
+                "known keys",
+            ),
+        ] {
+            let error =
+                parse_err(&format!("[providers.a]\npreset = \"azure-ad\"\n{body}")).to_string();
             assert!(
                 error.contains(location) && error.contains(problem),
                 "{body}: {error}"

@@ -476,3 +476,60 @@ scopes = ["api.read"]
         stderr(&output)
     );
 }
+
+#[test]
+fn azure_ad_preset_against_the_local_server() {
+    let server =
+        OidcServer::start_with_env(&[("ACCESS_TOKEN_TTL", "60"), ("AZURE_TENANT", "contoso-test")]);
+    let config = format!(
+        r#"
+[providers.salestim-admin]
+preset = "azure-ad"
+tenant = "contoso-test"
+client_id = "{}"
+scopes = ["api.read"]
+authority = "{}"
+
+[providers.daemon-app]
+preset = "azure-ad"
+tenant = "contoso-test"
+client_id = "{}"
+client_secret = "${{env:APP_SECRET}}"
+scopes = ["api.read"]
+authority = "{}"
+"#,
+        CLI.id,
+        server.azure_authority(),
+        tokend_e2e::oidc::SVC_POST.id,
+        server.azure_authority()
+    );
+    let daemon = Daemon::start_with_env(
+        &config,
+        &[("APP_SECRET", tokend_e2e::oidc::SVC_POST.secret)],
+    );
+
+    // Interactive by default: the v2.0 authorize endpoint of the tenant, with offline_access
+    // added so that the session has a refresh token.
+    let mut login = Login::start(&daemon, &["--no-browser", "salestim-admin"], &[]);
+    let url = login.url();
+    assert!(
+        url.starts_with(&format!(
+            "{}/contoso-test/oauth2/v2.0/authorize?",
+            server.azure_authority()
+        )),
+        "{url}"
+    );
+    assert!(url.contains("offline_access"), "{url}");
+    let location = server.approve_login(&url, "admin@contoso").unwrap();
+    deliver_redirect(&location).unwrap();
+    let (exit, text) = login.finish();
+    assert_eq!(exit, 0, "{text}");
+    let output = daemon.tok(&["header", "salestim-admin"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("Authorization: Bearer ey"));
+
+    // With a client secret: the app's own client-credentials token, no login.
+    let output = daemon.tok(&["get", "daemon-app"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(stat(&server, &["by_grant", "client_credentials"]), 1);
+}
