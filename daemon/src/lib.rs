@@ -8,7 +8,7 @@
 //! - [`kinds`] — the data model of the OAuth 2.0 and HTTP-exchange kinds.
 //! - [`secret_ref`] — `${env:…}`, `${file:…}`, `${cmd:…}` references in secret-bearing strings.
 //! - [`listener`] — claiming the endpoint: private directory, daemon lock, stale sockets.
-//! - [`process_limits`] — the file-descriptor limit the connection cap needs.
+//! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
 //! - [`server`] — the accept loop, the connection cap and graceful shutdown.
 //! - `connection` — one client: peer check, handshake, request/response loop, timeouts.
 //! - `dispatch` — the one `match` on requests.

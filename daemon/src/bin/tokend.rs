@@ -57,6 +57,12 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
 
+    // First, before any secret is read: a crash must never write one to a core file.
+    if let Err(err) = tokend::process_limits::forbid_core_dumps() {
+        tracing::error!("{err}; refusing to hold secrets in a process that may dump core");
+        return ExitCode::from(1);
+    }
+
     let env = |key: &str| std::env::var_os(key);
     let config_path = match config::resolve_path(args.config.as_deref(), &env) {
         Ok(path) => path,
