@@ -72,6 +72,9 @@ impl FetchError {
 pub(crate) struct SourceState {
     /// The refresh token in force once the server rotated the configured one.
     pub(crate) refresh_token: Option<Secret>,
+    /// The configured refresh token that `refresh_token` descends from. When the configured one
+    /// changes (the user put a new one in place), the rotated chain is abandoned for it.
+    pub(crate) origin: Option<Secret>,
     /// The token endpoint found through OpenID Connect discovery.
     pub(crate) discovered: Option<Url>,
 }
@@ -190,9 +193,22 @@ async fn oauth2_fetch(
             request.request_async(&http).await
         }
         OAuth2Grant::RefreshToken { refresh_token } => {
-            let current = match &state.refresh_token {
-                Some(rotated) => rotated.clone(),
-                None => resolve(name, "refresh_token", refresh_token).await?,
+            // The configured token is resolved at every fetch, so that a new one the user put
+            // in place wins over the chain rotated from the old one.
+            let configured = resolve(name, "refresh_token", refresh_token).await;
+            let current = match (&state.refresh_token, configured) {
+                (Some(rotated), Ok(configured)) if state.origin.as_ref() == Some(&configured) => {
+                    rotated.clone()
+                }
+                // The configured source is gone (a removed file, a failing command), but the
+                // rotated chain still works.
+                (Some(rotated), Err(_)) => rotated.clone(),
+                (_, Ok(configured)) => {
+                    state.refresh_token = None;
+                    state.origin = Some(configured.clone());
+                    configured
+                }
+                (None, Err(error)) => return Err(error),
             };
             let current = oauth2::RefreshToken::new(current.expose().to_owned());
             let mut request = client.exchange_refresh_token(&current);

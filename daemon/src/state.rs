@@ -9,8 +9,9 @@ use std::time::Instant;
 use tokend_protocol::{DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo, ReloadSummary};
 use tokio::sync::watch;
 
-use crate::config::{self, Config, ConfigSource};
+use crate::config::{self, Config, ConfigSource, StoreConfig};
 use crate::provider::Provider;
+use crate::store::Store;
 
 /// The providers in force, by name.
 pub(crate) type Providers = BTreeMap<String, Arc<Provider>>;
@@ -26,13 +27,17 @@ pub(crate) struct State {
     shutdown: watch::Sender<bool>,
     /// One audit line per token request (`tokend --audit`).
     audit: bool,
+    /// The durable store (none: tokens live in memory only, as in in-process tests).
+    store: Option<Arc<Store>>,
+    /// The `[store]` table the store was opened with (a reload cannot change the key).
+    store_config: StoreConfig,
 }
 
-fn build(config: Config) -> (ConfigSource, Providers) {
+fn build(config: Config, store: Option<&Arc<Store>>) -> (ConfigSource, Providers) {
     let providers = config
         .providers
         .into_iter()
-        .map(|(name, provider)| (name, Arc::new(Provider::new(provider))))
+        .map(|(name, provider)| (name, Arc::new(Provider::new(provider, store.cloned()))))
         .collect();
     (config.source, providers)
 }
@@ -43,8 +48,10 @@ impl State {
         endpoint: String,
         shutdown: watch::Sender<bool>,
         audit: bool,
+        store: Option<Arc<Store>>,
     ) -> Self {
-        let (source, providers) = build(config);
+        let store_config = config.store.clone();
+        let (source, providers) = build(config, store.as_ref());
         Self {
             providers: RwLock::new(Arc::new(providers)),
             config: RwLock::new(source),
@@ -52,6 +59,8 @@ impl State {
             started: Instant::now(),
             shutdown,
             audit,
+            store,
+            store_config,
         }
     }
 
@@ -121,6 +130,11 @@ impl State {
         for warning in &warnings {
             tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
         }
+        if config.store != self.store_config {
+            tracing::warn!(
+                "the [store] table changed; the store keeps its key until tokend restarts"
+            );
+        }
         let mut guard = self
             .providers
             .write()
@@ -136,11 +150,11 @@ impl State {
                 }
                 Some(_) => {
                     summary.changed.push(name.clone());
-                    next.insert(name, Arc::new(Provider::new(provider)));
+                    next.insert(name, Arc::new(Provider::new(provider, self.store.clone())));
                 }
                 None => {
                     summary.added.push(name.clone());
-                    next.insert(name, Arc::new(Provider::new(provider)));
+                    next.insert(name, Arc::new(Provider::new(provider, self.store.clone())));
                 }
             }
         }

@@ -115,6 +115,7 @@ impl Daemon {
             .arg("--notify-ready")
             .args(&self.args)
             .env("RUST_LOG", "trace")
+            .env("TOKEND_DATA", self.dir.path().join("data"))
             .env_remove("TOKEND_SOCKET")
             .env_remove("TOKEND_CONFIG")
             .stdin(Stdio::null())
@@ -150,6 +151,13 @@ impl Daemon {
     #[must_use]
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The data directory (`TOKEND_DATA`) the daemon keeps its store in, unless a test's
+    /// environment overrides it.
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The socket path.

@@ -18,6 +18,7 @@ fn autostart_tok(dir: &std::path::Path) -> Command {
     command
         .env("TOKEND_SOCKET", dir.join("tokend.sock"))
         .env("TOKEND_CONFIG", dir.join("config.toml"))
+        .env("TOKEND_DATA", dir.join("data"))
         .env("TOKEND_BIN", bin("tokend"))
         .env("E2E_AUTOSTART_PAT", "pat-started-on-demand")
         .env("RUST_LOG", "info")

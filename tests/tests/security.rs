@@ -21,6 +21,7 @@ fn socket_directory_and_files_are_private() {
     let socket_dir = dir.path().join("fresh/nested");
     let socket = socket_dir.join("tokend.sock");
     let mut child = Command::new(bin("tokend"))
+        .env("TOKEND_DATA", dir.path().join("data"))
         .arg("--config")
         .arg(dir.path().join("absent.toml"))
         .arg("--socket")
@@ -66,6 +67,7 @@ fn unsafe_socket_directories_are_refused() {
 
     for (socket_dir, expected) in [(&open, "chmod 700"), (&link, "symbolic link")] {
         let out = Command::new(bin("tokend"))
+            .env("TOKEND_DATA", dir.path().join("data"))
             .arg("--config")
             .arg(dir.path().join("absent.toml"))
             .arg("--socket")
@@ -86,6 +88,7 @@ fn unsafe_socket_directories_are_refused() {
 fn a_second_daemon_on_the_same_endpoint_exits_and_the_first_keeps_serving() {
     let daemon = Daemon::start_with_env(CONFIG, &[("E2E_SECURITY_PAT", "pat-1")]);
     let out = Command::new(bin("tokend"))
+        .env("TOKEND_DATA", daemon.data_dir())
         .arg("--config")
         .arg(daemon.dir().join("config.toml"))
         .arg("--socket")

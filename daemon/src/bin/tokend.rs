@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokend::listener::{self, BindError};
-use tokend::{config, server};
+use tokend::{config, server, store};
 use tokend_protocol::Endpoint;
 use tracing_subscriber::EnvFilter;
 
@@ -90,6 +90,14 @@ fn main() -> ExitCode {
         .socket
         .map_or_else(Endpoint::resolve, Endpoint::from_path);
 
+    let Some(data_dir) = store::data_dir(&env) else {
+        tracing::error!(
+            "cannot locate the data directory for the store: no home directory found; set {}",
+            store::DATA_ENV
+        );
+        return ExitCode::from(2);
+    };
+
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,6 +117,25 @@ fn main() -> ExitCode {
                     BindError::AlreadyRunning { .. } => 3,
                     _ => 1,
                 });
+            }
+        };
+        // Once the endpoint is ours (one daemon per endpoint), and on a blocking thread: the OS
+        // keystore client runs an async runtime of its own.
+        let key = config.store.key.clone();
+        let opened = tokio::task::spawn_blocking(move || store::Store::open(&data_dir, &key)).await;
+        let store = match opened {
+            Ok(Ok(store)) => std::sync::Arc::new(store),
+            Ok(Err(err)) => {
+                tracing::error!("{err}");
+                // An unavailable keystore is fixed in the config; anything else on the machine.
+                return ExitCode::from(match err {
+                    store::StoreError::Keyring { .. } => 2,
+                    _ => 1,
+                });
+            }
+            Err(err) => {
+                tracing::error!("opening the store failed: {err}");
+                return ExitCode::from(1);
             }
         };
         tracing::info!(
@@ -133,6 +160,7 @@ fn main() -> ExitCode {
         let options = server::Options {
             hangups: Some(hangups),
             audit: args.audit,
+            store: Some(store),
         };
         server::run_with(config, bound, stop, options).await;
         ExitCode::SUCCESS
