@@ -41,6 +41,9 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const KEY_FILE: &str = "store.key";
 
 const MAGIC: [u8; 8] = *b"TOKENDST";
+/// Names of the temporary files of atomic writes: `.store.<random>.tmp`.
+const TEMP_PREFIX: &str = ".store.";
+const TEMP_SUFFIX: &str = ".tmp";
 const NONCE_LEN: usize = 24;
 const HEADER_LEN: usize = MAGIC.len() + 2 + 1 + NONCE_LEN;
 const KEY_LEN: usize = 32;
@@ -252,6 +255,7 @@ impl Store {
             KeySource::File(path) => key_from_file(path)?,
             KeySource::Keyring => key_from_keyring(data_dir)?,
         };
+        remove_stale_temp_files(data_dir);
         let path = data_dir.join(STORE_FILE);
         let contents = match fs::read(&path) {
             Ok(bytes) => match decode(&bytes, &key, source) {
@@ -288,6 +292,16 @@ impl Store {
     fn contents(&self) -> std::sync::MutexGuard<'_, Contents> {
         // Every update leaves the contents consistent (the file write comes after the change).
         self.contents.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The rotated refresh token the store holds for `provider`: for inspection (the crash test
+    /// checks it against the token server's record).
+    #[must_use]
+    pub fn rotated_refresh_token(&self, provider: &str) -> Option<Secret> {
+        self.contents()
+            .refresh_tokens
+            .get(provider)
+            .map(|stored| stored.token.clone())
     }
 
     /// The stored rotated refresh token of `provider`.
@@ -546,14 +560,32 @@ fn move_aside(path: &Path, reason: &str) {
     }
 }
 
+/// Removes the temporary files of writes that a crash interrupted (they never replaced the
+/// store, so they hold nothing the store does not).
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => tracing::debug!("removed {name}, left by an interrupted write"),
+                Err(err) => tracing::warn!("cannot remove {}: {err}", entry.path().display()),
+            }
+        }
+    }
+}
+
 /// Replaces `path` with `bytes`: temp file in the same directory (0600), fsync, rename, fsync
 /// of the directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     // tempfile creates the file with mode 0600 and a random name (no clash between writers).
     let mut temp = tempfile::Builder::new()
-        .prefix(".store.")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
@@ -639,6 +671,18 @@ mod tests {
             expected.access_tokens.get("corp").cloned()
         );
         assert_eq!(reopened.refresh_token("other"), None);
+    }
+
+    #[test]
+    fn temporary_files_of_interrupted_writes_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        Store::open(&data, &key_file(dir.path())).unwrap();
+        fs::write(data.join(".store.AbC123.tmp"), b"half a store").unwrap();
+        fs::write(data.join("unrelated"), b"kept").unwrap();
+        Store::open(&data, &key_file(dir.path())).unwrap();
+        assert!(!data.join(".store.AbC123.tmp").exists());
+        assert!(data.join("unrelated").exists());
     }
 
     #[test]

@@ -253,3 +253,203 @@ fn a_store_with_a_bad_header_is_moved_aside_and_the_daemon_starts() {
         "bad header",
     );
 }
+
+/// Waits until the server has handled every token request the killed daemon sent: a grant can
+/// still complete (and rotate) after its client died, and the record must show it.
+fn settle(server: &OidcServer) {
+    use std::time::{Duration, Instant};
+    // A request the daemon wrote just before it died may not have been read yet.
+    std::thread::sleep(Duration::from_millis(50));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = server.stats();
+        if stats["token_requests"] == stats["token_requests_done"] {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "token requests never finished: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How many refreshes the crash test drives (`E2E_CRASH_REFRESHES` overrides, for a soak).
+const CRASH_REFRESHES: u64 = 200;
+
+/// A small xorshift generator: random kill moments without a dependency; the seed is printed so
+/// that a failing run can be repeated with `E2E_CRASH_SEED`.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// `kill -9` at random moments while callers make the daemon refresh (`persist = false`: after
+/// each restart the next caller needs a refresh with the refresh token in force). After every
+/// kill the store must open, and it must hold a refresh token at least as new as the one issued
+/// with the newest access token a caller received. oidc-provider is the referee: it records which
+/// refresh token each grant consumed and issued, and it revokes the grant if a consumed one is
+/// presented again.
+#[test]
+fn kill_9_during_rotating_refreshes_never_loses_a_refresh_token_in_use() {
+    use std::time::{Duration, Instant};
+    use tokend::store::{KeySource, Store};
+
+    let target: u64 = std::env::var("E2E_CRASH_REFRESHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CRASH_REFRESHES);
+    let seed = std::env::var("E2E_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash test: {target} refreshes, E2E_CRASH_SEED={seed}");
+    let mut random = Xorshift(seed);
+
+    let server = OidcServer::start(600);
+    let mut configured = server.mint_refresh_token();
+    let env = |refresh_token: &str| {
+        vec![
+            ("E2E_CLIENT_SECRET".to_owned(), APP.secret.to_owned()),
+            ("E2E_REFRESH_TOKEN".to_owned(), refresh_token.to_owned()),
+        ]
+    };
+    let config = refresh_token_config(&server, "persist = false");
+    let start_env = env(&configured);
+    let start_env: Vec<(&str, &str)> = start_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut daemon = Daemon::start_with_env(&config, &start_env);
+    let key = KeySource::File(daemon.dir().join("store.key"));
+
+    // Where the chain of the configured refresh token in force starts in the server's record.
+    let mut chain_start = 0;
+    // The newest access token a caller received from the current chain.
+    let mut newest_handed_out: Option<String> = None;
+    let (mut kills, mut lost_races, mut served) = (0, 0, 0);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut secrets = vec![configured.clone()];
+    while refresh_grants(&server) < target {
+        assert!(Instant::now() < deadline, "the crash test ran too long");
+        let socket = daemon.socket().to_owned();
+        let caller = std::thread::spawn(move || {
+            tokend_e2e::tok_command(&socket)
+                .args(["get", "user", "--min-ttl", "1"])
+                .output()
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_micros(random.next() % 40_000));
+        daemon.kill();
+        kills += 1;
+        let out = caller.join().unwrap();
+        settle(&server);
+        if code(&out) == 0 {
+            served += 1;
+            newest_handed_out = Some(stdout(&out).trim_end().to_owned());
+        }
+        let log = daemon.log();
+        assert!(!log.contains("cannot be read"), "{log}");
+
+        // The store always opens, unchanged.
+        let data = daemon.data_dir();
+        let stored = if data.join("store.tokend").exists() {
+            Store::open(&data, &key)
+                .expect("the store opens")
+                .rotated_refresh_token("user")
+                .map(|token| token.expose().to_owned())
+        } else {
+            None
+        };
+        let unreadable = std::fs::read_dir(&data)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().contains("unreadable")
+            })
+            .count();
+        assert_eq!(
+            unreadable, 0,
+            "a store was found unreadable after a kill -9"
+        );
+
+        let chain = server.refresh_chain();
+        let current = &chain[chain_start..];
+        let position = |token: &str| current.iter().position(|r| r.refresh_token == token);
+        let stored_at = stored.as_deref().and_then(position);
+        if let Some(access) = &newest_handed_out {
+            let issued_at = current
+                .iter()
+                .position(|r| &r.access_token == access)
+                .expect("a handed-out access token comes from the current chain");
+            assert!(
+                stored_at.is_some_and(|at| at >= issued_at),
+                "after kill {kills}, the store holds a refresh token older than the one issued \
+                 with an access token a caller received (seed {seed}): stored at {stored_at:?} \
+                 (in the whole record: {:?}, or presented: {:?}), access token issued at \
+                 {issued_at}, chain of {} from {chain_start}; log:\n{log}",
+                stored
+                    .as_deref()
+                    .and_then(|t| chain.iter().position(|r| r.refresh_token == t)),
+                stored
+                    .as_deref()
+                    .and_then(|t| chain.iter().position(|r| r.used == t)),
+                current.len(),
+            );
+        }
+        // Is the refresh token in force still unused? If the daemon died after the server
+        // rotated it but before the new one was saved (and so before its access token went to
+        // any caller), the one in force was consumed: a restart would present it again and
+        // oidc-provider would revoke the grant. That loses no token a caller holds; start a
+        // new chain, as a user would after a new login.
+        let in_force_unused = match stored_at {
+            Some(at) => at + 1 == current.len(),
+            None => current.is_empty(),
+        };
+        if !in_force_unused {
+            lost_races += 1;
+            configured = server.mint_refresh_token();
+            secrets.push(configured.clone());
+            chain_start = chain.len();
+            newest_handed_out = None;
+        }
+        secrets.extend(
+            current
+                .iter()
+                .flat_map(|r| [r.access_token.clone(), r.refresh_token.clone()]),
+        );
+        let restart_env = env(&configured);
+        let restart_env: Vec<(&str, &str)> = restart_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        daemon.restart(&restart_env);
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        assert_no_secret_in(&daemon.log(), &secret_refs);
+    }
+    eprintln!(
+        "crash test: {kills} kills, {served} tokens served, {lost_races} kills between a \
+         rotation and its save, {} refreshes",
+        refresh_grants(&server)
+    );
+    // The chain in force still works, and no consumed refresh token was ever presented again.
+    token_of(&daemon);
+    let stats = server.stats();
+    assert!(stats["errors"]["invalid_grant"].is_null(), "{stats}");
+    assert!(
+        served > 0 && kills > served,
+        "kills hit both idle and busy moments"
+    );
+}
