@@ -437,7 +437,12 @@ fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
             })
         })
         .collect();
-    json!({ "endpoint": status.endpoint, "config": status.config, "providers": providers })
+    json!({
+        "endpoint": status.endpoint,
+        "config": status.config,
+        "store": (!status.store.is_empty()).then_some(&status.store),
+        "providers": providers,
+    })
 }
 
 /// Seconds from now until `secs` (negative when past).
@@ -477,6 +482,9 @@ fn expires_in(expires_at_unix: Option<u64>) -> String {
 fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "endpoint: {}", status.endpoint)?;
     writeln!(out, "config:   {}", status.config)?;
+    if !status.store.is_empty() {
+        writeln!(out, "store:    {}", status.store)?;
+    }
     if status.providers.is_empty() {
         writeln!(out, "no providers configured")?;
         return Ok(());

@@ -99,6 +99,11 @@ impl State {
             endpoint: self.endpoint.clone(),
             config: self.config_label(),
             providers: self.providers().values().map(|p| p.status()).collect(),
+            store: self
+                .store
+                .as_ref()
+                .map(|store| store.protection())
+                .unwrap_or_default(),
         }
     }
 

@@ -133,6 +133,10 @@ pub struct DaemonStatus {
     pub config: String,
     /// One entry per configured provider, sorted by name.
     pub providers: Vec<ProviderStatus>,
+    /// The durable store and the protection in force, e.g.
+    /// `/home/a/.local/share/tokend/store.tokend: encrypted (key file /home/a/.config/tokend/store.key)`;
+    /// empty when the daemon keeps no store. Added in protocol 5.
+    pub store: String,
 }
 
 /// The state of one provider. Contains no secret.

@@ -6,9 +6,9 @@
 //! changes without a bump being considered.
 
 /// The version both sides announce in the handshake (2: `Invalidate`, more provider states and
-/// refresh times in status; 3: `Reload`; 4: counters in status, `Metrics`). Peers with different versions refuse each
+/// refresh times in status; 3: `Reload`; 4: counters in status, `Metrics`; 5: the store's protection in status). Peers with different versions refuse each
 /// other in the handshake, before any bincode payload is exchanged.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Version of this build of tokend/tok, shown by `tok ping` (informational only).
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -20,6 +20,6 @@ mod tests {
     #[test]
     fn protocol_version_is_pinned() {
         // Changing this constant is a deliberate act: update the golden fixtures with it.
-        assert_eq!(PROTOCOL_VERSION, 4);
+        assert_eq!(PROTOCOL_VERSION, 5);
     }
 }

@@ -61,6 +61,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             Response::Status(DaemonStatus {
                 endpoint: "/run/user/1000/tokend/tokend.sock".into(),
                 config: "/home/a/.config/tokend/config.toml".into(),
+                store: "/home/a/.local/share/tokend/store.tokend: encrypted (key file /home/a/.config/tokend/store.key)".into(),
                 providers: vec![
                     ProviderStatus {
                         name: "gitlab".into(),

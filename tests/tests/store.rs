@@ -172,6 +172,27 @@ fn store_files_are_private() {
     assert_eq!(mode(&daemon.data_dir()), 0o700);
     assert_eq!(mode(&daemon.data_dir().join("store.tokend")), 0o600);
     assert_eq!(mode(&daemon.dir().join("store.key")), 0o600);
+
+    // `tok status` says which protection is in force.
+    let key_file = daemon.dir().join("store.key").display().to_string();
+    let status = stdout(&daemon.tok(&["status"]));
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("store:"))
+        .unwrap_or_else(|| panic!("no store line:\n{status}"));
+    assert!(
+        line.contains("store.tokend") && line.contains(&format!("encrypted (key file {key_file})")),
+        "{line}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&daemon.tok(&["status", "--json"]))).unwrap();
+    assert!(
+        json["store"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("encrypted (key file {key_file})")),
+        "{json}"
+    );
 }
 
 /// Damages the store of a stopped daemon with `damage`, restarts it, and checks that it starts
