@@ -64,6 +64,11 @@ impl State {
         }
     }
 
+    /// The durable store, if the daemon keeps one.
+    pub(crate) fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
     /// Whether token requests are audited.
     pub(crate) fn audit(&self) -> bool {
         self.audit

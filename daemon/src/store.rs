@@ -1,5 +1,8 @@
 //! The durable, encrypted store, `<data dir>/store.tokend`: what tokend must not forget across a
-//! restart (rotated refresh tokens and cached access tokens with their absolute expiry).
+//! restart (rotated refresh tokens, cached access tokens with their absolute expiry, and user
+//! secrets).
+//!
+//! It also holds the user secrets set with `tok secret set NAME` (for `${secret:NAME}`).
 //!
 //! This module owns the file format, where the key comes from (a key file or the OS keystore),
 //! the atomic replacement of the file, and what happens to a file that cannot be read.
@@ -28,7 +31,7 @@ use std::time::SystemTime;
 use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokend_protocol::Secret;
+use tokend_protocol::{Secret, SecretEntry};
 use zeroize::Zeroizing;
 
 /// The store file's name inside the data directory.
@@ -144,6 +147,18 @@ pub(crate) struct Contents {
     /// The last access token per provider (unless the provider says `persist = false`).
     #[serde(default)]
     pub(crate) access_tokens: BTreeMap<String, StoredAccess>,
+    /// User secrets (`tok secret set NAME`), for `${secret:NAME}` in the config.
+    #[serde(default)]
+    pub(crate) secrets: BTreeMap<String, StoredSecret>,
+}
+
+/// A user secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredSecret {
+    #[serde(with = "secret_serde")]
+    pub(crate) value: Secret,
+    /// When it was set (Unix seconds).
+    pub(crate) set_at_unix: u64,
 }
 
 /// A rotated refresh token.
@@ -302,6 +317,56 @@ impl Store {
             .refresh_tokens
             .get(provider)
             .map(|stored| stored.token.clone())
+    }
+
+    /// The user secret `name` (`${secret:NAME}`).
+    #[must_use]
+    pub fn user_secret(&self, name: &str) -> Option<Secret> {
+        self.contents()
+            .secrets
+            .get(name)
+            .map(|stored| stored.value.clone())
+    }
+
+    /// The user secrets' names and when each was set, sorted by name; never their values.
+    #[must_use]
+    pub fn user_secrets(&self) -> Vec<SecretEntry> {
+        self.contents()
+            .secrets
+            .iter()
+            .map(|(name, stored)| SecretEntry {
+                name: name.clone(),
+                set_at_unix: stored.set_at_unix,
+            })
+            .collect()
+    }
+
+    /// Sets the user secret `name` (replacing any value it had), durably. Blocking.
+    pub fn set_user_secret(&self, name: &str, value: Secret) -> Result<SecretEntry, StoreError> {
+        let set_at_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.update(|contents| {
+            contents
+                .secrets
+                .insert(name.to_owned(), StoredSecret { value, set_at_unix });
+        })?;
+        Ok(SecretEntry {
+            name: name.to_owned(),
+            set_at_unix,
+        })
+    }
+
+    /// Removes the user secret `name`, durably; `None` when there was none. Blocking.
+    pub fn remove_user_secret(&self, name: &str) -> Result<Option<SecretEntry>, StoreError> {
+        let mut removed = None;
+        self.update(|contents| {
+            removed = contents.secrets.remove(name).map(|stored| SecretEntry {
+                name: name.to_owned(),
+                set_at_unix: stored.set_at_unix,
+            });
+        })?;
+        Ok(removed)
     }
 
     /// The stored rotated refresh token of `provider`.
@@ -629,6 +694,13 @@ mod tests {
                 config: "ProviderConfig { .. }".to_owned(),
             },
         );
+        contents.secrets.insert(
+            "gitlab".to_owned(),
+            StoredSecret {
+                value: Secret::from("fixture-user-secret"),
+                set_at_unix: 1_800_000_000,
+            },
+        );
         contents
     }
 
@@ -869,5 +941,26 @@ mod tests {
         let expected = fixture_contents();
         assert_eq!(contents.refresh_tokens, expected.refresh_tokens);
         assert_eq!(contents.access_tokens, expected.access_tokens);
+        assert_eq!(contents.secrets, expected.secrets);
+    }
+
+    #[test]
+    fn user_secrets_are_set_listed_without_values_and_removed_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        let source = key_file(dir.path());
+        let store = Store::open(&data, &source).unwrap();
+        let entry = store.set_user_secret("b", Secret::from("value-b")).unwrap();
+        store.set_user_secret("a", Secret::from("value-a")).unwrap();
+        assert_eq!(store.user_secrets()[1], entry);
+        let store = Store::open(&data, &source).unwrap();
+        let names: Vec<_> = store.user_secrets().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(store.user_secret("a").unwrap().expose(), "value-a");
+        assert_eq!(store.remove_user_secret("a").unwrap().unwrap().name, "a");
+        assert_eq!(store.remove_user_secret("a").unwrap(), None);
+        let store = Store::open(&data, &source).unwrap();
+        assert_eq!(store.user_secret("a"), None);
+        assert_eq!(store.user_secret("b").unwrap().expose(), "value-b");
     }
 }

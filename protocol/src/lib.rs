@@ -37,7 +37,8 @@ pub use error_code::ErrorCode;
 pub use frame::{MAX_FRAME_LEN, MAX_HANDSHAKE_LEN};
 pub use message::{
     DaemonStatus, ErrorReply, GetToken, HeaderLine, Invalidate, Invalidation, PingInfo,
-    ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response, TokenGrant,
+    ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response, SecretEntry,
+    SecretRemove, SecretSet, TokenGrant,
 };
 pub use secret::{Secret, SecretBuf};
 pub use version::{PACKAGE_VERSION, PROTOCOL_VERSION};

@@ -33,6 +33,41 @@ pub enum Request {
     /// Counters and the upstream-latency histogram in the Prometheus text format. Answered by
     /// [`Response::Metrics`].
     Metrics,
+    /// Keep a user secret (`tok secret set NAME`) in the daemon's encrypted store, for
+    /// `${secret:NAME}` in the config. Answered by [`Response::Secrets`] (the one entry) or
+    /// [`Response::Error`].
+    SecretSet(SecretSet),
+    /// The names of the user secrets and when each was set, never their values. Answered by
+    /// [`Response::Secrets`].
+    SecretList,
+    /// Forget a user secret. Answered by [`Response::Secrets`] (the removed entry) or
+    /// [`Response::Error`] ([`ErrorCode::Config`] when there is no such secret).
+    SecretRemove(SecretRemove),
+}
+
+/// Body of [`Request::SecretSet`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SecretSet {
+    /// The name `${secret:NAME}` refers to (`A-Z a-z 0-9 . _ -`).
+    pub name: String,
+    /// The value (`Debug` is redacted; wiped on drop).
+    pub value: Secret,
+}
+
+/// Body of [`Request::SecretRemove`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SecretRemove {
+    /// The secret's name.
+    pub name: String,
+}
+
+/// A user secret as listed: its name and when it was set, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct SecretEntry {
+    /// The name `${secret:NAME}` refers to.
+    pub name: String,
+    /// When it was set (Unix seconds).
+    pub set_at_unix: u64,
 }
 
 /// Body of [`Request::Invalidate`].
@@ -76,6 +111,9 @@ pub enum Response {
     Reloaded(ReloadSummary),
     /// Answer to [`Request::Metrics`]: Prometheus text exposition format (version 0.0.4).
     Metrics(String),
+    /// Answer to [`Request::SecretSet`], [`Request::SecretList`] and [`Request::SecretRemove`]:
+    /// user secrets by name, sorted, without their values.
+    Secrets(Vec<SecretEntry>),
 }
 
 /// Body of [`Response::Reloaded`]: provider names by what the reload did to them.

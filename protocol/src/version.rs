@@ -6,7 +6,7 @@
 //! changes without a bump being considered.
 
 /// The version both sides announce in the handshake (2: `Invalidate`, more provider states and
-/// refresh times in status; 3: `Reload`; 4: counters in status, `Metrics`; 5: the store's protection in status). Peers with different versions refuse each
+/// refresh times in status; 3: `Reload`; 4: counters in status, `Metrics`; 5: the store's protection in status, user secrets). Peers with different versions refuse each
 /// other in the handshake, before any bincode payload is exchanged.
 pub const PROTOCOL_VERSION: u32 = 5;
 

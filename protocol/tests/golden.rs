@@ -10,7 +10,7 @@ use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
     DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate, Invalidation, PROTOCOL_VERSION,
     PingInfo, ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response,
-    Secret, TokenGrant, codec,
+    Secret, SecretEntry, SecretRemove, SecretSet, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -27,6 +27,20 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("request_shutdown", Request::Shutdown),
         ("request_reload", Request::Reload),
         ("request_metrics", Request::Metrics),
+        (
+            "request_secret_set",
+            Request::SecretSet(SecretSet {
+                name: "gitlab".into(),
+                value: Secret::from("glpat-fixture"),
+            }),
+        ),
+        ("request_secret_list", Request::SecretList),
+        (
+            "request_secret_remove",
+            Request::SecretRemove(SecretRemove {
+                name: "gitlab".into(),
+            }),
+        ),
         (
             "request_invalidate",
             Request::Invalidate(Invalidate {
@@ -149,6 +163,19 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         (
             "response_metrics",
             Response::Metrics("tokend_requests_total{provider=\"crm\"} 3\n".into()),
+        ),
+        (
+            "response_secrets",
+            Response::Secrets(vec![
+                SecretEntry {
+                    name: "gitlab".into(),
+                    set_at_unix: 1_800_000_000,
+                },
+                SecretEntry {
+                    name: "crm.key".into(),
+                    set_at_unix: 1_800_000_100,
+                },
+            ]),
         ),
         (
             "response_reloaded",
