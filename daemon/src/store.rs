@@ -261,6 +261,7 @@ impl Store {
                 path: data_dir.to_owned(),
                 source,
             },
+            #[cfg(unix)]
             DirProblem::Mode(mode) => StoreError::DataDirMode {
                 path: data_dir.to_owned(),
                 mode,
@@ -394,6 +395,8 @@ impl Store {
 
 enum DirProblem {
     Io(io::Error),
+    /// Group or others have access (unix modes only).
+    #[cfg(unix)]
     Mode(u32),
 }
 
