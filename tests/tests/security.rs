@@ -166,3 +166,19 @@ fn another_user_is_refused_even_if_the_socket_is_reachable() {
         "pat-4\n"
     );
 }
+
+/// A crash must never write the secrets in tokend's memory to a core file: its core-file limit
+/// is 0 (the non-dumpable flag is checked by the daemon's unit test, since /proc shows it only
+/// as file ownership, which root cannot tell apart).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_daemon_runs_with_a_zero_core_file_limit() {
+    let daemon = Daemon::start_with_env(CONFIG, &[("E2E_SECURITY_PAT", "pat-1")]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|line| line.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in:\n{limits}"));
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(fields[4..6], ["0", "0"], "{core}");
+}
