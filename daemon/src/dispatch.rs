@@ -48,6 +48,13 @@ pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Re
     }
 }
 
+/// Static providers that use the secret stop serving its old value.
+fn secret_changed(state: &State, name: &str) {
+    for provider in state.providers().values() {
+        provider.secret_changed(name);
+    }
+}
+
 fn no_store() -> Response {
     Response::error(
         ErrorCode::Config,
@@ -99,6 +106,7 @@ async fn secret_set(state: &State, set: SecretSet) -> Response {
     match written {
         Ok(Ok(entry)) => {
             tracing::info!(secret = %entry.name, "secret set");
+            secret_changed(state, &entry.name);
             Response::Secrets(vec![entry])
         }
         Ok(Err(err)) => Response::error(ErrorCode::Internal, err.to_string()),
@@ -124,6 +132,7 @@ async fn secret_remove(state: &State, name: String) -> Response {
     match removed {
         Ok((_, Ok(Some(entry)))) => {
             tracing::info!(secret = %entry.name, "secret removed");
+            secret_changed(state, &entry.name);
             Response::Secrets(vec![entry])
         }
         Ok((name, Ok(None))) => Response::error(

@@ -896,6 +896,23 @@ impl Provider {
         }
     }
 
+    /// The user secret `name` was set or removed: a static provider whose secret refers to it
+    /// drops its cached value (and any failure), so the next request resolves it anew. Fetching
+    /// kinds resolve their credentials at each fetch anyway.
+    pub(crate) fn secret_changed(&self, name: &str) {
+        let ProviderKind::Static { secret } = &self.config.kind else {
+            return;
+        };
+        if !secret.refers_to_secret(name) {
+            return;
+        }
+        let mut inner = self.inner();
+        inner.current = None;
+        inner.failure = None;
+        inner.last_error = None;
+        inner.generation += 1;
+    }
+
     pub(crate) fn status(&self) -> ProviderStatus {
         let now = Instant::now();
         let inner = self.inner();

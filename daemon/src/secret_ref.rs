@@ -133,6 +133,14 @@ impl SecretTemplate {
         Ok(Self { segments })
     }
 
+    /// True when the template contains `${secret:NAME}`.
+    #[must_use]
+    pub fn refers_to_secret(&self, name: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|segment| matches!(segment, Segment::Secret(n) if n == name))
+    }
+
     /// True when the template contains no reference at all: the secret is written in the config.
     #[must_use]
     pub fn is_literal(&self) -> bool {
@@ -741,6 +749,8 @@ mod tests {
         let template = SecretTemplate::parse("Bearer ${secret:gitlab.pat}").unwrap();
         assert!(matches!(&template.segments[..], [_, Segment::Secret(n)] if n == "gitlab.pat"));
         assert!(!template.is_literal());
+        assert!(template.refers_to_secret("gitlab.pat"));
+        assert!(!template.refers_to_secret("gitlab"));
         assert_eq!(
             format!("{template:?}"),
             "SecretTemplate[literal(7 bytes), secret:gitlab.pat]"
