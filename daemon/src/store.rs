@@ -108,12 +108,8 @@ pub enum StoreError {
         path.display()
     )]
     DataDir { path: PathBuf, source: io::Error },
-    #[error(
-        "the data directory {} lets group or others in (mode 0{mode:03o}); run chmod 700 {}",
-        path.display(),
-        path.display()
-    )]
-    DataDirMode { path: PathBuf, mode: u32 },
+    #[error("the data directory {} is not safe: {reason}", path.display())]
+    DataDirUnsafe { path: PathBuf, reason: String },
     #[error("key file {}: {problem}; {hint}", path.display())]
     KeyFile {
         path: PathBuf,
@@ -262,9 +258,9 @@ impl Store {
                 source,
             },
             #[cfg(unix)]
-            DirProblem::Mode(mode) => StoreError::DataDirMode {
+            DirProblem::Unsafe(reason) => StoreError::DataDirUnsafe {
                 path: data_dir.to_owned(),
-                mode,
+                reason,
             },
         })?;
         let key = match source {
@@ -395,13 +391,13 @@ impl Store {
 
 enum DirProblem {
     Io(io::Error),
-    /// Group or others have access (unix modes only).
+    /// A symbolic link, not ours, or open to others (unix only); says what to do.
     #[cfg(unix)]
-    Mode(u32),
+    Unsafe(String),
 }
 
-/// Creates `dir` (and missing parents) with mode 0700; an existing one must not let group or
-/// others in.
+/// Creates `dir` (and missing parents) with mode 0700; an existing one must be a real
+/// directory, owned by this user, that group and others cannot enter.
 fn private_dir(dir: &Path) -> Result<(), DirProblem> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -410,14 +406,26 @@ fn private_dir(dir: &Path) -> Result<(), DirProblem> {
     builder.create(dir).map_err(DirProblem::Io)?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(dir)
-            .map_err(DirProblem::Io)?
-            .permissions()
-            .mode()
-            & 0o7777;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = fs::symlink_metadata(dir).map_err(DirProblem::Io)?;
+        if meta.file_type().is_symlink() {
+            return Err(DirProblem::Unsafe(
+                "it is a symbolic link; point TOKEND_DATA at a real directory".to_owned(),
+            ));
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(DirProblem::Unsafe(format!(
+                "it is owned by uid {}, not by this user (uid {me}); use a directory you own",
+                meta.uid()
+            )));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(DirProblem::Mode(mode));
+            return Err(DirProblem::Unsafe(format!(
+                "its mode 0{mode:03o} lets group or others in; run chmod 700 {}",
+                dir.display()
+            )));
         }
     }
     Ok(())
@@ -902,6 +910,13 @@ mod tests {
             err.contains("mode 0755") && err.contains("chmod 700"),
             "{err}"
         );
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+        let err = Store::open(&link, &key_file(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
     }
 
     #[test]
