@@ -47,6 +47,8 @@ const MAGIC: [u8; 8] = *b"TOKENDST";
 /// Names of the temporary files of atomic writes: `.store.<random>.tmp`.
 const TEMP_PREFIX: &str = ".store.";
 const TEMP_SUFFIX: &str = ".tmp";
+/// The lock file that makes one daemon the owner of a data directory.
+const LOCK_FILE: &str = "store.lock";
 const NONCE_LEN: usize = 24;
 const HEADER_LEN: usize = MAGIC.len() + 2 + 1 + NONCE_LEN;
 const KEY_LEN: usize = 32;
@@ -132,6 +134,12 @@ pub enum StoreError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read the store {}: {source}; check its permissions", path.display())]
     Read { path: PathBuf, source: io::Error },
+    #[error(
+        "another tokend already uses the data directory {}; give this one its own data \
+         directory with {DATA_ENV}=DIR, or stop the other one",
+        path.display()
+    )]
+    InUse { path: PathBuf },
 }
 
 /// What the store holds.
@@ -238,6 +246,9 @@ pub struct Store {
     key: StoreKey,
     source: KeySource,
     contents: Mutex<Contents>,
+    /// `store.lock` in the data directory, locked for as long as the store is open: one daemon
+    /// owns a store (a second writer would silently undo the first one's updates).
+    _lock: File,
 }
 
 /// The data directory: `$TOKEND_DATA`, else the platform's (`~/.local/share/tokend` on Linux).
@@ -263,6 +274,7 @@ impl Store {
                 reason,
             },
         })?;
+        let lock = lock_data_dir(data_dir)?;
         let key = match source {
             KeySource::File(path) => key_from_file(path)?,
             KeySource::Keyring => key_from_keyring(data_dir)?,
@@ -292,6 +304,7 @@ impl Store {
             key,
             source: source.clone(),
             contents: Mutex::new(contents),
+            _lock: lock,
         })
     }
 
@@ -387,6 +400,33 @@ impl Store {
             source,
         })
     }
+}
+
+/// Takes `store.lock` in the data directory (an exclusive, non-blocking `flock`, released by
+/// the kernel when the process dies, so a killed daemon never leaves it held).
+fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let failed = |source: io::Error| StoreError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path).map_err(failed)?;
+    #[cfg(unix)]
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            return Err(StoreError::InUse {
+                path: data_dir.to_owned(),
+            });
+        }
+        Err(err) => return Err(failed(err.into())),
+    }
+    // Windows: the daemon lock per endpoint is the only guard (no flock there).
+    Ok(file)
 }
 
 enum DirProblem {
@@ -737,11 +777,17 @@ mod tests {
         assert_eq!(mode(&data), 0o700);
         assert_eq!(mode(&data.join(STORE_FILE)), 0o600);
         assert_eq!(mode(&dir.path().join("config").join(KEY_FILE)), 0o600);
-        let names: Vec<_> = fs::read_dir(&data)
+        assert_eq!(mode(&data.join(LOCK_FILE)), 0o600);
+        let mut names: Vec<_> = fs::read_dir(&data)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, [STORE_FILE], "no temporary file is left behind");
+        names.sort();
+        assert_eq!(
+            names,
+            [LOCK_FILE, STORE_FILE],
+            "no temporary file is left behind"
+        );
 
         let reopened = Store::open(&data, &source).unwrap();
         let expected = fixture_contents();
@@ -754,6 +800,19 @@ mod tests {
             expected.access_tokens.get("corp").cloned()
         );
         assert_eq!(reopened.refresh_token("other"), None);
+    }
+
+    #[test]
+    fn one_store_per_data_directory_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        let first = Store::open(&data, &key_file(dir.path())).unwrap();
+        let err = Store::open(&data, &key_file(dir.path())).unwrap_err();
+        assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("TOKEND_DATA=DIR"), "{err}");
+        drop(first);
+        Store::open(&data, &key_file(dir.path())).unwrap();
     }
 
     #[test]
@@ -824,6 +883,7 @@ mod tests {
         assert!(!path.exists());
         // The empty store is usable again.
         store.update(|c| *c = fixture_contents()).unwrap();
+        drop(store);
         assert!(
             Store::open(&data, &source)
                 .unwrap()
@@ -971,12 +1031,14 @@ mod tests {
         let entry = store.set_user_secret("b", Secret::from("value-b")).unwrap();
         store.set_user_secret("a", Secret::from("value-a")).unwrap();
         assert_eq!(store.user_secrets()[1], entry);
+        drop(store);
         let store = Store::open(&data, &source).unwrap();
         let names: Vec<_> = store.user_secrets().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(store.user_secret("a").unwrap().expose(), "value-a");
         assert_eq!(store.remove_user_secret("a").unwrap().unwrap().name, "a");
         assert_eq!(store.remove_user_secret("a").unwrap(), None);
+        drop(store);
         let store = Store::open(&data, &source).unwrap();
         assert_eq!(store.user_secret("a"), None);
         assert_eq!(store.user_secret("b").unwrap().expose(), "value-b");
