@@ -1,8 +1,10 @@
-//! `tokend`: parses arguments, sets up logging, loads the config, claims the endpoint and hands
-//! over to [`tokend::server::run`]. Runs in the foreground (what systemd and tests want).
+//! `tokend`: makes itself non-dumpable, parses arguments, sets up logging, loads the config,
+//! claims the endpoint, opens the store and hands over to [`tokend::server::run_with`]. Runs in
+//! the foreground (what systemd and tests want).
 //!
-//! Exit codes: 0 stopped cleanly; 1 runtime error (for example an unsafe socket directory);
-//! 2 usage or config error; 3 another tokend already serves this endpoint.
+//! Exit codes: 0 stopped cleanly; 1 runtime error (for example an unsafe socket or data
+//! directory, or an unusable key file); 2 usage or config error (also: the chosen OS keystore
+//! cannot be reached); 3 another tokend already serves this endpoint.
 
 use std::io::Write;
 use std::path::PathBuf;
