@@ -16,8 +16,9 @@ use serde_json::json;
 
 use crate::error::exit;
 use crate::timefmt::{human, parse_duration, rfc3339};
-use crate::{Client, Endpoint, Error, GetOptions, Token};
+use crate::{Client, Endpoint, Error, GetOptions, Secret, SecretEntry, Token};
 use crate::{credential, service, shell};
+use tokend_protocol::SecretBuf;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -261,6 +262,9 @@ enum Command {
         #[command(subcommand)]
         action: service::Action,
     },
+    /// Keep secrets for `${secret:NAME}` in the config in tokend's encrypted store
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Print the shell completion script
     #[command(after_help = COMPLETIONS_HELP)]
     Completions {
@@ -268,6 +272,119 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCommand {
+    /// Set a secret: the value is read from stdin (without echo on a terminal), never from argv
+    #[command(
+        after_help = "Examples:\n  tok secret set gitlab            # type the value; it is not shown\n  pass show gitlab | tok secret set gitlab\nThen in the config: secret = \"${secret:gitlab}\""
+    )]
+    Set {
+        /// The name `${secret:NAME}` refers to (letters, digits, `.`, `_`, `-`)
+        name: String,
+    },
+    /// List the secrets' names and when each was set (never a value)
+    #[command(after_help = "Example:\n  tok secret list --json | jq -r '.[].name'")]
+    List {
+        /// Print [{"name","set_at"}] as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret
+    #[command(after_help = "Example:\n  tok secret rm gitlab")]
+    Rm {
+        /// The secret's name
+        name: String,
+    },
+}
+
+/// The largest value `tok secret set` accepts (a frame must carry it).
+const MAX_SECRET_LEN: usize = 32 * 1024;
+
+/// Reads the value for `tok secret set NAME`: from the terminal without echo, or all of stdin
+/// with one trailing line break removed (`echo value | tok secret set NAME`).
+fn read_secret_value(name: &str) -> Result<Secret, Failure> {
+    use std::io::{IsTerminal, Read};
+    let value = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("tok: value for secret `{name}` (not shown): "))
+            .map_err(|err| {
+                Failure::Usage(format!("cannot read the value from the terminal: {err}"))
+            })?
+    } else {
+        // Sized up front so the buffer never reallocates and leaves copies behind; wiped on drop.
+        let mut bytes = SecretBuf::with_capacity(MAX_SECRET_LEN + 2);
+        let mut chunk = [0u8; 4096];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let read = stdin.read(&mut chunk).map_err(|err| {
+                Failure::Usage(format!("cannot read the value from stdin: {err}"))
+            })?;
+            if read == 0 {
+                break;
+            }
+            if bytes.len() + read > MAX_SECRET_LEN + 2 {
+                chunk.fill(0);
+                return Err(Failure::Usage(format!(
+                    "the value on stdin is longer than {} KiB; a secret is one line",
+                    MAX_SECRET_LEN / 1024
+                )));
+            }
+            bytes.extend_from_slice(&chunk[..read]);
+        }
+        chunk.fill(0);
+        let mut end = bytes.len();
+        if bytes[..end].ends_with(b"\n") {
+            end -= 1;
+            if bytes[..end].ends_with(b"\r") {
+                end -= 1;
+            }
+        }
+        std::str::from_utf8(&bytes[..end])
+            .map_err(|_| Failure::Usage("the value on stdin is not UTF-8 text".to_owned()))?
+            .to_owned()
+    };
+    if value.is_empty() {
+        return Err(Failure::Usage(format!(
+            "no value for secret `{name}`: pipe it in (`… | tok secret set {name}`) or type it \
+             at the prompt"
+        )));
+    }
+    Ok(Secret::new(value))
+}
+
+fn write_secret_list(
+    entries: &[SecretEntry],
+    json: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|entry| json!({ "name": entry.name, "set_at": rfc3339(unix_time(entry.set_at_unix)) }))
+            .collect();
+        return writeln!(out, "{}", serde_json::Value::Array(list));
+    }
+    if entries.is_empty() {
+        return writeln!(out, "no secrets set (tok secret set NAME)");
+    }
+    let width = entries
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    writeln!(out, "{:width$}  SET", "NAME")?;
+    for entry in entries {
+        writeln!(
+            out,
+            "{:width$}  {} ({})",
+            entry.name,
+            rfc3339(unix_time(entry.set_at_unix)),
+            relative(Some(entry.set_at_unix))
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs `tok` with `args` (program name first) and returns its exit code.
@@ -317,6 +434,10 @@ where
             let _ = writeln!(stderr, "tok git-credential: {err}");
             err.exit_code()
         }
+        Err(Failure::Usage(message)) => {
+            let _ = writeln!(stderr, "tok: {message}");
+            exit::USAGE_OR_CONFIG
+        }
     }
 }
 
@@ -329,6 +450,8 @@ enum Failure {
     Run(shell::RunError),
     /// A credential-helper request failed.
     Helper(credential::HelperError),
+    /// Bad input from the user (exit 2).
+    Usage(String),
 }
 
 impl From<credential::HelperError> for Failure {
@@ -410,6 +533,18 @@ fn execute(
             }
         }
         Command::Metrics => write!(out, "{}", client.metrics()?)?,
+        Command::Secret(SecretCommand::Set { name }) => {
+            let value = read_secret_value(&name)?;
+            let entry = client.secret_set(&name, value)?;
+            return Err(Failure::Note(format!("secret `{}` set", entry.name)));
+        }
+        Command::Secret(SecretCommand::List { json }) => {
+            write_secret_list(&client.secret_list()?, json, out)?;
+        }
+        Command::Secret(SecretCommand::Rm { name }) => {
+            let entry = client.secret_remove(&name)?;
+            return Err(Failure::Note(format!("secret `{}` removed", entry.name)));
+        }
         Command::Reload => {
             let summary = client.reload()?;
             // Nothing on stdout: what changed is a diagnostic.
@@ -580,7 +715,12 @@ fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
             })
         })
         .collect();
-    json!({ "endpoint": status.endpoint, "config": status.config, "providers": providers })
+    json!({
+        "endpoint": status.endpoint,
+        "config": status.config,
+        "store": (!status.store.is_empty()).then_some(&status.store),
+        "providers": providers,
+    })
 }
 
 /// Seconds from now until `secs` (negative when past).
@@ -620,6 +760,9 @@ fn expires_in(expires_at_unix: Option<u64>) -> String {
 fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "endpoint: {}", status.endpoint)?;
     writeln!(out, "config:   {}", status.config)?;
+    if !status.store.is_empty() {
+        writeln!(out, "store:    {}", status.store)?;
+    }
     if status.providers.is_empty() {
         writeln!(out, "no providers configured")?;
         return Ok(());

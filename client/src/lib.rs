@@ -42,8 +42,11 @@ pub use nonblocking::AsyncClient;
 pub use tokend_protocol::{
     CredentialRoute, CredentialTool, DaemonStatus, Endpoint, ErrorCode, Invalidation, LoginOutcome,
     LoginPrompt, LogoutOutcome, PingInfo, ProviderState, ProviderStatus, ReloadSummary, Secret,
+    SecretEntry,
 };
-use tokend_protocol::{GetToken, Invalidate, LoginRequest, Request, Response, TokenGrant};
+use tokend_protocol::{
+    GetToken, Invalidate, LoginRequest, Request, Response, SecretRemove, SecretSet, TokenGrant,
+};
 
 use crate::connection::{Connection, connection_lost};
 
@@ -289,6 +292,42 @@ impl Client {
         }
     }
 
+    /// Keeps `value` in the daemon's encrypted store as the user secret `name`, for
+    /// `${secret:NAME}` in the config (starts the daemon if needed). Returns its entry.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Config`] for an invalid name or value, or see [`Error`].
+    pub fn secret_set(&mut self, name: &str, value: Secret) -> Result<SecretEntry, Error> {
+        let request = Request::SecretSet(SecretSet {
+            name: name.to_owned(),
+            value,
+        });
+        one_secret(self.call(&request, Start::IfNeeded)?, "secret set")
+    }
+
+    /// The user secrets' names and when each was set, never their values (starts the daemon
+    /// if needed).
+    ///
+    /// # Errors
+    /// See [`Error`].
+    pub fn secret_list(&mut self) -> Result<Vec<SecretEntry>, Error> {
+        match self.call(&Request::SecretList, Start::IfNeeded)? {
+            Response::Secrets(entries) => Ok(entries),
+            other => Err(daemon_error(other, "secret list")),
+        }
+    }
+
+    /// Removes the user secret `name` (starts the daemon if needed). Returns its entry.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Config`] when there is no such secret, or see [`Error`].
+    pub fn secret_remove(&mut self, name: &str) -> Result<SecretEntry, Error> {
+        let request = Request::SecretRemove(SecretRemove {
+            name: name.to_owned(),
+        });
+        one_secret(self.call(&request, Start::IfNeeded)?, "secret rm")
+    }
+
     /// The running daemon's counters and upstream-latency histogram in the Prometheus text
     /// format (never starts a daemon).
     ///
@@ -462,8 +501,17 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::LoggedIn(_) => "logged in",
         Response::LoggedOut(_) => "logged out",
         Response::Reloaded(_) => "reloaded",
+        Response::Secrets(_) => "secrets",
     };
     Error::UnexpectedResponse { request, got }
+}
+
+/// The single entry of a [`Response::Secrets`] answering a set or a remove.
+fn one_secret(response: Response, request: &'static str) -> Result<SecretEntry, Error> {
+    match response {
+        Response::Secrets(mut entries) if entries.len() == 1 => Ok(entries.remove(0)),
+        other => Err(daemon_error(other, request)),
+    }
 }
 
 fn daemon_error(response: Response, request: &'static str) -> Error {

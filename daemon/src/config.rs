@@ -189,6 +189,7 @@ use crate::kinds::{
     SigningAlg, SigningKey, TokenEndpoint,
 };
 use crate::secret_ref::SecretTemplate;
+use crate::store::KeySource;
 
 /// Environment variable naming the config file (step 2 of [`resolve_path`]).
 pub const CONFIG_ENV: &str = "TOKEND_CONFIG";
@@ -269,6 +270,7 @@ const OAUTH2_KEYS: KeySet = KeySet {
         "assertion_audience",
         "ttl",
         "timeout",
+        "persist",
         "header",
         "scheme",
         "basic_user",
@@ -279,7 +281,7 @@ const OAUTH2_KEYS: KeySet = KeySet {
            client_secret, client_auth, scopes, params, refresh_token, auth_url, device_url, \
            redirect_uri, login_timeout, auth_params, revocation_url, private_key, key_id, \
            signing_alg, assertion_issuer, assertion_subject, assertion_audience, ttl, timeout, \
-           header, scheme, basic_user, git, docker",
+           persist, header, scheme, basic_user, git, docker",
 };
 const HTTP_KEYS: KeySet = KeySet {
     keys: &[
@@ -295,6 +297,7 @@ const HTTP_KEYS: KeySet = KeySet {
         "ttl",
         "ok",
         "timeout",
+        "persist",
         "header",
         "scheme",
         "basic_user",
@@ -302,7 +305,8 @@ const HTTP_KEYS: KeySet = KeySet {
         "docker",
     ],
     hint: "remove it or fix its spelling; known keys: kind, method, url, basic, headers, json, \
-           form, token, expires, ttl, ok, timeout, header, scheme, basic_user, git, docker",
+           form, token, expires, ttl, ok, timeout, persist, header, scheme, basic_user, git, \
+           docker",
 };
 const TIMEKIT_KEYS: KeySet = KeySet {
     keys: &[
@@ -312,6 +316,7 @@ const TIMEKIT_KEYS: KeySet = KeySet {
         "api_key",
         "base_url",
         "timeout",
+        "persist",
         "header",
         "scheme",
         "basic_user",
@@ -319,7 +324,7 @@ const TIMEKIT_KEYS: KeySet = KeySet {
         "docker",
     ],
     hint: "remove it or fix its spelling; known keys: preset, app, email, api_key, base_url, \
-           timeout, header, scheme, basic_user, git, docker",
+           timeout, persist, header, scheme, basic_user, git, docker",
 };
 const CRM_KEYS: KeySet = KeySet {
     keys: &[
@@ -333,6 +338,7 @@ const CRM_KEYS: KeySet = KeySet {
         "organisation",
         "unit",
         "timeout",
+        "persist",
         "header",
         "scheme",
         "basic_user",
@@ -340,8 +346,8 @@ const CRM_KEYS: KeySet = KeySet {
         "docker",
     ],
     hint: "remove it or fix its spelling; known keys: preset, base_url, api_key, \
-           authentication_code, identifier, pass_code, jwt, organisation, unit, timeout, header, \
-           scheme, basic_user, git, docker",
+           authentication_code, identifier, pass_code, jwt, organisation, unit, timeout, persist, \
+           header, scheme, basic_user, git, docker",
 };
 const SALESTIM_KEYS: KeySet = KeySet {
     keys: &[
@@ -467,6 +473,45 @@ pub struct Config {
     /// The providers' `git` and `docker` tables, in provider-name order. Kept apart from
     /// [`ProviderConfig`] so that editing a route on reload does not drop a cached token.
     pub routes: Vec<CredentialRoute>,
+    /// The `[store]` table: where the key of the encrypted store comes from.
+    pub store: StoreConfig,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `key = "file"` (the default; `key_file`, else `store.key` beside the config file) or
+    /// `key = "keyring"` (the OS keystore).
+    pub key: KeySource,
+}
+
+impl StoreConfig {
+    /// The default for a config file at `config_path`: a key file in its directory (the config
+    /// directory, never beside the store it protects).
+    #[must_use]
+    pub fn default_for(config_path: &Path) -> Self {
+        Self {
+            key: KeySource::File(default_key_file(config_path)),
+        }
+    }
+}
+
+/// `key_file` as written: `~/` is the home directory; a relative path is relative to the
+/// directory of the config file (not to wherever tokend was started).
+fn key_file_path(config_path: &Path, text: &str) -> PathBuf {
+    if let Some(rest) = text.strip_prefix("~/")
+        && let Some(dirs) = directories::BaseDirs::new()
+    {
+        return dirs.home_dir().join(rest);
+    }
+    config_path.parent().unwrap_or(Path::new(".")).join(text)
+}
+
+fn default_key_file(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(crate::store::KEY_FILE)
 }
 
 /// Where a [`Config`] came from.
@@ -494,6 +539,9 @@ pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
     pub presentation: Presentation,
+    /// Keep the cached access token in the store across restarts (`persist = false` turns it
+    /// off; refresh tokens are always kept).
+    pub persist: bool,
 }
 
 /// How a provider obtains its token. `Debug` is safe: [`SecretTemplate`] never shows literal text.
@@ -729,6 +777,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
                 source: ConfigSource::Missing(path.to_owned()),
                 providers: BTreeMap::new(),
                 routes: Vec::new(),
+                store: StoreConfig::default_for(path),
             };
             return Ok((config, Vec::new()));
         }
@@ -858,15 +907,20 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     })?);
 
     let mut provider_entries = Vec::new();
+    let mut store = StoreConfig::default_for(path);
     for (key, value) in in_file_order(tree.0.get_ref()) {
         let shown = shown_key(key.get_ref());
+        if key.get_ref() == "store" {
+            store = ctx.store(key, value)?;
+            continue;
+        }
         if key.get_ref() != "providers" {
             return Err(ctx.invalid(
                 &key.span(),
                 None,
                 Some(&shown),
                 "unknown key".to_owned(),
-                "the file only holds [providers.NAME] tables; remove the key \
+                "the file only holds [providers.NAME] tables and a [store] table; remove the key \
                  or move it into a provider table",
             ));
         }
@@ -933,6 +987,7 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             source: ConfigSource::File(path.to_owned()),
             providers,
             routes,
+            store,
         },
         warnings,
         first_literal_line,
@@ -974,6 +1029,95 @@ impl Ctx<'_> {
             key: key.map(str::to_owned),
             problem,
             hint,
+        }
+    }
+
+    /// Validates the `[store]` table: `key = "file" | "keyring"` and `key_file`.
+    fn store(
+        &self,
+        name: &Spanned<DeString<'_>>,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Result<StoreConfig, ConfigError> {
+        let DeValue::Table(fields) = value.get_ref() else {
+            return Err(self.invalid(
+                &name.span(),
+                None,
+                Some("store"),
+                format!(
+                    "wrong type: expected a table, found {}",
+                    article(value.get_ref().type_str())
+                ),
+                "write it as a [store] table with the keys key and key_file",
+            ));
+        };
+        let mut key = None;
+        let mut key_file = None;
+        for (field, value) in in_file_order(fields) {
+            let shown = format!("store.{}", shown_key(field.get_ref()));
+            let DeValue::String(text) = value.get_ref() else {
+                return Err(self.invalid(
+                    &field.span(),
+                    None,
+                    Some(&shown),
+                    format!(
+                        "wrong type: expected a string, found {}",
+                        article(value.get_ref().type_str())
+                    ),
+                    STRING_HINT,
+                ));
+            };
+            match field.get_ref().as_ref() {
+                "key" => key = Some((text.as_ref(), value.span(), shown)),
+                "key_file" if text.is_empty() => {
+                    return Err(self.invalid(
+                        &value.span(),
+                        None,
+                        Some(&shown),
+                        "empty path".to_owned(),
+                        "write the key file's path, or remove key_file for store.key beside \
+                         the config file",
+                    ));
+                }
+                "key_file" => {
+                    key_file = Some((key_file_path(self.path, text), value.span(), shown));
+                }
+                _ => {
+                    return Err(self.invalid(
+                        &field.span(),
+                        None,
+                        Some(&shown),
+                        "unknown key for [store]".to_owned(),
+                        "remove it or fix its spelling; known keys: key, key_file",
+                    ));
+                }
+            }
+        }
+        let file = key_file
+            .as_ref()
+            .map_or_else(|| default_key_file(self.path), |(path, _, _)| path.clone());
+        match key {
+            None | Some(("file", _, _)) => Ok(StoreConfig {
+                key: KeySource::File(file),
+            }),
+            Some(("keyring", _, _)) => match key_file {
+                Some((_, span, shown)) => Err(self.invalid(
+                    &span,
+                    None,
+                    Some(&shown),
+                    "key_file has no meaning with key = \"keyring\"".to_owned(),
+                    "remove key_file, or set key = \"file\"",
+                )),
+                None => Ok(StoreConfig {
+                    key: KeySource::Keyring,
+                }),
+            },
+            Some((other, span, shown)) => Err(self.invalid(
+                &span,
+                None,
+                Some(&shown),
+                format!("unknown key source {other:?}"),
+                "use one of: file (a key file, 0600), keyring (the OS keystore)",
+            )),
         }
     }
 
@@ -1097,10 +1241,28 @@ impl Ctx<'_> {
 
         let presentation = presentation(&table, defaults)?;
         let routes = routes(&table)?;
+        // Only the keysets of fetching kinds list `persist`; `check_keys` refused it elsewhere.
+        let persist = match table.entry("persist") {
+            None => true,
+            Some((key, value)) => match value.get_ref() {
+                DeValue::Boolean(flag) => *flag,
+                other => {
+                    return Err(table.wrong_type(
+                        &key.span(),
+                        &table.key_path("persist"),
+                        "a boolean",
+                        other,
+                        "write persist = false to keep this provider's access tokens out of \
+                         the store, or remove the key",
+                    ));
+                }
+            },
+        };
         let provider = ProviderConfig {
             name: name.to_owned(),
             kind,
             presentation,
+            persist,
         };
         Ok((provider, literals, routes))
     }
@@ -3275,6 +3437,78 @@ scheme = "basic"
     }
 
     /// Each case: description, config text, expected line, expected key, expected fragment.
+    #[test]
+    fn the_store_table_chooses_the_key_source() {
+        let config_dir = Path::new(PATH).parent().unwrap();
+        let (config, _) = parse_ok("");
+        assert_eq!(
+            config.store.key,
+            KeySource::File(config_dir.join("store.key")),
+            "default: a key file beside the config file"
+        );
+        let (config, _) = parse_ok("[store]\nkey = \"keyring\"\n");
+        assert_eq!(config.store.key, KeySource::Keyring);
+        let (config, _) = parse_ok("[store]\nkey = \"file\"\nkey_file = \"keys/k\"\n");
+        assert_eq!(config.store.key, KeySource::File(config_dir.join("keys/k")));
+        let (config, _) = parse_ok("[store]\nkey_file = \"/abs/k\"\n");
+        assert_eq!(config.store.key, KeySource::File(PathBuf::from("/abs/k")));
+
+        for (text, line, key, needle) in [
+            (
+                "[store]\nkey = \"plain\"\n",
+                2,
+                "store.key",
+                "use one of: file (a key file",
+            ),
+            (
+                "[store]\n\nkey = 1\n",
+                3,
+                "store.key",
+                "expected a string, found an integer",
+            ),
+            (
+                "[store]\nkeyfile = \"k\"\n",
+                2,
+                "store.keyfile",
+                "known keys: key, key_file",
+            ),
+            (
+                "[store]\nkey = \"keyring\"\nkey_file = \"k\"\n",
+                3,
+                "store.key_file",
+                "remove key_file, or set key = \"file\"",
+            ),
+            ("store = 1\n", 1, "store", "write it as a [store] table"),
+        ] {
+            let error = parse_err(text).to_string();
+            assert!(error.starts_with(&format!("{PATH}:{line}:")), "{error}");
+            assert!(error.contains(&format!("top-level key `{key}`")), "{error}");
+            assert!(error.contains(needle), "{error}");
+        }
+    }
+
+    #[test]
+    fn persist_is_a_boolean_of_fetching_kinds_only() {
+        let oauth = "[providers.a]\nkind = \"oauth2\"\ngrant = \"client_credentials\"\n\
+                     token_url = \"https://a.example/t\"\nclient_id = \"c\"\n\
+                     client_secret = \"${env:S}\"\n";
+        assert!(parse_ok(oauth).0.providers["a"].persist, "on by default");
+        let (config, _) = parse_ok(&format!("{oauth}persist = false\n"));
+        assert!(!config.providers["a"].persist);
+        let error = parse_err(&format!("{oauth}persist = \"no\"\n")).to_string();
+        assert!(
+            error.contains(":7:") && error.contains("expected a boolean"),
+            "{error}"
+        );
+        let error =
+            parse_err("[providers.s]\nkind = \"static\"\nsecret = \"${env:S}\"\npersist = false\n")
+                .to_string();
+        assert!(
+            error.contains(":4:") && error.contains("unknown key"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn errors_name_file_line_and_key() {
         let cases: &[(&str, String, usize, Option<&str>, &str)] = &[

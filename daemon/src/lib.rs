@@ -8,7 +8,8 @@
 //! - [`kinds`] — the data model of the OAuth 2.0 and HTTP-exchange kinds.
 //! - [`secret_ref`] — `${env:…}`, `${file:…}`, `${cmd:…}` references in secret-bearing strings.
 //! - [`listener`] — claiming the endpoint: private directory, daemon lock, stale sockets.
-//! - [`process_limits`] — the file-descriptor limit the connection cap needs.
+//! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
+//! - [`store`] — the durable, encrypted store of refresh and access tokens, and its key.
 //! - [`server`] — the accept loop, the connection cap and graceful shutdown.
 //! - `connection` — one client: peer check, handshake, request/response loop, timeouts.
 //! - `dispatch` — the one `match` on requests.
@@ -31,4 +32,5 @@ pub mod secret_ref;
 pub mod server;
 mod source;
 mod state;
+pub mod store;
 mod upstream;

@@ -1,5 +1,7 @@
 //! Process-wide limits the daemon needs: enough file descriptors for
-//! [`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS) clients.
+//! [`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS) clients, and no way for its memory (which
+//! holds every secret in clear) to end up in a core dump or be read by another process of the
+//! same user through ptrace or `/proc/PID/mem`.
 
 /// Descriptors kept for everything but client connections (listener, log, upstream sockets).
 #[cfg(unix)]
@@ -39,6 +41,45 @@ pub fn raise_descriptor_limit() -> Option<u64> {
     None
 }
 
+/// Makes the process non-dumpable (`PR_SET_DUMPABLE 0`: no core dump, and other processes of
+/// the same user can no longer ptrace it or read `/proc/PID/mem`) and sets `RLIMIT_CORE` to 0,
+/// so that a crash never writes the secrets in memory to disk. Errors name what failed; the
+/// caller decides whether to go on.
+#[cfg(target_os = "linux")]
+pub fn forbid_core_dumps() -> Result<(), String> {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)
+        .map_err(|err| format!("cannot make the process non-dumpable (PR_SET_DUMPABLE): {err}"))?;
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )
+    .map_err(|err| format!("cannot set the core-file size limit to 0 (RLIMIT_CORE): {err}"))
+}
+
+/// Other unix systems: `RLIMIT_CORE` 0 at least (there is no portable `PR_SET_DUMPABLE`).
+#[cfg(all(unix, not(target_os = "linux")))]
+pub fn forbid_core_dumps() -> Result<(), String> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )
+    .map_err(|err| format!("cannot set the core-file size limit to 0 (RLIMIT_CORE): {err}"))
+}
+
+/// Windows writes no core files of its own accord.
+#[cfg(not(unix))]
+pub fn forbid_core_dumps() -> Result<(), String> {
+    Ok(())
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     #[test]
@@ -50,5 +91,19 @@ mod tests {
             soft >= wanted.min(hard.unwrap_or(wanted)),
             "soft limit {soft}"
         );
+    }
+}
+
+/// Changes the test process itself: harmless (it only loses core dumps and ptrace by others).
+#[cfg(all(test, target_os = "linux"))]
+mod dump_tests {
+    use rustix::process::{DumpableBehavior, Resource, dumpable_behavior, getrlimit};
+
+    #[test]
+    fn the_process_becomes_non_dumpable_with_no_core_size() {
+        super::forbid_core_dumps().unwrap();
+        assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::NotDumpable);
+        let core = getrlimit(Resource::Core);
+        assert_eq!((core.current, core.maximum), (Some(0), Some(0)));
     }
 }

@@ -22,6 +22,11 @@
 //!
 //! The cache keeps each token's response already encoded, so a cache hit is a lookup and one
 //! write. All deadlines use tokio's monotonic clock (and so run under paused time in tests).
+//!
+//! **Durability:** with a [`Store`], a fetched token is written to it (fsync complete) before it
+//! is cached or handed to any caller: the rotated refresh token always, the access token with its
+//! absolute expiry unless the provider says `persist = false`. A new provider starts from what
+//! the store holds, so a still-valid token is served after a restart without an upstream request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +45,7 @@ use crate::kinds::OAuth2Config;
 use crate::login;
 use crate::metrics::Counters;
 use crate::source::{self, FetchError, Fetched, Lifetime, SourceState};
+use crate::store::{Store, StoredAccess, StoredRefresh};
 
 /// Advisory window: at least this long before expiry…
 const MIN_ADVISORY: Duration = Duration::from_secs(60);
@@ -132,10 +138,19 @@ pub(crate) struct Provider {
     /// Removed or replaced by a reload: scheduled refreshes stand down.
     retired: std::sync::atomic::AtomicBool,
     counters: Counters,
+    /// Where fetched tokens are made durable (none in engine tests).
+    store: Option<Arc<Store>>,
+    /// The configuration as stored beside an access token (its `Debug` form, which shows no
+    /// secret): a stored token obtained under another configuration is not served.
+    fingerprint: String,
     /// The login in progress or last ended (`tok login`); held while one starts, so two
     /// `tok login`s of one provider never both start a flow.
     login: tokio::sync::Mutex<Option<LoginState>>,
 }
+
+/// The `origin` stored with an interactive provider's refresh token: it descends from a
+/// `tok login`, not from a configured refresh token.
+const LOGIN_ORIGIN: &str = "tok login";
 
 /// What a login's task reports when it ends.
 type LoginResult = Option<Result<LoginOutcome, String>>;
@@ -311,15 +326,22 @@ enum Trigger {
 }
 
 impl Provider {
-    pub(crate) fn new(config: ProviderConfig) -> Self {
+    /// A provider with its configured source, starting from what `store` holds for it.
+    pub(crate) fn new(config: ProviderConfig, store: Option<Arc<Store>>) -> Self {
         let fetcher = Box::new(Configured {
             name: config.name.clone(),
             kind: config.kind.clone(),
         });
-        Self::with_fetcher(config, fetcher)
+        let mut provider = Self::with_fetcher(config, fetcher);
+        if let Some(store) = store {
+            provider.restore(&store);
+            provider.store = Some(store);
+        }
+        provider
     }
 
     pub(crate) fn with_fetcher(config: ProviderConfig, fetcher: Box<dyn Fetch>) -> Self {
+        let fingerprint = format!("{config:?}");
         Self {
             config,
             fetcher,
@@ -328,6 +350,60 @@ impl Provider {
             retired: std::sync::atomic::AtomicBool::new(false),
             counters: Counters::default(),
             login: tokio::sync::Mutex::new(None),
+            store: None,
+            fingerprint,
+        }
+    }
+
+    /// Whether this provider's access tokens go to the store: fetched ones only (a static
+    /// secret comes from the config each start), and not with `persist = false`.
+    fn persists_access(&self) -> bool {
+        self.config.persist
+            && matches!(
+                self.config.kind,
+                ProviderKind::OAuth2(_) | ProviderKind::Http(_)
+            )
+    }
+
+    /// Takes over the stored refresh token and, if still valid and obtained under this very
+    /// configuration, the stored access token.
+    fn restore(&mut self, store: &Store) {
+        let name = &self.config.name;
+        if let Some(StoredRefresh { token, origin }) = store.refresh_token(name) {
+            let source = self.source.get_mut();
+            source.refresh_token = Some(token);
+            source.origin = Some(origin);
+            // An interactive provider's stored refresh token is its login session.
+            self.inner
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .has_session = true;
+        }
+        let Some(stored) = store.access_token(name).filter(|_| self.persists_access()) else {
+            return;
+        };
+        if stored.config != self.fingerprint {
+            tracing::debug!(provider = %name, "stored token obtained under another configuration");
+            return;
+        }
+        let now = Instant::now();
+        let now_unix = unix_secs(SystemTime::now());
+        let lifetime = match stored.expires_at_unix {
+            None => Lifetime::Unbounded,
+            Some(at) if at > now_unix => Lifetime::Expires(Duration::from_secs(at - now_unix)),
+            Some(_) => return,
+        };
+        let fetched = Fetched {
+            token: stored.token,
+            lifetime,
+            refresh_token: None,
+        };
+        if let Ok(current) = self.cache_entry(fetched, now) {
+            tracing::info!(provider = %name, "serving the token kept in the store");
+            self.inner
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .current = Some(current);
         }
     }
 
@@ -422,7 +498,8 @@ impl Provider {
         }
         let in_flight = InFlight(Some(self));
         let outcome = self.fetch_retrying(&mut source).await;
-        let stored = self.store(outcome, &mut source, Trigger::Caller);
+        let outcome = self.persist(outcome, &mut source).await;
+        let stored = self.store(outcome, Trigger::Caller);
         in_flight.done();
         drop(source);
         let cached = stored.map_err(|error| error_response(&error, ""))?;
@@ -519,38 +596,131 @@ impl Provider {
         tracing::debug!(provider = %self.config.name, ?trigger, "refreshing ahead of expiry");
         let in_flight = InFlight(Some(&self));
         let outcome = self.timed_fetch(&mut source).await;
-        let _ = self.store(outcome, &mut source, trigger);
+        let outcome = self.persist(outcome, &mut source).await;
+        let _ = self.store(outcome, trigger);
         in_flight.done();
+    }
+
+    /// Follows a rotated refresh token, and makes the outcome durable before anyone can use
+    /// it: the rotated refresh token and (unless `persist = false`) the access token with its
+    /// absolute expiry are in the store, fsynced, before `store` caches the token for callers.
+    /// A rotated refresh token that cannot be saved fails the fetch: handing out its access
+    /// token would let a crash lose the only refresh token that still works. It stays in force
+    /// in memory, so the next fetch uses it (and tries to save its successor).
+    async fn persist(
+        &self,
+        outcome: Result<Fetched, FetchError>,
+        state: &mut SourceState,
+    ) -> Result<Fetched, FetchError> {
+        let fetched = match outcome {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                if matches!(
+                    error,
+                    FetchError::Rejected {
+                        needs_login: true,
+                        ..
+                    }
+                ) {
+                    // The refresh token in force was refused: go back to the configured one,
+                    // which the user may have replaced meanwhile (an interactive provider has
+                    // none: its session ended, it needs a login).
+                    state.refresh_token = None;
+                    self.inner().has_session = false;
+                    if state.origin.take().is_some() {
+                        self.write_store(|contents, name| {
+                            contents.refresh_tokens.remove(name);
+                        })
+                        .await
+                        .unwrap_or_else(|message| tracing::warn!("{message}"));
+                    }
+                }
+                return Err(error);
+            }
+        };
+        let rotated = fetched
+            .refresh_token
+            .clone()
+            .zip(state.origin.clone())
+            .map(|(token, origin)| StoredRefresh { token, origin });
+        if let Some(rotated) = &fetched.refresh_token {
+            // Rotation: the next refresh must use the new refresh token.
+            state.refresh_token = Some(rotated.clone());
+        }
+        let access = match fetched.lifetime {
+            _ if !self.persists_access() => None,
+            Lifetime::Unbounded => Some(None),
+            Lifetime::Expires(lifetime) if lifetime.is_zero() => None,
+            Lifetime::Expires(lifetime) => Some(Some(unix_secs(
+                SystemTime::now() + lifetime.min(MAX_LIFETIME),
+            ))),
+        }
+        .map(|expires_at_unix| StoredAccess {
+            token: fetched.token.clone(),
+            expires_at_unix,
+            config: self.fingerprint.clone(),
+        });
+        if rotated.is_none() && access.is_none() {
+            return Ok(fetched);
+        }
+        let must_save = rotated.is_some();
+        let written = self
+            .write_store(move |contents, name| {
+                if let Some(rotated) = rotated {
+                    contents.refresh_tokens.insert(name.to_owned(), rotated);
+                }
+                match access {
+                    Some(access) => contents.access_tokens.insert(name.to_owned(), access),
+                    None => contents.access_tokens.remove(name),
+                };
+            })
+            .await;
+        match written {
+            Ok(()) => Ok(fetched),
+            Err(message) if must_save => Err(FetchError::Config(format!(
+                "{message}; the new refresh token could not be saved, so its access token is \
+                 withheld (the next request tries again)"
+            ))),
+            Err(message) => {
+                // Only the cached access token is lost on a restart: it is fetched anew.
+                tracing::warn!("{message}");
+                Ok(fetched)
+            }
+        }
+    }
+
+    /// Applies `change` to this provider's part of the store and writes the store durably, on a
+    /// blocking thread (fsyncs must not stall the connections). Without a store: nothing to do.
+    async fn write_store(
+        &self,
+        change: impl FnOnce(&mut crate::store::Contents, &str) + Send + 'static,
+    ) -> Result<(), String> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let store = Arc::clone(store);
+        let name = self.config.name.clone();
+        let written =
+            tokio::task::spawn_blocking(move || store.update(|contents| change(contents, &name)))
+                .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!("provider `{}`: {err}", self.config.name)),
+            Err(err) => Err(format!(
+                "provider `{}`: writing the store failed: {err}",
+                self.config.name
+            )),
+        }
     }
 
     /// Records a fetch's outcome; returns the new token or the failure.
     fn store(
         self: &Arc<Self>,
         outcome: Result<Fetched, FetchError>,
-        state: &mut SourceState,
         trigger: Trigger,
     ) -> Result<Arc<CachedGrant>, FetchError> {
         let now = Instant::now();
-        if matches!(
-            outcome,
-            Err(FetchError::Rejected {
-                needs_login: true,
-                ..
-            })
-        ) {
-            // The refresh token in force was refused: go back to the configured one, which the
-            // user may have replaced meanwhile (an interactive provider has none: it needs a
-            // login).
-            state.refresh_token = None;
-            self.inner().has_session = false;
-        }
-        let outcome = outcome.and_then(|fetched| {
-            if let Some(rotated) = &fetched.refresh_token {
-                // Rotation: the next refresh must use the new refresh token.
-                state.refresh_token = Some(rotated.clone());
-            }
-            self.cache_entry(fetched, now)
-        });
+        let outcome = outcome.and_then(|fetched| self.cache_entry(fetched, now));
         let mut inner = self.inner();
         inner.attempts += 1;
         inner.refreshing = false;
@@ -721,10 +891,32 @@ impl Provider {
         inner.last_invalidation = Some(now);
         inner.failure = None;
         inner.generation += 1;
-        let dropped = inner.current.take().is_some();
+        let dropped_token = inner.current.take();
+        let dropped = dropped_token.is_some();
         let scheduled = inner.scheduled.take();
         drop(inner);
         self.cancel(scheduled);
+        if let (Some(current), Some(store)) = (dropped_token, &self.store) {
+            // A rejected token must not come back after a restart. Removed only if it is still
+            // the stored one: this runs on its own, and a newer token may be stored first.
+            let store = Arc::clone(store);
+            let name = self.config.name.clone();
+            tokio::task::spawn_blocking(move || {
+                let token = &current.cached.grant.token;
+                let written = store.update(|contents| {
+                    if contents
+                        .access_tokens
+                        .get(&name)
+                        .is_some_and(|a| &a.token == token)
+                    {
+                        contents.access_tokens.remove(&name);
+                    }
+                });
+                if let Err(err) = written {
+                    tracing::warn!(provider = %name, "{err}");
+                }
+            });
+        }
         tracing::info!(provider = %self.config.name, dropped, "invalidated");
         Invalidation {
             dropped,
@@ -828,10 +1020,14 @@ impl Provider {
     async fn complete_login(self: &Arc<Self>, fetched: Fetched) -> Result<LoginOutcome, String> {
         let refreshable = fetched.refresh_token.is_some();
         let mut source = self.source.lock().await;
-        // A login replaces whatever session there was, including a rotated refresh token.
+        // A login replaces whatever session there was, including a rotated refresh token. The
+        // session's refresh token is durable before its access token is handed out, as every
+        // rotated one is after it.
         source.refresh_token = None;
+        source.origin = Some(tokend_protocol::Secret::from(LOGIN_ORIGIN));
+        let outcome = self.persist(Ok(fetched), &mut source).await;
         let cached = self
-            .store(Ok(fetched), &mut source, Trigger::Caller)
+            .store(outcome, Trigger::Caller)
             .map_err(|error| error.message().to_owned())?;
         drop(source);
         self.inner().has_session = refreshable;
@@ -882,6 +1078,14 @@ impl Provider {
         let (refresh_token, endpoints) = {
             let mut source = self.source.lock().await;
             let refresh_token = source.refresh_token.take();
+            source.origin = None;
+            // Forgotten durably as well: a restart must not bring the session back.
+            self.write_store(|contents, name| {
+                contents.refresh_tokens.remove(name);
+                contents.access_tokens.remove(name);
+            })
+            .await
+            .unwrap_or_else(|message| tracing::warn!("{message}"));
             let endpoints = match &refresh_token {
                 Some(_) => source::endpoints(name, config, &mut source).await.ok(),
                 None => None,
@@ -926,6 +1130,23 @@ impl Provider {
                 ),
             },
         })
+    }
+
+    /// The user secret `name` was set or removed: a static provider whose secret refers to it
+    /// drops its cached value (and any failure), so the next request resolves it anew. Fetching
+    /// kinds resolve their credentials at each fetch anyway.
+    pub(crate) fn secret_changed(&self, name: &str) {
+        let ProviderKind::Static { secret } = &self.config.kind else {
+            return;
+        };
+        if !secret.refers_to_secret(name) {
+            return;
+        }
+        let mut inner = self.inner();
+        inner.current = None;
+        inner.failure = None;
+        inner.last_error = None;
+        inner.generation += 1;
     }
 
     pub(crate) fn status(&self) -> ProviderStatus {
@@ -1044,6 +1265,7 @@ mod tests {
                 secret: SecretTemplate::parse("${env:UNUSED}").unwrap(),
             },
             presentation: Presentation::default(),
+            persist: true,
         };
         Arc::new(Provider::with_fetcher(
             config,

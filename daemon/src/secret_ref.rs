@@ -6,6 +6,8 @@
 //! - `${file:PATH}`: the content of a file, surrounding whitespace trimmed; a leading `~/` means
 //!   the home directory; on unix the file must not be accessible by group or others (`chmod 600`);
 //!   at most 64 KiB;
+//! - `${secret:NAME}`: a user secret set with `tok secret set NAME`, from the daemon's encrypted
+//!   store;
 //! - `${cmd:PROGRAM ARGS...}`: the standard output of a command, trimmed. The command line is split
 //!   on whitespace with simple quoting (`'...'` is literal, `"..."` honours `\"` and `\\` only);
 //!   there is no shell, no variable or glob expansion. A `}` inside quotes does not end the
@@ -26,8 +28,12 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use std::sync::{Arc, OnceLock};
+
 use tokend_protocol::Secret;
 use zeroize::{Zeroize, Zeroizing};
+
+use crate::store::Store;
 
 /// How long a `${cmd:…}` may run before it is killed.
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,6 +57,8 @@ enum Segment {
     Env(String),
     File(String),
     Cmd(CmdRef),
+    /// A user secret from the store, by name.
+    Secret(String),
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -69,6 +77,7 @@ impl Segment {
             Self::Cmd(cmd) if cmd.args.is_empty() => format!("${{cmd:{}}}", cmd.program),
             // Arguments are left out: they are free text and could carry something sensitive.
             Self::Cmd(cmd) => format!("${{cmd:{} …}}", cmd.program),
+            Self::Secret(name) => format!("${{secret:{name}}}"),
         }
     }
 }
@@ -86,6 +95,7 @@ impl fmt::Debug for SecretTemplate {
                 Segment::Env(name) => write!(f, "env:{name}")?,
                 Segment::File(path) => write!(f, "file:{path}")?,
                 Segment::Cmd(cmd) => write!(f, "cmd:{} ({} args)", cmd.program, cmd.args.len())?,
+                Segment::Secret(name) => write!(f, "secret:{name}")?,
             }
         }
         f.write_str("]")
@@ -123,6 +133,14 @@ impl SecretTemplate {
         Ok(Self { segments })
     }
 
+    /// True when the template contains `${secret:NAME}`.
+    #[must_use]
+    pub fn refers_to_secret(&self, name: &str) -> bool {
+        self.segments
+            .iter()
+            .any(|segment| matches!(segment, Segment::Secret(n) if n == name))
+    }
+
     /// True when the template contains no reference at all: the secret is written in the config.
     #[must_use]
     pub fn is_literal(&self) -> bool {
@@ -134,15 +152,20 @@ impl SecretTemplate {
     /// Resolves every reference (environment of the daemon, files, commands with a 30 s timeout)
     /// and checks the result is non-empty and free of control characters.
     pub async fn resolve(&self) -> Result<Secret, ResolveError> {
-        self.resolve_with(&|name| std::env::var_os(name), CMD_TIMEOUT)
+        self.resolve_with(&|name| std::env::var_os(name), &stored_secret, CMD_TIMEOUT)
             .await
     }
 
     /// [`resolve`](Self::resolve) for a value that is not sent in a header and may span lines
     /// (a PEM private key): line breaks are allowed, other control characters are not.
     pub async fn resolve_multiline(&self) -> Result<Secret, ResolveError> {
-        self.resolve_inner(&|name| std::env::var_os(name), CMD_TIMEOUT, true)
-            .await
+        self.resolve_inner(
+            &|name| std::env::var_os(name),
+            &stored_secret,
+            CMD_TIMEOUT,
+            true,
+        )
+        .await
     }
 
     /// [`resolve`](Self::resolve) with the environment lookup and the command timeout injected,
@@ -151,14 +174,16 @@ impl SecretTemplate {
     async fn resolve_with(
         &self,
         env: &(dyn Fn(&str) -> Option<OsString> + Sync),
+        secrets: &(dyn Fn(&str) -> Option<Secret> + Sync),
         cmd_timeout: Duration,
     ) -> Result<Secret, ResolveError> {
-        self.resolve_inner(env, cmd_timeout, false).await
+        self.resolve_inner(env, secrets, cmd_timeout, false).await
     }
 
     async fn resolve_inner(
         &self,
         env: &(dyn Fn(&str) -> Option<OsString> + Sync),
+        secrets: &(dyn Fn(&str) -> Option<Secret> + Sync),
         cmd_timeout: Duration,
         multiline: bool,
     ) -> Result<Secret, ResolveError> {
@@ -175,6 +200,10 @@ impl SecretTemplate {
                 Segment::Env(name) => resolve_env(name, env)?,
                 Segment::File(path) => read_secret_file(path).await?,
                 Segment::Cmd(cmd) => run_command(cmd, cmd_timeout).await?,
+                Segment::Secret(name) => match secrets(name) {
+                    Some(value) => Zeroizing::new(value.expose().to_owned()),
+                    None => return Err(ResolveError::SecretNotSet { name: name.clone() }),
+                },
             };
             check_no_control(&value, segment, multiline)?;
             resolved.push(Some(value));
@@ -229,7 +258,20 @@ fn flush_literal(literal: &mut Zeroizing<String>, segments: &mut Vec<Segment>) {
     }
 }
 
-const REFERENCE_FORMS: &str = "${env:NAME}, ${file:PATH} or ${cmd:PROGRAM ARGS...}";
+const REFERENCE_FORMS: &str = "${env:NAME}, ${file:PATH}, ${secret:NAME} or ${cmd:PROGRAM ARGS...}";
+
+/// The store `${secret:NAME}` reads from: the daemon's, set once when it starts.
+static USER_SECRETS: OnceLock<Arc<Store>> = OnceLock::new();
+
+/// Makes `${secret:NAME}` resolve from `store` (the daemon calls this once, at start; later
+/// calls are ignored).
+pub fn use_store(store: Arc<Store>) {
+    let _ = USER_SECRETS.set(store);
+}
+
+fn stored_secret(name: &str) -> Option<Secret> {
+    USER_SECRETS.get()?.user_secret(name)
+}
 
 /// Parses the reference starting at the `${` at the start of `rest` (`at` is its offset in the
 /// whole template, for messages). Returns the segment and the length consumed, `}` included.
@@ -254,6 +296,28 @@ fn parse_reference(rest: &str, at: usize) -> Result<(Segment, usize), String> {
     let value_start = colon + 1;
     let value = &body[value_start..];
     match scheme {
+        "secret" => {
+            let Some(close) = value.find('}') else {
+                return Err(format!(
+                    "the ${{secret:…}} reference at byte {at} has no closing `}}`"
+                ));
+            };
+            let name = &value[..close];
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(format!(
+                    "the name of the ${{secret:…}} reference at byte {at} must be non-empty and \
+                     use only letters, digits, `.`, `_` and `-`"
+                ));
+            }
+            Ok((
+                Segment::Secret(name.to_owned()),
+                2 + value_start + close + 1,
+            ))
+        }
         "env" | "file" => {
             let Some(close) = value.find('}') else {
                 return Err(format!(
@@ -384,6 +448,12 @@ fn split_command(text: &str) -> Result<(Vec<String>, usize), SplitError> {
 /// never a value, and say what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
+    #[error(
+        "no secret named `{name}` (from ${{secret:{name}}}) is in tokend's store; set it with \
+         `tok secret set {name}` (the value is read from stdin)"
+    )]
+    SecretNotSet { name: String },
+
     #[error(
         "environment variable `{name}` (from ${{env:{name}}}) is not set in the daemon's \
          environment; set it where tokend is started and restart tokend"
@@ -661,10 +731,14 @@ mod tests {
         None
     }
 
+    fn no_secrets(_: &str) -> Option<Secret> {
+        None
+    }
+
     async fn resolve_test(template: &str) -> Result<Secret, ResolveError> {
         SecretTemplate::parse(template)
             .expect("template parses")
-            .resolve_with(&no_env, Duration::from_secs(10))
+            .resolve_with(&no_env, &no_secrets, Duration::from_secs(10))
             .await
     }
 
@@ -691,6 +765,39 @@ mod tests {
         let template = SecretTemplate::parse("").unwrap();
         assert!(template.is_literal());
         assert!(template.segments.is_empty());
+    }
+
+    #[tokio::test]
+    async fn secret_references_resolve_from_the_store_lookup() {
+        let template = SecretTemplate::parse("Bearer ${secret:gitlab.pat}").unwrap();
+        assert!(matches!(&template.segments[..], [_, Segment::Secret(n)] if n == "gitlab.pat"));
+        assert!(!template.is_literal());
+        assert!(template.refers_to_secret("gitlab.pat"));
+        assert!(!template.refers_to_secret("gitlab"));
+        assert_eq!(
+            format!("{template:?}"),
+            "SecretTemplate[literal(7 bytes), secret:gitlab.pat]"
+        );
+        let lookup = |name: &str| (name == "gitlab.pat").then(|| Secret::from("glpat-value"));
+        let value = template
+            .resolve_with(&no_env, &lookup, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(value.expose(), "Bearer glpat-value");
+        let err = SecretTemplate::parse("${secret:other}")
+            .unwrap()
+            .resolve_with(&no_env, &lookup, Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no secret named `other`") && err.contains("tok secret set other"),
+            "{err}"
+        );
+        for bad in ["${secret:}", "${secret:a b}", "${secret:a/b}", "${secret:x"] {
+            let err = SecretTemplate::parse(bad).unwrap_err();
+            assert!(err.contains("${secret:…}"), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -813,7 +920,7 @@ mod tests {
         let timeout = Duration::from_secs(1);
         let resolve = |text: &str| {
             let template = SecretTemplate::parse(text).unwrap();
-            async move { template.resolve_with(&env, timeout).await }
+            async move { template.resolve_with(&env, &no_secrets, timeout).await }
         };
 
         let secret = resolve("pre-${env:TOKEND_TEST_KEY}-post").await.unwrap();
@@ -846,7 +953,7 @@ mod tests {
         let env = |_: &str| Some(OsString::from_vec(vec![0x66, 0xff, 0x66]));
         let template = SecretTemplate::parse("${env:BINARY}").unwrap();
         let error = template
-            .resolve_with(&env, Duration::from_secs(1))
+            .resolve_with(&env, &no_secrets, Duration::from_secs(1))
             .await
             .unwrap_err();
         assert!(
@@ -986,7 +1093,7 @@ mod tests {
         let template = SecretTemplate::parse("${cmd:sleep 5}").unwrap();
         let started = std::time::Instant::now();
         let error = template
-            .resolve_with(&no_env, Duration::from_millis(200))
+            .resolve_with(&no_env, &no_secrets, Duration::from_millis(200))
             .await
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(4));

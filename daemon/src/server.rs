@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::connection;
 use crate::listener::BoundListener;
 use crate::state::State;
+use crate::store::Store;
 
 /// Most connections served at once; further clients wait in the socket backlog. Applications
 /// keep connections open, so this is sized for many clients (each idle connection costs a few
@@ -36,6 +37,8 @@ pub struct Options {
     pub hangups: Option<Hangups>,
     /// Log one audit line per token request (peer uid, pid, executable, provider, outcome).
     pub audit: bool,
+    /// The durable store tokens are kept in (see [`crate::store`]). `None`: memory only.
+    pub store: Option<Arc<Store>>,
 }
 
 /// [`run`] with [`Options`].
@@ -46,6 +49,9 @@ pub async fn run_with(
     options: Options,
 ) {
     let mut hangups = options.hangups.unwrap_or_default();
+    if let Some(store) = &options.store {
+        crate::secret_ref::use_store(Arc::clone(store));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop_requested = stop_rx.clone();
     let state = Arc::new(State::new(
@@ -53,6 +59,7 @@ pub async fn run_with(
         listener.endpoint().to_string(),
         stop_tx,
         options.audit,
+        options.store,
     ));
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
@@ -211,6 +218,7 @@ mod tests {
             source: ConfigSource::Missing(dir.path().join("none.toml")),
             providers: BTreeMap::new(),
             routes: Vec::new(),
+            store: crate::config::StoreConfig::default_for(&dir.path().join("none.toml")),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(run(config, bound, async {

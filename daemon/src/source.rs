@@ -78,6 +78,9 @@ pub(crate) struct SourceState {
     /// The refresh token in force: the one the server rotated the configured one into, or the
     /// one `tok login` obtained.
     pub(crate) refresh_token: Option<Secret>,
+    /// The configured refresh token that `refresh_token` descends from. When the configured one
+    /// changes (the user put a new one in place), the rotated chain is abandoned for it.
+    pub(crate) origin: Option<Secret>,
     /// The endpoints found through OpenID Connect discovery.
     pub(crate) discovered: Option<Endpoints>,
 }
@@ -524,18 +527,41 @@ async fn oauth2_fetch(
         OAuth2Grant::RefreshToken { .. }
         | OAuth2Grant::AuthorizationCode(_)
         | OAuth2Grant::DeviceCode(_) => {
-            let current = match (&state.refresh_token, &config.grant) {
-                (Some(current), _) => current.clone(),
-                (None, OAuth2Grant::RefreshToken { refresh_token }) => {
-                    resolve(name, "refresh_token", refresh_token).await?
+            let current = match &config.grant {
+                OAuth2Grant::RefreshToken { refresh_token } => {
+                    // The configured token is resolved at every fetch, so that a new one the
+                    // user put in place wins over the chain rotated from the old one.
+                    let configured = resolve(name, "refresh_token", refresh_token).await;
+                    match (&state.refresh_token, configured) {
+                        (Some(rotated), Ok(configured))
+                            if state.origin.as_ref() == Some(&configured) =>
+                        {
+                            rotated.clone()
+                        }
+                        // The configured source is gone (a removed file, a failing command),
+                        // but the rotated chain still works.
+                        (Some(rotated), Err(_)) => rotated.clone(),
+                        (_, Ok(configured)) => {
+                            state.refresh_token = None;
+                            state.origin = Some(configured.clone());
+                            configured
+                        }
+                        (None, Err(error)) => return Err(error),
+                    }
                 }
-                // The login guard: only `tok login` starts an interactive flow.
-                (None, _) => {
-                    return Err(FetchError::Rejected {
-                        message: format!("provider `{name}` needs a login: run `tok login {name}`"),
-                        needs_login: true,
-                    });
-                }
+                // Interactive grants: the session's refresh token from `tok login`.
+                _ => match &state.refresh_token {
+                    Some(current) => current.clone(),
+                    // The login guard: only `tok login` starts an interactive flow.
+                    None => {
+                        return Err(FetchError::Rejected {
+                            message: format!(
+                                "provider `{name}` needs a login: run `tok login {name}`"
+                            ),
+                            needs_login: true,
+                        });
+                    }
+                },
             };
             let current = oauth2::RefreshToken::new(current.expose().to_owned());
             let mut request = client.exchange_refresh_token(&current);

@@ -11,8 +11,9 @@ use tokend_protocol::{
 };
 use tokio::sync::watch;
 
-use crate::config::{self, Config, ConfigSource};
+use crate::config::{self, Config, ConfigSource, StoreConfig};
 use crate::provider::Provider;
+use crate::store::Store;
 
 /// The providers in force, by name.
 pub(crate) type Providers = BTreeMap<String, Arc<Provider>>;
@@ -30,13 +31,20 @@ pub(crate) struct State {
     shutdown: watch::Sender<bool>,
     /// One audit line per token request (`tokend --audit`).
     audit: bool,
+    /// The durable store (none: tokens live in memory only, as in in-process tests).
+    store: Option<Arc<Store>>,
+    /// The `[store]` table the store was opened with (a reload cannot change the key).
+    store_config: StoreConfig,
 }
 
-fn build(config: Config) -> (ConfigSource, Providers, Vec<CredentialRoute>) {
+fn build(
+    config: Config,
+    store: Option<&Arc<Store>>,
+) -> (ConfigSource, Providers, Vec<CredentialRoute>) {
     let providers = config
         .providers
         .into_iter()
-        .map(|(name, provider)| (name, Arc::new(Provider::new(provider))))
+        .map(|(name, provider)| (name, Arc::new(Provider::new(provider, store.cloned()))))
         .collect();
     (config.source, providers, config.routes)
 }
@@ -47,8 +55,10 @@ impl State {
         endpoint: String,
         shutdown: watch::Sender<bool>,
         audit: bool,
+        store: Option<Arc<Store>>,
     ) -> Self {
-        let (source, providers, routes) = build(config);
+        let store_config = config.store.clone();
+        let (source, providers, routes) = build(config, store.as_ref());
         Self {
             providers: RwLock::new(Arc::new(providers)),
             routes: RwLock::new(routes.into()),
@@ -57,7 +67,14 @@ impl State {
             started: Instant::now(),
             shutdown,
             audit,
+            store,
+            store_config,
         }
+    }
+
+    /// The durable store, if the daemon keeps one.
+    pub(crate) fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
     }
 
     /// Whether token requests are audited.
@@ -103,6 +120,11 @@ impl State {
             endpoint: self.endpoint.clone(),
             config: self.config_label(),
             providers: self.providers().values().map(|p| p.status()).collect(),
+            store: self
+                .store
+                .as_ref()
+                .map(|store| store.protection())
+                .unwrap_or_default(),
         }
     }
 
@@ -134,6 +156,11 @@ impl State {
         for warning in &warnings {
             tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
         }
+        if config.store != self.store_config {
+            tracing::warn!(
+                "the [store] table changed; the store keeps its key until tokend restarts"
+            );
+        }
         let mut guard = self
             .providers
             .write()
@@ -149,11 +176,11 @@ impl State {
                 }
                 Some(_) => {
                     summary.changed.push(name.clone());
-                    next.insert(name, Arc::new(Provider::new(provider)));
+                    next.insert(name, Arc::new(Provider::new(provider, self.store.clone())));
                 }
                 None => {
                     summary.added.push(name.clone());
-                    next.insert(name, Arc::new(Provider::new(provider)));
+                    next.insert(name, Arc::new(Provider::new(provider, self.store.clone())));
                 }
             }
         }

@@ -38,7 +38,8 @@ pub use frame::{MAX_FRAME_LEN, MAX_HANDSHAKE_LEN};
 pub use message::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorReply, GetToken, HeaderLine, Invalidate,
     Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PingInfo,
-    ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response, TokenGrant,
+    ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response, SecretEntry,
+    SecretRemove, SecretSet, TokenGrant,
 };
 pub use secret::{Secret, SecretBuf};
 pub use version::{PACKAGE_VERSION, PROTOCOL_VERSION};

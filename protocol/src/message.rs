@@ -46,6 +46,16 @@ pub enum Request {
     /// Forget the provider's session and revoke its refresh token where the server offers
     /// revocation. Answered by [`Response::LoggedOut`].
     Logout(LoginRequest),
+    /// Keep a user secret (`tok secret set NAME`) in the daemon's encrypted store, for
+    /// `${secret:NAME}` in the config. Answered by [`Response::Secrets`] (the one entry) or
+    /// [`Response::Error`].
+    SecretSet(SecretSet),
+    /// The names of the user secrets and when each was set, never their values. Answered by
+    /// [`Response::Secrets`].
+    SecretList,
+    /// Forget a user secret. Answered by [`Response::Secrets`] (the removed entry) or
+    /// [`Response::Error`] ([`ErrorCode::Config`] when there is no such secret).
+    SecretRemove(SecretRemove),
 }
 
 /// Body of [`Request::Login`], [`Request::AwaitLogin`] and [`Request::Logout`].
@@ -53,6 +63,31 @@ pub enum Request {
 pub struct LoginRequest {
     /// The provider's name.
     pub provider: String,
+}
+
+/// Body of [`Request::SecretSet`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SecretSet {
+    /// The name `${secret:NAME}` refers to (`A-Z a-z 0-9 . _ -`).
+    pub name: String,
+    /// The value (`Debug` is redacted; wiped on drop).
+    pub value: Secret,
+}
+
+/// Body of [`Request::SecretRemove`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SecretRemove {
+    /// The secret's name.
+    pub name: String,
+}
+
+/// A user secret as listed: its name and when it was set, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct SecretEntry {
+    /// The name `${secret:NAME}` refers to.
+    pub name: String,
+    /// When it was set (Unix seconds).
+    pub set_at_unix: u64,
 }
 
 /// Body of [`Request::Invalidate`].
@@ -104,6 +139,9 @@ pub enum Response {
     LoggedIn(LoginOutcome),
     /// Answer to [`Request::Logout`].
     LoggedOut(LogoutOutcome),
+    /// Answer to [`Request::SecretSet`], [`Request::SecretList`] and [`Request::SecretRemove`]:
+    /// user secrets by name, sorted, without their values.
+    Secrets(Vec<SecretEntry>),
 }
 
 /// Body of [`Response::LoginStarted`]. Contains no secret (the `state` in the URL is a one-time
@@ -220,6 +258,10 @@ pub struct DaemonStatus {
     pub config: String,
     /// One entry per configured provider, sorted by name.
     pub providers: Vec<ProviderStatus>,
+    /// The durable store and the protection in force, e.g.
+    /// `/home/a/.local/share/tokend/store.tokend: encrypted (key file /home/a/.config/tokend/store.key)`;
+    /// empty when the daemon keeps no store. Added in protocol 7.
+    pub store: String,
 }
 
 /// The state of one provider. Contains no secret.

@@ -7,9 +7,10 @@
 
 /// The version both sides announce in the handshake (2: `Invalidate`, more provider states and
 /// refresh times in status; 3: `Reload`; 4: counters in status, `Metrics`; 5:
-/// `CredentialRoutes`; 6: `Login`, `AwaitLogin`, `Logout`). Peers with different versions refuse each other in the handshake, before
-/// any bincode payload is exchanged.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// `CredentialRoutes`; 6: `Login`, `AwaitLogin`, `Logout`; 7: the store's protection in status,
+/// user secrets). Peers with different versions refuse each other in the handshake, before any
+/// bincode payload is exchanged.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Version of this build of tokend/tok, shown by `tok ping` (informational only).
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -21,6 +22,6 @@ mod tests {
     #[test]
     fn protocol_version_is_pinned() {
         // Changing this constant is a deliberate act: update the golden fixtures with it.
-        assert_eq!(PROTOCOL_VERSION, 6);
+        assert_eq!(PROTOCOL_VERSION, 7);
     }
 }

@@ -11,7 +11,7 @@ use tokend_protocol::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate,
     Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PROTOCOL_VERSION,
     PingInfo, ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response,
-    Secret, TokenGrant, codec,
+    Secret, SecretEntry, SecretRemove, SecretSet, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -48,6 +48,20 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         (
+            "request_secret_set",
+            Request::SecretSet(SecretSet {
+                name: "gitlab".into(),
+                value: Secret::from("glpat-fixture"),
+            }),
+        ),
+        ("request_secret_list", Request::SecretList),
+        (
+            "request_secret_remove",
+            Request::SecretRemove(SecretRemove {
+                name: "gitlab".into(),
+            }),
+        ),
+        (
             "request_invalidate",
             Request::Invalidate(Invalidate {
                 provider: "crm".into(),
@@ -81,6 +95,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             Response::Status(DaemonStatus {
                 endpoint: "/run/user/1000/tokend/tokend.sock".into(),
                 config: "/home/a/.config/tokend/config.toml".into(),
+                store: "/home/a/.local/share/tokend/store.tokend: encrypted (key file /home/a/.config/tokend/store.key)".into(),
                 providers: vec![
                     ProviderStatus {
                         name: "gitlab".into(),
@@ -168,6 +183,19 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         (
             "response_metrics",
             Response::Metrics("tokend_requests_total{provider=\"crm\"} 3\n".into()),
+        ),
+        (
+            "response_secrets",
+            Response::Secrets(vec![
+                SecretEntry {
+                    name: "gitlab".into(),
+                    set_at_unix: 1_800_000_000,
+                },
+                SecretEntry {
+                    name: "crm.key".into(),
+                    set_at_unix: 1_800_000_100,
+                },
+            ]),
         ),
         (
             "response_reloaded",

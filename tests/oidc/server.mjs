@@ -100,10 +100,12 @@
 //   POST /__test/refresh-token  mints a refresh token for account `tester` and client `app`
 //                               (scopes "openid offline_access api.read", bound to
 //                               DEFAULT_RESOURCE); responds {"refresh_token":"..."}
-//   GET  /__test/stats          {"token_requests":N,"by_grant":{"client_credentials":n,...},
+//   GET  /__test/stats          {"token_requests":N,"token_requests_done":N,"by_grant":{"client_credentials":n,...},
 //                                "by_auth_method":{"client_secret_basic":n,...},"failures":n,
 //                                "errors":{"invalid_grant":n,...},"revocation_requests":n}
-//                               token_requests counts every POST to the token endpoint, by_grant
+//                               token_requests counts every POST to the token endpoint,
+//                               token_requests_done those fully handled (answered, or their
+//                               client gone), by_grant
 //                               by form grant_type ("unknown" if absent or unparsable),
 //                               by_auth_method by how the client authenticated (Authorization:
 //                               Basic, client_secret in the form, client_assertion, or "none"),
@@ -112,6 +114,10 @@
 //                               included);
 //                               revocation_requests counts POSTs to the revocation endpoint
 //   POST /__test/reset-stats    zeroes every counter; responds {}
+//   GET  /__test/refresh-chain  {"refreshes":[{"used":RT,"access_token":AT,"refresh_token":RT'},...]}:
+//                               every successful refresh_token grant in order, with the refresh
+//                               token presented and the tokens issued for it (so a test can tell
+//                               which refresh token is older than which access token)
 // Requests on the Azure paths are counted as the endpoints they are rewritten to.
 
 import * as fs from 'node:fs';
@@ -182,6 +188,7 @@ let stats;
 function resetStats() {
   stats = {
     token_requests: 0,
+    token_requests_done: 0,
     by_grant: {},
     by_auth_method: {},
     failures: 0,
@@ -348,6 +355,9 @@ function authMethodOf(req, form) {
   return 'none';
 }
 
+// Successful refresh_token grants, in order (see GET /__test/refresh-chain).
+const refreshChain = [];
+
 let provider;
 let providerCallback;
 let tokenPath;
@@ -475,6 +485,9 @@ async function handleAdmin(req, res, pathname) {
     resetStats();
     return sendJson(res, 200, {});
   }
+  if (pathname === '/__test/refresh-chain' && req.method === 'GET') {
+    return sendJson(res, 200, { refreshes: refreshChain });
+  }
   if (pathname === '/__test/refresh-token' && req.method === 'POST') {
     return sendJson(res, 200, { refresh_token: await mintRefreshToken() });
   }
@@ -514,6 +527,10 @@ async function handle(req, res) {
     stats.token_requests += 1;
     res.on('finish', () => {
       if (res.statusCode >= 400) stats.failures += 1;
+    });
+    // Also when the client went away before the answer: then the grant may still have run.
+    res.on('close', () => {
+      stats.token_requests_done += 1;
     });
     // Read the body here to count by grant type, then hand it to the provider as an already
     // parsed body (oidc-provider uses `req.body` when the stream has been consumed).
@@ -585,6 +602,14 @@ server.listen(0, '127.0.0.1', () => {
     // `error_detail` carries the real reason where the response only says "grant request is
     // invalid" (oidc-provider hides invalid_grant details from clients).
     console.error(`token endpoint error: ${code}: ${err.error_description ?? err.message}${err.error_detail ? ` (${err.error_detail})` : ''}`);
+  });
+  provider.on('grant.success', (ctx) => {
+    if (ctx.oidc.params.grant_type !== 'refresh_token') return;
+    refreshChain.push({
+      used: ctx.oidc.params.refresh_token,
+      access_token: ctx.body?.access_token,
+      refresh_token: ctx.body?.refresh_token,
+    });
   });
   provider.on('server_error', (_ctx, err) => console.error('provider server_error:', err));
 

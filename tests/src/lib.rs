@@ -3,6 +3,10 @@
 //!
 //! Every daemon a test starts is stopped when its [`Daemon`] drops (SIGTERM, then SIGKILL after a
 //! bounded wait), so no test leaves processes behind. [`oidc`] runs the real OAuth 2.0 server.
+//!
+//! Every daemon logs at trace level, and its log is checked for fixture secrets before a restart
+//! and when the [`Daemon`] drops: the values the test handed it in its environment (secret
+//! references read them) and the OAuth test clients' secrets must never appear in it.
 
 pub mod oidc;
 
@@ -69,7 +73,20 @@ pub struct Daemon {
     log: PathBuf,
     /// Extra `tokend` arguments (kept for restarts).
     args: Vec<String>,
+    /// Fixture secret values that must never appear in the log.
+    secrets: Vec<String>,
 }
+
+/// Environment variables a test passes to the daemon that are not secrets.
+const NOT_SECRET_ENV: [&str; 4] = [
+    "RUST_LOG",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "ACCESS_TOKEN_TTL",
+    "REFRESH_TOKEN_TTL",
+];
+
+/// Values shorter than this are too common to be searched for (e.g. `1`).
+const MIN_SECRET_LEN: usize = 4;
 
 impl Daemon {
     /// Starts `tokend` with `config_toml` and waits until it is ready.
@@ -99,12 +116,27 @@ impl Daemon {
             config,
             log,
             args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            secrets: [oidc::SVC_BASIC, oidc::SVC_POST, oidc::APP]
+                .iter()
+                .map(|client| client.secret.to_owned())
+                .collect(),
         };
         daemon.spawn(env);
         daemon
     }
 
     fn spawn(&mut self, env: &[(&str, &str)]) {
+        // A restart truncates the log: check what the previous run wrote first.
+        self.assert_no_secret_logged();
+        for (key, value) in env {
+            if !NOT_SECRET_ENV.contains(key)
+                && !key.starts_with("TOKEND_")
+                && value.len() >= MIN_SECRET_LEN
+                && !self.secrets.iter().any(|known| known == value)
+            {
+                self.secrets.push((*value).to_owned());
+            }
+        }
         let log = std::fs::File::create(&self.log).expect("log file");
         let mut command = Command::new(bin("tokend"));
         command
@@ -115,6 +147,7 @@ impl Daemon {
             .arg("--notify-ready")
             .args(&self.args)
             .env("RUST_LOG", "trace")
+            .env("TOKEND_DATA", self.dir.path().join("data"))
             .env_remove("TOKEND_SOCKET")
             .env_remove("TOKEND_CONFIG")
             .stdin(Stdio::null())
@@ -146,10 +179,31 @@ impl Daemon {
         self.spawn(env);
     }
 
+    /// Panics if a fixture secret value appears in the daemon's log so far.
+    pub fn assert_no_secret_logged(&self) {
+        let log = self.log();
+        for (index, secret) in self.secrets.iter().enumerate() {
+            // The value itself is not printed: the assertion names which fixture leaked.
+            assert!(
+                !log.contains(secret.as_str()),
+                "fixture secret #{index} (of {}) appears in the daemon log {}",
+                self.secrets.len(),
+                self.log.display()
+            );
+        }
+    }
+
     /// The private directory holding socket, config and log.
     #[must_use]
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The data directory (`TOKEND_DATA`) the daemon keeps its store in, unless a test's
+    /// environment overrides it.
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The socket path.
@@ -222,14 +276,17 @@ impl Drop for Daemon {
         {
             signal(child.id(), rustix::process::Signal::TERM);
             let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if !matches!(child.try_wait(), Ok(None)) {
-                    return;
-                }
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // Not while a test is already failing: a second panic would abort the test binary.
+        if !std::thread::panicking() {
+            self.assert_no_secret_logged();
         }
     }
 }

@@ -25,7 +25,8 @@
 //!   `example.test` picks another, anything else is `invalid_target`);
 //! * refresh tokens rotate on every use; reusing a rotated one is `invalid_grant` **and revokes
 //!   the whole grant** (the newest refresh token stops working too);
-//! * test-only routes under `/__test/`: minting a refresh token for [`APP`], request counters.
+//! * test-only routes under `/__test/`: minting a refresh token for [`APP`], request counters,
+//!   and the record of every refresh-token grant ([`OidcServer::refresh_chain`]).
 //!
 //! Interactive logins (for the daemon's authorization-code and device-flow logins):
 //!
@@ -161,6 +162,17 @@ pub const JWT_BEARER_KEY: &str = "jwt-bearer-private.pem";
 /// At most this many pages and redirects per headless login ([`OidcServer::approve_login`] and
 /// friends).
 pub const MAX_LOGIN_STEPS: usize = 20;
+
+/// One successful refresh-token grant ([`OidcServer::refresh_chain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    /// The refresh token presented.
+    pub used: String,
+    /// The access token issued.
+    pub access_token: String,
+    /// The rotated refresh token issued.
+    pub refresh_token: String,
+}
 
 /// One running `oidc-provider` test server; stopped when dropped.
 #[derive(Debug)]
@@ -539,6 +551,32 @@ impl OidcServer {
             self.fail(&format!("GET {url} answered {status}: {body}"));
         }
         body
+    }
+
+    /// Every successful `refresh_token` grant so far, in order: the refresh token presented and
+    /// the access and refresh tokens issued for it.
+    #[must_use]
+    pub fn refresh_chain(&self) -> Vec<Refresh> {
+        let url = format!("{}/__test/refresh-chain", self.issuer);
+        let (status, body) = self.get_json(&url);
+        if status != 200 {
+            self.fail(&format!("GET {url} answered {status}: {body}"));
+        }
+        let text =
+            |entry: &Value, field: &str| entry[field].as_str().unwrap_or_default().to_owned();
+        body["refreshes"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|entry| Refresh {
+                        used: text(entry, "used"),
+                        access_token: text(entry, "access_token"),
+                        refresh_token: text(entry, "refresh_token"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Zeroes the server's counters.

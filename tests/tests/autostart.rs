@@ -18,20 +18,30 @@ fn autostart_tok(dir: &std::path::Path) -> Command {
     command
         .env("TOKEND_SOCKET", dir.join("tokend.sock"))
         .env("TOKEND_CONFIG", dir.join("config.toml"))
+        .env("TOKEND_DATA", dir.join("data"))
         .env("TOKEND_BIN", bin("tokend"))
         .env("E2E_AUTOSTART_PAT", "pat-started-on-demand")
-        .env("RUST_LOG", "info")
+        // Trace level: the log is checked for the fixture secret when the daemon stops.
+        .env("RUST_LOG", "trace")
         .env_remove("TOKEND_NO_AUTOSTART")
         .stdin(Stdio::null());
     command
 }
 
-/// Stops whatever daemon the test started, even if the test fails halfway.
+/// Stops whatever daemon the test started, even if the test fails halfway; then checks that its
+/// log (next to the socket) never shows the fixture secret.
 struct StopOnDrop(std::path::PathBuf);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         let _ = tok_command(&self.0).arg("stop").output();
+        let log = std::fs::read_to_string(self.0.with_file_name("tokend.log")).unwrap_or_default();
+        if !std::thread::panicking() {
+            assert!(
+                !log.contains("pat-started-on-demand"),
+                "the fixture secret appears in the auto-started daemon's log"
+            );
+        }
     }
 }
 

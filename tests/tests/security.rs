@@ -21,6 +21,7 @@ fn socket_directory_and_files_are_private() {
     let socket_dir = dir.path().join("fresh/nested");
     let socket = socket_dir.join("tokend.sock");
     let mut child = Command::new(bin("tokend"))
+        .env("TOKEND_DATA", dir.path().join("data"))
         .arg("--config")
         .arg(dir.path().join("absent.toml"))
         .arg("--socket")
@@ -66,6 +67,7 @@ fn unsafe_socket_directories_are_refused() {
 
     for (socket_dir, expected) in [(&open, "chmod 700"), (&link, "symbolic link")] {
         let out = Command::new(bin("tokend"))
+            .env("TOKEND_DATA", dir.path().join("data"))
             .arg("--config")
             .arg(dir.path().join("absent.toml"))
             .arg("--socket")
@@ -86,6 +88,7 @@ fn unsafe_socket_directories_are_refused() {
 fn a_second_daemon_on_the_same_endpoint_exits_and_the_first_keeps_serving() {
     let daemon = Daemon::start_with_env(CONFIG, &[("E2E_SECURITY_PAT", "pat-1")]);
     let out = Command::new(bin("tokend"))
+        .env("TOKEND_DATA", daemon.data_dir())
         .arg("--config")
         .arg(daemon.dir().join("config.toml"))
         .arg("--socket")
@@ -162,4 +165,20 @@ fn another_user_is_refused_even_if_the_socket_is_reachable() {
         String::from_utf8_lossy(&daemon.tok(&["get", "pat"]).stdout),
         "pat-4\n"
     );
+}
+
+/// A crash must never write the secrets in tokend's memory to a core file: its core-file limit
+/// is 0 (the non-dumpable flag is checked by the daemon's unit test, since /proc shows it only
+/// as file ownership, which root cannot tell apart).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_daemon_runs_with_a_zero_core_file_limit() {
+    let daemon = Daemon::start_with_env(CONFIG, &[("E2E_SECURITY_PAT", "pat-1")]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|line| line.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in:\n{limits}"));
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(fields[4..6], ["0", "0"], "{core}");
 }

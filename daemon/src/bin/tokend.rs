@@ -1,9 +1,10 @@
-//! `tokend`: parses arguments, sets up logging, loads the config, claims the endpoint (or adopts
-//! the socket systemd passed) and hands over to [`tokend::server::run`]. Runs in the foreground
-//! (what systemd and tests want).
+//! `tokend`: makes itself non-dumpable, parses arguments, sets up logging, loads the config,
+//! claims the endpoint (or adopts the socket systemd passed), opens the store and hands over to
+//! [`tokend::server::run_with`]. Runs in the foreground (what systemd and tests want).
 //!
-//! Exit codes: 0 stopped cleanly; 1 runtime error (for example an unsafe socket directory);
-//! 2 usage or config error; 3 another tokend already serves this endpoint.
+//! Exit codes: 0 stopped cleanly; 1 runtime error (for example an unsafe socket or data
+//! directory, or an unusable key file); 2 usage or config error (also: the chosen OS keystore
+//! cannot be reached); 3 another tokend already serves this endpoint.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokend::listener::{self, BindError};
-use tokend::{config, server};
+use tokend::{config, server, store};
 use tokend_protocol::Endpoint;
 use tracing_subscriber::EnvFilter;
 
@@ -61,6 +62,14 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
 
+    // First, before any secret is read: a crash must never write one to a core file.
+    if let Err(err) = tokend::process_limits::forbid_core_dumps() {
+        tracing::error!("{err}; refusing to hold secrets in a process that may dump core");
+        return ExitCode::from(1);
+    }
+    // Enough descriptors for the connection cap (best effort; the server backs off on EMFILE).
+    let _ = tokend::process_limits::raise_descriptor_limit();
+
     let env = |key: &str| std::env::var_os(key);
     let config_path = match config::resolve_path(args.config.as_deref(), &env) {
         Ok(path) => path,
@@ -93,6 +102,14 @@ fn main() -> ExitCode {
         }
     };
 
+    let Some(data_dir) = store::data_dir(&env) else {
+        tracing::error!(
+            "cannot locate the data directory for the store: no home directory found; set {}",
+            store::DATA_ENV
+        );
+        return ExitCode::from(2);
+    };
+
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -119,6 +136,25 @@ fn main() -> ExitCode {
                     BindError::AlreadyRunning { .. } => 3,
                     _ => 1,
                 });
+            }
+        };
+        // Once the endpoint is ours (one daemon per endpoint), and on a blocking thread: the OS
+        // keystore client runs an async runtime of its own.
+        let key = config.store.key.clone();
+        let opened = tokio::task::spawn_blocking(move || store::Store::open(&data_dir, &key)).await;
+        let store = match opened {
+            Ok(Ok(store)) => std::sync::Arc::new(store),
+            Ok(Err(err)) => {
+                tracing::error!("{err}");
+                // An unavailable keystore is fixed in the config; anything else on the machine.
+                return ExitCode::from(match err {
+                    store::StoreError::Keyring { .. } => 2,
+                    _ => 1,
+                });
+            }
+            Err(err) => {
+                tracing::error!("opening the store failed: {err}");
+                return ExitCode::from(1);
             }
         };
         tracing::info!(
@@ -150,6 +186,7 @@ fn main() -> ExitCode {
         let options = server::Options {
             hangups: Some(hangups),
             audit: args.audit,
+            store: Some(store),
         };
         server::run_with(config, bound, stop, options).await;
         ExitCode::SUCCESS

@@ -841,6 +841,7 @@ fn bench(knobs: &Knobs) {
             .arg(&socket)
             .arg("--notify-ready")
             .env(SECRET_ENV, &secret)
+            .env("TOKEND_DATA", config.with_file_name("data"))
             .env_remove("TOKEND_SOCKET")
             .env_remove("TOKEND_CONFIG")
             .env_remove("RUST_LOG")
