@@ -533,3 +533,38 @@ authority = "{}"
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(stat(&server, &["by_grant", "client_credentials"]), 1);
 }
+
+#[test]
+fn a_login_session_survives_a_crash_and_logout_ends_it_for_good() {
+    let server = OidcServer::start(60);
+    let mut daemon = Daemon::start(&auth_code_config(&server, ""));
+    let mut login = Login::start(&daemon, &["--no-browser", "lab"], &[]);
+    let location = server.approve_login(&login.url(), "tester").unwrap();
+    deliver_redirect(&location).unwrap();
+    assert_eq!(login.finish().0, 0);
+    let token = stdout(&daemon.tok(&["get", "lab"]));
+    let requests = stat(&server, &["token_requests"]);
+
+    // kill -9: the session and its still-valid token come back from the store, with no
+    // upstream request and no login.
+    daemon.kill();
+    daemon.restart(&[]);
+    let output = daemon.tok(&["get", "lab"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(stdout(&output), token);
+    assert_eq!(stat(&server, &["token_requests"]), requests);
+    // The session's refresh token was restored too: a fresh token needs no login.
+    assert_eq!(code(&daemon.tok(&["invalidate", "lab"])), 0);
+    let output = daemon.tok(&["get", "lab"]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_ne!(stdout(&output), token);
+    assert!(stat(&server, &["by_grant", "refresh_token"]) >= 1);
+
+    // Logout forgets it durably: after another restart the provider needs a login.
+    assert_eq!(code(&daemon.tok(&["logout", "lab"])), 0);
+    daemon.kill();
+    daemon.restart(&[]);
+    let output = daemon.tok(&["get", "lab"]);
+    assert_eq!(code(&output), 6, "{}", stderr(&output));
+    daemon.terminate();
+}
