@@ -9,8 +9,10 @@
 //! `erase` refuse with a message. Git's `erase` (sent after the server rejected the credential)
 //! invalidates the provider's cached token, so the next request fetches a new one.
 //!
-//! Hosts compare case-insensitively, and a `:443` or `:80` port is ignored on both sides (git
-//! passes the port exactly as the URL has it).
+//! Hosts compare case-insensitively, and the protocol's default port (`:443` for https, `:80`
+//! for http) is ignored on both sides (git passes the port exactly as the URL has it). Tokens go
+//! out only over https, except to loopback hosts (`127.0.0.1`, `[::1]`, `localhost`): a plain
+//! `http://` URL elsewhere gets no answer, so a network attacker's 401 cannot fish the token.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -84,12 +86,15 @@ pub(crate) fn git(
     if action == GitAction::Store {
         return Ok(());
     }
-    let web = matches!(request.protocol.as_deref(), Some("http" | "https"));
-    let Some(host) = request.host.filter(|_| web) else {
+    let (Some(protocol), Some(host)) = (request.protocol.as_deref(), request.host.as_deref())
+    else {
+        return Ok(());
+    };
+    let Some(scheme) = Scheme::of(protocol, host) else {
         return Ok(());
     };
     let routes = client.credential_routes()?;
-    let Some(route) = find_route(&routes, CredentialTool::Git, &host) else {
+    let Some(route) = find_route(&routes, CredentialTool::Git, host, scheme) else {
         return Ok(());
     };
     match action {
@@ -231,7 +236,7 @@ fn docker_get(
         .trim();
     let routes = client.credential_routes()?;
     let route = registry_host(server_url)
-        .and_then(|host| find_route(&routes, CredentialTool::Docker, host));
+        .and_then(|(scheme, host)| find_route(&routes, CredentialTool::Docker, host, scheme?));
     let Some(route) = route else {
         // Docker recognises this text and carries on without credentials.
         return Err(HelperError::NotFound);
@@ -261,15 +266,55 @@ fn docker_list(client: &mut Client, out: &mut dyn Write) -> Result<(), HelperErr
     Ok(())
 }
 
-/// The host part of a Docker server URL: `https://registry.example.com/v1/` →
-/// `registry.example.com`; a bare `host[:port]` stays as it is.
-fn registry_host(server_url: &str) -> Option<&str> {
-    let rest = server_url
-        .strip_prefix("https://")
-        .or_else(|| server_url.strip_prefix("http://"))
-        .unwrap_or(server_url);
+/// A web protocol a token may be sent over to a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    /// Only to loopback hosts.
+    Http,
+}
+
+impl Scheme {
+    /// The scheme of `protocol` for `host`, or `None` when no token may go there.
+    fn of(protocol: &str, host: &str) -> Option<Self> {
+        match protocol.to_ascii_lowercase().as_str() {
+            "https" => Some(Self::Https),
+            "http" if is_loopback(host) => Some(Self::Http),
+            _ => None,
+        }
+    }
+
+    fn default_port(self) -> &'static str {
+        match self {
+            Self::Https => ":443",
+            Self::Http => ":80",
+        }
+    }
+}
+
+/// `127.0.0.1`, `[::1]` or `localhost`, with or without a port.
+fn is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The scheme and host part of a Docker server URL: `https://registry.example.com/v1/` →
+/// `registry.example.com`; a bare `host[:port]` is https (Docker's default). The scheme is
+/// `None` for an `http://` URL of a host that is not loopback.
+fn registry_host(server_url: &str) -> Option<(Option<Scheme>, &str)> {
+    let (protocol, rest) = match server_url.split_once("://") {
+        Some((protocol, rest)) => (protocol, rest),
+        None => ("https", server_url),
+    };
     let host = rest.split('/').next().unwrap_or_default();
-    (!host.is_empty()).then_some(host)
+    (!host.is_empty()).then(|| (Scheme::of(protocol, host), host))
 }
 
 /// The route of `tool` for `host`, comparing as the module docs say.
@@ -277,17 +322,14 @@ fn find_route<'a>(
     routes: &'a [CredentialRoute],
     tool: CredentialTool,
     host: &str,
+    scheme: Scheme,
 ) -> Option<&'a CredentialRoute> {
-    let asked = without_default_port(host);
+    let without_default =
+        |host: &'a str| -> &'a str { host.strip_suffix(scheme.default_port()).unwrap_or(host) };
+    let asked = host.strip_suffix(scheme.default_port()).unwrap_or(host);
     routes.iter().find(|route| {
-        route.tool == tool && without_default_port(&route.host).eq_ignore_ascii_case(asked)
+        route.tool == tool && without_default(&route.host).eq_ignore_ascii_case(asked)
     })
-}
-
-fn without_default_port(host: &str) -> &str {
-    host.strip_suffix(":443")
-        .or_else(|| host.strip_suffix(":80"))
-        .unwrap_or(host)
 }
 
 fn fetch(client: &mut Client, provider: &str) -> Result<Token, Error> {
@@ -357,34 +399,71 @@ mod tests {
             route(CredentialTool::Git, "git.example.com", "lab"),
             route(CredentialTool::Git, "127.0.0.1:8080", "local"),
         ];
-        let found = |tool, host| find_route(&routes, tool, host).map(|r| r.provider.as_str());
-        assert_eq!(found(CredentialTool::Git, "GIT.example.com"), Some("lab"));
+        let found = |tool, host, scheme| {
+            find_route(&routes, tool, host, scheme).map(|r| r.provider.as_str())
+        };
+        let https = Scheme::Https;
         assert_eq!(
-            found(CredentialTool::Git, "git.example.com:443"),
+            found(CredentialTool::Git, "GIT.example.com", https),
             Some("lab")
         );
         assert_eq!(
-            found(CredentialTool::Docker, "git.example.com"),
+            found(CredentialTool::Git, "git.example.com:443", https),
+            Some("lab")
+        );
+        assert_eq!(
+            found(CredentialTool::Docker, "git.example.com", https),
             Some("registry")
         );
-        assert_eq!(found(CredentialTool::Git, "127.0.0.1:8080"), Some("local"));
-        assert_eq!(found(CredentialTool::Git, "127.0.0.1"), None);
-        assert_eq!(found(CredentialTool::Git, "example.com"), None);
+        assert_eq!(
+            found(CredentialTool::Git, "127.0.0.1:8080", https),
+            Some("local")
+        );
+        assert_eq!(found(CredentialTool::Git, "127.0.0.1", https), None);
+        assert_eq!(found(CredentialTool::Git, "example.com", https), None);
+        // Each scheme ignores its own default port only.
+        assert_eq!(
+            found(CredentialTool::Git, "git.example.com:80", https),
+            None
+        );
+        assert_eq!(
+            found(CredentialTool::Git, "git.example.com:80", Scheme::Http),
+            Some("lab")
+        );
     }
 
     #[test]
     fn registry_hosts_from_server_urls() {
+        let https = Some(Scheme::Https);
         assert_eq!(
             registry_host("https://index.docker.io/v1/"),
-            Some("index.docker.io")
+            Some((https, "index.docker.io"))
         );
         assert_eq!(
             registry_host("registry.example.com:5000"),
-            Some("registry.example.com:5000")
+            Some((https, "registry.example.com:5000"))
         );
-        assert_eq!(registry_host("http://[::1]:5000/x"), Some("[::1]:5000"));
+        assert_eq!(
+            registry_host("http://[::1]:5000/x"),
+            Some((Some(Scheme::Http), "[::1]:5000"))
+        );
+        assert_eq!(
+            registry_host("http://registry.example.com"),
+            Some((None, "registry.example.com"))
+        );
         assert_eq!(registry_host("https://"), None);
         assert_eq!(registry_host(""), None);
+    }
+
+    #[test]
+    fn tokens_go_over_https_or_to_loopback_only() {
+        assert_eq!(Scheme::of("https", "git.example.com"), Some(Scheme::Https));
+        assert_eq!(Scheme::of("http", "git.example.com"), None);
+        assert_eq!(Scheme::of("http", "127.0.0.1:8080"), Some(Scheme::Http));
+        assert_eq!(Scheme::of("http", "[::1]:8080"), Some(Scheme::Http));
+        assert_eq!(Scheme::of("HTTP", "localhost"), Some(Scheme::Http));
+        assert_eq!(Scheme::of("http", "127.0.0.1.evil.example"), None);
+        assert_eq!(Scheme::of("ssh", "git.example.com"), None);
     }
 
     #[test]

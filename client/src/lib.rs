@@ -387,8 +387,8 @@ impl Client {
         }
     }
 
-    /// Forgets `provider`'s session and revokes its refresh token where the server offers
-    /// revocation (never starts a daemon: without one there is no session).
+    /// Forgets `provider`'s session (also from the store) and revokes its refresh token where
+    /// the server offers revocation. Starts the daemon if needed: the session is on disk.
     ///
     /// # Errors
     /// See [`Error`].
@@ -396,7 +396,7 @@ impl Client {
         let request = Request::Logout(LoginRequest {
             provider: provider.to_owned(),
         });
-        match self.call(&request, Start::Never)? {
+        match self.call(&request, Start::IfNeeded)? {
             Response::LoggedOut(outcome) => Ok(outcome),
             other => Err(daemon_error(other, "logout")),
         }

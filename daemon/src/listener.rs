@@ -74,9 +74,10 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) 
 
 /// How often a daemon checks that its socket file is still the one it listens on.
 pub const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
-/// How long a socket-activated daemon waits for the daemon lock held by an earlier daemon
-/// (which stops once it notices that its socket file was replaced).
-pub const ACTIVATION_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a socket-activated daemon waits for the locks held by an earlier daemon, which
+/// stops once it notices that its socket file was replaced: the check interval, the server's
+/// drain timeout for in-flight requests, and a margin.
+pub const ACTIVATION_LOCK_WAIT: Duration = Duration::from_secs(15);
 
 /// A listening endpoint owned by this process: holds the daemon lock and, unless the service
 /// manager owns the socket file, removes it on drop.

@@ -9,10 +9,11 @@
 //!
 //! The redirect listener binds before the URL is shown, on the configured loopback address
 //! (port 0: an ephemeral port). It answers one HTTP/1.1 `GET` per connection, reading at most
-//! [`MAX_REQUEST_HEAD`] bytes, and ends the login on the first request to the redirect path:
-//! success when `state` matches and the code exchange succeeds, failure otherwise (a wrong
-//! `state` is a forged or stale request; the login is then abandoned rather than left open to
-//! further attempts). Other paths (a browser's `/favicon.ico`) get a 404 and are ignored.
+//! [`MAX_REQUEST_HEAD`] bytes within [`REQUEST_READ_TIMEOUT`], each connection in its own task.
+//! A request to the redirect path without our `state` (forged or stale) is refused with a 400
+//! page and the login goes on; the first one with our `state` ends it: success when it carries
+//! a code and the code exchange succeeds, failure when it carries an `error`. Other paths (a
+//! browser's `/favicon.ico`) get a 404.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -209,79 +210,107 @@ enum Callback {
     Refused { stream: TcpStream, message: String },
 }
 
-/// Serves the redirect listener until a request for `path` arrives.
+/// Most connections to the redirect listener examined at once; more wait in the backlog.
+const MAX_REDIRECT_READERS: usize = 32;
+
+/// Serves the redirect listener until the redirect of our request arrives: a request for `path`
+/// carrying our `state`. Each connection is read in its own task, so a client that connects and
+/// sends nothing cannot hold up the browser's redirect.
 async fn wait_for_callback(listener: &TcpListener, path: &str, state: &str) -> Callback {
+    let (found, mut arrived) = tokio::sync::mpsc::channel::<Callback>(1);
+    let mut readers = tokio::task::JoinSet::new();
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let head = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_head(&mut stream)).await;
-        let Ok(Some(target)) = head else {
-            answer_page(
-                &mut stream,
-                400,
-                "Bad request",
-                "This is not an HTTP GET request.",
-            )
-            .await;
-            continue;
-        };
-        // The target is origin-form (`/callback?code=…`): resolve it against a dummy base.
-        let Ok(url) = Url::parse("http://127.0.0.1").and_then(|base| base.join(&target)) else {
-            answer_page(
-                &mut stream,
-                400,
-                "Bad request",
-                "The request target is invalid.",
-            )
-            .await;
-            continue;
-        };
-        if url.path() != path {
-            answer_page(&mut stream, 404, "Not found", "Nothing here.").await;
-            continue;
-        }
-        let query = |key: &str| {
-            url.query_pairs()
-                .find(|(name, _)| name == key)
-                .map(|(_, value)| value.into_owned())
-        };
-        // Compared before anything else is believed: only our own authorization request knows
-        // this value.
-        if query("state").as_deref() != Some(state) {
-            return Callback::Refused {
-                stream,
-                message: "the redirect's state does not match the login request (a forged or \
-                          stale redirect); the login was abandoned: run `tok login` again"
-                    .to_owned(),
-            };
-        }
-        if let Some(error) = query("error") {
-            let description = query("error_description")
-                .map(|text| format!(": {}", one_line(&text)))
-                .unwrap_or_default();
-            return Callback::Refused {
-                stream,
-                message: format!(
-                    "the authorization server refused the login ({}{description})",
-                    one_line(&error)
-                ),
-            };
-        }
-        match query("code") {
-            Some(code) if !code.is_empty() => {
-                return Callback::Code {
-                    stream,
-                    code: Secret::new(code),
-                };
-            }
-            _ => {
-                return Callback::Refused {
-                    stream,
-                    message: "the redirect carries neither a code nor an error".to_owned(),
-                };
+        tokio::select! {
+            Some(callback) = arrived.recv() => return callback,
+            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+            accepted = listener.accept(), if readers.len() < MAX_REDIRECT_READERS => {
+                match accepted {
+                    Ok((stream, _)) => {
+                        let found = found.clone();
+                        let (path, state) = (path.to_owned(), state.to_owned());
+                        readers.spawn(async move {
+                            if let Some(callback) = examine(stream, &path, &state).await {
+                                let _ = found.send(callback).await;
+                            }
+                        });
+                    }
+                    // EMFILE and the like: do not spin.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
             }
         }
+    }
+}
+
+/// Answers one connection to the redirect listener; `Some` when it is our redirect.
+async fn examine(mut stream: TcpStream, path: &str, state: &str) -> Option<Callback> {
+    let head = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_head(&mut stream)).await;
+    let Ok(Some(target)) = head else {
+        answer_page(
+            &mut stream,
+            400,
+            "Bad request",
+            "This is not an HTTP GET request.",
+        )
+        .await;
+        return None;
+    };
+    // The target is origin-form (`/callback?code=…`): resolve it against a dummy base.
+    let Ok(url) = Url::parse("http://127.0.0.1").and_then(|base| base.join(&target)) else {
+        answer_page(
+            &mut stream,
+            400,
+            "Bad request",
+            "The request target is invalid.",
+        )
+        .await;
+        return None;
+    };
+    if url.path() != path {
+        answer_page(&mut stream, 404, "Not found", "Nothing here.").await;
+        return None;
+    }
+    let query = |key: &str| {
+        url.query_pairs()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.into_owned())
+    };
+    // Checked before anything else is believed: only our own authorization request knows this
+    // value. A request without it is refused but does not end the login, so that nobody who
+    // can reach the port can cut a person's login short.
+    if query("state").as_deref() != Some(state) {
+        tracing::warn!("refused a request to the login redirect whose state does not match");
+        answer_page(
+            &mut stream,
+            400,
+            "Login refused",
+            "The redirect's state does not match the login request (a forged or stale \
+             redirect). Nothing was done; the login in progress goes on.",
+        )
+        .await;
+        return None;
+    }
+    if let Some(error) = query("error") {
+        let description = query("error_description")
+            .map(|text| format!(": {}", one_line(&text)))
+            .unwrap_or_default();
+        return Some(Callback::Refused {
+            stream,
+            message: format!(
+                "the authorization server refused the login ({}{description})",
+                one_line(&error)
+            ),
+        });
+    }
+    match query("code") {
+        Some(code) if !code.is_empty() => Some(Callback::Code {
+            stream,
+            code: Secret::new(code),
+        }),
+        _ => Some(Callback::Refused {
+            stream,
+            message: "the redirect carries neither a code nor an error".to_owned(),
+        }),
     }
 }
 
@@ -535,6 +564,17 @@ mod tests {
         );
     }
 
+    async fn get(address: SocketAddr, target: &'static str) -> String {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        answer
+    }
+
     #[tokio::test]
     async fn the_redirect_listener_ignores_other_paths_and_checks_state() {
         let configured = Url::parse("http://127.0.0.1:0/callback").unwrap();
@@ -547,35 +587,31 @@ mod tests {
                 Callback::Refused { message, .. } => Err(message),
             }
         });
-        let get = |target: &'static str| async move {
-            let mut stream = TcpStream::connect(address).await.unwrap();
-            stream
-                .write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        assert!(
+            get(address, "/favicon.ico")
                 .await
-                .unwrap();
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer).await;
-            answer
-        };
-        assert!(get("/favicon.ico").await.starts_with("HTTP/1.1 404"));
-        let answer = tokio::spawn(get("/callback?code=c0de&state=expected-state"));
+                .starts_with("HTTP/1.1 404")
+        );
+        let answer = tokio::spawn(get(address, "/callback?code=c0de&state=expected-state"));
         assert_eq!(waiter.await.unwrap(), Ok("c0de".to_owned()));
         drop(answer);
 
+        // A forged state is refused and the login goes on; a silent connection holds up
+        // nothing; the genuine redirect still arrives.
         let (listener, _) = bind_redirect("p", &configured).await.unwrap();
         let address = listener.local_addr().unwrap();
         let waiter = tokio::spawn(async move {
             match wait_for_callback(&listener, "/callback", "expected-state").await {
-                Callback::Code { .. } => Err("accepted".to_owned()),
-                Callback::Refused { message, .. } => Ok(message),
+                Callback::Code { code, .. } => Ok(code.expose().to_owned()),
+                Callback::Refused { message, .. } => Err(message),
             }
         });
-        let mut stream = TcpStream::connect(address).await.unwrap();
-        stream
-            .write_all(b"GET /callback?code=c0de&state=forged HTTP/1.1\r\n\r\n")
-            .await
-            .unwrap();
-        let message = waiter.await.unwrap().unwrap();
-        assert!(message.contains("state does not match"), "{message}");
+        let _silent = TcpStream::connect(address).await.unwrap();
+        let forged = get(address, "/callback?code=evil&state=forged").await;
+        assert!(forged.starts_with("HTTP/1.1 400"), "{forged}");
+        assert!(forged.contains("does not match"), "{forged}");
+        let genuine = tokio::spawn(get(address, "/callback?code=good&state=expected-state"));
+        assert_eq!(waiter.await.unwrap(), Ok("good".to_owned()));
+        drop(genuine);
     }
 }

@@ -149,7 +149,8 @@ pub(crate) struct Provider {
 }
 
 /// The `origin` stored with an interactive provider's refresh token: it descends from a
-/// `tok login`, not from a configured refresh token.
+/// `tok login` at this authorization server for this client (see [`Provider::login_origin`]),
+/// not from a configured refresh token.
 const LOGIN_ORIGIN: &str = "tok login";
 
 /// What a login's task reports when it ends.
@@ -162,7 +163,7 @@ struct LoginState {
     timeout: Duration,
     /// `None` while the login runs; the sender is dropped if its task is aborted.
     outcome: tokio::sync::watch::Receiver<LoginResult>,
-    task: tokio::task::AbortHandle,
+    task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug, Default)]
@@ -370,14 +371,27 @@ impl Provider {
     fn restore(&mut self, store: &Store) {
         let name = &self.config.name;
         if let Some(StoredRefresh { token, origin }) = store.refresh_token(name) {
-            let source = self.source.get_mut();
-            source.refresh_token = Some(token);
-            source.origin = Some(origin);
-            // An interactive provider's stored refresh token is its login session.
-            self.inner
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner)
-                .has_session = true;
+            let login = self.login_origin();
+            let from_login = origin.expose().starts_with(LOGIN_ORIGIN);
+            match &login {
+                // A session is only ever sent back to the server and client it came from: after
+                // the provider was pointed elsewhere it is ignored (the next login replaces it).
+                Some(expected) if origin.expose() != expected.expose() => {
+                    tracing::info!(provider = %name, "stored session belongs to another server or client; not used");
+                }
+                // A login's refresh token never feeds a configured `refresh_token` grant.
+                None if from_login => {}
+                _ => {
+                    let source = self.source.get_mut();
+                    source.refresh_token = Some(token);
+                    source.origin = Some(origin);
+                    // An interactive provider's stored refresh token is its login session.
+                    self.inner
+                        .get_mut()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .has_session = login.is_some();
+                }
+            }
         }
         let Some(stored) = store.access_token(name).filter(|_| self.persists_access()) else {
             return;
@@ -934,6 +948,20 @@ impl Provider {
         }
     }
 
+    /// For an interactive provider, the `origin` its session is stored under: the login marker
+    /// plus the token endpoint (or issuer) and client id the session belongs to.
+    fn login_origin(&self) -> Option<tokend_protocol::Secret> {
+        let config = self.oauth2().filter(|c| c.grant.is_interactive())?;
+        let server = match &config.endpoint {
+            crate::kinds::TokenEndpoint::TokenUrl(url)
+            | crate::kinds::TokenEndpoint::Issuer(url) => url.as_str(),
+        };
+        Some(tokend_protocol::Secret::new(format!(
+            "{LOGIN_ORIGIN} {server} {}",
+            config.client_id
+        )))
+    }
+
     fn oauth2(&self) -> Option<&OAuth2Config> {
         match &self.config.kind {
             ProviderKind::OAuth2(config) => Some(config),
@@ -966,6 +994,12 @@ impl Provider {
         let config = self.interactive()?;
         let name = &self.config.name;
         let mut login = self.login.lock().await;
+        if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Response::error(
+                ErrorCode::BadRequest,
+                format!("the config of `{name}` was just reloaded: run `tok login {name}` again"),
+            ));
+        }
         if let Some(state) = login.as_ref()
             && state.outcome.borrow().is_none()
             && state.outcome.has_changed().is_ok()
@@ -1010,7 +1044,7 @@ impl Provider {
             started: Instant::now(),
             timeout: Duration::from_secs(prompt.expires_in_secs),
             outcome,
-            task: task.abort_handle(),
+            task,
         });
         tracing::info!(provider = %name, "login started");
         Ok(prompt)
@@ -1024,13 +1058,21 @@ impl Provider {
         // session's refresh token is durable before its access token is handed out, as every
         // rotated one is after it.
         source.refresh_token = None;
-        source.origin = Some(tokend_protocol::Secret::from(LOGIN_ORIGIN));
+        source.origin = self.login_origin();
+        if !refreshable {
+            // No refresh token this time: the previous session must not come back on a restart.
+            self.write_store(|contents, name| {
+                contents.refresh_tokens.remove(name);
+            })
+            .await?;
+        }
         let outcome = self.persist(Ok(fetched), &mut source).await;
         let cached = self
             .store(outcome, Trigger::Caller)
             .map_err(|error| error.message().to_owned())?;
-        drop(source);
+        // Under the source lock: a logout waiting for it sees the session and ends it.
         self.inner().has_session = refreshable;
+        drop(source);
         Ok(LoginOutcome {
             provider: self.config.name.clone(),
             expires_at_unix: cached.grant.expires_at_unix,
@@ -1074,18 +1116,32 @@ impl Provider {
         let name = &self.config.name;
         if let Some(state) = self.login.lock().await.take() {
             state.task.abort();
+            // A login that was just finishing may have a store write under way: let it land
+            // before the session is removed, so it cannot come back afterwards.
+            let _ = state.task.await;
         }
         let (refresh_token, endpoints) = {
             let mut source = self.source.lock().await;
             let refresh_token = source.refresh_token.take();
             source.origin = None;
             // Forgotten durably as well: a restart must not bring the session back.
-            self.write_store(|contents, name| {
-                contents.refresh_tokens.remove(name);
-                contents.access_tokens.remove(name);
-            })
-            .await
-            .unwrap_or_else(|message| tracing::warn!("{message}"));
+            if let Err(message) = self
+                .write_store(|contents, name| {
+                    contents.refresh_tokens.remove(name);
+                    contents.access_tokens.remove(name);
+                })
+                .await
+            {
+                source.refresh_token = refresh_token;
+                source.origin = self.login_origin();
+                return Err(Response::error(
+                    ErrorCode::Internal,
+                    format!(
+                        "{message}; the session could not be removed from the store, so it was \
+                         kept: fix the data directory and run `tok logout {name}` again"
+                    ),
+                ));
+            }
             let endpoints = match &refresh_token {
                 Some(_) => source::endpoints(name, config, &mut source).await.ok(),
                 None => None,

@@ -243,6 +243,19 @@ git = {{ host = "forge.example.com", username = "x-access-token" }}
         "{expiry} vs {before}"
     );
 
+    // The same host over plain http gets nothing: a token never goes out in clear text (except
+    // to loopback hosts), so a forged 401 on an http:// URL cannot fish for it.
+    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
+    let output = blocking(move || {
+        run_with_input(
+            git(&home, &socket).args(["credential", "fill"]),
+            b"protocol=http\nhost=forge.example.com\n\n",
+        )
+    })
+    .await;
+    assert_ne!(code(&output), 0);
+    assert!(!stdout(&output).contains("ghs_"), "{}", stdout(&output));
+
     // The server rejected it: git sends `erase`, tokend drops the token, and the next fill
     // fetches a new one (two upstream requests in all, checked by `expect(2)`).
     let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());

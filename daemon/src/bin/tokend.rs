@@ -140,8 +140,28 @@ fn main() -> ExitCode {
         };
         // Once the endpoint is ours (one daemon per endpoint), and on a blocking thread: the OS
         // keystore client runs an async runtime of its own.
-        let key = config.store.key.clone();
-        let opened = tokio::task::spawn_blocking(move || store::Store::open(&data_dir, &key)).await;
+        // A socket-activated daemon may be taking over from one that is still stopping (it
+        // releases the store's lock last): wait for it within the same bound as for the
+        // endpoint's lock.
+        let patience = if bound.is_activated() {
+            listener::ACTIVATION_LOCK_WAIT
+        } else {
+            std::time::Duration::ZERO
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        let opened = loop {
+            let key = config.store.key.clone();
+            let dir = data_dir.clone();
+            let opened = tokio::task::spawn_blocking(move || store::Store::open(&dir, &key)).await;
+            match opened {
+                Ok(Err(store::StoreError::InUse { .. }))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        };
         let store = match opened {
             Ok(Ok(store)) => std::sync::Arc::new(store),
             Ok(Err(err)) => {
