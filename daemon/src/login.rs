@@ -420,10 +420,25 @@ async fn device_code(
     let config = config.clone();
     let flow = async move {
         let (http, _meta) = source::token_http(config.timeout);
-        let result = client
-            .exchange_device_access_token(&details)
-            .request_async(&http, tokio::time::sleep, None)
-            .await;
+        let expires = tokio::time::Instant::now() + details.expires_in();
+        let result = loop {
+            let result = client
+                .exchange_device_access_token(&details)
+                .request_async(&http, tokio::time::sleep, None)
+                .await;
+            // The crate stops polling at the first network error or unreadable answer; a login
+            // that may take the person minutes should not end on a blip: poll on until the
+            // code expires.
+            match result {
+                Err(RequestTokenError::Request(_) | RequestTokenError::Parse(..))
+                    if tokio::time::Instant::now() + details.interval() < expires =>
+                {
+                    tracing::debug!(provider = %name, "device flow poll failed; polling on");
+                    tokio::time::sleep(details.interval()).await;
+                }
+                other => break other,
+            }
+        };
         match result {
             Ok(response) => Ok(fetched(&config, &response)),
             Err(RequestTokenError::ServerResponse(error)) => Err(match error.error() {
