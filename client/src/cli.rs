@@ -118,6 +118,37 @@ Examples:
   tok completions zsh > ~/.zfunc/_tok        # with fpath+=(~/.zfunc) before compinit
   tok completions fish > ~/.config/fish/completions/tok.fish";
 
+/// The command lines scripts run most, `tok get NAME` and `tok header NAME` with no option,
+/// parsed without building clap's whole command tree (which grows with every subcommand and
+/// costs more than the rest of such a run). Anything else, including a NAME that could be an
+/// option, goes through clap; both parse these lines the same (see the tests).
+fn fast_parse(args: &[OsString]) -> Option<Cli> {
+    let [_, command, name] = args else {
+        return None;
+    };
+    let name = name.to_str()?;
+    if name.is_empty() || name.starts_with('-') {
+        return None;
+    }
+    let min_ttl = crate::DEFAULT_MIN_TTL;
+    let command = match command.to_str()? {
+        "get" => Command::Get {
+            name: name.to_owned(),
+            min_ttl,
+            json: false,
+        },
+        "header" => Command::Header {
+            name: name.to_owned(),
+            min_ttl,
+        },
+        _ => return None,
+    };
+    Some(Cli {
+        socket: None,
+        command,
+    })
+}
+
 /// Command line of `tok`.
 #[derive(Debug, Parser)]
 #[command(name = "tok", version, about = "Print access tokens held by tokend", after_help = EXAMPLES)]
@@ -393,7 +424,12 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let parsed = match fast_parse(&args) {
+        Some(cli) => Ok(cli),
+        None => Cli::try_parse_from(args),
+    };
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let rendered = err.render().to_string();
@@ -810,6 +846,31 @@ fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_fast_path_parses_like_clap() {
+        for line in [
+            ["tok", "get", "crm"],
+            ["tok", "header", "crm.com"],
+            ["tok", "get", "a_b-c"],
+        ] {
+            let args: Vec<OsString> = line.iter().map(OsString::from).collect();
+            let fast = fast_parse(&args).expect("fast path");
+            let clap = Cli::try_parse_from(&args).expect("clap");
+            assert_eq!(format!("{fast:?}"), format!("{clap:?}"), "{line:?}");
+        }
+        for line in [
+            vec!["tok", "get", "--json"],
+            vec!["tok", "get", "crm", "--json"],
+            vec!["tok", "status", "x"],
+            vec!["tok", "--socket", "/s", "get", "crm"],
+            vec!["tok", "get", "-h"],
+            vec!["tok", "get", ""],
+        ] {
+            let args: Vec<OsString> = line.iter().map(OsString::from).collect();
+            assert!(fast_parse(&args).is_none(), "{line:?}");
+        }
+    }
+
     use super::*;
 
     fn run_tok(args: &[&str]) -> (u8, String, String) {

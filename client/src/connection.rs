@@ -28,6 +28,9 @@ pub(crate) struct Connection {
     /// with the hello instead of waiting a round trip for the welcome (the daemon reads frames in
     /// order, so this is safe; an incompatible daemon answers the hello and never reads on).
     welcomed: bool,
+    /// The hello frame, sent together with the first request in one write: one system call
+    /// and one wake-up of the daemon fewer per short-lived client such as `tok get`.
+    hello: Option<Vec<u8>>,
     endpoint: String,
     timeout: Duration,
 }
@@ -105,16 +108,19 @@ impl Connection {
         stream
             .set_send_timeout(Some(timeout))
             .map_err(connect_error)?;
-        let mut connection = Self {
+        let mut hello = Vec::new();
+        write_frame(&mut hello, &Hello::current().encode()).map_err(|e| Error::Protocol {
+            endpoint: shown.clone(),
+            source: e,
+        })?;
+        Ok(Self {
             stream: BufReader::with_capacity(READ_BUFFER, stream),
             response: SecretBuf::default(),
             welcomed: false,
+            hello: Some(hello),
             endpoint: shown,
             timeout,
-        };
-        write_frame(connection.stream.get_mut(), &Hello::current().encode())
-            .map_err(|e| connection.fail(e))?;
-        Ok(connection)
+        })
     }
 
     fn read_welcome(&mut self) -> Result<(), Error> {
@@ -130,7 +136,17 @@ impl Connection {
     /// Sends one request and reads its response.
     pub(crate) fn call(&mut self, request: &Request) -> Result<Response, Error> {
         let frame = codec::encode_frame(request).map_err(|e| self.fail(e))?;
-        if let Err(err) = self.stream.get_mut().write_all(&frame) {
+        let written = match self.hello.take() {
+            Some(mut hello) => {
+                hello.extend_from_slice(&frame);
+                let written = self.stream.get_mut().write_all(&hello);
+                // The request may hold a secret (a user secret being set).
+                tokend_protocol::secret::wipe(&mut hello);
+                written
+            }
+            None => self.stream.get_mut().write_all(&frame),
+        };
+        if let Err(err) = written {
             // An incompatible daemon answers the hello and hangs up, possibly before our request
             // arrives: its welcome, still readable, says why.
             if !self.welcomed {
