@@ -544,6 +544,7 @@ impl Provider {
 
     /// One upstream attempt, counted and timed.
     async fn timed_fetch(&self, state: &mut SourceState) -> Result<Fetched, FetchError> {
+        self.follow_stored_rotation(state);
         let started = Instant::now();
         let mut outcome = self.fetcher.fetch(state).await;
         let elapsed = started.elapsed();
@@ -558,6 +559,26 @@ impl Provider {
             *lifetime = lifetime.saturating_sub(elapsed);
         }
         outcome
+    }
+
+    /// Takes over a refresh token of the same chain that is newer in the store than in memory.
+    /// After a reload, the instance a provider replaced may still finish a refresh that rotates
+    /// the token and saves the successor; without this the new instance would present the
+    /// superseded one, which the server refuses (and may answer by revoking the whole chain).
+    fn follow_stored_rotation(&self, state: &mut SourceState) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let Some(stored) = store.refresh_token(&self.config.name) else {
+            return;
+        };
+        if !state.unsaved_rotation
+            && state.origin.as_ref() == Some(&stored.origin)
+            && state.refresh_token.as_ref() != Some(&stored.token)
+        {
+            tracing::debug!(provider = %self.config.name, "following a rotation saved by a replaced instance");
+            state.refresh_token = Some(stored.token);
+        }
     }
 
     /// One fetch for a waiting caller: transient failures are retried within the budget.
@@ -689,6 +710,9 @@ impl Provider {
                 };
             })
             .await;
+        // An unsaved rotation is newer than what the store holds: it must not be replaced by
+        // the stored one (see `follow_stored_rotation`).
+        state.unsaved_rotation = must_save && written.is_err();
         match written {
             Ok(()) => Ok(fetched),
             Err(message) if must_save => Err(FetchError::Config(format!(
@@ -1292,6 +1316,110 @@ mod tests {
 
     #[derive(Debug)]
     struct Scripted(Arc<Script>);
+
+    /// Records the refresh token in force when it is asked for a token.
+    #[derive(Debug, Default)]
+    struct SeesRefreshToken(Mutex<Vec<Option<String>>>);
+
+    impl Fetch for SeesRefreshToken {
+        fn fetch<'a>(&'a self, state: &'a mut SourceState) -> FetchFuture<'a> {
+            let seen = state.refresh_token.as_ref().map(|t| t.expose().to_owned());
+            self.0.lock().unwrap().push(seen);
+            Box::pin(async move {
+                Ok(Fetched {
+                    token: Secret::from("access"),
+                    lifetime: Lifetime::Expires(Duration::from_secs(3600)),
+                    refresh_token: None,
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotation_saved_by_a_replaced_instance_is_followed_but_not_an_older_one() {
+        use crate::store::{KeySource, Store, StoredRefresh};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(
+                &dir.path().join("data"),
+                &KeySource::File(dir.path().join("store.key")),
+            )
+            .unwrap(),
+        );
+        let save = |token: &str| {
+            store
+                .update(|contents| {
+                    contents.refresh_tokens.insert(
+                        "api".into(),
+                        StoredRefresh {
+                            token: Secret::from(token),
+                            origin: Secret::from("chain"),
+                        },
+                    );
+                })
+                .unwrap();
+        };
+        let fetcher = Arc::new(SeesRefreshToken::default());
+        #[derive(Debug)]
+        struct Shared(Arc<SeesRefreshToken>);
+        impl Fetch for Shared {
+            fn fetch<'a>(&'a self, state: &'a mut SourceState) -> FetchFuture<'a> {
+                self.0.fetch(state)
+            }
+        }
+        let config = ProviderConfig {
+            name: "api".into(),
+            kind: ProviderKind::Static {
+                secret: SecretTemplate::parse("${env:UNUSED}").unwrap(),
+            },
+            presentation: Presentation::default(),
+            persist: true,
+        };
+        let mut provider = Provider::with_fetcher(config, Box::new(Shared(Arc::clone(&fetcher))));
+        provider.store = Some(Arc::clone(&store));
+        {
+            let state = provider.source.get_mut();
+            state.refresh_token = Some(Secret::from("rt-1"));
+            state.origin = Some(Secret::from("chain"));
+        }
+        let provider = Arc::new(provider);
+
+        // The replaced instance rotated rt-1 into rt-2 and saved it: this one follows.
+        save("rt-2");
+        provider.token(Duration::from_secs(1)).await.unwrap();
+        // A rotation this instance could not save is newer than the store's: it is kept.
+        {
+            let mut state = provider.source.lock().await;
+            state.refresh_token = Some(Secret::from("rt-3"));
+            state.unsaved_rotation = true;
+        }
+        provider.invalidate();
+        provider.token(Duration::from_secs(1)).await.unwrap();
+        // Another chain in the store (the user configured a new refresh token) is not taken.
+        save("rt-9");
+        store
+            .update(|contents| {
+                contents.refresh_tokens.get_mut("api").unwrap().origin = Secret::from("other");
+            })
+            .unwrap();
+        {
+            let mut state = provider.source.lock().await;
+            state.unsaved_rotation = false;
+        }
+        tokio::time::pause();
+        tokio::time::advance(INVALIDATE_INTERVAL).await;
+        tokio::time::resume();
+        provider.invalidate();
+        provider.token(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(
+            *fetcher.0.lock().unwrap(),
+            [
+                Some("rt-2".to_owned()),
+                Some("rt-3".to_owned()),
+                Some("rt-3".to_owned())
+            ]
+        );
+    }
 
     impl Fetch for Scripted {
         fn fetch<'a>(&'a self, _state: &'a mut SourceState) -> FetchFuture<'a> {

@@ -81,6 +81,9 @@ pub(crate) struct SourceState {
     /// The configured refresh token that `refresh_token` descends from. When the configured one
     /// changes (the user put a new one in place), the rotated chain is abandoned for it.
     pub(crate) origin: Option<Secret>,
+    /// The last rotated refresh token could not be saved: the one in memory is newer than the
+    /// store's.
+    pub(crate) unsaved_rotation: bool,
     /// The endpoints found through OpenID Connect discovery.
     pub(crate) discovered: Option<Endpoints>,
 }
