@@ -767,17 +767,17 @@ fn secs_from_now(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(0)
 }
 
-/// `5m ago` / `in 5m` / `-`.
+/// `5m ago` / `now` / `in 5m` / `-`.
 fn relative(at_unix: Option<u64>) -> String {
     match at_unix {
         None => "-".to_owned(),
         Some(secs) => {
             let delta = secs_from_now(secs);
             let span = human(Duration::from_secs(delta.unsigned_abs()));
-            if delta >= 0 {
-                format!("in {span}")
-            } else {
-                format!("{span} ago")
+            match delta {
+                0 => "now".to_owned(),
+                1.. => format!("in {span}"),
+                _ => format!("{span} ago"),
             }
         }
     }
