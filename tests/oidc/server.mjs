@@ -27,6 +27,9 @@
 //                      previous poll of that code, and adds 5 s to that code's interval (RFC 8628
 //                      §3.5). oidc-provider itself never answers `slow_down`; unset (the default),
 //                      polls are never throttled
+//   DEVICE_MIN_INTERVAL with DEVICE_SLOW_DOWN=1: the interval the server enforces instead, fixed
+//                      (it does not grow after a `slow_down`), so a test can advertise a shorter
+//                      DEVICE_INTERVAL and see whether a client backs off after one `slow_down`
 //   AZURE_TENANT       when set, the server also serves the Azure AD v2.0 endpoint layout for that
 //                      tenant (see "Azure AD layout" below)
 //
@@ -154,6 +157,7 @@ const REFRESH_TOKEN_TTL = positiveIntFromEnv('REFRESH_TOKEN_TTL', 3600);
 const DEVICE_CODE_TTL = positiveIntFromEnv('DEVICE_CODE_TTL', 600);
 const DEVICE_INTERVAL = positiveIntFromEnv('DEVICE_INTERVAL', undefined);
 const DEVICE_SLOW_DOWN = process.env.DEVICE_SLOW_DOWN === '1';
+const DEVICE_MIN_INTERVAL = positiveIntFromEnv('DEVICE_MIN_INTERVAL', undefined);
 const AZURE_TENANT = process.env.AZURE_TENANT || undefined;
 if (AZURE_TENANT !== undefined && !/^[A-Za-z0-9._-]+$/.test(AZURE_TENANT)) {
   console.error(`AZURE_TENANT must be a plain path segment, got ${JSON.stringify(AZURE_TENANT)}`);
@@ -447,12 +451,12 @@ function slowDown(deviceCode) {
   }
   const poll = devicePolls.get(deviceCode);
   if (poll === undefined) {
-    devicePolls.set(deviceCode, { last: now, interval: DEVICE_INTERVAL ?? 5 });
+    devicePolls.set(deviceCode, { last: now, interval: DEVICE_MIN_INTERVAL ?? DEVICE_INTERVAL ?? 5 });
     return false;
   }
   const early = now - poll.last < poll.interval * 1000;
   poll.last = now;
-  if (early) poll.interval += 5;
+  if (early && DEVICE_MIN_INTERVAL === undefined) poll.interval += 5;
   return early;
 }
 

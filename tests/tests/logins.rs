@@ -399,6 +399,35 @@ fn device_flow_denied_slowed_down_and_expired() {
     assert!(text.contains("expired"), "{text}");
 }
 
+#[test]
+fn device_flow_backs_off_after_slow_down() {
+    // The server advertises 1 s but enforces 2 s: the second poll is answered `slow_down`. A
+    // client that honours it polls 5 s slower from then on and is never told again; one that
+    // ignored it would be answered `slow_down` at every poll.
+    let server = OidcServer::start_with_env(&[
+        ("DEVICE_INTERVAL", "1"),
+        ("DEVICE_SLOW_DOWN", "1"),
+        ("DEVICE_MIN_INTERVAL", "2"),
+    ]);
+    let daemon = Daemon::start(&device_config(&server));
+    let mut login = Login::start(&daemon, &["tv"], &[]);
+    let code_text = user_code(&mut login);
+    let deadline = Instant::now() + PROCESS_WAIT;
+    while stat(&server, &["errors", "slow_down"]) == 0 {
+        assert!(Instant::now() < deadline, "no slow_down answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.approve_device(&code_text, "viewer").unwrap();
+    let (exit, text) = login.finish();
+    assert_eq!(exit, 0, "{text}");
+    assert_eq!(
+        stat(&server, &["errors", "slow_down"]),
+        1,
+        "{}",
+        server.stats()
+    );
+}
+
 /// A copy of a fixture key that `${file:…}` accepts (mode 0600).
 fn private_copy(dir: &Path, name: &str) -> String {
     let path = dir.join(name);
