@@ -24,7 +24,6 @@ use oauth2::basic::BasicErrorResponseType;
 use oauth2::{
     AuthorizationCode, CsrfToken, DeviceCodeErrorResponseType, PkceCodeChallenge, RedirectUrl,
     RequestTokenError, Scope, StandardDeviceAuthorizationResponse, StandardErrorResponse,
-    TokenResponse,
 };
 use tokend_protocol::{LoginPrompt, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
 use crate::kinds::{AuthorizationCodeLogin, OAuth2Config, OAuth2Grant};
-use crate::source::{self, Endpoints, Fetched, ResponseMeta};
+use crate::source::{self, Endpoints, Fetched, ResponseMeta, described, one_line};
 use crate::upstream::shown;
 
 /// Longest request head the redirect listener reads.
@@ -440,7 +439,12 @@ async fn device_code(
             }
         };
         match result {
-            Ok(response) => Ok(fetched(&config, &response)),
+            Ok(response) => source::fetched_from(
+                &config,
+                &response,
+                &format!("provider `{name}`: token endpoint"),
+            )
+            .map_err(|err| err.message().to_owned()),
             Err(RequestTokenError::ServerResponse(error)) => Err(match error.error() {
                 DeviceCodeErrorResponseType::AccessDenied => format!(
                     "provider `{name}`: the login was denied on the verification page ({})",
@@ -469,16 +473,6 @@ async fn device_code(
 // ---------------------------------------------------------------------------------------------
 // Shared
 
-fn described<T: oauth2::ErrorResponseType + AsRef<str>>(
-    error: &StandardErrorResponse<T>,
-) -> String {
-    let code = one_line(error.error().as_ref());
-    match error.error_description() {
-        Some(text) => format!("{code}: {}", one_line(text)),
-        None => code,
-    }
-}
-
 fn endpoints_shown(meta: &ResponseMeta) -> String {
     format!("HTTP {}, {}", meta.status, meta.body)
 }
@@ -494,7 +488,12 @@ fn token_outcome<RE: std::error::Error>(
     >,
 ) -> Result<Fetched, String> {
     match result {
-        Ok(response) => Ok(fetched(config, &response)),
+        Ok(response) => source::fetched_from(
+            config,
+            &response,
+            &format!("provider `{name}`: token endpoint"),
+        )
+        .map_err(|err| err.message().to_owned()),
         Err(RequestTokenError::ServerResponse(error)) => Err(format!(
             "provider `{name}`: the token endpoint refused the authorization code ({}); run \
              `tok login {name}` again",
@@ -508,30 +507,6 @@ fn token_outcome<RE: std::error::Error>(
              ({last_response})"
         )),
     }
-}
-
-fn fetched<TT: oauth2::TokenType>(
-    config: &OAuth2Config,
-    response: &impl TokenResponse<TokenType = TT>,
-) -> Fetched {
-    let token = Secret::new(response.access_token().secret().clone());
-    let lifetime = source::lifetime_of(response.expires_in(), &token, config.ttl, false);
-    Fetched {
-        token,
-        lifetime,
-        refresh_token: response
-            .refresh_token()
-            .map(|rt| Secret::new(rt.secret().clone())),
-    }
-}
-
-fn one_line(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    flat.trim().to_owned()
 }
 
 /// Revokes `refresh_token` at the revocation endpoint (RFC 7009). Sent by hand: the `oauth2`

@@ -580,31 +580,11 @@ async fn oauth2_fetch(
     let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
 
     match result {
-        Ok(response) => {
-            let token = Secret::new(response.access_token().secret().clone());
-            if token.is_empty() {
-                return Err(FetchError::Transient {
-                    message: format!("{where_}: the response has an empty access_token"),
-                    retry_after: None,
-                });
-            }
-            let lifetime = lifetime_of(response.expires_in(), &token, config.ttl, false);
-            Ok(Fetched {
-                token,
-                lifetime,
-                refresh_token: response
-                    .refresh_token()
-                    .map(|rt| Secret::new(rt.secret().clone())),
-            })
-        }
+        Ok(response) => fetched_from(config, &response, &where_),
         Err(RequestTokenError::ServerResponse(error)) => {
             let code = error.error();
             // Upstream text: flattened to one bounded line before it reaches messages and logs.
-            let code_text = one_line(code.as_ref());
-            let described = error
-                .error_description()
-                .map(|text| format!("{code_text}: {}", one_line(text)))
-                .unwrap_or(code_text);
+            let described = described(&error);
             match code {
                 BasicErrorResponseType::InvalidGrant if interactive => Err(FetchError::Rejected {
                     message: format!(
@@ -948,8 +928,44 @@ fn scalar_text(value: &Value) -> String {
     }
 }
 
+/// A token endpoint's answer as the engine's [`Fetched`]: the access token (never empty), its
+/// lifetime and the refresh token that came with it, if any. `where_` names the endpoint.
+pub(crate) fn fetched_from(
+    config: &OAuth2Config,
+    response: &oauth2::basic::BasicTokenResponse,
+    where_: &str,
+) -> Result<Fetched, FetchError> {
+    let token = Secret::new(response.access_token().secret().clone());
+    if token.is_empty() {
+        return Err(FetchError::Transient {
+            message: format!("{where_}: the response has an empty access_token"),
+            retry_after: None,
+        });
+    }
+    let lifetime = lifetime_of(response.expires_in(), &token, config.ttl, false);
+    Ok(Fetched {
+        token,
+        lifetime,
+        refresh_token: response
+            .refresh_token()
+            .map(|rt| Secret::new(rt.secret().clone())),
+    })
+}
+
+/// An OAuth 2.0 error response as `code: description`, each part in one bounded line (it is
+/// upstream text on its way to messages and logs).
+pub(crate) fn described<T: oauth2::ErrorResponseType + AsRef<str>>(
+    error: &oauth2::StandardErrorResponse<T>,
+) -> String {
+    let code = one_line(error.error().as_ref());
+    match error.error_description() {
+        Some(text) => format!("{code}: {}", one_line(text)),
+        None => code,
+    }
+}
+
 /// Upstream text shown in one line, bounded.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
