@@ -284,11 +284,13 @@ impl Scheme {
         }
     }
 
-    fn default_port(self) -> &'static str {
-        match self {
+    /// `host` without this scheme's default port (`:443` for https, `:80` for http).
+    fn without_default_port(self, host: &str) -> &str {
+        let port = match self {
             Self::Https => ":443",
             Self::Http => ":80",
-        }
+        };
+        host.strip_suffix(port).unwrap_or(host)
     }
 }
 
@@ -324,11 +326,12 @@ fn find_route<'a>(
     host: &str,
     scheme: Scheme,
 ) -> Option<&'a CredentialRoute> {
-    let without_default =
-        |host: &'a str| -> &'a str { host.strip_suffix(scheme.default_port()).unwrap_or(host) };
-    let asked = host.strip_suffix(scheme.default_port()).unwrap_or(host);
+    let asked = scheme.without_default_port(host);
     routes.iter().find(|route| {
-        route.tool == tool && without_default(&route.host).eq_ignore_ascii_case(asked)
+        route.tool == tool
+            && scheme
+                .without_default_port(&route.host)
+                .eq_ignore_ascii_case(asked)
     })
 }
 
