@@ -348,6 +348,14 @@ pub fn code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
 
+/// Writes a shell script to `path` (mode 0700): a stand-in for a program the code under test
+/// runs (a browser, `systemctl`) that records how it was called.
+pub fn write_script(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    write_private(path, script);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).expect("chmod script");
+}
+
 /// Runs `command` with `input` on its stdin and its output captured, killing it (and failing
 /// the test) if it does not exit within [`PROCESS_WAIT`].
 pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {

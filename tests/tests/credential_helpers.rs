@@ -50,6 +50,15 @@ fn git(home: &Path, socket: &Path) -> Command {
     command
 }
 
+/// Runs `git ARGS` (as [`git`] sets it up for `daemon`) with `input` on stdin, off the async
+/// runtime so the fake servers keep serving.
+async fn run_git(daemon: &Daemon, args: &[&str], input: &[u8]) -> Output {
+    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let input = input.to_vec();
+    blocking(move || run_with_input(git(&home, &socket).args(&args), &input)).await
+}
+
 fn git_available() -> bool {
     let found = Command::new("git").arg("--version").output().is_ok();
     if !found {
@@ -119,12 +128,8 @@ async fn git_ls_remote_authenticates_with_the_providers_token() {
     let server = git_server("oauth2").await;
     let host = server.address().to_string();
     let daemon = Daemon::start_with_env(&static_provider(&host, ""), &[("LAB_PAT", PAT)]);
-    let socket = daemon.socket().to_owned();
-    let home = daemon.dir().to_owned();
     let url = format!("{}/repo.git", server.uri());
-
-    let output =
-        blocking(move || run_with_input(git(&home, &socket).args(["ls-remote", &url]), b"")).await;
+    let output = run_git(&daemon, &["ls-remote", &url], b"").await;
     assert_eq!(
         code(&output),
         0,
@@ -161,10 +166,8 @@ async fn git_uses_the_routes_username_and_ignores_other_hosts() {
     let config = static_provider(&host, r#", username = "robot""#);
     let daemon = Daemon::start_with_env(&config, &[("LAB_PAT", PAT)]);
 
-    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
     let url = format!("{}/repo.git", server.uri());
-    let output =
-        blocking(move || run_with_input(git(&home, &socket).args(["ls-remote", &url]), b"")).await;
+    let output = run_git(&daemon, &["ls-remote", &url], b"").await;
     assert_eq!(
         code(&output),
         0,
@@ -174,13 +177,11 @@ async fn git_uses_the_routes_username_and_ignores_other_hosts() {
 
     // A host without a route: the helper answers nothing, so git has no password and fails
     // (it may not prompt), and tokend was asked nothing but the routes.
-    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
-    let output = blocking(move || {
-        run_with_input(
-            git(&home, &socket).args(["credential", "fill"]),
-            b"protocol=https\nhost=elsewhere.example.com\n\n",
-        )
-    })
+    let output = run_git(
+        &daemon,
+        &["credential", "fill"],
+        b"protocol=https\nhost=elsewhere.example.com\n\n",
+    )
     .await;
     assert_ne!(code(&output), 0);
     assert!(!stdout(&output).contains(PAT));
@@ -222,11 +223,8 @@ git = {{ host = "forge.example.com", username = "x-access-token" }}
     let daemon = Daemon::start(&config);
     let request: &[u8] = b"protocol=https\nhost=forge.example.com\npath=org/repo.git\n\n";
 
-    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
     let before = now();
-    let output =
-        blocking(move || run_with_input(git(&home, &socket).args(["credential", "fill"]), request))
-            .await;
+    let output = run_git(&daemon, &["credential", "fill"], request).await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let answer = fields(&output);
     assert_eq!(field(&answer, "username"), Some("x-access-token"));
@@ -245,38 +243,25 @@ git = {{ host = "forge.example.com", username = "x-access-token" }}
 
     // The same host over plain http gets nothing: a token never goes out in clear text (except
     // to loopback hosts), so a forged 401 on an http:// URL cannot fish for it.
-    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
-    let output = blocking(move || {
-        run_with_input(
-            git(&home, &socket).args(["credential", "fill"]),
-            b"protocol=http\nhost=forge.example.com\n\n",
-        )
-    })
+    let output = run_git(
+        &daemon,
+        &["credential", "fill"],
+        b"protocol=http\nhost=forge.example.com\n\n",
+    )
     .await;
     assert_ne!(code(&output), 0);
     assert!(!stdout(&output).contains("ghs_"), "{}", stdout(&output));
 
     // The server rejected it: git sends `erase`, tokend drops the token, and the next fill
     // fetches a new one (two upstream requests in all, checked by `expect(2)`).
-    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
     let reject = b"protocol=https\nhost=forge.example.com\nusername=x-access-token\n\
                    password=ghs_short_lived_installation_token\n\n";
-    let output = blocking(move || {
-        run_with_input(git(&home, &socket).args(["credential", "reject"]), reject)
-    })
-    .await;
+    let output = run_git(&daemon, &["credential", "reject"], reject).await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
-    let output =
-        blocking(move || run_with_input(git(&home, &socket).args(["credential", "fill"]), request))
-            .await;
+    let output = run_git(&daemon, &["credential", "fill"], request).await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     // `store` (sent after a success) is accepted and changes nothing.
-    let (home, socket) = (daemon.dir().to_owned(), daemon.socket().to_owned());
-    let output = blocking(move || {
-        run_with_input(git(&home, &socket).args(["credential", "approve"]), reject)
-    })
-    .await;
+    let output = run_git(&daemon, &["credential", "approve"], reject).await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert!(
         !daemon.log().contains("ghs_short_lived"),

@@ -166,15 +166,10 @@ fn the_browser_is_opened_with_the_url() {
     let daemon = Daemon::start(&auth_code_config(&server, ""));
     let opened = daemon.dir().join("opened");
     let browser = daemon.dir().join("browser");
-    tokend_e2e::write_private(
+    tokend_e2e::write_script(
         &browser,
         &format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
     );
-    std::fs::set_permissions(
-        &browser,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
     let mut login = Login::start(&daemon, &["lab"], &[("BROWSER", browser.to_str().unwrap())]);
     let printed = login.url();
     let deadline = Instant::now() + PROCESS_WAIT;
@@ -242,15 +237,10 @@ fn the_login_guard_never_starts_a_flow_and_one_login_runs_at_a_time() {
     let daemon = Daemon::start(&auth_code_config(&server, "login_timeout = \"10s\""));
     let opened = daemon.dir().join("opened");
     let browser = daemon.dir().join("browser");
-    tokend_e2e::write_private(
+    tokend_e2e::write_script(
         &browser,
         &format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
     );
-    std::fs::set_permissions(
-        &browser,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
 
     // 100 parallel gets of a provider without a session: all fail at once with exit 6 and the
     // advice, and nothing is opened or asked upstream.

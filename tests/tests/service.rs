@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokend_e2e::{
     Daemon, PROCESS_WAIT, bin, code, private_dir, stderr, stdout, tok_command, wait_bounded,
-    write_private,
+    write_private, write_script,
 };
 
 /// A process that is killed (and reaped) when the test ends, however it ends.
@@ -85,14 +85,13 @@ const CONFIG: &str = "[providers.demo]\nkind = \"static\"\nsecret = \"${env:DEMO
 /// `systemctl` that exits with `systemctl_exit`.
 fn tok_service(home: &Path, systemctl_exit: u8) -> Command {
     let script = home.join("systemctl");
-    write_private(
+    write_script(
         &script,
         &format!(
             "#!/bin/sh\necho \"$*\" >> '{}'\nexit {systemctl_exit}\n",
             home.join("systemctl.log").display()
         ),
     );
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut command = Command::new(bin("tok"));
     command
         .arg("service")
