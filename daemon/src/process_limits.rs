@@ -45,25 +45,13 @@ pub fn raise_descriptor_limit() -> Option<u64> {
 /// the same user can no longer ptrace it or read `/proc/PID/mem`) and sets `RLIMIT_CORE` to 0,
 /// so that a crash never writes the secrets in memory to disk. Errors name what failed; the
 /// caller decides whether to go on.
-#[cfg(target_os = "linux")]
-pub fn forbid_core_dumps() -> Result<(), String> {
-    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
-    set_dumpable_behavior(DumpableBehavior::NotDumpable)
-        .map_err(|err| format!("cannot make the process non-dumpable (PR_SET_DUMPABLE): {err}"))?;
-    setrlimit(
-        Resource::Core,
-        Rlimit {
-            current: Some(0),
-            maximum: Some(0),
-        },
-    )
-    .map_err(|err| format!("cannot set the core-file size limit to 0 (RLIMIT_CORE): {err}"))
-}
-
-/// Other unix systems: `RLIMIT_CORE` 0 at least (there is no portable `PR_SET_DUMPABLE`).
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(unix)]
 pub fn forbid_core_dumps() -> Result<(), String> {
     use rustix::process::{Resource, Rlimit, setrlimit};
+    // Other unix systems have no portable `PR_SET_DUMPABLE`: `RLIMIT_CORE` 0 at least.
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|err| format!("cannot make the process non-dumpable (PR_SET_DUMPABLE): {err}"))?;
     setrlimit(
         Resource::Core,
         Rlimit {
