@@ -338,6 +338,26 @@ impl OidcServer {
         self.endpoint("token_endpoint")
     }
 
+    /// A `[providers.user]` table: grant `refresh_token` for the [`APP`] client, the secret and
+    /// refresh token from `E2E_CLIENT_SECRET` and `E2E_REFRESH_TOKEN`, plus `extra` lines.
+    #[must_use]
+    pub fn refresh_token_provider(&self, extra: &str) -> String {
+        format!(
+            r#"
+[providers.user]
+kind = "oauth2"
+grant = "refresh_token"
+token_url = "{}"
+client_id = "{}"
+client_secret = "${{env:E2E_CLIENT_SECRET}}"
+refresh_token = "${{env:E2E_REFRESH_TOKEN}}"
+{extra}
+"#,
+            self.token_url(),
+            APP.id
+        )
+    }
+
     /// The RFC 7009 revocation endpoint, from the discovery document.
     #[must_use]
     pub fn revocation_url(&self) -> String {

@@ -22,24 +22,6 @@ scopes = ["api.read"]
     .replace("TOKEN_URL", &server.token_url())
 }
 
-/// A `refresh_token` provider `user` for the `app` client; secret and refresh token come from
-/// `E2E_CLIENT_SECRET` and `E2E_REFRESH_TOKEN`.
-fn refresh_token_config(server: &OidcServer) -> String {
-    format!(
-        r#"
-[providers.user]
-kind = "oauth2"
-grant = "refresh_token"
-token_url = "{}"
-client_id = "{}"
-client_secret = "${{env:E2E_CLIENT_SECRET}}"
-refresh_token = "${{env:E2E_REFRESH_TOKEN}}"
-"#,
-        server.token_url(),
-        APP.id
-    )
-}
-
 fn token_of(daemon: &Daemon, provider: &str) -> String {
     let out = daemon.tok(&["get", provider, "--min-ttl", "1"]);
     assert_eq!(
@@ -127,7 +109,7 @@ fn a_wrong_secret_is_reported_once_and_not_retried_in_a_loop() {
 fn refresh_token_grant_follows_rotation() {
     let server = OidcServer::start(60);
     let refresh_token = server.mint_refresh_token();
-    let config = refresh_token_config(&server);
+    let config = server.refresh_token_provider("");
     let daemon = Daemon::start_with_env(
         &config,
         &[
@@ -164,7 +146,7 @@ fn a_revoked_refresh_token_needs_a_login() {
     let server = OidcServer::start(60);
     let refresh_token = server.mint_refresh_token();
     server.revoke_refresh_token(&refresh_token);
-    let config = refresh_token_config(&server);
+    let config = server.refresh_token_provider("");
     let daemon = Daemon::start_with_env(
         &config,
         &[

@@ -142,25 +142,6 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
-fn keyring_config(server: &OidcServer) -> String {
-    format!(
-        r#"
-[store]
-key = "keyring"
-
-[providers.user]
-kind = "oauth2"
-grant = "refresh_token"
-token_url = "{}"
-client_id = "{}"
-client_secret = "${{env:E2E_CLIENT_SECRET}}"
-refresh_token = "${{env:E2E_REFRESH_TOKEN}}"
-"#,
-        server.token_url(),
-        APP.id
-    )
-}
-
 fn token_of(daemon: &Daemon) -> String {
     let out = daemon.tok(&["get", "user", "--min-ttl", "1"]);
     assert_eq!(code(&out), 0, "{}\n{}", stderr(&out), daemon.log());
@@ -179,7 +160,13 @@ fn the_key_in_the_secret_service_opens_the_store_after_a_restart() {
         ("E2E_REFRESH_TOKEN", refresh_token.as_str()),
         ("DBUS_SESSION_BUS_ADDRESS", service.address.as_str()),
     ];
-    let mut daemon = Daemon::start_with_env(&keyring_config(&server), &env);
+    let mut daemon = Daemon::start_with_env(
+        &format!(
+            "[store]\nkey = \"keyring\"\n{}",
+            server.refresh_token_provider("")
+        ),
+        &env,
+    );
     assert!(
         daemon
             .log()

@@ -6,24 +6,6 @@
 use tokend_e2e::oidc::{APP, OidcServer};
 use tokend_e2e::{Daemon, code, stderr, stdout};
 
-/// A `refresh_token` provider `user` for the `app` client, plus `extra` lines in its table.
-fn refresh_token_config(server: &OidcServer, extra: &str) -> String {
-    format!(
-        r#"
-[providers.user]
-kind = "oauth2"
-grant = "refresh_token"
-token_url = "{}"
-client_id = "{}"
-client_secret = "${{env:E2E_CLIENT_SECRET}}"
-refresh_token = "${{env:E2E_REFRESH_TOKEN}}"
-{extra}
-"#,
-        server.token_url(),
-        APP.id
-    )
-}
-
 fn token_of(daemon: &Daemon) -> String {
     let out = daemon.tok(&["get", "user", "--min-ttl", "1"]);
     assert_eq!(
@@ -57,7 +39,7 @@ fn tokens_survive_restarts_without_an_upstream_request() {
         ("E2E_CLIENT_SECRET", APP.secret),
         ("E2E_REFRESH_TOKEN", refresh_token.as_str()),
     ];
-    let mut daemon = Daemon::start_with_env(&refresh_token_config(&server, ""), &env);
+    let mut daemon = Daemon::start_with_env(&server.refresh_token_provider(""), &env);
     let first = token_of(&daemon);
     assert_eq!(refresh_grants(&server), 1);
     let mut logs = daemon.log();
@@ -106,7 +88,7 @@ fn persist_false_keeps_access_tokens_out_but_follows_the_rotated_refresh_token()
         ("E2E_CLIENT_SECRET", APP.secret),
         ("E2E_REFRESH_TOKEN", refresh_token.as_str()),
     ];
-    let config = refresh_token_config(&server, "persist = false");
+    let config = server.refresh_token_provider("persist = false");
     let mut daemon = Daemon::start_with_env(&config, &env);
     let first = token_of(&daemon);
     daemon.kill();
@@ -131,7 +113,7 @@ fn persist_false_keeps_access_tokens_out_but_follows_the_rotated_refresh_token()
 fn a_new_configured_refresh_token_replaces_the_stored_chain() {
     let server = OidcServer::start(600);
     let old = server.mint_refresh_token();
-    let config = refresh_token_config(&server, "persist = false");
+    let config = server.refresh_token_provider("persist = false");
     let mut daemon = Daemon::start_with_env(
         &config,
         &[
@@ -160,7 +142,7 @@ fn store_files_are_private() {
     let server = OidcServer::start(600);
     let refresh_token = server.mint_refresh_token();
     let daemon = Daemon::start_with_env(
-        &refresh_token_config(&server, ""),
+        &server.refresh_token_provider(""),
         &[
             ("E2E_CLIENT_SECRET", APP.secret),
             ("E2E_REFRESH_TOKEN", &refresh_token),
@@ -204,7 +186,7 @@ fn damaged_store_is_moved_aside(damage: impl FnOnce(&std::path::Path), expected:
         ("E2E_CLIENT_SECRET", APP.secret),
         ("E2E_REFRESH_TOKEN", refresh_token.as_str()),
     ];
-    let mut daemon = Daemon::start_with_env(&refresh_token_config(&server, ""), &env);
+    let mut daemon = Daemon::start_with_env(&server.refresh_token_provider(""), &env);
     token_of(&daemon);
     daemon.terminate();
     damage(daemon.dir());
@@ -347,7 +329,7 @@ fn kill_9_during_rotating_refreshes_never_loses_a_refresh_token_in_use() {
             ("E2E_REFRESH_TOKEN".to_owned(), refresh_token.to_owned()),
         ]
     };
-    let config = refresh_token_config(&server, "persist = false");
+    let config = server.refresh_token_provider("persist = false");
     let start_env = env(&configured);
     let start_env: Vec<(&str, &str)> = start_env
         .iter()
