@@ -473,22 +473,14 @@ fn write_private_file(path: &Path, text: &str) -> Result<(), ServiceError> {
         ServiceError::other(format!("cannot {action} {}: {err}", target.display()))
     };
     let dir = path.parent().expect("unit files live in a directory");
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(|err| fail("create", dir, err))?;
+    autostart::create_private_dir(dir).map_err(|err| fail("create", dir, err))?;
     let temporary = dir.join(format!(
         ".{}.tok-{}",
         path.file_name().unwrap_or_default().to_string_lossy(),
         std::process::id()
     ));
-    let mut options = std::fs::OpenOptions::new();
+    let mut options = autostart::private_file_options();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let written = options.open(&temporary).and_then(|mut file| {
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
