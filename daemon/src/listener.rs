@@ -347,35 +347,43 @@ fn prepare_private_dir(dir: &Path) -> Result<(), BindError> {
 
 #[cfg(unix)]
 fn check_private_dir(dir: &Path) -> Result<(), BindError> {
+    match not_private(dir).map_err(io_error("cannot inspect", dir))? {
+        Some(reason) => Err(BindError::UnsafeDirectory {
+            path: dir.to_path_buf(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Why `dir` is not private to this user, and what to do about it: a symbolic link, not a
+/// directory, another owner, or access for group or others. `None` when it is private. Shared
+/// by the socket directory and the store's data directory.
+#[cfg(unix)]
+pub(crate) fn not_private(dir: &Path) -> io::Result<Option<String>> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let unsafe_dir = |reason: String| BindError::UnsafeDirectory {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    let meta = fs::symlink_metadata(dir).map_err(io_error("cannot inspect", dir))?;
+    let meta = fs::symlink_metadata(dir)?;
     if meta.file_type().is_symlink() {
-        return Err(unsafe_dir(
-            "it is a symbolic link; use a real directory".into(),
-        ));
+        return Ok(Some("it is a symbolic link; use a real directory".into()));
     }
     if !meta.is_dir() {
-        return Err(unsafe_dir("it is not a directory".into()));
+        return Ok(Some("it is not a directory".into()));
     }
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me {
-        return Err(unsafe_dir(format!(
+        return Ok(Some(format!(
             "it is owned by uid {}, not by this user (uid {me}); use a directory you own",
             meta.uid()
         )));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(unsafe_dir(format!(
+        return Ok(Some(format!(
             "its mode {mode:04o} lets other users in; run `chmod 700 {}`",
             dir.display()
         )));
     }
-    Ok(())
+    Ok(None)
 }
 
 fn private_file(path: &Path) -> io::Result<File> {

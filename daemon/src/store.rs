@@ -445,28 +445,8 @@ fn private_dir(dir: &Path) -> Result<(), DirProblem> {
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir).map_err(DirProblem::Io)?;
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let meta = fs::symlink_metadata(dir).map_err(DirProblem::Io)?;
-        if meta.file_type().is_symlink() {
-            return Err(DirProblem::Unsafe(
-                "it is a symbolic link; point TOKEND_DATA at a real directory".to_owned(),
-            ));
-        }
-        let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me {
-            return Err(DirProblem::Unsafe(format!(
-                "it is owned by uid {}, not by this user (uid {me}); use a directory you own",
-                meta.uid()
-            )));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(DirProblem::Unsafe(format!(
-                "its mode 0{mode:03o} lets group or others in; run chmod 700 {}",
-                dir.display()
-            )));
-        }
+    if let Some(reason) = crate::listener::not_private(dir).map_err(DirProblem::Io)? {
+        return Err(DirProblem::Unsafe(reason));
     }
     Ok(())
 }
