@@ -18,6 +18,10 @@ pub const MAX_BODY: usize = 256 * 1024;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for a whole request, body included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// An idle pooled connection is closed after this long: before the 5 s keep-alive timeout of
+/// Node.js and Apache servers, so a request never goes out on a connection the server is
+/// closing at that moment (which fails it: a device-flow poll every 6 s then lost 10 s).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// What the engine keeps of a response.
 #[derive(Debug)]
@@ -76,6 +80,7 @@ pub(crate) fn client() -> &'static reqwest::Client {
             .use_rustls_tls()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tokend/", env!("CARGO_PKG_VERSION")))
             .build()
