@@ -5,6 +5,9 @@
 //! ([`handshake`]) in each direction, then one bincode-encoded ([`codec`]) [`Request`] answered by
 //! one [`Response`], repeated until either side closes. [`endpoint`] says where the daemon
 //! listens. This crate holds no runtime policy: no process spawning, no config files, no runtime.
+//! It also holds the few rules the daemon and its clients must apply identically (one
+//! implementation each): private files and directories, the duration grammar, the name rule and
+//! the Unix-epoch clock.
 //!
 //! Compatibility rule: the daemon and its clients ship together, so the rule is strict equality
 //! of [`PROTOCOL_VERSION`], checked in the handshake before any bincode payload. The enums are
@@ -20,14 +23,23 @@
 //! - [`frame`] — framing and `MAX_FRAME_LEN`.
 //! - [`endpoint`] — socket / pipe naming.
 //! - [`error`] — `ProtocolError`.
+//! - [`private`] — private files and directories (0700 / 0600, owner check, no symlink
+//!   following, atomic replacement, lock files).
+//! - [`duration`] — the duration grammar (`90s`, `15m`, `2h`, `1d`).
+//! - [`name`] — the provider- and secret-name rule.
+//! - [`clock`] — seconds since the Unix epoch.
 
+pub mod clock;
 pub mod codec;
+pub mod duration;
 pub mod endpoint;
 pub mod error;
 pub mod error_code;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod name;
+pub mod private;
 pub mod secret;
 pub mod version;
 
@@ -41,5 +53,6 @@ pub use message::{
     ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response, SecretEntry,
     SecretRemove, SecretSet, TokenGrant,
 };
+pub use name::{NAME_RULE, is_valid_name};
 pub use secret::{Secret, SecretBuf};
 pub use version::{PACKAGE_VERSION, PROTOCOL_VERSION};
