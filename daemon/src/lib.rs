@@ -20,10 +20,7 @@
 //! - `upstream` — the HTTP client and the limits every upstream response gets.
 
 pub mod config;
-mod connection;
-mod dispatch;
 pub mod kinds;
-pub mod listener;
 mod login;
 mod metrics;
 pub mod process_limits;
@@ -31,6 +28,5 @@ mod provider;
 pub mod secret_ref;
 pub mod server;
 mod source;
-mod state;
 pub mod store;
 mod upstream;

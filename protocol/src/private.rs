@@ -113,12 +113,13 @@ pub fn file_options() -> OpenOptions {
     options
 }
 
-/// The file name prefix of [`write_atomic`]'s temporary files for `path`: `.NAME.`.
+/// The file name prefix of [`write_atomic`]'s temporary files for `path`: `.STEM.` (`.store.`
+/// for `store.tokend`).
 #[must_use]
 pub fn temp_prefix(path: &Path) -> String {
     format!(
         ".{}.",
-        path.file_name().unwrap_or_default().to_string_lossy()
+        path.file_stem().unwrap_or_default().to_string_lossy()
     )
 }
 
@@ -126,7 +127,7 @@ pub fn temp_prefix(path: &Path) -> String {
 pub const TEMP_SUFFIX: &str = ".tmp";
 
 /// Replaces `path` with `bytes`, so that a crash leaves either the old or the new content: a new
-/// temporary file in the same directory (0600, named `.NAME.<pid>-<n>.tmp`), fsync, rename over
+/// temporary file in the same directory (0600, named `.STEM.<pid>-<n>.tmp`), fsync, rename over
 /// `path`, fsync of the directory. A temporary file left by a crash never replaced anything;
 /// [`remove_stale_temp_files`] clears them.
 ///

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokend::listener::{self, BindError};
+use tokend::server::listener::{self, BindError};
 use tokend::{config, server, store};
 use tokend_protocol::Endpoint;
 use tracing_subscriber::EnvFilter;

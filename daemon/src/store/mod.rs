@@ -4,101 +4,46 @@
 //!
 //! It also holds the user secrets set with `tok secret set NAME` (for `${secret:NAME}`).
 //!
-//! This module owns the file format, where the key comes from (a key file or the OS keystore),
-//! the atomic replacement of the file, and what happens to a file that cannot be read.
+//! - [`format`]: the file format (header, AEAD envelope);
+//! - [`key`]: where the key comes from (a key file or the OS keystore);
+//! - [`contents`]: what the store holds;
+//! - this module: opening the store in its data directory (one daemon per directory), reading
+//!   and updating it, and what happens to a file that cannot be read.
 //!
-//! **Format** (version [`FORMAT_VERSION`]): a 35-byte header — the magic `TOKENDST`, the format
-//! version (u16, big-endian), the key-source id (1 = key file, 2 = OS keystore) and a random
-//! 24-byte nonce — followed by the XChaCha20-Poly1305 encryption of the contents (JSON), with the
-//! header as associated data, so that no byte of the file can change unnoticed.
-//!
-//! **Writes** replace the whole file: a temporary file (0600) in the same directory, fsync,
-//! rename over the store, fsync of the directory. A crash at any point leaves either the old or
-//! the new store. One mutex serializes writers, so concurrent updates never lose each other.
+//! **Writes** replace the whole file atomically ([`tokend_protocol::private::write_atomic`]): a
+//! crash at any point leaves either the old or the new store. One mutex serializes writers, so
+//! concurrent updates never lose each other.
 //!
 //! **Unreadable stores** (bad header, unknown version, another key, a failed authentication
 //! tag, truncation) are moved aside as `store.tokend.unreadable-<unix time>` with an error line
 //! saying why, and tokend starts with an empty store rather than refusing to start.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+mod contents;
+pub mod format;
+pub mod key;
+
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
 
-use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokend_protocol::{Secret, SecretEntry};
-use zeroize::Zeroizing;
+use tokend_protocol::private::{self, Locked};
+use tokend_protocol::{Secret, SecretEntry, clock};
+
+pub(crate) use self::contents::{Contents, StoredAccess, StoredRefresh, StoredSecret};
+pub use self::format::FORMAT_VERSION;
+pub use self::key::KeySource;
+use self::key::StoreKey;
 
 /// The store file's name inside the data directory.
 pub const STORE_FILE: &str = "store.tokend";
 /// Environment variable overriding the data directory.
 pub const DATA_ENV: &str = "TOKEND_DATA";
-/// The format version this tokend writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
 /// The default key file's name, in the directory of the config file.
 pub const KEY_FILE: &str = "store.key";
 
-const MAGIC: [u8; 8] = *b"TOKENDST";
-/// Names of the temporary files of atomic writes: `.store.<random>.tmp`.
-const TEMP_PREFIX: &str = ".store.";
-const TEMP_SUFFIX: &str = ".tmp";
 /// The lock file that makes one daemon the owner of a data directory.
 const LOCK_FILE: &str = "store.lock";
-const NONCE_LEN: usize = 24;
-const HEADER_LEN: usize = MAGIC.len() + 2 + 1 + NONCE_LEN;
-const KEY_LEN: usize = 32;
-/// The service name of the key's entry in the OS keystore.
-const KEYRING_SERVICE: &str = "tokend";
-
-/// Where the store's key comes from (`[store] key` in the config).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// A file holding the 32-byte key (0600), created on first use.
-    File(PathBuf),
-    /// The OS keystore: Secret Service on Linux, Keychain on macOS, Credential Manager on Windows.
-    Keyring,
-}
-
-impl KeySource {
-    fn id(&self) -> u8 {
-        match self {
-            Self::File(_) => 1,
-            Self::Keyring => 2,
-        }
-    }
-
-    fn name_of(id: u8) -> &'static str {
-        match id {
-            1 => "a key file",
-            2 => "the OS keystore",
-            _ => "an unknown key source",
-        }
-    }
-
-    /// The protection in force, as `tok status` shows it.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        match self {
-            Self::File(path) => format!("encrypted (key file {})", path.display()),
-            Self::Keyring => format!("encrypted (OS keystore: {})", keyring_backend()),
-        }
-    }
-}
-
-fn keyring_backend() -> &'static str {
-    if cfg!(target_os = "macos") {
-        "Keychain"
-    } else if cfg!(windows) {
-        "Credential Manager"
-    } else {
-        "Secret Service"
-    }
-}
 
 /// Why the store cannot be used at all (tokend does not start). An unreadable store file is not
 /// one of these: it is moved aside.
@@ -142,103 +87,6 @@ pub enum StoreError {
     InUse { path: PathBuf },
 }
 
-/// What the store holds.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Contents {
-    /// The refresh token in force per provider, once the server rotated the configured one.
-    #[serde(default)]
-    pub(crate) refresh_tokens: BTreeMap<String, StoredRefresh>,
-    /// The last access token per provider (unless the provider says `persist = false`).
-    #[serde(default)]
-    pub(crate) access_tokens: BTreeMap<String, StoredAccess>,
-    /// User secrets (`tok secret set NAME`), for `${secret:NAME}` in the config.
-    #[serde(default)]
-    pub(crate) secrets: BTreeMap<String, StoredSecret>,
-}
-
-/// A user secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredSecret {
-    #[serde(with = "secret_serde")]
-    pub(crate) value: Secret,
-    /// When it was set (Unix seconds).
-    pub(crate) set_at_unix: u64,
-}
-
-/// A rotated refresh token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredRefresh {
-    #[serde(with = "secret_serde")]
-    pub(crate) token: Secret,
-    /// The configured refresh token this one descends from: if the user configures another one,
-    /// the stored chain is abandoned for it.
-    #[serde(with = "secret_serde")]
-    pub(crate) origin: Secret,
-}
-
-/// A cached access token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredAccess {
-    #[serde(with = "secret_serde")]
-    pub(crate) token: Secret,
-    /// Absolute expiry (Unix seconds); `None`: valid until invalidated.
-    pub(crate) expires_at_unix: Option<u64>,
-    /// The provider's configuration it was obtained with (its `Debug` form, which shows no
-    /// secret): a token obtained under another configuration is not served.
-    pub(crate) config: String,
-}
-
-/// `Secret` as a JSON string.
-mod secret_serde {
-    use super::{Deserialize, Deserializer, Secret, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(
-        secret: &Secret,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(secret.expose())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Secret, D::Error> {
-        String::deserialize(deserializer).map(Secret::new)
-    }
-}
-
-/// The 32-byte key; wiped on drop, never printed.
-struct StoreKey(Zeroizing<[u8; KEY_LEN]>);
-
-impl fmt::Debug for StoreKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StoreKey([redacted])")
-    }
-}
-
-impl StoreKey {
-    fn generate() -> Self {
-        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        bytes.copy_from_slice(&key);
-        // `generate_key` returned a plain array: wipe it as well.
-        let mut key = key;
-        zeroize::Zeroize::zeroize(key.as_mut_slice());
-        Self(bytes)
-    }
-
-    fn from_slice(bytes: &[u8]) -> Option<Self> {
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        (bytes.len() == KEY_LEN).then(|| {
-            key.copy_from_slice(bytes);
-            Self(key)
-        })
-    }
-
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.0.as_slice().into())
-    }
-}
-
 /// The open store: its contents in memory, written through on every update.
 #[derive(Debug)]
 pub struct Store {
@@ -263,26 +111,25 @@ impl Store {
     /// Opens (or creates) the store in `data_dir`, with the key from `source`. An unreadable
     /// store file is moved aside (logged) and the store starts empty.
     pub fn open(data_dir: &Path, source: &KeySource) -> Result<Self, StoreError> {
-        private_dir(data_dir).map_err(|err| match err {
-            DirProblem::Io(source) => StoreError::DataDir {
+        private::ensure_dir(data_dir).map_err(|err| match err {
+            private::DirError::Io(source) => StoreError::DataDir {
                 path: data_dir.to_owned(),
                 source,
             },
-            #[cfg(unix)]
-            DirProblem::Unsafe(reason) => StoreError::DataDirUnsafe {
+            private::DirError::NotPrivate(reason) => StoreError::DataDirUnsafe {
                 path: data_dir.to_owned(),
                 reason,
             },
         })?;
         let lock = lock_data_dir(data_dir)?;
         let key = match source {
-            KeySource::File(path) => key_from_file(path)?,
-            KeySource::Keyring => key_from_keyring(data_dir)?,
+            KeySource::File(path) => key::key_from_file(path)?,
+            KeySource::Keyring => key::key_from_keyring(data_dir)?,
         };
-        remove_stale_temp_files(data_dir);
         let path = data_dir.join(STORE_FILE);
+        remove_stale_temp_files(&path);
         let contents = match fs::read(&path) {
-            Ok(bytes) => match decode(&bytes, &key, source) {
+            Ok(bytes) => match format::decode(&bytes, &key, source) {
                 Ok(contents) => contents,
                 Err(reason) => {
                     move_aside(&path, &reason);
@@ -353,9 +200,7 @@ impl Store {
 
     /// Sets the user secret `name` (replacing any value it had), durably. Blocking.
     pub fn set_user_secret(&self, name: &str, value: Secret) -> Result<SecretEntry, StoreError> {
-        let set_at_unix = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let set_at_unix = clock::unix_now();
         self.update(|contents| {
             contents
                 .secrets
@@ -394,252 +239,32 @@ impl Store {
     pub(crate) fn update(&self, change: impl FnOnce(&mut Contents)) -> Result<(), StoreError> {
         let mut contents = self.contents();
         change(&mut contents);
-        let bytes = encode(&contents, &self.key, &self.source);
-        write_atomic(&self.path, &bytes).map_err(|source| StoreError::Write {
+        let bytes = format::encode(&contents, &self.key, &self.source);
+        private::write_atomic(&self.path, &bytes).map_err(|source| StoreError::Write {
             path: self.path.clone(),
             source,
         })
     }
 }
 
-/// Takes `store.lock` in the data directory (an exclusive, non-blocking `flock`, released by
-/// the kernel when the process dies, so a killed daemon never leaves it held).
+/// Takes `store.lock` in the data directory (an exclusive, non-blocking lock, released by the
+/// kernel when the process dies, so a killed daemon never leaves it held).
 fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
-    let path = data_dir.join(LOCK_FILE);
-    let failed = |source: io::Error| StoreError::DataDir {
-        path: data_dir.to_owned(),
-        source,
-    };
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(&path).map_err(failed)?;
-    #[cfg(unix)]
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            return Err(StoreError::InUse {
-                path: data_dir.to_owned(),
-            });
-        }
-        Err(err) => return Err(failed(err.into())),
+    match private::lock(&data_dir.join(LOCK_FILE)) {
+        Ok(Locked::Held(file)) => Ok(file),
+        Ok(Locked::Busy(_)) => Err(StoreError::InUse {
+            path: data_dir.to_owned(),
+        }),
+        Err(source) => Err(StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        }),
     }
-    // Windows: the daemon lock per endpoint is the only guard (no flock there).
-    Ok(file)
-}
-
-enum DirProblem {
-    Io(io::Error),
-    /// A symbolic link, not ours, or open to others (unix only); says what to do.
-    #[cfg(unix)]
-    Unsafe(String),
-}
-
-/// Creates `dir` (and missing parents) with mode 0700; an existing one must be a real
-/// directory, owned by this user, that group and others cannot enter.
-fn private_dir(dir: &Path) -> Result<(), DirProblem> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(DirProblem::Io)?;
-    #[cfg(unix)]
-    if let Some(reason) = crate::listener::not_private(dir).map_err(DirProblem::Io)? {
-        return Err(DirProblem::Unsafe(reason));
-    }
-    Ok(())
-}
-
-/// Reads the key file, or creates it (0600, 32 random bytes) when it does not exist.
-fn key_from_file(path: &Path) -> Result<StoreKey, StoreError> {
-    let problem = |problem: String, hint: &'static str| StoreError::KeyFile {
-        path: path.to_owned(),
-        problem,
-        hint,
-    };
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return create_key_file(path),
-        Err(err) => {
-            return Err(problem(
-                format!("cannot be read: {err}"),
-                "make it readable by you, or set key_file in the [store] table of the config",
-            ));
-        }
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = file
-            .metadata()
-            .map_err(|err| problem(format!("cannot be read: {err}"), "check its permissions"))?
-            .permissions()
-            .mode()
-            & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(problem(
-                format!("group or others have access to it (mode 0{mode:03o})"),
-                "run chmod 600 on it: whoever reads it can decrypt the store",
-            ));
-        }
-    }
-    let mut bytes = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
-    (&mut file)
-        .take(KEY_LEN as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|err| problem(format!("cannot be read: {err}"), "check the file"))?;
-    StoreKey::from_slice(&bytes).ok_or_else(|| {
-        problem(
-            format!("holds {} bytes, not a {KEY_LEN}-byte key", bytes.len()),
-            "it is not a tokend key file: set key_file to the right one, or remove it to start \
-             afresh with a new key (the store it protected is then moved aside)",
-        )
-    })
-}
-
-fn create_key_file(path: &Path) -> Result<StoreKey, StoreError> {
-    let failed = |err: io::Error| StoreError::KeyFile {
-        path: path.to_owned(),
-        problem: format!("cannot be created: {err}"),
-        hint: "make its directory writable, or set key_file in the [store] table of the config",
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(parent).map_err(failed)?;
-    }
-    let key = StoreKey::generate();
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(key.0.as_slice())
-                .and_then(|()| file.sync_all())
-                .map_err(failed)?;
-            sync_parent(path).map_err(failed)?;
-            tracing::info!("created the store key file {}", path.display());
-            Ok(key)
-        }
-        // Another process created it meanwhile: use theirs.
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => key_from_file(path),
-        Err(err) => Err(failed(err)),
-    }
-}
-
-/// The key from the OS keystore, created there on first use. One entry per data directory.
-fn key_from_keyring(data_dir: &Path) -> Result<StoreKey, StoreError> {
-    let unavailable = |reason: String| StoreError::Keyring {
-        backend: keyring_backend(),
-        reason,
-    };
-    let account = format!("store key for {}", data_dir.display());
-    let entry = keyring::Entry::new(KEYRING_SERVICE, &account)
-        .map_err(|err| unavailable(err.to_string()))?;
-    match entry.get_secret() {
-        Ok(bytes) => {
-            let bytes = Zeroizing::new(bytes);
-            StoreKey::from_slice(&bytes).ok_or_else(|| {
-                unavailable(format!(
-                    "its entry `{KEYRING_SERVICE}` / `{account}` holds {} bytes, not a \
-                     {KEY_LEN}-byte key (delete the entry to start afresh)",
-                    bytes.len()
-                ))
-            })
-        }
-        Err(keyring::Error::NoEntry) => {
-            let key = StoreKey::generate();
-            entry
-                .set_secret(key.0.as_slice())
-                .map_err(|err| unavailable(err.to_string()))?;
-            tracing::info!(
-                "created the store key in the OS keystore ({})",
-                keyring_backend()
-            );
-            Ok(key)
-        }
-        Err(err) => Err(unavailable(err.to_string())),
-    }
-}
-
-/// The whole file: header, then the sealed contents.
-fn encode(contents: &Contents, key: &StoreKey, source: &KeySource) -> Vec<u8> {
-    // Measure first, so that the plaintext buffer never reallocates (which would leave an
-    // unwiped copy of the secrets behind).
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, contents).expect("the store contents serialize");
-    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let mut file = Vec::with_capacity(HEADER_LEN + counter.0 + 16);
-    file.extend_from_slice(&MAGIC);
-    file.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    file.push(source.id());
-    file.extend_from_slice(&nonce);
-    let mut body = Zeroizing::new(Vec::with_capacity(counter.0 + 16));
-    serde_json::to_writer(&mut *body, contents).expect("the store contents serialize");
-    key.cipher()
-        .encrypt_in_place(&nonce, &file, &mut *body)
-        .expect("the buffer has room for the tag");
-    file.extend_from_slice(&body);
-    file
-}
-
-/// Counts bytes written.
-struct Counter(usize);
-
-impl Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Opens a store file; the error says why it cannot be read.
-fn decode(bytes: &[u8], key: &StoreKey, source: &KeySource) -> Result<Contents, String> {
-    if bytes.len() < HEADER_LEN || bytes[..MAGIC.len()] != MAGIC {
-        return Err("bad header: it is not a tokend store, or it was truncated".to_owned());
-    }
-    let (header, sealed) = bytes.split_at(HEADER_LEN);
-    let version = u16::from_be_bytes([header[8], header[9]]);
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "it has format version {version}, and this tokend reads version {FORMAT_VERSION}"
-        ));
-    }
-    let key_id = header[10];
-    if key_id != source.id() {
-        return Err(format!(
-            "it was encrypted with a key from {}, and the config now chooses {}",
-            KeySource::name_of(key_id),
-            KeySource::name_of(source.id())
-        ));
-    }
-    let nonce = XNonce::from_slice(&header[11..HEADER_LEN]);
-    let mut body = Zeroizing::new(sealed.to_vec());
-    key.cipher()
-        .decrypt_in_place(nonce, header, &mut *body)
-        .map_err(|_| {
-            "authentication failed: a different key, or the file was altered or truncated"
-                .to_owned()
-        })?;
-    serde_json::from_slice(&body).map_err(|err| {
-        // serde_json's message names a position, never the content.
-        format!("its decrypted contents are malformed ({err})")
-    })
 }
 
 /// Moves an unreadable store aside, with an error line that says why and what it means.
 fn move_aside(path: &Path, reason: &str) {
-    let stamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let stamp = clock::unix_now();
     let aside = path.with_file_name(format!("{STORE_FILE}.unreadable-{stamp}"));
     match fs::rename(path, &aside) {
         Ok(()) => tracing::error!(
@@ -658,51 +283,18 @@ fn move_aside(path: &Path, reason: &str) {
 
 /// Removes the temporary files of writes that a crash interrupted (they never replaced the
 /// store, so they hold nothing the store does not).
-fn remove_stale_temp_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => tracing::debug!("removed {name}, left by an interrupted write"),
-                Err(err) => tracing::warn!("cannot remove {}: {err}", entry.path().display()),
-            }
-        }
+fn remove_stale_temp_files(path: &Path) {
+    for (name, err) in private::remove_stale_temp_files(path) {
+        tracing::warn!("cannot remove {name}, left by an interrupted write: {err}");
     }
-}
-
-/// Replaces `path` with `bytes`: temp file in the same directory (0600), fsync, rename, fsync
-/// of the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // tempfile creates the file with mode 0600 and a random name (no clash between writers).
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .suffix(TEMP_SUFFIX)
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|err| err.error)?;
-    sync_parent(path)
-}
-
-/// fsync of the directory holding `path`, so that a rename or a new file survives a crash.
-fn sync_parent(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-    }
-    // Windows cannot open a directory as a file; NTFS journals the rename itself.
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    use super::format::{HEADER_LEN, decode, encode};
     use super::*;
 
     /// The committed store of the current format version, and its key.

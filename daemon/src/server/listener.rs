@@ -12,7 +12,7 @@
 //! binds) notices within [`OWNERSHIP_CHECK`] and stops, and a socket-activated daemon waits up
 //! to [`ACTIVATION_LOCK_WAIT`] for that lock.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use std::time::Duration;
 use interprocess::local_socket::ListenerOptions;
 use interprocess::local_socket::tokio::Listener;
 use tokend_protocol::Endpoint;
+use tokend_protocol::private::{self, Locked};
 
 /// Why the endpoint could not be claimed.
 #[derive(Debug, thiserror::Error)]
@@ -333,21 +334,12 @@ async fn wait_for_daemon_lock(endpoint: &Endpoint, wait: Duration) -> Result<Fil
 /// Creates the directory 0700 if missing; refuses one that is a symlink, not ours, or open to
 /// other users.
 fn prepare_private_dir(dir: &Path) -> Result<(), BindError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(io_error("cannot create", dir))?;
-    #[cfg(unix)]
-    check_private_dir(dir)?;
-    Ok(())
+    private::create_dir(dir).map_err(io_error("cannot create", dir))?;
+    check_private_dir(dir)
 }
 
-#[cfg(unix)]
 fn check_private_dir(dir: &Path) -> Result<(), BindError> {
-    match not_private(dir).map_err(io_error("cannot inspect", dir))? {
+    match private::check_dir(dir).map_err(io_error("cannot inspect", dir))? {
         Some(reason) => Err(BindError::UnsafeDirectory {
             path: dir.to_path_buf(),
             reason,
@@ -356,51 +348,12 @@ fn check_private_dir(dir: &Path) -> Result<(), BindError> {
     }
 }
 
-/// Why `dir` is not private to this user, and what to do about it: a symbolic link, not a
-/// directory, another owner, or access for group or others. `None` when it is private. Shared
-/// by the socket directory and the store's data directory.
-#[cfg(unix)]
-pub(crate) fn not_private(dir: &Path) -> io::Result<Option<String>> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = fs::symlink_metadata(dir)?;
-    if meta.file_type().is_symlink() {
-        return Ok(Some("it is a symbolic link; use a real directory".into()));
-    }
-    if !meta.is_dir() {
-        return Ok(Some("it is not a directory".into()));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Ok(Some(format!(
-            "it is owned by uid {}, not by this user (uid {me}); use a directory you own",
-            meta.uid()
-        )));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Ok(Some(format!(
-            "its mode {mode:04o} lets other users in; run `chmod 700 {}`",
-            dir.display()
-        )));
-    }
-    Ok(None)
-}
-
-fn private_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
 /// Takes the endpoint's daemon lock for the life of the process and records our pid in it.
 fn take_daemon_lock(endpoint: &Endpoint) -> Result<File, BindError> {
     let path = endpoint.daemon_lock_path();
-    let mut file = private_file(&path).map_err(io_error("cannot open", &path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
+    let mut file = match private::lock(&path) {
+        Ok(Locked::Held(file)) => file,
+        Ok(Locked::Busy(mut file)) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
             return Err(BindError::AlreadyRunning {
@@ -408,14 +361,14 @@ fn take_daemon_lock(endpoint: &Endpoint) -> Result<File, BindError> {
                 pid: text.trim().parse().ok(),
             });
         }
-        Err(fs::TryLockError::Error(source)) => {
+        Err(source) => {
             return Err(BindError::Io {
                 action: "cannot lock",
                 path,
                 source,
             });
         }
-    }
+    };
     file.set_len(0).map_err(io_error("cannot write", &path))?;
     writeln!(file, "{}", std::process::id()).map_err(io_error("cannot write", &path))?;
     Ok(file)

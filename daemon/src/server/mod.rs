@@ -1,5 +1,13 @@
-//! The accept loop: a cap on concurrent connections, one task per connection, and a graceful
-//! shutdown that stops accepting, lets in-flight requests finish, then removes the socket.
+//! The server: the accept loop, a cap on concurrent connections, one task per connection, and a
+//! graceful shutdown that stops accepting, lets in-flight requests finish, then removes the
+//! socket.
+//!
+//! - [`listener`] claims the endpoint (private directory, daemon lock, stale sockets, socket
+//!   activation).
+//! - `connection` serves one client: handshake, request/response loop, timeouts.
+//! - `peer` says who the client is (its uid must be ours).
+//! - `dispatch` is the one `match` on requests; `handlers` answer them, one file per family.
+//! - `state` is what every connection shares: the providers, swapped whole on reload.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,10 +17,16 @@ use interprocess::local_socket::traits::tokio::Listener as _;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+pub(crate) mod connection;
+pub(crate) mod dispatch;
+pub(crate) mod handlers;
+pub mod listener;
+pub(crate) mod peer;
+pub(crate) mod state;
+
+use self::listener::BoundListener;
+use self::state::State;
 use crate::config::Config;
-use crate::connection;
-use crate::listener::BoundListener;
-use crate::state::State;
 use crate::store::Store;
 
 /// Most connections served at once; further clients wait in the socket backlog. Applications
@@ -198,7 +212,7 @@ mod tests {
 
     use super::*;
     use crate::config::ConfigSource;
-    use crate::connection::IDLE_TIMEOUT;
+    use crate::server::connection::IDLE_TIMEOUT;
 
     async fn ping(stream: &mut Stream) -> Option<Response> {
         write_frame(stream, &codec::encode(&Request::Ping).unwrap())
@@ -213,7 +227,7 @@ mod tests {
     async fn idle_connections_close_and_busy_ones_stay_open() {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = Endpoint::from_path(dir.path().join("run/t.sock"));
-        let bound = crate::listener::bind(&endpoint).unwrap();
+        let bound = crate::server::listener::bind(&endpoint).unwrap();
         let config = Config {
             source: ConfigSource::Missing(dir.path().join("none.toml")),
             providers: BTreeMap::new(),

@@ -1,0 +1,66 @@
+//! Who is on the other end of a connection: the peer's uid (which must be the daemon's own) and,
+//! for the audit log, its pid and executable. Resolved once per connection.
+
+use interprocess::local_socket::tokio::Stream;
+
+/// Who is on the other end (for the audit log), resolved once per connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) pid: Option<u32>,
+    pub(crate) uid: Option<u32>,
+    /// The peer's executable, where the OS tells it (`/proc/PID/exe` on Linux).
+    pub(crate) exe: Option<String>,
+}
+
+impl Peer {
+    /// `with_exe`: look the executable up (a system call per connection: only for auditing).
+    fn new(pid: Option<u32>, uid: Option<u32>, with_exe: bool) -> Self {
+        let exe = if with_exe {
+            pid.and_then(executable_of)
+        } else {
+            None
+        };
+        Self { pid, uid, exe }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn executable_of(pid: u32) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .map(|path| path.display().to_string())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn executable_of(_pid: u32) -> Option<String> {
+    None
+}
+
+/// Only the daemon's own user may connect (the 0700 directory already keeps others out; this is
+/// the second wall).
+#[cfg(unix)]
+pub(crate) fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String> {
+    use interprocess::local_socket::traits::StreamCommon as _;
+    let creds = stream
+        .peer_creds()
+        .map_err(|err| format!("cannot read the peer's credentials: {err}"))?;
+    let me = rustix::process::geteuid().as_raw();
+    let pid = creds.pid().and_then(|pid| u32::try_from(pid).ok());
+    match creds.euid() {
+        Some(uid) if uid == me => Ok(Peer::new(pid, Some(uid), with_exe)),
+        Some(uid) => Err(format!(
+            "peer uid {uid} (pid {}) is not this daemon's user (uid {me})",
+            pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+        )),
+        None => Err("the OS did not report the peer's uid".to_owned()),
+    }
+}
+
+/// On Windows the pipe's security descriptor decides who may connect.
+#[cfg(not(unix))]
+pub(crate) fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String> {
+    use interprocess::local_socket::traits::StreamCommon as _;
+    // Process ids are u32 on Windows.
+    let pid = stream.peer_creds().ok().and_then(|creds| creds.pid());
+    Ok(Peer::new(pid, None, with_exe))
+}

@@ -1,0 +1,72 @@
+//! What the store holds: rotated refresh tokens, cached access tokens with their absolute
+//! expiry, and user secrets. Serialized as JSON inside the encrypted envelope
+//! ([`super::format`]); every field has a default, so a store written by an older tokend opens.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokend_protocol::Secret;
+
+/// What the store holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Contents {
+    /// The refresh token in force per provider, once the server rotated the configured one.
+    #[serde(default)]
+    pub(crate) refresh_tokens: BTreeMap<String, StoredRefresh>,
+    /// The last access token per provider (unless the provider says `persist = false`).
+    #[serde(default)]
+    pub(crate) access_tokens: BTreeMap<String, StoredAccess>,
+    /// User secrets (`tok secret set NAME`), for `${secret:NAME}` in the config.
+    #[serde(default)]
+    pub(crate) secrets: BTreeMap<String, StoredSecret>,
+}
+
+/// A user secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredSecret {
+    #[serde(with = "secret_serde")]
+    pub(crate) value: Secret,
+    /// When it was set (Unix seconds).
+    pub(crate) set_at_unix: u64,
+}
+
+/// A rotated refresh token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredRefresh {
+    #[serde(with = "secret_serde")]
+    pub(crate) token: Secret,
+    /// The configured refresh token this one descends from: if the user configures another one,
+    /// the stored chain is abandoned for it.
+    #[serde(with = "secret_serde")]
+    pub(crate) origin: Secret,
+}
+
+/// A cached access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredAccess {
+    #[serde(with = "secret_serde")]
+    pub(crate) token: Secret,
+    /// Absolute expiry (Unix seconds); `None`: valid until invalidated.
+    pub(crate) expires_at_unix: Option<u64>,
+    /// The provider's configuration it was obtained with (its `Debug` form, which shows no
+    /// secret): a token obtained under another configuration is not served.
+    pub(crate) config: String,
+}
+
+/// `Secret` as a JSON string.
+mod secret_serde {
+    use super::{Deserialize, Deserializer, Secret, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        secret: &Secret,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(secret.expose())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Secret, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
