@@ -1,32 +1,39 @@
 //! `tokend`: the per-user token-cache daemon, as a library that the binary and the tests call.
 //!
-//! [`server::run`] takes a loaded [`config::Config`], a [`listener::BoundListener`] and a shutdown
-//! future, so tests can run the daemon in-process on a temporary socket.
+//! [`boot::run`] is the start-up order the `tokend` binary follows; [`server::run`] takes a
+//! loaded [`config::Config`], a [`server::listener::BoundListener`] and a shutdown future, so
+//! tests can run the daemon in-process on a temporary socket.
 //!
 //! # Layout
-//! - [`config`] — the TOML config file: providers and how their tokens are presented.
-//! - [`kinds`] — the data model of the OAuth 2.0 and HTTP-exchange kinds.
-//! - [`secret_ref`] — `${env:…}`, `${file:…}`, `${cmd:…}` references in secret-bearing strings.
-//! - [`listener`] — claiming the endpoint: private directory, daemon lock, stale sockets.
-//! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
-//! - [`store`] — the durable, encrypted store of refresh and access tokens, and its key.
-//! - [`server`] — the accept loop, the connection cap and graceful shutdown.
-//! - `connection` — one client: peer check, handshake, request/response loop, timeouts.
-//! - `dispatch` — the one `match` on requests.
-//! - `metrics` — per-provider counters, the upstream-latency histogram, Prometheus rendering.
-//! - `provider` — providers at run time and their caches.
-//! - `state` — what all connections share.
-//! - `source` — obtaining one token: static, anonymous, OAuth 2.0 (`oauth2` crate), HTTP exchange.
+//! - [`boot`] — start-up order: harden the process, load the config, bind or adopt the
+//!   endpoint, open the store, serve; the exit codes.
+//! - [`config`] — the config file: finding and loading it, the spanned TOML readers
+//!   (`config::reader`, `config::values`), one provider table (`config::provider`),
+//!   presentation, credential-helper routes, `[store]`, and every key with its documentation
+//!   (`config::keys`).
+//! - [`kinds`] — one module per provider kind and preset, each owning its keys, validation,
+//!   model and fetch: `static_secret` (+ `salestim`), `anonymous`, `oauth2` (grants, endpoints
+//!   and discovery, client authentication, assertions, logins and the redirect listener,
+//!   `azure_ad`), `http` (exchange, `timekit`, `crm`); `kinds::fetched` is what a fetch yields.
+//! - `provider` — the runtime of one provider: cache and single flight, refresh-ahead and
+//!   backoff (`provider::refresh`), durable state (`provider::durable`), login sessions
+//!   (`provider::session`), status.
+//! - [`secret`] — secret templates (`${env:…}`, `${file:…}`, `${secret:…}`, `${cmd:…}`) and
+//!   their resolution through a `Resolver` passed in.
+//! - [`store`] — the encrypted store: file format, key sources, contents.
+//! - [`server`] — the listener (private directory, daemon lock, socket activation), connections,
+//!   peer identity, the one dispatch `match` and its handlers, the shared state.
 //! - `upstream` — the HTTP client and the limits every upstream response gets.
+//! - `metrics` — per-provider counters, the upstream-latency histogram, Prometheus rendering.
+//! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
 
+pub mod boot;
 pub mod config;
 pub mod kinds;
-mod login;
 mod metrics;
 pub mod process_limits;
 mod provider;
-pub mod secret_ref;
+pub mod secret;
 pub mod server;
-mod source;
 pub mod store;
 mod upstream;

@@ -69,80 +69,88 @@ pub(crate) fn shown(url: &Url) -> String {
     clean.to_string()
 }
 
-/// The shared client, built on first use so that a daemon with only static providers never
-/// loads TLS or HTTP machinery.
-pub(crate) fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        // rustls with the ring provider: one process-wide choice, made here.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tokend/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|err| {
-                tracing::error!("cannot build the HTTP client ({err}); using defaults");
-                reqwest::Client::new()
-            })
-    })
+/// The HTTP client every token request of a daemon goes through, built on first use so that a
+/// daemon with only static providers never loads TLS or HTTP machinery.
+#[derive(Debug, Default)]
+pub(crate) struct Upstream {
+    client: OnceLock<reqwest::Client>,
 }
 
-/// Sends `request` and reads the answer within the limits.
-pub(crate) async fn send(request: reqwest::Request) -> Result<Answer, TransportError> {
-    let url = shown(request.url());
-    let limit = request.timeout().copied().unwrap_or(REQUEST_TIMEOUT);
-    let classify = |err: &reqwest::Error| classify(&url, limit, err);
-    let mut response = client()
-        .execute(request)
-        .await
-        .map_err(|err| classify(&err))?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(parse_retry_after);
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_BODY as u64)
-    {
-        return Err(TransportError::TooLarge {
-            url,
-            limit: MAX_BODY / 1024,
-        });
+impl Upstream {
+    /// The client, with tokend's limits (connect and request timeouts, no redirects).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            // rustls with the ring provider: one process-wide choice, made here.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("tokend/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_else(|err| {
+                    tracing::error!("cannot build the HTTP client ({err}); using defaults");
+                    reqwest::Client::new()
+                })
+        })
     }
-    // Sized from Content-Length up front; growing it any other way goes through `grow`, so no
-    // reallocation leaves an unwiped copy of the body (it may hold tokens) behind.
-    let expected = response
-        .content_length()
-        .and_then(|len| usize::try_from(len).ok())
-        .unwrap_or(4096);
-    let mut body = SecretBuf::with_capacity(expected.min(MAX_BODY));
-    while let Some(chunk) = response.chunk().await.map_err(|err| classify(&err))? {
-        if body.len() + chunk.len() > MAX_BODY {
+
+    /// Sends `request` and reads the answer within the limits.
+    pub(crate) async fn send(&self, request: reqwest::Request) -> Result<Answer, TransportError> {
+        let url = shown(request.url());
+        let limit = request.timeout().copied().unwrap_or(REQUEST_TIMEOUT);
+        let classify = |err: &reqwest::Error| classify(&url, limit, err);
+        let mut response = self
+            .client()
+            .execute(request)
+            .await
+            .map_err(|err| classify(&err))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let retry_after = headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY as u64)
+        {
             return Err(TransportError::TooLarge {
                 url,
                 limit: MAX_BODY / 1024,
             });
         }
-        body.grow_to(body.len() + chunk.len());
-        body.extend_from_slice(&chunk);
+        // Sized from Content-Length up front; growing it any other way goes through `grow`, so no
+        // reallocation leaves an unwiped copy of the body (it may hold tokens) behind.
+        let expected = response
+            .content_length()
+            .and_then(|len| usize::try_from(len).ok())
+            .unwrap_or(4096);
+        let mut body = SecretBuf::with_capacity(expected.min(MAX_BODY));
+        while let Some(chunk) = response.chunk().await.map_err(|err| classify(&err))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(TransportError::TooLarge {
+                    url,
+                    limit: MAX_BODY / 1024,
+                });
+            }
+            body.grow_to(body.len() + chunk.len());
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            retry_after,
+            content_type,
+            headers,
+            body,
+        })
     }
-    Ok(Answer {
-        status,
-        retry_after,
-        content_type,
-        headers,
-        body,
-    })
 }
 
 fn classify(url: &str, limit: Duration, err: &reqwest::Error) -> TransportError {
@@ -181,11 +189,9 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate_to_unix(value)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(Duration::from_secs(at.saturating_sub(now)))
+    Some(Duration::from_secs(
+        at.saturating_sub(tokend_protocol::clock::unix_now()),
+    ))
 }
 
 /// Parses the IMF-fixdate form of an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).

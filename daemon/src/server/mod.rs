@@ -63,9 +63,6 @@ pub async fn run_with(
     options: Options,
 ) {
     let mut hangups = options.hangups.unwrap_or_default();
-    if let Some(store) = &options.store {
-        crate::secret_ref::use_store(Arc::clone(store));
-    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut stop_requested = stop_rx.clone();
     let state = Arc::new(State::new(

@@ -12,6 +12,7 @@ use tokend_protocol::{
 use tokio::sync::watch;
 
 use crate::config::{self, Config, ConfigSource, StoreConfig};
+use crate::kinds::Services;
 use crate::provider::Provider;
 use crate::store::Store;
 
@@ -35,16 +36,22 @@ pub(crate) struct State {
     store: Option<Arc<Store>>,
     /// The `[store]` table the store was opened with (a reload cannot change the key).
     store_config: StoreConfig,
+    /// The secret resolver and the HTTP client every provider's fetches use.
+    services: Arc<Services>,
 }
 
 fn build(
     config: Config,
     store: Option<&Arc<Store>>,
+    services: &Arc<Services>,
 ) -> (ConfigSource, Providers, Vec<CredentialRoute>) {
     let providers = config
         .providers
         .into_iter()
-        .map(|(name, provider)| (name, Arc::new(Provider::new(provider, store.cloned()))))
+        .map(|(name, provider)| {
+            let provider = Provider::new(provider, store.cloned(), services);
+            (name, Arc::new(provider))
+        })
         .collect();
     (config.source, providers, config.routes)
 }
@@ -58,7 +65,8 @@ impl State {
         store: Option<Arc<Store>>,
     ) -> Self {
         let store_config = config.store.clone();
-        let (source, providers, routes) = build(config, store.as_ref());
+        let services = Arc::new(Services::new(store.clone()));
+        let (source, providers, routes) = build(config, store.as_ref(), &services);
         Self {
             providers: RwLock::new(Arc::new(providers)),
             routes: RwLock::new(routes.into()),
@@ -69,6 +77,7 @@ impl State {
             audit,
             store,
             store_config,
+            services,
         }
     }
 
@@ -176,11 +185,17 @@ impl State {
                 }
                 Some(_) => {
                     summary.changed.push(name.clone());
-                    next.insert(name, Arc::new(Provider::new(provider, self.store.clone())));
+                    next.insert(
+                        name,
+                        Arc::new(Provider::new(provider, self.store.clone(), &self.services)),
+                    );
                 }
                 None => {
                     summary.added.push(name.clone());
-                    next.insert(name, Arc::new(Provider::new(provider, self.store.clone())));
+                    next.insert(
+                        name,
+                        Arc::new(Provider::new(provider, self.store.clone(), &self.services)),
+                    );
                 }
             }
         }

@@ -1,0 +1,247 @@
+//! Provider kinds and presets: how a provider obtains its token.
+//!
+//! Each kind (`kind = "…"`) and preset (`preset = "…"`) is one module that owns its config keys
+//! (a [`Keys`] list, the one source of its hints and README table), their validation (reading
+//! its `[providers.NAME]` table into a [`ProviderKind`]), its model and its fetch:
+//!
+//! - [`static_secret`]: `kind = "static"`, a fixed secret; with the `salestim` preset;
+//! - [`anonymous`]: `kind = "anonymous"`, no credentials at all;
+//! - [`oauth2`]: `kind = "oauth2"`, OAuth 2.0 grants, discovery, client assertions and the
+//!   interactive logins; with the `azure-ad` preset;
+//! - [`http`]: `kind = "http"`, any HTTP token exchange; with the `timekit` and `crm.com`
+//!   presets.
+//!
+//! [`KINDS`] and [`PRESETS`] register them: adding a preset is one file that defines its
+//! [`KindSpec`] plus one line in [`PRESETS`].
+//!
+//! A fetch gets a [`FetchCx`]: the secret resolver and the HTTP client of the daemon (nothing
+//! global). Its result is a [`Fetched`] token or a [`FetchError`] (see [`fetched`]).
+
+pub(crate) mod anonymous;
+pub(crate) mod fetched;
+pub(crate) mod http;
+pub(crate) mod oauth2;
+pub(crate) mod static_secret;
+
+use std::sync::Arc;
+
+use tokend_protocol::Secret;
+
+pub(crate) use self::fetched::{FetchError, Fetched, Lifetime};
+use crate::config::ConfigError;
+use crate::config::keys::Keys;
+use crate::config::presentation::Presentation;
+use crate::config::reader::{Literal, Table};
+use crate::secret::{ResolveError, Resolver, SecretTemplate};
+use crate::store::Store;
+use crate::upstream::{Answer, TransportError, Upstream};
+
+/// How a provider obtains its token. `Debug` is safe: [`SecretTemplate`] never shows literal text.
+#[derive(Debug, Clone, PartialEq)]
+// One value per configured provider, built when the config loads: boxing the large variant
+// would save a few hundred bytes per provider and cost an indirection on every fetch.
+#[allow(clippy::large_enum_variant)]
+pub enum ProviderKind {
+    /// A fixed secret (API key, personal access token), resolved from its template.
+    Static { secret: SecretTemplate },
+    /// No credentials at all: no header is sent (SalesTim's anonymous `/store` access).
+    Anonymous,
+    /// An OAuth 2.0 grant against a token endpoint.
+    OAuth2(oauth2::OAuth2Config),
+    /// Any HTTP token exchange (also what the `timekit` and `crm.com` presets expand to).
+    Http(http::HttpExchange),
+}
+
+impl ProviderKind {
+    /// The `kind` value in the config file.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Static { .. } => "static",
+            Self::Anonymous => "anonymous",
+            Self::OAuth2(_) => "oauth2",
+            Self::Http(_) => "http",
+        }
+    }
+
+    /// Obtains one token.
+    pub(crate) async fn fetch(
+        &self,
+        cx: &FetchCx<'_>,
+        state: &mut FetchState,
+    ) -> Result<Fetched, FetchError> {
+        match self {
+            Self::Static { secret } => static_secret::fetch(cx, secret).await,
+            Self::Anonymous => Ok(anonymous::fetch()),
+            Self::OAuth2(config) => oauth2::fetch(cx, config, state).await,
+            Self::Http(exchange) => http::fetch(cx, exchange).await,
+        }
+    }
+}
+
+/// What one `[providers.NAME]` table reads into: the kind, and a preset's presentation
+/// defaults (`None`: the built-in ones).
+pub(crate) type Read = (ProviderKind, Option<Presentation>);
+
+/// Reads a provider table whose `kind` or `preset` names this spec. It checks the table's keys
+/// against [`KindSpec::keys`] itself, so that it can say more about a key that has no meaning
+/// here first.
+pub(crate) type ReadFn =
+    fn(&KindSpec, &Table<'_, '_>, &mut Vec<Literal>) -> Result<Read, ConfigError>;
+
+/// A kind or preset as the config file names it.
+#[derive(Debug)]
+pub(crate) struct KindSpec {
+    /// `kind` or `preset`: the key that names it.
+    pub(crate) key: &'static str,
+    /// Its name (`oauth2`, `crm.com`).
+    pub(crate) name: &'static str,
+    /// What it does, for the key reference (Markdown).
+    pub(crate) summary: &'static str,
+    /// The keys it accepts besides [`KindSpec::key`].
+    pub(crate) keys: Keys,
+    pub(crate) read: ReadFn,
+}
+
+impl KindSpec {
+    /// How messages name it: `kind "oauth2"`, `preset "crm.com"`.
+    pub(crate) fn owner(&self) -> String {
+        format!("{} \"{}\"", self.key, self.name)
+    }
+}
+
+/// Every kind, in the order hints list them.
+pub(crate) const KINDS: [&KindSpec; 4] = [
+    &static_secret::KIND,
+    &anonymous::KIND,
+    &oauth2::KIND,
+    &http::KIND,
+];
+
+/// Every preset, in the order hints list them.
+pub(crate) const PRESETS: [&KindSpec; 4] = [
+    &http::timekit::PRESET,
+    &http::crm::PRESET,
+    &static_secret::salestim::PRESET,
+    &oauth2::azure_ad::PRESET,
+];
+
+/// What every fetch of a daemon uses, one of each: the resolver of secret references and the
+/// HTTP client.
+#[derive(Debug)]
+pub(crate) struct Services {
+    pub(crate) secrets: Arc<Resolver>,
+    pub(crate) http: Arc<Upstream>,
+}
+
+impl Services {
+    /// `${secret:NAME}` resolves from `store` (none: no user secrets).
+    pub(crate) fn new(store: Option<Arc<Store>>) -> Self {
+        Self {
+            secrets: Arc::new(Resolver::new(store)),
+            http: Arc::new(Upstream::default()),
+        }
+    }
+
+    /// The context of a fetch for provider `name`.
+    pub(crate) fn cx<'a>(&'a self, name: &'a str) -> FetchCx<'a> {
+        FetchCx {
+            name,
+            secrets: &self.secrets,
+            http: &self.http,
+        }
+    }
+}
+
+/// What a fetch may use: the provider's name (for the hints of its messages: "run `tok login
+/// NAME`"), the resolver of its secret references and the daemon's HTTP client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FetchCx<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) secrets: &'a Arc<Resolver>,
+    pub(crate) http: &'a Arc<Upstream>,
+}
+
+impl FetchCx<'_> {
+    /// Resolves the template of `key`; a failure is a configuration problem.
+    pub(crate) async fn resolve(
+        &self,
+        key: &str,
+        template: &SecretTemplate,
+    ) -> Result<Secret, FetchError> {
+        template
+            .resolve(self.secrets)
+            .await
+            .map_err(|err| FetchError::Config(format!("{key}: {err}")))
+    }
+
+    /// [`resolve`](Self::resolve) where an empty value is legitimate (the empty password of an
+    /// API-key Basic pair, an empty JSON string).
+    pub(crate) async fn resolve_allow_empty(
+        &self,
+        key: &str,
+        template: &SecretTemplate,
+    ) -> Result<Secret, FetchError> {
+        match template.resolve(self.secrets).await {
+            Ok(value) => Ok(value),
+            Err(ResolveError::Empty { .. }) => Ok(Secret::from("")),
+            Err(err) => Err(FetchError::Config(format!("{key}: {err}"))),
+        }
+    }
+
+    /// Sends a request; one that got no answer is a transient failure.
+    pub(crate) async fn send(&self, request: reqwest::Request) -> Result<Answer, FetchError> {
+        self.http
+            .send(request)
+            .await
+            .map_err(|err| transport_failure(&err))
+    }
+}
+
+/// A request that got no usable answer: worth retrying.
+pub(crate) fn transport_failure(err: &TransportError) -> FetchError {
+    FetchError::Transient {
+        message: err.to_string(),
+        retry_after: None,
+    }
+}
+
+/// State a kind keeps between fetches; owned by the provider's single-flight lock.
+#[derive(Debug, Default)]
+pub(crate) struct FetchState {
+    /// The refresh token in force: the one the server rotated the configured one into, or the
+    /// one `tok login` obtained.
+    pub(crate) refresh_token: Option<Secret>,
+    /// The configured refresh token that `refresh_token` descends from. When the configured one
+    /// changes (the user put a new one in place), the rotated chain is abandoned for it.
+    pub(crate) origin: Option<Secret>,
+    /// The last rotated refresh token could not be saved: the one in memory is newer than the
+    /// store's.
+    pub(crate) unsaved_rotation: bool,
+    /// The endpoints found through OpenID Connect discovery.
+    pub(crate) discovered: Option<oauth2::endpoints::Endpoints>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_keys_are_not_repeated() {
+        let mut seen = Vec::new();
+        for spec in KINDS.iter().chain(&PRESETS) {
+            assert!(!seen.contains(&spec.name), "{} twice", spec.name);
+            seen.push(spec.name);
+            let names = crate::config::keys::names(Some(spec.key), spec.keys);
+            for (index, name) in names.iter().enumerate() {
+                assert!(
+                    !names[index + 1..].contains(name),
+                    "{} lists `{name}` twice",
+                    spec.owner()
+                );
+            }
+        }
+        assert!(KINDS.iter().all(|spec| spec.key == "kind"));
+        assert!(PRESETS.iter().all(|spec| spec.key == "preset"));
+    }
+}

@@ -1,0 +1,196 @@
+//! The cache entry of a provider: the token ready to serve with its response frame already
+//! encoded ([`CachedGrant`]), its expiry and the start of its advisory window, and how a fetch's
+//! outcome becomes the entry callers get (or the failure they get instead).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokend_protocol::frame::FrameBuf;
+use tokend_protocol::{HeaderLine, MAX_FRAME_LEN, Response, TokenGrant, clock, codec};
+use tokio::time::Instant;
+
+use super::refresh::{Failure, backoff};
+use super::{ADVISORY_DIVISOR, Current, MAX_LIFETIME, MIN_ADVISORY, Provider, Trigger};
+use crate::kinds::{FetchError, Fetched, Lifetime, ProviderKind};
+
+/// A token ready to serve: the grant, and the `Response::Token` frame that carries it.
+#[derive(Debug)]
+pub(crate) struct CachedGrant {
+    pub(super) grant: TokenGrant,
+    frame: FrameBuf,
+}
+
+impl CachedGrant {
+    fn new(grant: TokenGrant) -> Result<Self, String> {
+        let frame = codec::encode_frame(&Response::Token(grant.clone())).map_err(|err| {
+            format!(
+                "provider `{}`: its token cannot be sent ({err}; tokens must fit in {} KiB)",
+                grant.provider,
+                MAX_FRAME_LEN / 1024
+            )
+        })?;
+        Ok(Self { grant, frame })
+    }
+
+    /// The encoded `Response::Token` frame, length prefix included.
+    pub(crate) fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+/// Start of the advisory window of a token obtained at `obtained` that expires at `expires`.
+pub(super) fn advisory_start(obtained: Instant, expires: Instant) -> Instant {
+    let lifetime = expires.saturating_duration_since(obtained);
+    let window = (lifetime / ADVISORY_DIVISOR)
+        .max(MIN_ADVISORY)
+        .min(lifetime / 2);
+    // Jitter: up to a fifth more, so that many tokens issued together are not all refreshed in
+    // the same instant.
+    let jitter = window.mul_f64(fastrand::f64() / 5.0);
+    expires
+        .checked_sub(window + jitter)
+        .unwrap_or(obtained)
+        .max(obtained)
+}
+
+impl Provider {
+    /// Records a fetch's outcome; returns the new token or the failure.
+    pub(super) fn cache(
+        self: &Arc<Self>,
+        outcome: Result<Fetched, FetchError>,
+        trigger: Trigger,
+    ) -> Result<Arc<CachedGrant>, FetchError> {
+        let now = Instant::now();
+        let outcome = outcome.and_then(|fetched| self.cache_entry(fetched, now));
+        let mut inner = self.inner();
+        inner.attempts += 1;
+        inner.refreshing = false;
+        match outcome {
+            Ok(current) => {
+                let cached = Arc::clone(&current.cached);
+                let refresh_at = current.refresh_at;
+                let current_lifetime = current.expires.map(|e| e.saturating_duration_since(now));
+                inner.current = Some(current);
+                inner.failure = None;
+                inner.last_error = None;
+                inner.last_refresh = Some(SystemTime::now());
+                inner.last_lifetime = current_lifetime.map(|lifetime| (now, lifetime));
+                inner.generation += 1;
+                // A caller is about to use this token. A background refresh starts the new token
+                // unused: if nobody asks for it, its own refresh stands down (idle providers are
+                // not kept warm forever).
+                inner.used = trigger == Trigger::Caller;
+                let generation = inner.generation;
+                drop(inner);
+                tracing::info!(provider = %self.config.name, "obtained a new token");
+                if let Some(at) = refresh_at {
+                    self.schedule(generation, at);
+                }
+                Ok(cached)
+            }
+            Err(error) => {
+                tracing::warn!(provider = %self.config.name, "{}", error.message());
+                inner.last_error = Some(error.message().to_owned());
+                let retry_at = match &error {
+                    FetchError::Transient { retry_after, .. } => {
+                        let streak = match &inner.failure {
+                            Some(Failure::Backoff { streak, .. }) => streak + 1,
+                            _ => 1,
+                        };
+                        let until = now + backoff(streak, *retry_after);
+                        inner.failure = Some(Failure::Backoff {
+                            until,
+                            streak,
+                            error: error.clone(),
+                        });
+                        Some(until)
+                    }
+                    FetchError::Rejected { .. } => {
+                        inner.failure = Some(Failure::Rejected {
+                            since: now,
+                            error: error.clone(),
+                        });
+                        None
+                    }
+                    // Local problems (a secret that does not resolve, a command that fails) back
+                    // off as well, so that concurrent and repeated callers do not re-run them.
+                    FetchError::Config(_) => {
+                        let streak = match &inner.failure {
+                            Some(Failure::Backoff { streak, .. }) => streak + 1,
+                            _ => 1,
+                        };
+                        let until = now + backoff(streak, None);
+                        inner.failure = Some(Failure::Backoff {
+                            until,
+                            streak,
+                            error: error.clone(),
+                        });
+                        None
+                    }
+                };
+                let generation = inner.generation;
+                let keep_warm = inner.used && inner.current.as_ref().is_some_and(|c| c.valid(now));
+                drop(inner);
+                // While a still-valid token is in use, keep trying in the background.
+                if let Some(at) = retry_at
+                    && keep_warm
+                {
+                    self.schedule(generation, at);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Builds the cache entry for a fetched token.
+    pub(super) fn cache_entry(
+        &self,
+        fetched: Fetched,
+        now: Instant,
+    ) -> Result<Current, FetchError> {
+        let (expires, expires_at_unix) = match fetched.lifetime {
+            Lifetime::Unbounded => (None, None),
+            Lifetime::Expires(lifetime) if lifetime.is_zero() => {
+                return Err(FetchError::Transient {
+                    message: format!(
+                        "provider `{}`: the token endpoint returned a token that has already expired",
+                        self.config.name
+                    ),
+                    retry_after: None,
+                });
+            }
+            Lifetime::Expires(lifetime) => {
+                // Upstream lifetimes are untrusted: a huge `expires_in` must not overflow.
+                let lifetime = lifetime.min(MAX_LIFETIME);
+                (
+                    Some(now + lifetime),
+                    Some(clock::unix_secs(SystemTime::now() + lifetime)),
+                )
+            }
+        };
+        let header = match self.config.kind {
+            // Anonymous access sends no header at all.
+            ProviderKind::Anonymous => None,
+            _ => Some(HeaderLine {
+                name: self.config.presentation.header.clone(),
+                value: self.config.presentation.header_value(&fetched.token),
+            }),
+        };
+        let grant = TokenGrant {
+            provider: self.config.name.clone(),
+            token: fetched.token,
+            header,
+            expires_at_unix,
+        };
+        // A token too large for a frame will be too large next time as well: no retry loop.
+        let cached = CachedGrant::new(grant).map_err(|message| FetchError::Rejected {
+            message,
+            needs_login: false,
+        })?;
+        Ok(Current {
+            cached: Arc::new(cached),
+            expires,
+            refresh_at: expires.map(|expires| advisory_start(now, expires)),
+        })
+    }
+}

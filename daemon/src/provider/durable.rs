@@ -1,0 +1,217 @@
+//! Durable state: what a provider restores from the encrypted store when it starts (a rotated
+//! refresh token, a still-valid access token obtained under the same configuration), what it
+//! writes there before any caller sees a new token, and following a rotation that a replaced
+//! instance saved.
+
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokend_protocol::clock;
+use tokio::time::Instant;
+
+use super::session::LOGIN_ORIGIN;
+use super::{MAX_LIFETIME, Provider};
+use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
+use crate::store::{Contents, Store, StoredAccess, StoredRefresh};
+
+impl Provider {
+    /// Whether this provider's access tokens go to the store: fetched ones only (a static
+    /// secret comes from the config each start), and not with `persist = false`.
+    fn persists_access(&self) -> bool {
+        self.config.persist
+            && matches!(
+                self.config.kind,
+                ProviderKind::OAuth2(_) | ProviderKind::Http(_)
+            )
+    }
+
+    /// Takes over the stored refresh token and, if still valid and obtained under this very
+    /// configuration, the stored access token.
+    pub(super) fn restore(&mut self, store: &Store) {
+        let name = &self.config.name;
+        if let Some(StoredRefresh { token, origin }) = store.refresh_token(name) {
+            let login = self.login_origin();
+            let from_login = origin.expose().starts_with(LOGIN_ORIGIN);
+            match &login {
+                // A session is only ever sent back to the server and client it came from: after
+                // the provider was pointed elsewhere it is ignored (the next login replaces it).
+                Some(expected) if origin.expose() != expected.expose() => {
+                    tracing::info!(provider = %name, "stored session belongs to another server or client; not used");
+                }
+                // A login's refresh token never feeds a configured `refresh_token` grant.
+                None if from_login => {}
+                _ => {
+                    let source = self.flight.get_mut();
+                    source.refresh_token = Some(token);
+                    source.origin = Some(origin);
+                    // An interactive provider's stored refresh token is its login session.
+                    self.inner
+                        .get_mut()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .has_session = login.is_some();
+                }
+            }
+        }
+        let Some(stored) = store.access_token(name).filter(|_| self.persists_access()) else {
+            return;
+        };
+        if stored.config != self.fingerprint {
+            tracing::debug!(provider = %name, "stored token obtained under another configuration");
+            return;
+        }
+        let now = Instant::now();
+        let now_unix = clock::unix_secs(SystemTime::now());
+        let lifetime = match stored.expires_at_unix {
+            None => Lifetime::Unbounded,
+            Some(at) if at > now_unix => Lifetime::Expires(Duration::from_secs(at - now_unix)),
+            Some(_) => return,
+        };
+        let fetched = Fetched {
+            token: stored.token,
+            lifetime,
+            refresh_token: None,
+        };
+        if let Ok(current) = self.cache_entry(fetched, now) {
+            tracing::info!(provider = %name, "serving the token kept in the store");
+            self.inner
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .current = Some(current);
+        }
+    }
+
+    /// Takes over a refresh token of the same chain that is newer in the store than in memory.
+    /// After a reload, the instance a provider replaced may still finish a refresh that rotates
+    /// the token and saves the successor; without this the new instance would present the
+    /// superseded one, which the server refuses (and may answer by revoking the whole chain).
+    pub(super) fn follow_stored_rotation(&self, state: &mut FetchState) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let Some(stored) = store.refresh_token(&self.config.name) else {
+            return;
+        };
+        if !state.unsaved_rotation
+            && state.origin.as_ref() == Some(&stored.origin)
+            && state.refresh_token.as_ref() != Some(&stored.token)
+        {
+            tracing::debug!(provider = %self.config.name, "following a rotation saved by a replaced instance");
+            state.refresh_token = Some(stored.token);
+        }
+    }
+
+    /// Follows a rotated refresh token, and makes the outcome durable before anyone can use
+    /// it: the rotated refresh token and (unless `persist = false`) the access token with its
+    /// absolute expiry are in the store, fsynced, before `store` caches the token for callers.
+    /// A rotated refresh token that cannot be saved fails the fetch: handing out its access
+    /// token would let a crash lose the only refresh token that still works. It stays in force
+    /// in memory, so the next fetch uses it (and tries to save its successor).
+    pub(super) async fn persist(
+        &self,
+        outcome: Result<Fetched, FetchError>,
+        state: &mut FetchState,
+    ) -> Result<Fetched, FetchError> {
+        let fetched = match outcome {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                if matches!(
+                    error,
+                    FetchError::Rejected {
+                        needs_login: true,
+                        ..
+                    }
+                ) {
+                    // The refresh token in force was refused: go back to the configured one,
+                    // which the user may have replaced meanwhile (an interactive provider has
+                    // none: its session ended, it needs a login).
+                    state.refresh_token = None;
+                    self.inner().has_session = false;
+                    if state.origin.take().is_some() {
+                        self.write_store(|contents, name| {
+                            contents.refresh_tokens.remove(name);
+                        })
+                        .await
+                        .unwrap_or_else(|message| tracing::warn!("{message}"));
+                    }
+                }
+                return Err(error);
+            }
+        };
+        let rotated = fetched
+            .refresh_token
+            .clone()
+            .zip(state.origin.clone())
+            .map(|(token, origin)| StoredRefresh { token, origin });
+        if let Some(rotated) = &fetched.refresh_token {
+            // Rotation: the next refresh must use the new refresh token.
+            state.refresh_token = Some(rotated.clone());
+        }
+        let access = match fetched.lifetime {
+            _ if !self.persists_access() => None,
+            Lifetime::Unbounded => Some(None),
+            Lifetime::Expires(lifetime) if lifetime.is_zero() => None,
+            Lifetime::Expires(lifetime) => Some(Some(clock::unix_secs(
+                SystemTime::now() + lifetime.min(MAX_LIFETIME),
+            ))),
+        }
+        .map(|expires_at_unix| StoredAccess {
+            token: fetched.token.clone(),
+            expires_at_unix,
+            config: self.fingerprint.clone(),
+        });
+        if rotated.is_none() && access.is_none() {
+            return Ok(fetched);
+        }
+        let must_save = rotated.is_some();
+        let written = self
+            .write_store(move |contents, name| {
+                if let Some(rotated) = rotated {
+                    contents.refresh_tokens.insert(name.to_owned(), rotated);
+                }
+                match access {
+                    Some(access) => contents.access_tokens.insert(name.to_owned(), access),
+                    None => contents.access_tokens.remove(name),
+                };
+            })
+            .await;
+        // An unsaved rotation is newer than what the store holds: it must not be replaced by
+        // the stored one (see `follow_stored_rotation`).
+        state.unsaved_rotation = must_save && written.is_err();
+        match written {
+            Ok(()) => Ok(fetched),
+            Err(message) if must_save => Err(FetchError::Config(format!(
+                "{message}; the new refresh token could not be saved, so its access token is \
+                 withheld (the next request tries again)"
+            ))),
+            Err(message) => {
+                // Only the cached access token is lost on a restart: it is fetched anew.
+                tracing::warn!("{message}");
+                Ok(fetched)
+            }
+        }
+    }
+
+    /// Applies `change` to this provider's part of the store and writes the store durably, on a
+    /// blocking thread (fsyncs must not stall the connections). Without a store: nothing to do.
+    pub(super) async fn write_store(
+        &self,
+        change: impl FnOnce(&mut Contents, &str) + Send + 'static,
+    ) -> Result<(), String> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let store = Arc::clone(store);
+        let name = self.config.name.clone();
+        let written =
+            tokio::task::spawn_blocking(move || store.update(|contents| change(contents, &name)))
+                .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!("provider `{}`: {err}", self.config.name)),
+            Err(err) => Err(format!(
+                "provider `{}`: writing the store failed: {err}",
+                self.config.name
+            )),
+        }
+    }
+}

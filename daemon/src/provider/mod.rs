@@ -1,0 +1,456 @@
+//! The runtime of one provider: the token cache and single flight (here and [`cache`]),
+//! refresh-ahead and backoff ([`refresh`]), durable state ([`durable`]), login sessions
+//! ([`session`]) and status ([`status`]).
+//!
+//! Each provider caches one token (the cache key is the provider: its scopes and parameters are
+//! part of its configuration; no secret is part of any key). A request is served from the cache
+//! when the token will stay valid for the caller's minimum lifetime:
+//!
+//! - **Advisory window** (the last quarter of the lifetime, at least 60 s but at most half the
+//!   lifetime, minus up to a fifth more as jitter): callers still get the cached token at once,
+//!   and one background refresh starts. A refresh is also scheduled for that moment whenever a
+//!   token that callers use is stored.
+//! - **Mandatory window** (less left than the caller's minimum): the caller waits for a fetch.
+//!
+//! **Single flight:** fetches run under one async lock per provider; callers that waited on it
+//! re-check the cache and the outcome of the fetch that ran meanwhile, so any number of
+//! concurrent requests cause one upstream request.
+//!
+//! **Failures** never discard a still-valid token. Transient failures (network, timeouts, 5xx,
+//! 429, malformed answers) are retried a couple of times within a waiting caller's budget, then
+//! the provider backs off exponentially with jitter, honouring `Retry-After`. Rejections
+//! (`invalid_client`, `invalid_grant`, 401, 403) are not retried: callers get the error at once
+//! until `tok invalidate NAME`, a config reload, or a ten-minute cool-down.
+//!
+//! The cache keeps each token's response already encoded, so a cache hit is a lookup and one
+//! write. All deadlines use tokio's monotonic clock (and so run under paused time in tests).
+//!
+//! **Durability:** with a [`Store`], a fetched token is written to it (fsync complete) before it
+//! is cached or handed to any caller: the rotated refresh token always, the access token with its
+//! absolute expiry unless the provider says `persist = false`. A new provider starts from what
+//! the store holds, so a still-valid token is served after a restart without an upstream request.
+
+mod cache;
+mod durable;
+mod refresh;
+mod session;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokend_protocol::{ErrorCode, Invalidation, Response};
+use tokio::time::Instant;
+
+pub(crate) use self::cache::CachedGrant;
+use self::refresh::{Failure, error_response};
+use self::session::LoginState;
+use crate::config::ProviderConfig;
+use crate::kinds::{FetchError, FetchState, Fetched, ProviderKind, Services};
+use crate::metrics::Counters;
+use crate::store::Store;
+
+/// Advisory window: at least this long before expiry…
+const MIN_ADVISORY: Duration = Duration::from_secs(60);
+/// …and the last quarter of the lifetime (this divisor), capped at half of it.
+const ADVISORY_DIVISOR: u32 = 4;
+/// First backoff after a transient failure; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest backoff from doubling.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// Longest wait a `Retry-After` can impose.
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(900);
+/// How long a waiting caller's fetch may spend on retries.
+const RETRY_BUDGET: Duration = Duration::from_secs(20);
+/// Retries of a transient failure while a caller waits.
+const WAITING_RETRIES: u32 = 2;
+/// After a rejection, callers get the error without an upstream request for this long.
+const REJECTED_COOLDOWN: Duration = Duration::from_secs(600);
+/// Longest lifetime believed from upstream (`expires_in`, `exp`): ten years.
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// How long the lifetime of the last issued token is remembered to refuse longer `--min-ttl`s.
+const LIFETIME_MEMORY: Duration = Duration::from_secs(60);
+/// Invalidations closer together than this are ignored (rate limit).
+const INVALIDATE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A fetch in progress.
+pub(crate) type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Fetched, FetchError>> + Send + 'a>>;
+
+/// Where a provider's tokens come from: its configured kind in the daemon, a scripted one in
+/// tests (so that time-dependent behaviour runs under paused time, without a network).
+pub(crate) trait Fetch: Send + Sync + std::fmt::Debug {
+    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a>;
+}
+
+/// The configured kind of a provider. Its errors get the provider's name here, once.
+#[derive(Debug)]
+struct Configured {
+    name: String,
+    kind: ProviderKind,
+    services: Arc<Services>,
+}
+
+impl Fetch for Configured {
+    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let cx = self.services.cx(&self.name);
+            self.kind
+                .fetch(&cx, state)
+                .await
+                .map_err(|error| error.in_provider(&self.name))
+        })
+    }
+}
+
+/// A token handed to a caller, and whether it came straight from the cache.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) cached: Arc<CachedGrant>,
+    /// Served from the cache without waiting for a fetch.
+    pub(crate) hit: bool,
+}
+
+/// One provider, its cache and its policies.
+#[derive(Debug)]
+pub(crate) struct Provider {
+    config: ProviderConfig,
+    fetcher: Box<dyn Fetch>,
+    inner: Mutex<Inner>,
+    /// Single flight: held for the whole of every fetch; also owns the kind's state between
+    /// fetches (the rotated refresh token, the discovered endpoints).
+    flight: tokio::sync::Mutex<FetchState>,
+    /// Removed or replaced by a reload: scheduled refreshes stand down.
+    retired: std::sync::atomic::AtomicBool,
+    counters: Counters,
+    /// Where fetched tokens are made durable (none in engine tests).
+    store: Option<Arc<Store>>,
+    /// The secret resolver and the HTTP client of the daemon (logins use them directly).
+    services: Arc<Services>,
+    /// The configuration as stored beside an access token (its `Debug` form, which shows no
+    /// secret): a stored token obtained under another configuration is not served.
+    fingerprint: String,
+    /// The login in progress or last ended (`tok login`); held while one starts, so two
+    /// `tok login`s of one provider never both start a flow.
+    login: tokio::sync::Mutex<Option<LoginState>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    current: Option<Current>,
+    failure: Option<Failure>,
+    last_error: Option<String>,
+    last_refresh: Option<SystemTime>,
+    /// A fetch is running (for status).
+    refreshing: bool,
+    /// Completed fetch attempts: a waiter that sees this change knows a fetch ran meanwhile.
+    attempts: u64,
+    /// Bumped whenever `current` changes; scheduled refreshes of an older token stand down.
+    generation: u64,
+    /// When the last token was stored and how long it was issued for.
+    last_lifetime: Option<(Instant, Duration)>,
+    /// The pending scheduled refresh (one per provider; a newer one replaces it).
+    scheduled: Option<tokio::task::AbortHandle>,
+    /// A caller asked for the current token (idle providers are not kept warm).
+    used: bool,
+    last_invalidation: Option<Instant>,
+    /// An interactive provider holds a refresh token from `tok login`.
+    has_session: bool,
+}
+
+#[derive(Debug)]
+struct Current {
+    cached: Arc<CachedGrant>,
+    expires: Option<Instant>,
+    refresh_at: Option<Instant>,
+}
+
+impl Current {
+    /// Whether this token stays valid for `min_ttl` from `now`.
+    fn serves(&self, now: Instant, min_ttl: Duration) -> bool {
+        self.expires.is_none_or(|expires| {
+            expires.saturating_duration_since(now) >= min_ttl && expires > now
+        })
+    }
+
+    fn valid(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|expires| expires > now)
+    }
+}
+
+/// Clears `refreshing` if a fetch is abandoned before its outcome is stored (its future dropped),
+/// so that the provider never stays "refreshing" forever; `store` clears it otherwise.
+struct InFlight<'a>(Option<&'a Provider>);
+
+impl InFlight<'_> {
+    /// The outcome was stored (while the single-flight lock is still held).
+    fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0 {
+            provider.inner().refreshing = false;
+        }
+    }
+}
+
+/// How a fetch was started (it decides who waits and whether idle tokens are refreshed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A caller waits for the result.
+    Caller,
+    /// A caller hit the advisory window; it was served and does not wait.
+    Advisory,
+    /// The scheduled refresh (or retry) of generation `.0`.
+    Scheduled(u64),
+}
+
+impl Provider {
+    /// A provider with its configured kind, starting from what `store` holds for it.
+    pub(crate) fn new(
+        config: ProviderConfig,
+        store: Option<Arc<Store>>,
+        services: &Arc<Services>,
+    ) -> Self {
+        let fetcher = Box::new(Configured {
+            name: config.name.clone(),
+            kind: config.kind.clone(),
+            services: Arc::clone(services),
+        });
+        let mut provider = Self::with_fetcher(config, fetcher, Arc::clone(services));
+        if let Some(store) = store {
+            provider.restore(&store);
+            provider.store = Some(store);
+        }
+        provider
+    }
+
+    /// A provider whose tokens come from `fetcher`, with no store.
+    pub(crate) fn with_fetcher(
+        config: ProviderConfig,
+        fetcher: Box<dyn Fetch>,
+        services: Arc<Services>,
+    ) -> Self {
+        let fingerprint = format!("{config:?}");
+        Self {
+            config,
+            fetcher,
+            inner: Mutex::new(Inner::default()),
+            flight: tokio::sync::Mutex::new(FetchState::default()),
+            retired: std::sync::atomic::AtomicBool::new(false),
+            counters: Counters::default(),
+            login: tokio::sync::Mutex::new(None),
+            store: None,
+            services,
+            fingerprint,
+        }
+    }
+
+    /// Requests, hits, refreshes, failures and upstream latency.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The configuration this provider runs with (a reload compares it with the new one).
+    pub(crate) fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// A reload removed or replaced this provider: no more background refreshes.
+    pub(crate) fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // A login would end in a provider nobody can reach any more.
+        if let Ok(mut login) = self.login.try_lock()
+            && let Some(state) = login.take()
+        {
+            state.task.abort();
+        }
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // Every write under this lock leaves the state consistent, so a poisoned lock (a panic
+        // elsewhere while it was held) is still safe to use.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A token valid for at least `min_ttl`. Errors are ready-made responses.
+    pub(crate) async fn token(self: &Arc<Self>, min_ttl: Duration) -> Result<Served, Response> {
+        let attempts_seen = {
+            let now = Instant::now();
+            let mut inner = self.inner();
+            if let Some(current) = &inner.current
+                && current.serves(now, min_ttl)
+            {
+                let cached = Arc::clone(&current.cached);
+                let advisory = current.refresh_at.is_some_and(|at| at <= now);
+                inner.used = true;
+                self.counters.request(true);
+                if advisory && !inner.refreshing && inner.blocking(now).is_none() {
+                    inner.refreshing = true;
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move { me.refresh(Trigger::Advisory).await });
+                }
+                return Ok(Served { cached, hit: true });
+            }
+            self.counters.request(false);
+            if let Some(refusal) = inner.blocking(now) {
+                return Err(refusal);
+            }
+            // The endpoint issued shorter tokens than this caller needs a minute ago: asking
+            // again would only replace a good token (and let callers hammer the endpoint).
+            if let Some((at, lifetime)) = inner.last_lifetime
+                && min_ttl > lifetime
+                && now.saturating_duration_since(at) < LIFETIME_MEMORY
+            {
+                return Err(self.too_short(lifetime.as_secs(), min_ttl));
+            }
+            inner.attempts
+        };
+
+        let mut state = self.flight.lock().await;
+        {
+            let now = Instant::now();
+            let mut inner = self.inner();
+            if let Some(current) = &inner.current
+                && current.serves(now, min_ttl)
+            {
+                let cached = Arc::clone(&current.cached);
+                inner.used = true;
+                return Ok(Served { cached, hit: false });
+            }
+            if inner.attempts != attempts_seen {
+                // A fetch ran while we waited and did not produce what we need: report its
+                // outcome instead of asking upstream again.
+                if let Some(refusal) = inner.blocking(now) {
+                    return Err(refusal);
+                }
+                if let Some(current) = &inner.current
+                    && let Some(expires) = current.expires
+                    && current.valid(now)
+                {
+                    let left = expires.saturating_duration_since(now).as_secs();
+                    return Err(self.too_short(left, min_ttl));
+                }
+            }
+            inner.refreshing = true;
+        }
+        let in_flight = InFlight(Some(self));
+        let outcome = self.fetch_retrying(&mut state).await;
+        let outcome = self.persist(outcome, &mut state).await;
+        let stored = self.cache(outcome, Trigger::Caller);
+        in_flight.done();
+        drop(state);
+        let cached = stored.map_err(|error| error_response(&error, ""))?;
+        let now = Instant::now();
+        let inner = self.inner();
+        match &inner.current {
+            Some(current) if !current.serves(now, min_ttl) => {
+                let left = current.expires.map_or(0, |expires| {
+                    expires.saturating_duration_since(now).as_secs()
+                });
+                Err(self.too_short(left, min_ttl))
+            }
+            _ => Ok(Served { cached, hit: false }),
+        }
+    }
+
+    fn too_short(&self, left_secs: u64, min_ttl: Duration) -> Response {
+        Response::error(
+            ErrorCode::Upstream,
+            format!(
+                "provider `{}`: the token endpoint issues tokens that live {left_secs} s, less than \
+                 the requested minimum of {} s; ask for a shorter --min-ttl",
+                self.config.name,
+                min_ttl.as_secs()
+            ),
+        )
+    }
+
+    /// The user secret `name` was set or removed: a static provider whose secret refers to it
+    /// drops its cached value (and any failure), so the next request resolves it anew. Fetching
+    /// kinds resolve their credentials at each fetch anyway.
+    pub(crate) fn secret_changed(&self, name: &str) {
+        let ProviderKind::Static { secret } = &self.config.kind else {
+            return;
+        };
+        if !secret.refers_to_secret(name) {
+            return;
+        }
+        let mut inner = self.inner();
+        inner.current = None;
+        inner.failure = None;
+        inner.last_error = None;
+        inner.generation += 1;
+    }
+
+    /// Drops the cached token (the API rejected it) and clears failures, so the next request
+    /// fetches anew. Rate-limited.
+    pub(crate) fn invalidate(&self) -> Invalidation {
+        let now = Instant::now();
+        let mut inner = self.inner();
+        if let Some(last) = inner.last_invalidation
+            && now.saturating_duration_since(last) < INVALIDATE_INTERVAL
+        {
+            return Invalidation {
+                dropped: false,
+                message: format!(
+                    "provider `{}` was invalidated less than {} s ago; ignored (rate limit)",
+                    self.config.name,
+                    INVALIDATE_INTERVAL.as_secs()
+                ),
+            };
+        }
+        inner.last_invalidation = Some(now);
+        inner.failure = None;
+        inner.generation += 1;
+        let dropped_token = inner.current.take();
+        let dropped = dropped_token.is_some();
+        let scheduled = inner.scheduled.take();
+        drop(inner);
+        self.cancel(scheduled);
+        if let (Some(current), Some(store)) = (dropped_token, &self.store) {
+            // A rejected token must not come back after a restart. Removed only if it is still
+            // the stored one: this runs on its own, and a newer token may be stored first.
+            let store = Arc::clone(store);
+            let name = self.config.name.clone();
+            tokio::task::spawn_blocking(move || {
+                let token = &current.cached.grant.token;
+                let written = store.update(|contents| {
+                    if contents
+                        .access_tokens
+                        .get(&name)
+                        .is_some_and(|a| &a.token == token)
+                    {
+                        contents.access_tokens.remove(&name);
+                    }
+                });
+                if let Err(err) = written {
+                    tracing::warn!(provider = %name, "{err}");
+                }
+            });
+        }
+        tracing::info!(provider = %self.config.name, dropped, "invalidated");
+        Invalidation {
+            dropped,
+            message: if dropped {
+                format!(
+                    "provider `{}`: token dropped; the next request fetches a new one",
+                    self.config.name
+                )
+            } else {
+                format!(
+                    "provider `{}`: no token was cached; failures cleared",
+                    self.config.name
+                )
+            },
+        }
+    }
+}
