@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A problem that does not stop the daemon (it logs it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,9 @@ pub enum ConfigError {
 
     #[error("{path}:{line}: {problem}{}: {hint}", location(.provider.as_deref(), .key.as_deref()))]
     Invalid {
-        path: PathBuf,
+        /// Boxed: keeps the error small enough to return by value everywhere (on Windows a
+        /// `PathBuf` is larger).
+        path: Box<Path>,
         line: usize,
         /// The `[providers.NAME]` table, when the problem is inside one.
         provider: Option<String>,

@@ -17,10 +17,6 @@
 //! The format itself is documented in the README ("Configuration"), whose key tables a test
 //! checks against [`keys`].
 
-// Config errors are built once, on the cold load path; on Windows `PathBuf` is a few bytes larger
-// and tips `ConfigError` over clippy's size threshold. Boxing would buy nothing here.
-#![allow(clippy::result_large_err)]
-
 mod error;
 pub(crate) mod keys;
 pub(crate) mod presentation;

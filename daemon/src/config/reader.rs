@@ -83,7 +83,7 @@ impl Ctx<'_> {
         hint: impl Into<Box<str>>,
     ) -> ConfigError {
         ConfigError::Invalid {
-            path: self.path.to_owned(),
+            path: self.path.into(),
             line: self.line(span.start),
             provider: provider.map(str::to_owned),
             key: key.map(str::to_owned),

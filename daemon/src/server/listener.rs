@@ -12,7 +12,9 @@
 //! binds) notices within [`OWNERSHIP_CHECK`] and stops, and a socket-activated daemon waits up
 //! to [`ACTIVATION_LOCK_WAIT`] for that lock.
 
-use std::fs::{self, File};
+#[cfg(unix)]
+use std::fs;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
