@@ -98,3 +98,56 @@ fn with_audit_every_token_request_leaves_a_line_without_the_token() {
         "no token in any log line"
     );
 }
+
+#[test]
+fn a_broken_log_sink_does_not_stop_the_daemon() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tokend_e2e::private_dir();
+    let config = dir.path().join("config.toml");
+    tokend_e2e::write_private(&config, CONFIG);
+    let socket = dir.path().join("tokend.sock");
+    let mut child = Command::new(tokend_e2e::bin("tokend"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--notify-ready")
+        .env("RUST_LOG", "info")
+        .env("TOKEND_DATA", dir.path().join("data"))
+        .env("E2E_OBS_PAT", "pat-observed-0123")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tokend");
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "READY");
+    // The terminal or log pipe goes away: every log line from now on fails to be written.
+    drop(child.stderr.take());
+    let tok = |args: &[&str]| {
+        tokend_e2e::tok_command(&socket)
+            .args(args)
+            .output()
+            .expect("run tok")
+    };
+    for _ in 0..3 {
+        // A reload and a token fetch each log an info line.
+        assert_eq!(code(&tok(&["reload"])), 0);
+        let out = tok(&["get", "pat"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim_end(), "pat-observed-0123");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "tokend died when its log sink failed: {:?}",
+        child.try_wait()
+    );
+    assert_eq!(code(&tok(&["stop"])), 0);
+    let status = tokend_e2e::wait_bounded(&mut child);
+    assert!(status.success(), "{status}");
+}
