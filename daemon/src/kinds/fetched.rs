@@ -53,10 +53,22 @@ impl FetchError {
         }
     }
 
+    /// The same error, its message prefixed with where it happened (`token endpoint URL`).
+    #[must_use]
+    pub(crate) fn at(self, where_: &str) -> Self {
+        self.map_message(|message| format!("{where_}: {message}"))
+    }
+
     /// The same error, its message prefixed with the provider that met it.
     #[must_use]
     pub(crate) fn in_provider(self, name: &str) -> Self {
-        let prefix = |message: String| format!("provider `{name}`: {message}");
+        self.map_message(|message| format!("provider `{name}`: {message}"))
+    }
+
+    /// The same error with its message changed by `change`.
+    #[must_use]
+    pub(crate) fn map_message(self, change: impl FnOnce(String) -> String) -> Self {
+        let prefix = change;
         match self {
             Self::Config(message) => Self::Config(prefix(message)),
             Self::Transient {
@@ -91,41 +103,127 @@ pub(crate) fn one_line(text: &str) -> String {
 // Expiry
 
 /// The lifetime of a token: `expires_in` if given, else the JWT `exp` claim, else `ttl`, else
-/// unbounded. With `jwt_expected`, a missing or unusable `exp` is logged.
+/// unbounded. With `jwt_expected`, a missing `exp` is logged. A token that is a JWT whose `exp`
+/// cannot be read (not a number, claims that are not JSON) takes `ttl`, or is refused: nothing
+/// says how long it lives.
 pub(crate) fn lifetime_of(
     expires_in: Option<Duration>,
     token: &Secret,
     ttl: Option<Duration>,
     jwt_expected: bool,
-) -> Lifetime {
+) -> Result<Lifetime, FetchError> {
     if let Some(expires_in) = expires_in {
-        return Lifetime::Expires(expires_in);
+        return Ok(Lifetime::Expires(expires_in));
     }
-    if let Some(remaining) = jwt_remaining(token.expose()) {
-        return Lifetime::Expires(remaining);
+    match jwt_expiry(token.expose()) {
+        JwtExpiry::Remaining(remaining) => return Ok(Lifetime::Expires(remaining)),
+        JwtExpiry::Unusable(problem) => match ttl {
+            Some(ttl) => {
+                tracing::warn!(
+                    "the token is a JWT whose {problem}; assuming {} s",
+                    ttl.as_secs()
+                );
+            }
+            None => {
+                return Err(FetchError::Transient {
+                    message: format!(
+                        "the token is a JWT whose {problem}, and no expires_in came with it, so \
+                         its lifetime is unknown; the token was not served (set `ttl` to assume \
+                         one)"
+                    ),
+                    retry_after: None,
+                });
+            }
+        },
+        JwtExpiry::NoExp | JwtExpiry::NotJwt if jwt_expected => {
+            tracing::warn!(
+                "the token has no JWT `exp` claim; {}",
+                ttl.map_or_else(
+                    || "treating it as valid until invalidated".to_owned(),
+                    |t| format!("assuming {} s", t.as_secs())
+                )
+            );
+        }
+        JwtExpiry::NoExp | JwtExpiry::NotJwt => {}
     }
-    if jwt_expected {
-        tracing::warn!(
-            "the token has no usable JWT `exp` claim; {}",
-            ttl.map_or_else(
-                || "treating it as valid until invalidated".to_owned(),
-                |t| format!("assuming {} s", t.as_secs())
-            )
-        );
-    }
-    ttl.map_or(Lifetime::Unbounded, Lifetime::Expires)
+    Ok(ttl.map_or(Lifetime::Unbounded, Lifetime::Expires))
 }
 
-/// Time left until a JWT's `exp` claim (a number, or a numeric string as CRM.COM sends it).
-/// The signature is not checked: the token is not ours to verify, only to schedule.
-pub(crate) fn jwt_remaining(token: &str) -> Option<Duration> {
-    let data = jsonwebtoken::dangerous::insecure_decode::<Value>(token).ok()?;
-    let exp = data.claims.get("exp")?;
-    let exp = exp
-        .as_u64()
-        .or_else(|| exp.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-        .or_else(|| exp.as_str().and_then(|s| s.trim().parse().ok()))?;
-    Some(Duration::from_secs(exp.saturating_sub(clock::unix_now())))
+/// What a token's JWT `exp` claim says. The signature is not checked: the token is not ours to
+/// verify, only to schedule.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JwtExpiry {
+    /// Not a JWT (an opaque token).
+    NotJwt,
+    /// A JWT without `exp`.
+    NoExp,
+    /// Time left until `exp` (zero when it has passed, however long ago).
+    Remaining(Duration),
+    /// A JWT whose `exp` cannot be read; the text says why.
+    Unusable(&'static str),
+}
+
+/// Reads the `exp` claim of `token` if it is a JWT: `header.claims.signature`, base64url, a JSON
+/// header with `alg`. `exp` is seconds since the epoch: an integer, a float, or a numeric string
+/// as CRM.COM sends it; a negative or past one means expired.
+pub(crate) fn jwt_expiry(token: &str) -> JwtExpiry {
+    use base64::Engine as _;
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .ok()
+    };
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return JwtExpiry::NotJwt;
+    };
+    let is_header = decode(header)
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .is_some_and(|header| header.get("alg").is_some());
+    if !is_header {
+        return JwtExpiry::NotJwt;
+    }
+    let Some(claims) = decode(claims) else {
+        return JwtExpiry::Unusable("claims are not base64url");
+    };
+    let Ok(claims) = serde_json::from_slice::<Value>(&claims) else {
+        return JwtExpiry::Unusable("claims are not JSON (or hold a number out of range)");
+    };
+    let Some(exp) = claims.get("exp") else {
+        return JwtExpiry::NoExp;
+    };
+    match seconds(exp) {
+        Some(exp) => {
+            JwtExpiry::Remaining(Duration::from_secs(exp.saturating_sub(clock::unix_now())))
+        }
+        None => JwtExpiry::Unusable("`exp` claim is not a number of seconds"),
+    }
+}
+
+/// A number of seconds as upstream writes it: an integer, a float (rounded down) or a numeric
+/// string; negative ones are zero. `None` for anything else (text, `NaN`, objects).
+pub(crate) fn seconds(value: &Value) -> Option<u64> {
+    let number = |value: &Value| -> Option<u64> {
+        if let Some(secs) = value.as_u64() {
+            return Some(secs);
+        }
+        if value.as_i64().is_some() {
+            // Negative: in the past.
+            return Some(0);
+        }
+        let float = value.as_f64().filter(|f| f.is_finite())?;
+        // Saturating casts: huge values are capped later, negative ones are in the past.
+        Some(if float <= 0.0 { 0 } else { float as u64 })
+    };
+    match value {
+        Value::String(text) => {
+            let parsed: Value = serde_json::from_str(text.trim()).ok()?;
+            parsed.is_number().then(|| number(&parsed)).flatten()
+        }
+        other => number(other),
+    }
 }
 
 #[cfg(test)]
@@ -147,19 +245,99 @@ mod tests {
         tokend_protocol::clock::unix_now()
     }
 
+    fn remaining(token: &str) -> Option<Duration> {
+        match jwt_expiry(token) {
+            JwtExpiry::Remaining(left) => Some(left),
+            _ => None,
+        }
+    }
+
     #[test]
     fn jwt_exp_as_number_or_string() {
         let in_an_hour = now() + 3600;
         let numeric = jwt(&format!(r#"{{"exp":{in_an_hour}}}"#));
-        let remaining = jwt_remaining(&numeric).unwrap().as_secs();
+        let remaining = remaining(&numeric).unwrap().as_secs();
         assert!((3590..=3600).contains(&remaining), "{remaining}");
         // CRM.COM sends exp as a string.
         let stringy = jwt(&format!(r#"{{"exp":"{in_an_hour}"}}"#));
-        assert!(jwt_remaining(&stringy).is_some());
-        assert_eq!(jwt_remaining(&jwt(r#"{"sub":"x"}"#)), None);
-        assert_eq!(jwt_remaining("not-a-jwt"), None);
+        assert!(remaining_of(&stringy).is_some());
+        assert_eq!(jwt_expiry(&jwt(r#"{"sub":"x"}"#)), JwtExpiry::NoExp);
+        assert_eq!(jwt_expiry("not-a-jwt"), JwtExpiry::NotJwt);
         let past = jwt(r#"{"exp":1000}"#);
-        assert_eq!(jwt_remaining(&past), Some(Duration::ZERO));
+        assert_eq!(remaining_of(&past), Some(Duration::ZERO));
+    }
+
+    fn remaining_of(token: &str) -> Option<Duration> {
+        remaining(token)
+    }
+
+    #[test]
+    fn every_exp_form_gives_a_lifetime_or_says_why_not() {
+        let in_an_hour = now() + 3600;
+        // Past, negative and zero: expired (zero left), never "no expiry".
+        for exp in ["1000", "-5", "0", "-1e10", "\"-30\"", "0.0"] {
+            let token = jwt(&format!(r#"{{"exp":{exp}}}"#));
+            assert_eq!(remaining_of(&token), Some(Duration::ZERO), "exp {exp}");
+        }
+        // Floats and numeric strings: rounded down.
+        for exp in [
+            format!("{in_an_hour}.9"),
+            format!("\"{in_an_hour}\""),
+            format!("\" {in_an_hour} \""),
+        ] {
+            let token = jwt(&format!(r#"{{"exp":{exp}}}"#));
+            let left = remaining_of(&token).unwrap().as_secs();
+            assert!((3590..=3600).contains(&left), "exp {exp}: {left}");
+        }
+        // Huge: a long lifetime (the provider caps it at ten years).
+        let huge = jwt(r#"{"exp":1e300}"#);
+        assert!(remaining_of(&huge).unwrap() > Duration::from_secs(100 * 365 * 86_400));
+        let huge = jwt(&format!(r#"{{"exp":{}}}"#, u64::MAX));
+        assert!(remaining_of(&huge).is_some());
+        // Unreadable: said, not guessed.
+        for (claims, why) in [
+            (r#"{"exp":"soon"}"#, "not a number"),
+            (r#"{"exp":null}"#, "not a number"),
+            (r#"{"exp":{"at":1}}"#, "not a number"),
+            (r#"{"exp":1e309}"#, "not JSON"),
+            (r#"not json"#, "not JSON"),
+        ] {
+            match jwt_expiry(&jwt(claims)) {
+                JwtExpiry::Unusable(problem) => {
+                    assert!(problem.contains(why), "{claims}: {problem}");
+                }
+                other => panic!("{claims}: {other:?}"),
+            }
+        }
+        let opaque = Secret::from("opaque");
+        let broken = Secret::new(jwt(r#"{"exp":"soon"}"#));
+        assert!(matches!(
+            lifetime_of(None, &broken, None, false),
+            Err(FetchError::Transient { message, .. }) if message.contains("lifetime is unknown")
+        ));
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            lifetime_of(None, &broken, Some(hour), false).unwrap(),
+            Lifetime::Expires(hour)
+        );
+        assert_eq!(
+            lifetime_of(None, &opaque, None, false).unwrap(),
+            Lifetime::Unbounded
+        );
+    }
+
+    #[test]
+    fn seconds_forms() {
+        use serde_json::json;
+        assert_eq!(seconds(&json!(3600)), Some(3600));
+        assert_eq!(seconds(&json!(-1)), Some(0));
+        assert_eq!(seconds(&json!(3600.7)), Some(3600));
+        assert_eq!(seconds(&json!("3600")), Some(3600));
+        assert_eq!(seconds(&json!("-3600")), Some(0));
+        assert_eq!(seconds(&json!("1e3")), Some(1000));
+        assert_eq!(seconds(&json!("soon")), None);
+        assert_eq!(seconds(&json!(true)), None);
+        assert_eq!(seconds(&json!(null)), None);
     }
 
     #[test]
@@ -167,17 +345,20 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let opaque = Secret::from("opaque");
         assert_eq!(
-            lifetime_of(Some(hour), &opaque, None, false),
+            lifetime_of(Some(hour), &opaque, None, false).unwrap(),
             Lifetime::Expires(hour)
         );
         assert_eq!(
-            lifetime_of(None, &opaque, Some(hour), false),
+            lifetime_of(None, &opaque, Some(hour), false).unwrap(),
             Lifetime::Expires(hour)
         );
-        assert_eq!(lifetime_of(None, &opaque, None, false), Lifetime::Unbounded);
+        assert_eq!(
+            lifetime_of(None, &opaque, None, false).unwrap(),
+            Lifetime::Unbounded
+        );
         let token = Secret::new(jwt(&format!(r#"{{"exp":{}}}"#, now() + 60)));
         assert!(
-            matches!(lifetime_of(None, &token, Some(hour), true), Lifetime::Expires(d) if d <= Duration::from_secs(60))
+            matches!(lifetime_of(None, &token, Some(hour), true), Ok(Lifetime::Expires(d)) if d <= Duration::from_secs(60))
         );
     }
 }

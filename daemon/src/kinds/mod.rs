@@ -143,13 +143,85 @@ impl Services {
         }
     }
 
-    /// The context of a fetch for provider `name`.
-    pub(crate) fn cx<'a>(&'a self, name: &'a str) -> FetchCx<'a> {
+    /// The context of a fetch for provider `name`, recording what it sends in `sent`.
+    pub(crate) fn cx<'a>(&'a self, name: &'a str, sent: &'a SentSecrets) -> FetchCx<'a> {
         FetchCx {
             name,
             secrets: &self.secrets,
             http: &self.http,
+            sent,
         }
+    }
+}
+
+/// Secrets shorter than this are not masked: too short to be searched for without mangling the
+/// text (a one-letter secret would blank every such letter).
+const MIN_MASKED_LEN: usize = 4;
+
+/// What masked text shows instead of a secret.
+pub(crate) const MASK: &str = "[redacted]";
+
+/// The secret values one fetch sent upstream (resolved credentials, refresh tokens, signed
+/// assertions), in the forms they travel in: as is, form-encoded, JSON-escaped, and inside an
+/// HTTP Basic header. Many token endpoints echo the request in their error body
+/// (`invalid_request: grant_type=…&client_secret=…`): every upstream text that reaches a message,
+/// a log line or `tok status` is [masked](Self::mask) first.
+#[derive(Debug, Default)]
+pub(crate) struct SentSecrets(std::sync::Mutex<Vec<Secret>>);
+
+impl Clone for SentSecrets {
+    fn clone(&self) -> Self {
+        let seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self(std::sync::Mutex::new(seen.clone()))
+    }
+}
+
+impl SentSecrets {
+    /// Records `value` (and its encoded forms).
+    pub(crate) fn record(&self, value: &str) {
+        if value.len() < MIN_MASKED_LEN {
+            return;
+        }
+        let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        let json = serde_json::to_string(value).unwrap_or_default();
+        let json = json.trim_matches('"').to_owned();
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for form in [value.to_owned(), form, json] {
+            if !seen.iter().any(|known| known.expose() == form) {
+                seen.push(Secret::new(form));
+            }
+        }
+    }
+
+    /// Records the HTTP Basic credentials `user:password` as they travel: base64-encoded.
+    pub(crate) fn record_basic(&self, user: &str, password: &str) {
+        use base64::Engine as _;
+        let pair = zeroize::Zeroizing::new(format!("{user}:{password}"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
+        self.record(&encoded);
+    }
+
+    /// `text` with every recorded secret replaced by [`MASK`], longest first.
+    pub(crate) fn mask(&self, text: &str) -> String {
+        let mut seen: Vec<Secret> = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        seen.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let mut text = text.to_owned();
+        for secret in &seen {
+            if text.contains(secret.expose()) {
+                text = text.replace(secret.expose(), MASK);
+            }
+        }
+        text
     }
 }
 
@@ -160,6 +232,8 @@ pub(crate) struct FetchCx<'a> {
     pub(crate) name: &'a str,
     pub(crate) secrets: &'a Arc<Resolver>,
     pub(crate) http: &'a Arc<Upstream>,
+    /// What this fetch sent upstream, to mask in what comes back.
+    pub(crate) sent: &'a SentSecrets,
 }
 
 impl FetchCx<'_> {
@@ -169,10 +243,12 @@ impl FetchCx<'_> {
         key: &str,
         template: &SecretTemplate,
     ) -> Result<Secret, FetchError> {
-        template
+        let value = template
             .resolve(self.secrets)
             .await
-            .map_err(|err| FetchError::Config(format!("{key}: {err}")))
+            .map_err(|err| FetchError::Config(format!("{key}: {err}")))?;
+        self.sent.record(value.expose());
+        Ok(value)
     }
 
     /// [`resolve`](Self::resolve) where an empty value is legitimate (the empty password of an
@@ -183,7 +259,10 @@ impl FetchCx<'_> {
         template: &SecretTemplate,
     ) -> Result<Secret, FetchError> {
         match template.resolve(self.secrets).await {
-            Ok(value) => Ok(value),
+            Ok(value) => {
+                self.sent.record(value.expose());
+                Ok(value)
+            }
             Err(ResolveError::Empty { .. }) => Ok(Secret::from("")),
             Err(err) => Err(FetchError::Config(format!("{key}: {err}"))),
         }

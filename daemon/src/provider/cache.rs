@@ -148,6 +148,21 @@ impl Provider {
         fetched: Fetched,
         now: Instant,
     ) -> Result<Current, FetchError> {
+        // The token becomes an HTTP header value (`tok header`, `tok curl`, the library's
+        // `Header`): a CR or LF in it would let the token endpoint add headers of its choosing
+        // to the caller's requests. No control character is valid in a header value's token.
+        if let Some(bad) = fetched.token.expose().chars().find(|c| c.is_control()) {
+            return Err(FetchError::Transient {
+                message: format!(
+                    "provider `{}`: the token endpoint returned a token with a control \
+                     character (U+{:04X}), which would corrupt the HTTP header it is sent in; \
+                     it was refused, not served",
+                    self.config.name,
+                    u32::from(bad)
+                ),
+                retry_after: None,
+            });
+        }
         let (expires, expires_at_unix) = match fetched.lifetime {
             Lifetime::Unbounded => (None, None),
             Lifetime::Expires(lifetime) if lifetime.is_zero() => {

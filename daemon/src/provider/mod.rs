@@ -50,7 +50,7 @@ pub(crate) use self::cache::CachedGrant;
 use self::refresh::{Failure, error_response};
 use self::session::LoginState;
 use crate::config::ProviderConfig;
-use crate::kinds::{FetchError, FetchState, Fetched, ProviderKind, Services};
+use crate::kinds::{FetchError, FetchState, Fetched, ProviderKind, SentSecrets, Services};
 use crate::metrics::Counters;
 use crate::store::Store;
 
@@ -98,11 +98,14 @@ struct Configured {
 impl Fetch for Configured {
     fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a> {
         Box::pin(async move {
-            let cx = self.services.cx(&self.name);
-            self.kind
-                .fetch(&cx, state)
-                .await
-                .map_err(|error| error.in_provider(&self.name))
+            let sent = SentSecrets::default();
+            let cx = self.services.cx(&self.name, &sent);
+            // Whatever upstream echoed of the request is masked before anyone sees it.
+            self.kind.fetch(&cx, state).await.map_err(|error| {
+                error
+                    .map_message(|message| sent.mask(&message))
+                    .in_provider(&self.name)
+            })
         })
     }
 }

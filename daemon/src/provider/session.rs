@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::refresh::error_response;
 use super::{Provider, Trigger};
 use crate::kinds::oauth2::{OAuth2Config, TokenEndpoint, endpoints, login};
-use crate::kinds::{Fetched, ProviderKind};
+use crate::kinds::{Fetched, ProviderKind, SentSecrets};
 
 /// The `origin` stored with an interactive provider's refresh token: it descends from a
 /// `tok login` at this authorization server for this client (see [`Provider::login_origin`]),
@@ -99,18 +99,22 @@ impl Provider {
                 ),
             ));
         }
-        let cx = self.services.cx(name);
+        let sent = SentSecrets::default();
+        let cx = self.services.cx(name, &sent);
         let endpoints = {
             let mut state = self.flight.lock().await;
             endpoints::endpoints(&cx, config, &mut state).await
         }
-        .map_err(|error| error_response(&error.in_provider(name), ""))?;
+        .map_err(|error| {
+            let error = error.map_message(|message| sent.mask(&message));
+            error_response(&error.in_provider(name), "")
+        })?;
         let started = login::start(&cx, config, &endpoints)
             .await
             .map_err(|message| {
                 Response::error(
                     ErrorCode::LoginRequired,
-                    format!("provider `{name}`: {message}"),
+                    format!("provider `{name}`: {}", sent.mask(&message)),
                 )
             })?;
         let prompt = started.prompt;
@@ -204,7 +208,8 @@ impl Provider {
     pub(crate) async fn logout(&self) -> Result<LogoutOutcome, Response> {
         let config = self.interactive()?;
         let name = &self.config.name;
-        let cx = self.services.cx(name);
+        let sent = SentSecrets::default();
+        let cx = self.services.cx(name, &sent);
         if let Some(state) = self.login.lock().await.take() {
             state.task.abort();
             // A login that was just finishing may have a store write under way: let it land
@@ -264,6 +269,7 @@ impl Provider {
             }
             _ => Err("the server offers no revocation endpoint".to_owned()),
         };
+        let revoked = revoked.map_err(|reason| sent.mask(&reason));
         Ok(match revoked {
             Ok(()) => LogoutOutcome {
                 revoked: true,

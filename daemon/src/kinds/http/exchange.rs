@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokend_protocol::Secret;
 
 use super::{ExpiresFrom, HttpBody, HttpExchange, HttpMethod, JsonTemplate};
-use crate::kinds::fetched::{lifetime_of, one_line};
+use crate::kinds::fetched::{lifetime_of, one_line, seconds};
 use crate::kinds::{FetchCx, FetchError, Fetched, Lifetime};
 use crate::upstream::{Answer, shown};
 
@@ -31,6 +31,7 @@ pub(crate) async fn fetch(
         let password = cx
             .resolve_allow_empty("basic.password", &basic.password)
             .await?;
+        cx.sent.record_basic(user.expose(), password.expose());
         request = request.basic_auth(user.expose(), Some(password.expose()));
     }
     for (header, template) in &exchange.headers {
@@ -94,20 +95,18 @@ pub(crate) async fn fetch(
             retry_after: None,
         })?;
     let lifetime = match &exchange.expires {
-        ExpiresFrom::Jwt => lifetime_of(None, &token, exchange.ttl, true),
+        ExpiresFrom::Jwt => {
+            lifetime_of(None, &token, exchange.ttl, true).map_err(|err| err.at(&where_))?
+        }
         ExpiresFrom::Pointer(pointer) => {
-            let seconds = document
-                .pointer(pointer)
-                .and_then(|v| {
-                    v.as_u64()
-                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                })
-                .ok_or_else(|| FetchError::Transient {
+            let seconds = document.pointer(pointer).and_then(seconds).ok_or_else(|| {
+                FetchError::Transient {
                     message: format!(
                         "{where_}: the response has no number of seconds at {pointer}"
                     ),
                     retry_after: None,
-                })?;
+                }
+            })?;
             Lifetime::Expires(Duration::from_secs(seconds))
         }
         ExpiresFrom::Unknown => exchange.ttl.map_or(Lifetime::Unbounded, Lifetime::Expires),
@@ -229,10 +228,12 @@ mod tests {
         ]);
         let secrets = std::sync::Arc::new(crate::secret::Resolver::new(None));
         let http = std::sync::Arc::new(crate::upstream::Upstream::default());
+        let sent = crate::kinds::SentSecrets::default();
         let cx = FetchCx {
             name: "crm",
             secrets: &secrets,
             http: &http,
+            sent: &sent,
         };
         let value = json_value(&cx, &template).await.unwrap();
         assert_eq!(

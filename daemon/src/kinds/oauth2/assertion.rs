@@ -86,9 +86,12 @@ pub(crate) async fn sign_assertion(
         "exp": now + ASSERTION_LIFETIME.as_secs(),
         "jti": oauth2::CsrfToken::new_random().secret(),
     });
-    jsonwebtoken::encode(&header, &claims, &encoding).map_err(|err| {
+    let assertion = jsonwebtoken::encode(&header, &claims, &encoding).map_err(|err| {
         FetchError::Config(format!(
             "cannot sign the assertion with private_key ({err})"
         ))
-    })
+    })?;
+    // It authenticates the client for five minutes: as secret as a client secret.
+    cx.sent.record(&assertion);
+    Ok(assertion)
 }

@@ -56,6 +56,13 @@ pub(crate) async fn oauth_client(
         });
     if let Some(template) = &config.client_secret {
         let secret = cx.resolve("client_secret", template).await?;
+        if config.client_auth == ClientAuth::Basic {
+            // As the crate sends it (RFC 6749 section 2.3.1): both halves form-encoded.
+            cx.sent.record_basic(
+                &form_encoded(&config.client_id),
+                &form_encoded(secret.expose()),
+            );
+        }
         client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
     }
     Ok(client)
@@ -115,13 +122,12 @@ pub(crate) async fn post_form(
     if let Some(secret) = basic {
         use base64::Engine as _;
         // RFC 6749 section 2.3.1: both halves form-encoded before Basic.
-        let encode =
-            |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
-        let pair = Secret::new(format!(
-            "{}:{}",
-            encode(&config.client_id),
-            encode(secret.expose())
-        ));
+        let (id, secret) = (
+            form_encoded(&config.client_id),
+            form_encoded(secret.expose()),
+        );
+        cx.sent.record_basic(&id, &secret);
+        let pair = Secret::new(format!("{id}:{secret}"));
         let value = Secret::new(format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(pair.expose())
@@ -208,4 +214,9 @@ pub(crate) fn status_error(
             retry_after,
         },
     }
+}
+
+/// `text` form-encoded (`application/x-www-form-urlencoded`).
+fn form_encoded(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

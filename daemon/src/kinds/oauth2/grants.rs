@@ -13,7 +13,7 @@ use tokend_protocol::Secret;
 use super::client::{oauth_client, post_form, status_error, token_http};
 use super::endpoints::{Endpoints, endpoints};
 use super::{JwtBearer, OAuth2Config, OAuth2Grant, assertion};
-use crate::kinds::fetched::{lifetime_of, one_line};
+use crate::kinds::fetched::{lifetime_of, one_line, seconds};
 use crate::kinds::http::exchange::parse_answer;
 use crate::kinds::{FetchCx, FetchError, FetchState, Fetched, transport_failure};
 use crate::secret::SecretTemplate;
@@ -70,6 +70,7 @@ pub(crate) async fn fetch(
             request.request_async(&http).await
         }
         Some(current) => {
+            cx.sent.record(current.expose());
             let current = oauth2::RefreshToken::new(current.expose().to_owned());
             let mut request = client.exchange_refresh_token(&current);
             for scope in &config.scopes {
@@ -226,10 +227,11 @@ async fn jwt_bearer_fetch(
     let token = Secret::from(token);
     let expires_in = document
         .get("expires_in")
-        .and_then(Value::as_u64)
+        .and_then(seconds)
         .map(Duration::from_secs);
     Ok(Fetched {
-        lifetime: lifetime_of(expires_in, &token, config.ttl, false),
+        lifetime: lifetime_of(expires_in, &token, config.ttl, false)
+            .map_err(|err| err.at(&where_))?,
         token,
         refresh_token: None,
     })
@@ -249,7 +251,8 @@ pub(crate) fn fetched_from(
             retry_after: None,
         });
     }
-    let lifetime = lifetime_of(response.expires_in(), &token, config.ttl, false);
+    let lifetime = lifetime_of(response.expires_in(), &token, config.ttl, false)
+        .map_err(|err| err.at(where_))?;
     Ok(Fetched {
         token,
         lifetime,

@@ -101,6 +101,7 @@ async fn authorization_code(
 
     let name = name.to_owned();
     let (secrets, http) = (Arc::clone(cx.secrets), Arc::clone(cx.http));
+    let sent = cx.sent.clone();
     let config = config.clone();
     let endpoints = endpoints.clone();
     let timeout = login.timeout;
@@ -109,62 +110,68 @@ async fn authorization_code(
             name: &name,
             secrets: &secrets,
             http: &http,
+            sent: &sent,
         };
-        let callback = tokio::time::timeout(
-            timeout,
-            redirect::wait_for_callback(&listener, redirect.path(), state.secret()),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "no redirect arrived within {}: the login was abandoned; run `tok login {name}` \
-                 again (with --no-browser to copy the URL yourself)",
-                duration::format(timeout)
+        let outcome: Result<Fetched, String> = async {
+            let callback = tokio::time::timeout(
+                timeout,
+                redirect::wait_for_callback(&listener, redirect.path(), state.secret()),
             )
-        })?;
-        let (stream, code) = match callback {
-            Callback::Code { stream, code } => (stream, code),
-            Callback::Refused {
-                mut stream,
-                message,
-            } => {
-                answer_page(&mut stream, 400, "Login failed", &message).await;
-                return Err(message);
-            }
-        };
-        let (token_http, meta) = token_http(Arc::clone(&http), config.timeout);
-        // Signed now, not when the login started: an assertion lives a few minutes only.
-        let assertion = match client_assertion(&cx, &config, &endpoints).await {
-            Ok(assertion) => assertion,
-            Err(err) => {
-                let mut stream = stream;
-                answer_page(&mut stream, 400, "Login failed", err.message()).await;
-                return Err(err.message().to_owned());
-            }
-        };
-        let mut request = client
-            .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
-            .set_pkce_verifier(verifier);
-        for (key, value) in assertion {
-            request = request.add_extra_param(key, value);
-        }
-        let result = request.request_async(&token_http).await;
-        let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
-        let outcome = token_outcome(&name, &config, &endpoints_shown(&meta), result);
-        let mut stream = stream;
-        match &outcome {
-            Ok(_) => {
-                answer_page(
-                    &mut stream,
-                    200,
-                    "Logged in",
-                    &format!("tokend is logged in to {name}. You can close this tab."),
+            .await
+            .map_err(|_| {
+                format!(
+                    "no redirect arrived within {}: the login was abandoned; run `tok login {name}` \
+                     again (with --no-browser to copy the URL yourself)",
+                    duration::format(timeout)
                 )
-                .await;
+            })?;
+            let (stream, code) = match callback {
+                Callback::Code { stream, code } => (stream, code),
+                Callback::Refused {
+                    mut stream,
+                    message,
+                } => {
+                    answer_page(&mut stream, 400, "Login failed", &message).await;
+                    return Err(message);
+                }
+            };
+            let (token_http, meta) = token_http(Arc::clone(&http), config.timeout);
+            // Signed now, not when the login started: an assertion lives a few minutes only.
+            let assertion = match client_assertion(&cx, &config, &endpoints).await {
+                Ok(assertion) => assertion,
+                Err(err) => {
+                    let mut stream = stream;
+                    answer_page(&mut stream, 400, "Login failed", err.message()).await;
+                    return Err(err.message().to_owned());
+                }
+            };
+            let mut request = client
+                .exchange_code(AuthorizationCode::new(code.expose().to_owned()))
+                .set_pkce_verifier(verifier);
+            for (key, value) in assertion {
+                request = request.add_extra_param(key, value);
             }
-            Err(message) => answer_page(&mut stream, 400, "Login failed", message).await,
+            let result = request.request_async(&token_http).await;
+            let meta = meta.lock().map(|m| m.clone()).unwrap_or_default();
+            let outcome = token_outcome(&name, &config, &endpoints_shown(&meta), result);
+            let mut stream = stream;
+            match &outcome {
+                Ok(_) => {
+                    answer_page(
+                        &mut stream,
+                        200,
+                        "Logged in",
+                        &format!("tokend is logged in to {name}. You can close this tab."),
+                    )
+                    .await;
+                }
+                Err(message) => answer_page(&mut stream, 400, "Login failed", message).await,
+            }
+            outcome
         }
-        outcome
+        .await;
+        // Whatever upstream echoed of the request is masked before anyone sees it.
+        outcome.map_err(|message| sent.mask(&message))
     };
     Ok(Started {
         prompt,
@@ -220,6 +227,7 @@ async fn device_code(
     };
     let name = name.to_owned();
     let upstream = Arc::clone(cx.http);
+    let sent = cx.sent.clone();
     let config = config.clone();
     let flow = async move {
         let (http, _meta) = token_http(upstream, config.timeout);
@@ -242,7 +250,7 @@ async fn device_code(
                 other => break other,
             }
         };
-        match result {
+        let outcome = match result {
             Ok(response) => fetched_from(&config, &response, "token endpoint")
                 .map_err(|err| err.message().to_owned()),
             Err(RequestTokenError::ServerResponse(error)) => Err(match error.error() {
@@ -260,7 +268,9 @@ async fn device_code(
                 ),
             }),
             Err(other) => Err(format!("polling the token endpoint failed ({other})")),
-        }
+        };
+        // Whatever upstream echoed of the request is masked before anyone sees it.
+        outcome.map_err(|message| sent.mask(&message))
     };
     Ok(Started {
         prompt,
@@ -312,6 +322,7 @@ pub(crate) async fn revoke(
     endpoints: &Endpoints,
     refresh_token: Secret,
 ) -> Result<(), String> {
+    cx.sent.record(refresh_token.expose());
     let url = endpoints
         .revocation
         .as_ref()

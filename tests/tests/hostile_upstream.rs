@@ -1,0 +1,177 @@
+//! A token endpoint that does not play fair, against the real `tokend` and `tok`: a token that
+//! would inject HTTP headers, an error body that echoes the request's secrets, and JWTs whose
+//! `exp` says they have already expired (however it is written). Each is refused with an error
+//! naming the provider; nothing harmful is served, cached, shown or logged.
+
+use base64::Engine as _;
+use tokend_e2e::{Daemon, code, stderr, stdout};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Runs a blocking closure (the real `tok` process) while the fake server keeps serving.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+fn jwt(claims: &str) -> String {
+    let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    format!(
+        "{}.{}.c2ln",
+        part(r#"{"alg":"HS256","typ":"JWT"}"#),
+        part(claims)
+    )
+}
+
+async fn answering(path_: &str, body: serde_json::Value) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path(path_))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn http_provider(url: &str) -> String {
+    format!(
+        r#"
+[providers.api]
+kind = "http"
+url = "{url}/token"
+token = "/token"
+expires = "jwt"
+"#
+    )
+}
+
+fn oauth2_provider(url: &str) -> String {
+    format!(
+        r#"
+[providers.api]
+kind = "oauth2"
+grant = "client_credentials"
+token_url = "{url}/token"
+client_id = "svc"
+client_secret = "${{env:E2E_CLIENT_SECRET}}"
+"#
+    )
+}
+
+/// `tok ARGS` for a daemon with `config` (and `E2E_CLIENT_SECRET` set): exit, stdout, stderr,
+/// the daemon log and `tok status --json`.
+async fn tok(
+    config: String,
+    args: &'static [&'static str],
+) -> (i32, String, String, String, String) {
+    blocking(move || {
+        let daemon = Daemon::start_with_env(
+            &config,
+            &[("E2E_CLIENT_SECRET", "Echoed-Client-Secret+9/x")],
+        );
+        let out = daemon.tok(args);
+        let status = stdout(&daemon.tok(&["status", "--json"]));
+        (code(&out), stdout(&out), stderr(&out), daemon.log(), status)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_a_line_break_is_refused_not_served_as_a_header() {
+    let evil = "abc\r\nX-Injected: yes";
+    let http = answering("/token", serde_json::json!({ "token": evil })).await;
+    let oauth = answering(
+        "/token",
+        serde_json::json!({ "access_token": evil, "token_type": "Bearer", "expires_in": 3600 }),
+    )
+    .await;
+    for config in [http_provider(&http.uri()), oauth2_provider(&oauth.uri())] {
+        for args in [&["header", "api"][..], &["get", "api"][..]] {
+            let args: &'static [&'static str] = Box::leak(args.to_vec().into_boxed_slice());
+            let (exit, out, err, log, status) = tok(config.clone(), args).await;
+            assert_eq!(exit, 5, "{args:?}: {err}");
+            assert!(out.is_empty(), "nothing is printed: {out:?}");
+            assert!(
+                err.contains("provider `api`") && err.contains("control character"),
+                "{err}"
+            );
+            assert!(!out.contains("X-Injected") && !log.contains("X-Injected"));
+            // Never cached: the provider has no token.
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            assert!(status["providers"][0]["expires_at"].is_null(), "{status}");
+            assert_ne!(status["providers"][0]["state"], "fresh", "{status}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_a_token_endpoint_echoes_are_masked_everywhere() {
+    let server = MockServer::start().await;
+    // Like many servers: the error description repeats the request it refused.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description":
+                "bad request: grant_type=client_credentials&client_secret=Echoed-Client-Secret%2B9%2Fx \
+                 (raw: Echoed-Client-Secret+9/x; basic: c3ZjOkVjaG9lZC1DbGllbnQtU2VjcmV0JTJCOSUyRng=)"
+        })))
+        .mount(&server)
+        .await;
+    let (exit, out, err, log, status) = tok(oauth2_provider(&server.uri()), &["get", "api"]).await;
+    assert_eq!(exit, 5, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("invalid_request") && err.contains("[redacted]"),
+        "the error still says what upstream answered: {err}"
+    );
+    for (what, text) in [
+        ("tok's error", &err),
+        ("the log", &log),
+        ("tok status", &status),
+    ] {
+        for form in [
+            "Echoed-Client-Secret",
+            "Echoed-Client-Secret%2B9%2Fx",
+            "c3ZjOkVjaG9lZC1DbGllbnQtU2VjcmV0JTJCOSUyRng=",
+        ] {
+            assert!(
+                !text.contains(form),
+                "{what} shows the secret ({form}): {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_that_expired_is_refused_however_its_exp_is_written() {
+    for exp in ["-5", "0", "1000", "\"-30\"", "-1e10"] {
+        let token = jwt(&format!(r#"{{"sub":"x","exp":{exp}}}"#));
+        let server = answering("/token", serde_json::json!({ "token": token })).await;
+        let (exit, out, err, _, status) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+        assert_eq!(exit, 5, "exp {exp}: {err}");
+        assert!(out.is_empty(), "exp {exp}: served {out}");
+        assert!(err.contains("already expired"), "exp {exp}: {err}");
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert!(status["providers"][0]["expires_at"].is_null(), "{status}");
+    }
+    // An `exp` nothing can read: said, never taken as "valid forever".
+    let token = jwt(r#"{"sub":"x","exp":"soon"}"#);
+    let server = answering("/token", serde_json::json!({ "token": token })).await;
+    let (exit, _, err, _, _) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+    assert_eq!(exit, 5, "{err}");
+    assert!(err.contains("lifetime is unknown"), "{err}");
+    // A huge one is capped (ten years), not an overflow.
+    let token = jwt(r#"{"sub":"x","exp":1e300}"#);
+    let server = answering("/token", serde_json::json!({ "token": token })).await;
+    let (exit, _, err, _, status) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+    assert_eq!(exit, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    // `expires_at` is RFC 3339: ten years from now.
+    let expires = status["providers"][0]["expires_at"].as_str().unwrap();
+    let year: u64 = expires[..4].parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let this_year = 1970 + now / 31_556_952;
+    assert!((this_year + 9..=this_year + 11).contains(&year), "{status}");
+}
