@@ -15,10 +15,10 @@ use clap::{CommandFactory, Parser, Subcommand, ValueHint};
 use serde_json::json;
 
 use crate::error::exit;
-use crate::timefmt::{human, parse_duration, rfc3339};
+use crate::timefmt::{human, rfc3339};
 use crate::{Client, Endpoint, Error, GetOptions, Secret, SecretEntry, Token};
 use crate::{credential, service, shell};
-use tokend_protocol::SecretBuf;
+use tokend_protocol::{SecretBuf, duration};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -168,8 +168,8 @@ enum Command {
     Get {
         /// Provider name (a [providers.NAME] table in the config)
         name: String,
-        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
         /// Print {"provider","token","header","expires_at"} as JSON
         #[arg(long)]
@@ -180,8 +180,8 @@ enum Command {
     Header {
         /// Provider name
         name: String,
-        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
     },
     /// List providers with kind, state and expiry (never a secret)
@@ -220,8 +220,8 @@ enum Command {
         /// Variable name [default: NAME upper-cased, non-alphanumerics as `_`, plus `_TOKEN`]
         #[arg(long, value_name = "VAR", value_parser = shell::parse_var)]
         var: Option<String>,
-        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
     },
     /// Run a program with the token in its environment (never in argv)
@@ -232,8 +232,8 @@ enum Command {
         /// Variable name [default: NAME upper-cased, non-alphanumerics as `_`, plus `_TOKEN`]
         #[arg(long, value_name = "VAR", value_parser = shell::parse_var)]
         var: Option<String>,
-        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
         /// The program to run and its arguments, after `--`
         #[arg(
@@ -249,8 +249,8 @@ enum Command {
     Curl {
         /// Provider name
         name: String,
-        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
         /// curl's arguments (URL, options), after `--`
         #[arg(last = true, required = true, value_name = "CURL-ARGS")]
@@ -261,8 +261,8 @@ enum Command {
     Kube {
         /// Provider name
         name: String,
-        /// The token must stay valid at least this long (30, 30s, 5m, 1h)
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+        /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
     },
     /// Answer git's credential-helper protocol (set it as credential.helper)
@@ -890,7 +890,7 @@ mod tests {
         assert_eq!(code, 2);
         assert!(out.is_empty());
         assert!(err.contains("frobnicate"), "{err}");
-        let (code, out, err) = run_tok(&["tok", "get", "x", "--min-ttl", "5d"]);
+        let (code, out, err) = run_tok(&["tok", "get", "x", "--min-ttl", "5w"]);
         assert_eq!(code, 2);
         assert!(out.is_empty());
         assert!(err.contains("unknown unit"), "{err}");
@@ -905,6 +905,27 @@ mod tests {
         let (code, out, _) = run_tok(&["tok", "get", "--help"]);
         assert_eq!(code, 0);
         assert!(out.contains("Example"), "{out}");
+    }
+
+    #[test]
+    fn min_ttl_takes_the_config_files_duration_grammar() {
+        let min_ttl =
+            |value: &str| match Cli::try_parse_from(["tok", "get", "x", "--min-ttl", value]) {
+                Ok(Cli {
+                    command: Command::Get { min_ttl, .. },
+                    ..
+                }) => Ok(min_ttl),
+                Ok(other) => panic!("not a get: {other:?}"),
+                Err(err) => Err(err.to_string()),
+            };
+        assert_eq!(min_ttl("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(min_ttl("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(min_ttl("2h"), Ok(Duration::from_secs(7200)));
+        // The config accepts days (`ttl = "1d"`), so tok does too.
+        assert_eq!(min_ttl("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(min_ttl("0"), Ok(Duration::ZERO));
+        assert!(min_ttl("5w").unwrap_err().contains("unknown unit"));
+        assert!(min_ttl("soon").unwrap_err().contains("not a duration"));
     }
 
     #[test]
