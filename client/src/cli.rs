@@ -18,7 +18,7 @@ use crate::error::exit;
 use crate::timefmt::{human, rfc3339};
 use crate::{Client, Endpoint, Error, GetOptions, Secret, SecretEntry, Token};
 use crate::{credential, service, shell};
-use tokend_protocol::{SecretBuf, duration};
+use tokend_protocol::{SecretBuf, clock, duration};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -392,7 +392,7 @@ fn write_secret_list(
     if json {
         let list: Vec<_> = entries
             .iter()
-            .map(|entry| json!({ "name": entry.name, "set_at": rfc3339(unix_time(entry.set_at_unix)) }))
+            .map(|entry| json!({ "name": entry.name, "set_at": rfc3339(entry.set_at_unix) }))
             .collect();
         return writeln!(out, "{}", serde_json::Value::Array(list));
     }
@@ -411,7 +411,7 @@ fn write_secret_list(
             out,
             "{:width$}  {} ({})",
             entry.name,
-            rfc3339(unix_time(entry.set_at_unix)),
+            rfc3339(entry.set_at_unix),
             relative(Some(entry.set_at_unix))
         )?;
     }
@@ -693,7 +693,7 @@ fn login(
     let outcome = client.await_login(name, wait)?;
     let expiry = outcome
         .expires_at_unix
-        .map(|at| format!("; the access token expires at {}", rfc3339(unix_time(at))))
+        .map(|at| format!("; the access token expires at {}", rfc3339(at)))
         .unwrap_or_default();
     writeln!(notes, "tok: logged in to {name}{expiry}")?;
     if !outcome.refreshable {
@@ -711,7 +711,7 @@ fn token_json(token: &Token) -> serde_json::Value {
         "provider": token.provider,
         "token": token.value.expose(),
         "header": token.header.as_ref().map(|h| h.line().expose().to_owned()),
-        "expires_at": token.expires_at.map(rfc3339),
+        "expires_at": token.expires_at.map(|at| rfc3339(clock::unix_secs(at))),
     })
 }
 
@@ -720,17 +720,16 @@ fn exec_credential(token: &Token) -> serde_json::Value {
     let mut status = serde_json::Map::new();
     status.insert("token".to_owned(), json!(token.value.expose()));
     if let Some(at) = token.expires_at {
-        status.insert("expirationTimestamp".to_owned(), json!(rfc3339(at)));
+        status.insert(
+            "expirationTimestamp".to_owned(),
+            json!(rfc3339(clock::unix_secs(at))),
+        );
     }
     json!({
         "apiVersion": "client.authentication.k8s.io/v1",
         "kind": "ExecCredential",
         "status": status,
     })
-}
-
-fn unix_time(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
@@ -742,10 +741,10 @@ fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
                 "name": p.name,
                 "kind": p.kind,
                 "state": p.state,
-                "expires_at": p.expires_at_unix.map(|secs| rfc3339(unix_time(secs))),
+                "expires_at": p.expires_at_unix.map(rfc3339),
                 "expires_in_secs": p.expires_at_unix.map(secs_from_now),
-                "last_refresh": p.last_refresh_unix.map(|secs| rfc3339(unix_time(secs))),
-                "next_refresh": p.next_refresh_unix.map(|secs| rfc3339(unix_time(secs))),
+                "last_refresh": p.last_refresh_unix.map(rfc3339),
+                "next_refresh": p.next_refresh_unix.map(rfc3339),
                 "last_error": p.last_error,
                 "counters": p.counters,
             })
@@ -761,9 +760,7 @@ fn status_json(status: &crate::DaemonStatus) -> serde_json::Value {
 
 /// Seconds from now until `secs` (negative when past).
 fn secs_from_now(secs: u64) -> i64 {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = clock::unix_now();
     i64::try_from(secs).unwrap_or(i64::MAX) - i64::try_from(now).unwrap_or(0)
 }
 
@@ -784,13 +781,19 @@ fn relative(at_unix: Option<u64>) -> String {
 }
 
 fn expires_in(expires_at_unix: Option<u64>) -> String {
-    match expires_at_unix {
-        None => "-".to_owned(),
-        Some(secs) => match unix_time(secs).duration_since(SystemTime::now()) {
-            Ok(left) => format!("in {}", human(left)),
-            Err(_) => "expired".to_owned(),
+    let Some(secs) = expires_at_unix else {
+        return "-".to_owned();
+    };
+    let left = match clock::from_unix_secs(secs) {
+        // Compared with now to the nanosecond: a token that expires this second has expired.
+        Some(at) => match at.duration_since(SystemTime::now()) {
+            Ok(left) => left,
+            Err(_) => return "expired".to_owned(),
         },
-    }
+        // Later than this platform's clock can represent.
+        None => Duration::from_secs(secs.saturating_sub(clock::unix_now())),
+    };
+    format!("in {}", human(left))
 }
 
 fn write_status_table(status: &crate::DaemonStatus, out: &mut dyn Write) -> std::io::Result<()> {
@@ -966,7 +969,7 @@ mod tests {
         assert_eq!(value["kind"], "ExecCredential");
         assert_eq!(value["status"]["token"], "t0k");
         assert!(value["status"].get("expirationTimestamp").is_none());
-        token.expires_at = Some(unix_time(1_700_000_000));
+        token.expires_at = clock::from_unix_secs(1_700_000_000);
         let value = exec_credential(&token);
         assert_eq!(
             value["status"]["expirationTimestamp"],

@@ -46,6 +46,7 @@ pub use tokend_protocol::{
 };
 use tokend_protocol::{
     GetToken, Invalidate, LoginRequest, Request, Response, SecretRemove, SecretSet, TokenGrant,
+    clock,
 };
 
 use crate::connection::{Connection, connection_lost};
@@ -96,9 +97,7 @@ impl From<TokenGrant> for Token {
                 name: h.name,
                 value: h.value,
             }),
-            expires_at: grant
-                .expires_at_unix
-                .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))),
+            expires_at: grant.expires_at_unix.and_then(clock::from_unix_secs),
         }
     }
 }

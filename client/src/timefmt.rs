@@ -1,12 +1,10 @@
 //! Small time helpers for `tok`'s output and arguments (no date-time crate needed for UTC).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-/// RFC 3339 UTC timestamp (`2026-11-22T22:51:16Z`) for a point in time.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+/// RFC 3339 UTC timestamp (`2026-11-22T22:51:16Z`) for `secs` seconds since the Unix epoch (as
+/// the wire carries times; [`tokend_protocol::clock::unix_secs`] converts a `SystemTime`).
+pub(crate) fn rfc3339(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -54,10 +52,9 @@ mod tests {
 
     #[test]
     fn formats_known_instants() {
-        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(at(1_795_387_876)), "2026-11-22T22:51:16Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_387_876), "2026-11-22T22:51:16Z");
     }
 
     #[test]
