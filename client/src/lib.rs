@@ -23,14 +23,19 @@
 //! - [`cli`]: the `tok` command (the binary is a one-line wrapper).
 
 pub mod autostart;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod connection;
+#[cfg(feature = "cli")]
 pub mod credential;
 pub mod error;
 #[cfg(feature = "tokio")]
 mod nonblocking;
+#[cfg(feature = "cli")]
 mod service;
+#[cfg(feature = "cli")]
 mod shell;
+#[cfg(feature = "cli")]
 mod timefmt;
 
 use std::path::{Path, PathBuf};
