@@ -15,12 +15,31 @@
 //! [`autostart`]) unless `TOKEND_NO_AUTOSTART=1`. With the `tokio` feature, [`AsyncClient`]
 //! offers the same calls as `async fn`s.
 //!
+//! # Features
+//! - `cli` (default): the command-line tools `tok` and `docker-credential-tok` and the modules
+//!   only they use. A program that only needs the library sets `default-features = false` and
+//!   compiles no argument parser.
+//! - `tokio`: `AsyncClient`, the async client.
+//!
 //! # Layout
-//! - [`Client`] / [`ClientBuilder`]: the blocking API.
-//! - `AsyncClient` (feature `tokio`): the async API.
-//! - [`autostart`]: how a missing daemon is started.
-//! - [`error`]: [`Error`] and `tok`'s exit codes.
-//! - [`cli`]: the `tok` command (the binary is a one-line wrapper).
+//! - `lib.rs` — [`Client`], [`ClientBuilder`], [`Token`], [`Header`], [`GetOptions`]: the
+//!   blocking API.
+//! - `connection` — one blocking connection: connect, handshake, request/response round trips.
+//! - `nonblocking` (feature `tokio`) — `AsyncClient`, the same calls on tokio.
+//! - [`autostart`] — starting a daemon when none answers (startup lock, spawn, readiness).
+//! - [`error`] — [`Error`] and `tok`'s exit codes.
+//! - `cli` (feature `cli`) — `tok` (`cli::run`; the binary is a one-line wrapper):
+//!   - `cli/args` — the clap definitions and help texts.
+//!   - `cli/fast` — `tok get NAME` / `tok header NAME` parsed without clap.
+//!   - `cli/execute` — running a parsed command, `tok login`'s conversation.
+//!   - `cli/output` — the status table, the JSON outputs, the secret list.
+//!   - `cli/secret_input` — reading the value of `tok secret set`.
+//! - `shell` (feature `cli`) — `tok env`, `tok exec`, `tok curl`, the "waiting" notice,
+//!   completions, opening the browser.
+//! - `credential` (feature `cli`) — the git and Docker credential-helper protocols
+//!   (`tok git-credential`, `docker-credential-tok`).
+//! - `service` (feature `cli`) — `tok service` (systemd units, launchd agent).
+//! - `timefmt` (feature `cli`) — RFC 3339 timestamps and short durations for `tok`'s output.
 
 pub mod autostart;
 #[cfg(feature = "cli")]
