@@ -115,15 +115,16 @@ impl AsyncClient {
         }
         // Taking the lock and waiting for readiness block: keep them off the async workers.
         let settings = self.settings.clone();
-        let started = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
             let _lock =
                 autostart::StartupLock::acquire(&settings.endpoint, settings.startup_timeout)?;
             if crate::connection::Connection::open(&settings.endpoint, settings.timeout).is_ok() {
-                return Ok(false);
+                // Another caller started it while we waited for the lock.
+                return Ok(());
             }
             let program = autostart::daemon_program(settings.daemon_program.as_deref());
             autostart::spawn_and_wait(&settings.endpoint, &program, settings.startup_timeout)?;
-            Ok(true)
+            Ok(())
         })
         .await
         .map_err(|err| Error::StartFailed {
@@ -131,8 +132,7 @@ impl AsyncClient {
             reason: format!("start-up task failed: {err}"),
             log: None,
             config_error: false,
-        })?;
-        let _ = started?;
+        })??;
         open(&self.settings).await
     }
 }

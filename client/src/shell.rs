@@ -21,15 +21,15 @@ use crate::error::exit;
 use crate::{Client, Error, GetOptions, Secret, Token};
 
 /// `tok exec` / `tok curl`: the program could not be found (as `env(1)` and POSIX shells do).
-pub(crate) const NOT_FOUND: u8 = 127;
+const NOT_FOUND: u8 = 127;
 /// `tok exec` / `tok curl`: the program was found but could not be started.
-pub(crate) const CANNOT_RUN: u8 = 126;
+const CANNOT_RUN: u8 = 126;
 
 /// A request slower than this shows the "waiting for tokend" notice (on a terminal only).
 const NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 /// The environment variable that overrides the curl program of `tok curl`.
-pub(crate) const CURL_ENV: &str = "TOK_CURL";
+const CURL_ENV: &str = "TOK_CURL";
 
 /// A program that `tok exec` or `tok curl` could not start: the message and the exit code.
 #[derive(Debug)]
