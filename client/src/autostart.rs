@@ -13,7 +13,7 @@
 //! Stale socket files are the daemon's business: it replaces them under its own lock.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokend_protocol::Endpoint;
 use tokend_protocol::endpoint::READY_LINE;
+use tokend_protocol::private::{self, Locked};
 
 use crate::error::Error;
 
@@ -60,36 +61,35 @@ impl StartupLock {
             log: None,
             config_error: false,
         };
-        create_private_dir(endpoint.dir())
-            .map_err(|err| fail(&format!("cannot create {}", endpoint.dir().display()), err))?;
+        let dir = endpoint.dir();
+        private::create_dir(dir)
+            .map_err(|err| fail(&format!("cannot create {}", dir.display()), err))?;
         // The daemon checks this directory too, but only after we have written into it.
-        #[cfg(unix)]
-        check_private_dir(endpoint.dir()).map_err(|reason| Error::StartFailed {
-            program: "tokend".into(),
-            reason: format!(
-                "refusing to use socket directory {}: {reason}",
-                endpoint.dir().display()
-            ),
-            log: None,
-            config_error: false,
-        })?;
+        let unsafe_reason = private::check_dir(dir)
+            .map_err(|err| fail(&format!("cannot inspect {}", dir.display()), err))?;
+        if let Some(reason) = unsafe_reason {
+            return Err(Error::StartFailed {
+                program: "tokend".into(),
+                reason: format!(
+                    "refusing to use socket directory {}: {reason}",
+                    dir.display()
+                ),
+                log: None,
+                config_error: false,
+            });
+        }
         let path = endpoint.startup_lock_path();
-        let file = private_file_options()
-            .write(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|err| fail(&format!("cannot open {}", path.display()), err))?;
         // Another caller holds it while it starts the daemon; bounded, so a stuck caller cannot
         // hang every other one.
         // The holder may take up to its own start-up timeout, plus the time to spawn.
         let deadline = Instant::now() + timeout + Duration::from_secs(5);
         loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Self { _file: file }),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+            match private::lock(&path) {
+                Ok(Locked::Held(file)) => return Ok(Self { _file: file }),
+                Ok(Locked::Busy(_)) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(fs::TryLockError::WouldBlock) => {
+                Ok(Locked::Busy(_)) => {
                     return Err(fail(
                         &format!(
                             "another process held {} for {} s",
@@ -99,61 +99,12 @@ impl StartupLock {
                         std::io::ErrorKind::TimedOut.into(),
                     ));
                 }
-                Err(fs::TryLockError::Error(err)) => {
+                Err(err) => {
                     return Err(fail(&format!("cannot lock {}", path.display()), err));
                 }
             }
         }
     }
-}
-
-/// Creates a directory (and missing parents) that only its owner may enter.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Options that create files 0600 and never follow a symlink.
-pub(crate) fn private_file_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    options.create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-        // Never follow a planted symlink to write somewhere else.
-        options.custom_flags(i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0));
-    }
-    options
-}
-
-/// The directory must be ours alone: a real directory (not a symlink), owned by this user,
-/// with no access for group or others.
-#[cfg(unix)]
-fn check_private_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = fs::symlink_metadata(dir).map_err(|err| err.to_string())?;
-    if meta.file_type().is_symlink() || !meta.is_dir() {
-        return Err("it is not a plain directory".to_owned());
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!(
-            "it is owned by uid {}, not by this user (uid {me})",
-            meta.uid()
-        ));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "its mode {mode:04o} lets other users in; run `chmod 700 {}`",
-            dir.display()
-        ));
-    }
-    Ok(())
 }
 
 /// The daemon binary to start: `TOKEND_BIN`, else a `tokend` next to the current executable,
@@ -191,7 +142,7 @@ pub(crate) fn spawn_and_wait(
         log,
         config_error,
     };
-    let mut log = private_file_options()
+    let mut log = private::file_options()
         .append(true)
         .open(&log_path)
         .map_err(|err| {

@@ -44,7 +44,7 @@ impl std::fmt::Debug for Connection {
 }
 
 /// Nobody listens at the endpoint: the socket file is missing or stale.
-pub(crate) fn nobody_listens(err: &io::Error) -> bool {
+fn nobody_listens(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused

@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokend_protocol::SecretBuf;
+use tokend_protocol::{SecretBuf, clock};
 
 use crate::error::exit;
 use crate::{Client, CredentialRoute, CredentialTool, Error, GetOptions, Token};
@@ -110,10 +110,7 @@ pub(crate) fn git(
             }
             write!(out, "username={}\npassword={value}\n", route.username)?;
             if let Some(at) = token.expires_at {
-                let secs = at
-                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                    .map_or(0, |since| since.as_secs());
-                writeln!(out, "password_expiry_utc={secs}")?;
+                writeln!(out, "password_expiry_utc={}", clock::unix_secs(at))?;
             }
         }
         GitAction::Erase => {

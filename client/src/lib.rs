@@ -15,22 +15,48 @@
 //! [`autostart`]) unless `TOKEND_NO_AUTOSTART=1`. With the `tokio` feature, [`AsyncClient`]
 //! offers the same calls as `async fn`s.
 //!
+//! # Features
+//! - `cli` (default): the command-line tools `tok` and `docker-credential-tok` and the modules
+//!   only they use. A program that only needs the library sets `default-features = false` and
+//!   compiles no argument parser.
+//! - `tokio`: `AsyncClient`, the async client.
+//!
 //! # Layout
-//! - [`Client`] / [`ClientBuilder`]: the blocking API.
-//! - `AsyncClient` (feature `tokio`): the async API.
-//! - [`autostart`]: how a missing daemon is started.
-//! - [`error`]: [`Error`] and `tok`'s exit codes.
-//! - [`cli`]: the `tok` command (the binary is a one-line wrapper).
+//! - `lib.rs` — [`Client`], [`ClientBuilder`], [`Token`], [`Header`], [`GetOptions`]: the
+//!   blocking API.
+//! - `connection` — one blocking connection: connect, handshake, request/response round trips.
+//! - `exchange` — the requests both clients build and the responses each call expects.
+//! - `nonblocking` (feature `tokio`) — `AsyncClient`, the same calls on tokio.
+//! - [`autostart`] — starting a daemon when none answers (startup lock, spawn, readiness).
+//! - [`error`] — [`Error`] and `tok`'s exit codes.
+//! - `cli` (feature `cli`) — `tok` (`cli::run`; the binary is a one-line wrapper):
+//!   - `cli/args` — the clap definitions and help texts.
+//!   - `cli/fast` — `tok get NAME` / `tok header NAME` parsed without clap.
+//!   - `cli/execute` — running a parsed command, `tok login`'s conversation.
+//!   - `cli/output` — the status table, the JSON outputs, the secret list.
+//!   - `cli/secret_input` — reading the value of `tok secret set`.
+//! - `shell` (feature `cli`) — `tok env`, `tok exec`, `tok curl`, the "waiting" notice,
+//!   completions, opening the browser.
+//! - `credential` (feature `cli`) — the git and Docker credential-helper protocols
+//!   (`tok git-credential`, `docker-credential-tok`).
+//! - `service` (feature `cli`) — `tok service` (systemd units, launchd agent).
+//! - `timefmt` (feature `cli`) — RFC 3339 timestamps and short durations for `tok`'s output.
 
 pub mod autostart;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod connection;
+#[cfg(feature = "cli")]
 pub mod credential;
 pub mod error;
+mod exchange;
 #[cfg(feature = "tokio")]
 mod nonblocking;
+#[cfg(feature = "cli")]
 mod service;
+#[cfg(feature = "cli")]
 mod shell;
+#[cfg(feature = "cli")]
 mod timefmt;
 
 use std::path::{Path, PathBuf};
@@ -45,10 +71,14 @@ pub use tokend_protocol::{
     SecretEntry,
 };
 use tokend_protocol::{
-    GetToken, Invalidate, LoginRequest, Request, Response, SecretRemove, SecretSet, TokenGrant,
+    Invalidate, LoginRequest, Request, Response, SecretRemove, SecretSet, TokenGrant, clock,
 };
 
 use crate::connection::{Connection, connection_lost};
+use crate::exchange::{
+    daemon_error, expect_invalidated, expect_pong, expect_shutting_down, expect_status,
+    expect_token, get_request, one_secret,
+};
 
 /// Default minimum remaining lifetime of a token handed out.
 pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(30);
@@ -96,9 +126,7 @@ impl From<TokenGrant> for Token {
                 name: h.name,
                 value: h.value,
             }),
-            expires_at: grant
-                .expires_at_unix
-                .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))),
+            expires_at: grant.expires_at_unix.and_then(clock::from_unix_secs),
         }
     }
 }
@@ -478,83 +506,4 @@ fn wait_for_exit(endpoint: &Endpoint, timeout: Duration) {
         let _ = sender.send(file.lock());
     });
     let _ = receiver.recv_timeout(timeout);
-}
-
-pub(crate) fn get_request(provider: &str, options: &GetOptions) -> Request {
-    Request::GetToken(GetToken {
-        provider: provider.to_owned(),
-        min_ttl_secs: u32::try_from(options.min_ttl.as_secs()).unwrap_or(u32::MAX),
-    })
-}
-
-fn unexpected(request: &'static str, response: &Response) -> Error {
-    let got = match response {
-        Response::Token(_) => "a token",
-        Response::Status(_) => "a status",
-        Response::Pong(_) => "a pong",
-        Response::ShuttingDown => "shutting-down",
-        Response::Error(_) => "an error",
-        Response::Invalidated(_) => "invalidated",
-        Response::Metrics(_) => "metrics",
-        Response::CredentialRoutes(_) => "credential routes",
-        Response::LoginStarted(_) => "login started",
-        Response::LoggedIn(_) => "logged in",
-        Response::LoggedOut(_) => "logged out",
-        Response::Reloaded(_) => "reloaded",
-        Response::Secrets(_) => "secrets",
-    };
-    Error::UnexpectedResponse { request, got }
-}
-
-/// The single entry of a [`Response::Secrets`] answering a set or a remove.
-fn one_secret(response: Response, request: &'static str) -> Result<SecretEntry, Error> {
-    match response {
-        Response::Secrets(mut entries) if entries.len() == 1 => Ok(entries.remove(0)),
-        other => Err(daemon_error(other, request)),
-    }
-}
-
-fn daemon_error(response: Response, request: &'static str) -> Error {
-    match response {
-        Response::Error(reply) => Error::Daemon {
-            code: reply.code,
-            message: reply.message,
-        },
-        other => unexpected(request, &other),
-    }
-}
-
-pub(crate) fn expect_token(response: Response) -> Result<Token, Error> {
-    match response {
-        Response::Token(grant) => Ok(grant.into()),
-        other => Err(daemon_error(other, "get")),
-    }
-}
-
-pub(crate) fn expect_status(response: Response) -> Result<DaemonStatus, Error> {
-    match response {
-        Response::Status(status) => Ok(status),
-        other => Err(daemon_error(other, "status")),
-    }
-}
-
-pub(crate) fn expect_pong(response: Response) -> Result<PingInfo, Error> {
-    match response {
-        Response::Pong(info) => Ok(info),
-        other => Err(daemon_error(other, "ping")),
-    }
-}
-
-pub(crate) fn expect_invalidated(response: Response) -> Result<Invalidation, Error> {
-    match response {
-        Response::Invalidated(outcome) => Ok(outcome),
-        other => Err(daemon_error(other, "invalidate")),
-    }
-}
-
-pub(crate) fn expect_shutting_down(response: Response) -> Result<(), Error> {
-    match response {
-        Response::ShuttingDown => Ok(()),
-        other => Err(daemon_error(other, "shutdown")),
-    }
 }

@@ -10,7 +10,7 @@ use tokend_protocol::{
 };
 
 use crate::connection::{check_welcome, closed, connect_error, connection_lost};
-use crate::{Error, GetOptions, Settings, Start, Token, autostart};
+use crate::{Error, GetOptions, Settings, Start, Token, autostart, exchange};
 
 /// Async client on tokio. Connects on first use, keeps the connection, reconnects once if the
 /// daemon closed it, and auto-starts the daemon like the blocking client.
@@ -47,8 +47,8 @@ impl AsyncClient {
     /// # Errors
     /// See [`Error`].
     pub async fn get_with(&mut self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
-        let request = crate::get_request(provider, options);
-        crate::expect_token(self.call(&request, Start::IfNeeded).await?)
+        let request = exchange::get_request(provider, options);
+        exchange::expect_token(self.call(&request, Start::IfNeeded).await?)
     }
 
     /// The daemon's view of every provider (starts the daemon if needed).
@@ -56,7 +56,7 @@ impl AsyncClient {
     /// # Errors
     /// See [`Error`].
     pub async fn status(&mut self) -> Result<DaemonStatus, Error> {
-        crate::expect_status(self.call(&Request::Status, Start::IfNeeded).await?)
+        exchange::expect_status(self.call(&Request::Status, Start::IfNeeded).await?)
     }
 
     /// Drops the provider's current token (see [`crate::Client::invalidate`]).
@@ -70,7 +70,7 @@ impl AsyncClient {
         let request = Request::Invalidate(tokend_protocol::Invalidate {
             provider: provider.to_owned(),
         });
-        crate::expect_invalidated(self.call(&request, Start::Never).await?)
+        exchange::expect_invalidated(self.call(&request, Start::Never).await?)
     }
 
     /// Version and liveness of a running daemon (never starts one).
@@ -78,7 +78,7 @@ impl AsyncClient {
     /// # Errors
     /// See [`Error`].
     pub async fn ping(&mut self) -> Result<PingInfo, Error> {
-        crate::expect_pong(self.call(&Request::Ping, Start::Never).await?)
+        exchange::expect_pong(self.call(&Request::Ping, Start::Never).await?)
     }
 
     async fn call(&mut self, request: &Request, start: Start) -> Result<Response, Error> {
@@ -115,15 +115,16 @@ impl AsyncClient {
         }
         // Taking the lock and waiting for readiness block: keep them off the async workers.
         let settings = self.settings.clone();
-        let started = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
             let _lock =
                 autostart::StartupLock::acquire(&settings.endpoint, settings.startup_timeout)?;
             if crate::connection::Connection::open(&settings.endpoint, settings.timeout).is_ok() {
-                return Ok(false);
+                // Another caller started it while we waited for the lock.
+                return Ok(());
             }
             let program = autostart::daemon_program(settings.daemon_program.as_deref());
             autostart::spawn_and_wait(&settings.endpoint, &program, settings.startup_timeout)?;
-            Ok(true)
+            Ok(())
         })
         .await
         .map_err(|err| Error::StartFailed {
@@ -131,8 +132,7 @@ impl AsyncClient {
             reason: format!("start-up task failed: {err}"),
             log: None,
             config_error: false,
-        })?;
-        let _ = started?;
+        })??;
         open(&self.settings).await
     }
 }

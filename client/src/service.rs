@@ -18,6 +18,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use tokend_protocol::private;
+
 use crate::autostart;
 use crate::error::exit;
 
@@ -473,26 +475,8 @@ fn write_private_file(path: &Path, text: &str) -> Result<(), ServiceError> {
         ServiceError::other(format!("cannot {action} {}: {err}", target.display()))
     };
     let dir = path.parent().expect("unit files live in a directory");
-    autostart::create_private_dir(dir).map_err(|err| fail("create", dir, err))?;
-    let temporary = dir.join(format!(
-        ".{}.tok-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut options = autostart::private_file_options();
-    options.write(true).create_new(true);
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-    });
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(fail("write", &temporary, err));
-    }
-    std::fs::rename(&temporary, path).map_err(|err| {
-        let _ = std::fs::remove_file(&temporary);
-        fail("replace", path, err)
-    })
+    private::create_dir(dir).map_err(|err| fail("create", dir, err))?;
+    private::write_atomic(path, text.as_bytes()).map_err(|err| fail("write", path, err))
 }
 
 #[cfg(test)]

@@ -14,19 +14,22 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+#[cfg(not(unix))]
+use tokend_protocol::private;
+
 use crate::error::exit;
 use crate::{Client, Error, GetOptions, Secret, Token};
 
 /// `tok exec` / `tok curl`: the program could not be found (as `env(1)` and POSIX shells do).
-pub(crate) const NOT_FOUND: u8 = 127;
+const NOT_FOUND: u8 = 127;
 /// `tok exec` / `tok curl`: the program was found but could not be started.
-pub(crate) const CANNOT_RUN: u8 = 126;
+const CANNOT_RUN: u8 = 126;
 
 /// A request slower than this shows the "waiting for tokend" notice (on a terminal only).
 const NOTICE_AFTER: Duration = Duration::from_secs(1);
 
 /// The environment variable that overrides the curl program of `tok curl`.
-pub(crate) const CURL_ENV: &str = "TOK_CURL";
+const CURL_ENV: &str = "TOK_CURL";
 
 /// A program that `tok exec` or `tok curl` could not start: the message and the exit code.
 #[derive(Debug)]
@@ -285,23 +288,33 @@ fn curl_with_header(
         }
     }
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let path = std::env::temp_dir().join(format!("tok-curl-{}-{nanos}.header", std::process::id()));
-    let write = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .and_then(|mut file| {
-            file.write_all(line.expose().as_bytes())?;
-            file.write_all(b"\n")
-        });
-    let file = Remove(path);
-    write.map_err(|err| RunError {
-        message: format!("cannot write the header file {}: {err}", file.0.display()),
+    // A new file of this process: the pid keeps concurrent toks apart, the counter steps over
+    // files a killed tok left behind (create_new never opens one, and only ours is removed).
+    let fail = |what: &str, path: &std::path::Path, err: std::io::Error| RunError {
+        message: format!("cannot {what} the header file {}: {err}", path.display()),
         code: exit::OTHER,
-    })?;
+    };
+    let dir = std::env::temp_dir();
+    let mut attempt = 0u32;
+    let (file, mut created) = loop {
+        let path = dir.join(format!("tok-curl-{}-{attempt}.header", std::process::id()));
+        match private::file_options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(created) => break (Remove(path), created),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < 64 => {
+                attempt += 1;
+            }
+            Err(err) => return Err(fail("create", &path, err)),
+        }
+    };
+    created
+        .write_all(line.expose().as_bytes())
+        .and_then(|()| created.write_all(b"\n"))
+        .map_err(|err| fail("write", &file.0, err))?;
+    drop(created);
     let mut argument = OsString::from("@");
     argument.push(file.0.as_os_str());
     command.arg("-H").arg(argument).args(args);

@@ -1,12 +1,10 @@
 //! Small time helpers for `tok`'s output and arguments (no date-time crate needed for UTC).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-/// RFC 3339 UTC timestamp (`2026-11-22T22:51:16Z`) for a point in time.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+/// RFC 3339 UTC timestamp (`2026-11-22T22:51:16Z`) for `secs` seconds since the Unix epoch (as
+/// the wire carries times; [`tokend_protocol::clock::unix_secs`] converts a `SystemTime`).
+pub(crate) fn rfc3339(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -36,28 +34,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     )
 }
 
-/// Parses `90`, `90s`, `15m`, `2h` into a duration.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(pos) => text.split_at(pos),
-        None => (text, "s"),
-    };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; use e.g. 30, 30s, 5m or 1h"))?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("`{text}` has an unknown unit; use s, m or h")),
-    };
-    value
-        .checked_mul(scale)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too large"))
-}
-
 /// Human form of a remaining duration: `1h02m`, `5m10s`, `42s`.
 pub(crate) fn human(duration: Duration) -> String {
     let secs = duration.as_secs();
@@ -76,23 +52,9 @@ mod tests {
 
     #[test]
     fn formats_known_instants() {
-        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(at(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(at(1_795_387_876)), "2026-11-22T22:51:16Z");
-    }
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
-        assert!(
-            parse_duration("soon")
-                .unwrap_err()
-                .contains("not a duration")
-        );
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_387_876), "2026-11-22T22:51:16Z");
     }
 
     #[test]

@@ -51,3 +51,29 @@ fn no_daemon_is_exit_3_with_the_next_step() {
         "{err}"
     );
 }
+
+#[test]
+fn min_ttl_accepts_the_config_files_units() {
+    // `1d` parses (the config's grammar), so tok gets as far as the missing daemon: exit 3, not
+    // the usage error 2 of an unknown unit.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |min_ttl: &str| {
+        tok()
+            .arg("--socket")
+            .arg(dir.path().join("none.sock"))
+            .args(["get", "x", "--min-ttl", min_ttl])
+            .output()
+            .unwrap()
+    };
+    let out = run("1d");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("5w");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit"));
+}
