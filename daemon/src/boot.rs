@@ -18,6 +18,9 @@ use crate::server::listener::{self, BindError, BoundListener};
 use crate::server::{self, Hangups};
 use crate::store::{self, Store, StoreError};
 
+/// How long a stopping daemon waits for blocking work (file reads) still running.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// What the `tokend` command line asks for.
 #[derive(Debug, Default)]
 pub struct Options {
@@ -108,7 +111,7 @@ pub fn run(options: Options) -> Result<(), BootError> {
         .enable_all()
         .build()
         .map_err(BootError::Runtime)?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         #[cfg(unix)]
         let bound = match activation {
             Some(activation) => listener::adopt(activation, options.socket.as_deref()).await?,
@@ -150,7 +153,11 @@ pub fn run(options: Options) -> Result<(), BootError> {
         };
         server::run_with(config, bound, stop, options).await;
         Ok(())
-    })
+    });
+    // A blocking task still running (a secret file on a hung mount, say) must not keep a
+    // stopped daemon alive: it is abandoned after a grace period.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    served
 }
 
 /// Opens the store once the endpoint is ours (one daemon per endpoint), on a blocking thread:

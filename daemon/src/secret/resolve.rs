@@ -5,7 +5,6 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -23,6 +22,17 @@ pub const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest `${file:…}` accepted, in bytes. A token file is tiny; anything bigger is a wrong path.
 pub const MAX_FILE_SIZE: u64 = 64 * 1024;
+
+/// Most output a `${cmd:…}` may print: a secret is small; more means the wrong command (it is
+/// killed at this point, so a runaway command cannot fill the daemon's memory).
+pub const MAX_CMD_OUTPUT: usize = 64 * 1024;
+
+/// How much of a command's stderr is kept (for the first line in an error); the rest is read
+/// and dropped, so a chatty command never blocks on a full pipe.
+const MAX_CMD_STDERR: usize = 4 * 1024;
+
+/// How long reading a `${file:…}` may take (a file on a hung network mount).
+pub const FILE_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much of a failed command's first stderr line goes into the error.
 const STDERR_EXCERPT_CHARS: usize = 200;
@@ -233,6 +243,12 @@ pub enum ResolveError {
     CmdOutputNotUtf8 { program: String },
 
     #[error(
+        "command `{program}` (from ${{cmd:…}}) printed more than {limit} bytes and was killed; \
+         it must print the token alone"
+    )]
+    CmdOutputTooLarge { program: String, limit: usize },
+
+    #[error(
         "the secret resolved from {reference} is empty; check that it yields the token \
          (variable set to a value, file not empty, command printing the token)"
     )]
@@ -298,13 +314,22 @@ fn expand_home(path: &str) -> Result<PathBuf, ResolveError> {
 
 async fn read_secret_file(path: &str) -> Result<Zeroizing<String>, ResolveError> {
     let path = expand_home(path)?;
-    // Blocking file I/O runs off the async workers: the path may be a FIFO or a slow mount.
+    // Blocking file I/O runs off the async workers, bounded in time: the path may be on a slow
+    // or hung mount (a FIFO or device is refused before any read, see below).
     let task_path = path.clone();
-    match tokio::task::spawn_blocking(move || read_secret_file_blocking(&task_path)).await {
-        Ok(result) => result,
-        Err(join_error) => Err(ResolveError::FileRead {
+    let read = tokio::task::spawn_blocking(move || read_secret_file_blocking(&task_path));
+    match tokio::time::timeout(FILE_READ_TIMEOUT, read).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(ResolveError::FileRead {
             path,
             source: io::Error::other(join_error.to_string()),
+        }),
+        Err(_) => Err(ResolveError::FileRead {
+            path,
+            source: io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("not read within {} s", FILE_READ_TIMEOUT.as_secs()),
+            ),
         }),
     }
 }
@@ -314,13 +339,22 @@ fn read_secret_file_blocking(path: &Path) -> Result<Zeroizing<String>, ResolveEr
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(read_error)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Non-blocking: opening a FIFO for reading would otherwise wait for a writer forever. A
+    // regular file reads the same either way.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap_or(0),
+    );
+    let file = options.open(path).map_err(read_error)?;
     // Check the opened file's metadata, not the path's: no window for a swap between the two.
     let metadata = file.metadata().map_err(read_error)?;
     if !metadata.is_file() {
         return Err(read_error(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "not a regular file",
+            "not a regular file (a directory, FIFO or device cannot hold a secret)",
         )));
     }
     #[cfg(unix)]
@@ -357,40 +391,83 @@ fn read_secret_file_blocking(path: &Path) -> Result<Zeroizing<String>, ResolveEr
 }
 
 async fn run_command(cmd: &CmdRef, timeout: Duration) -> Result<Zeroizing<String>, ResolveError> {
+    use tokio::io::AsyncReadExt as _;
     let program = || cmd.program.clone();
-    let child = tokio::process::Command::new(&cmd.program)
+    let mut child = tokio::process::Command::new(&cmd.program)
         .args(&cmd.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // On timeout the future (and the child with it) is dropped: this kills the process.
+        // On timeout or overflow the future (and the child with it) is dropped: this kills the
+        // process.
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| ResolveError::CmdSpawn {
             program: program(),
             source,
         })?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(ResolveError::CmdWait {
+            program: program(),
+            source: io::Error::other("no output pipes"),
+        });
+    };
+    let run = async {
+        // stdout up to one byte over the limit (that byte says it overflowed); stderr: the
+        // first few KiB kept, the rest drained so the command never blocks on it.
+        let mut output = Zeroizing::new(Vec::new());
+        let read_stdout = async {
+            stdout
+                .take(MAX_CMD_OUTPUT as u64 + 1)
+                .read_to_end(&mut output)
+                .await
+        };
+        let read_stderr = async {
+            let mut kept = Vec::new();
+            let mut stderr = stderr;
+            let mut chunk = [0u8; 1024];
+            loop {
+                match stderr.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => {
+                        let room = MAX_CMD_STDERR.saturating_sub(kept.len());
+                        kept.extend_from_slice(&chunk[..read.min(room)]);
+                    }
+                }
+            }
+            kept
+        };
+        let (read, errors) = tokio::join!(read_stdout, read_stderr);
+        read.map_err(|source| ResolveError::CmdWait {
+            program: program(),
+            source,
+        })?;
+        if output.len() > MAX_CMD_OUTPUT {
+            return Err(ResolveError::CmdOutputTooLarge {
+                program: program(),
+                limit: MAX_CMD_OUTPUT,
+            });
+        }
+        let status = child.wait().await.map_err(|source| ResolveError::CmdWait {
+            program: program(),
+            source,
+        })?;
+        Ok((status, output, errors))
+    };
+    let (status, stdout, stderr) = match tokio::time::timeout(timeout, run).await {
         Err(_elapsed) => {
             return Err(ResolveError::CmdTimeout {
                 program: program(),
                 timeout,
             });
         }
-        Ok(Err(source)) => {
-            return Err(ResolveError::CmdWait {
-                program: program(),
-                source,
-            });
-        }
-        Ok(Ok(output)) => output,
+        Ok(result) => result?,
     };
-    let stdout = Zeroizing::new(output.stdout);
-    if !output.status.success() {
+    if !status.success() {
         return Err(ResolveError::CmdFailed {
             program: program(),
-            status: output.status,
-            stderr: stderr_excerpt(&output.stderr),
+            status,
+            stderr: stderr_excerpt(&stderr),
         });
     }
     let text = std::str::from_utf8(&stdout)
@@ -736,5 +813,61 @@ mod tests {
         assert_eq!(excerpt.chars().count(), STDERR_EXCERPT_CHARS + 1);
         assert!(excerpt.ends_with('…'));
         assert_eq!(stderr_excerpt(b"a\x1b[31mb"), "a?[31mb");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_fifo_or_device_is_refused_at_once_not_waited_on() {
+        let dir = temp_dir("fifo");
+        let fifo = dir.path().join("secret.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        for path in [fifo.display().to_string(), "/dev/zero".to_owned()] {
+            let template = SecretTemplate::parse(&format!("${{file:{path}}}")).unwrap();
+            let started = std::time::Instant::now();
+            let error = template
+                .resolve(&Resolver::with(no_env, no_secrets, Duration::from_secs(1)))
+                .await
+                .unwrap_err();
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{path} was waited on"
+            );
+            assert!(
+                error.to_string().contains("not a regular file"),
+                "{path}: {error}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_command_printing_too_much_is_killed() {
+        // 400 MB unless stopped: the daemon must not buffer it.
+        let template = SecretTemplate::parse("${cmd:head -c 400000000 /dev/zero}").unwrap();
+        let started = std::time::Instant::now();
+        let error = template
+            .resolve(&Resolver::with(no_env, no_secrets, Duration::from_secs(10)))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(error, ResolveError::CmdOutputTooLarge { limit, .. } if limit == MAX_CMD_OUTPUT),
+            "{error}"
+        );
+        // Endless stderr does not block it either: the token still arrives.
+        let template =
+            SecretTemplate::parse("${cmd:sh -c 'head -c 1000000 /dev/zero >&2; echo tok3n'}")
+                .unwrap();
+        let value = template
+            .resolve(&Resolver::with(no_env, no_secrets, Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(value.expose(), "tok3n");
     }
 }
