@@ -32,6 +32,8 @@ pub struct Options {
     pub notify_ready: bool,
     /// `--audit`: one log line per token request.
     pub audit: bool,
+    /// `--max-connections`: the connection cap (default [`server::MAX_CONNECTIONS`]).
+    pub max_connections: Option<usize>,
 }
 
 /// Why the daemon stopped before serving.
@@ -90,7 +92,8 @@ pub fn run(options: Options) -> Result<(), BootError> {
     let activation = listener::take_activation();
     crate::process_limits::forbid_core_dumps().map_err(BootError::Harden)?;
     // Enough descriptors for the connection cap (best effort; the server backs off on EMFILE).
-    let _ = crate::process_limits::raise_descriptor_limit();
+    let cap = options.max_connections.unwrap_or(server::MAX_CONNECTIONS);
+    let _ = crate::process_limits::raise_descriptor_limit(cap);
 
     let env = |key: &str| std::env::var_os(key);
     let config_path = config::resolve_path(options.config.as_deref(), &env)?;
@@ -150,6 +153,7 @@ pub fn run(options: Options) -> Result<(), BootError> {
             hangups: Some(hangups),
             audit: options.audit,
             store: Some(store),
+            max_connections: Some(cap),
         };
         server::run_with(config, bound, stop, options).await;
         Ok(())

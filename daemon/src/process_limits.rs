@@ -1,5 +1,5 @@
-//! Process-wide limits the daemon needs: enough file descriptors for
-//! [`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS) clients, and no way for its memory (which
+//! Process-wide limits the daemon needs: enough file descriptors for its connection cap
+//! ([`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS) by default), and no way for its memory (which
 //! holds every secret in clear) to end up in a core dump or be read by another process of the
 //! same user through ptrace or `/proc/PID/mem`.
 
@@ -11,9 +11,11 @@ const SPARE_DESCRIPTORS: u64 = 256;
 /// (best effort: a daemon with fewer descriptors still runs, and backs off on `EMFILE`). Returns
 /// the soft limit in force afterwards, if known.
 #[cfg(unix)]
-pub fn raise_descriptor_limit() -> Option<u64> {
+pub fn raise_descriptor_limit(connections: usize) -> Option<u64> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let wanted = crate::server::MAX_CONNECTIONS as u64 + SPARE_DESCRIPTORS;
+    let wanted = u64::try_from(connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(SPARE_DESCRIPTORS);
     let limit = getrlimit(Resource::Nofile);
     let current = limit.current?;
     if current >= wanted {
@@ -37,7 +39,7 @@ pub fn raise_descriptor_limit() -> Option<u64> {
 
 /// Windows has no per-process descriptor limit to raise.
 #[cfg(not(unix))]
-pub fn raise_descriptor_limit() -> Option<u64> {
+pub fn raise_descriptor_limit(_connections: usize) -> Option<u64> {
     None
 }
 
@@ -73,7 +75,7 @@ mod tests {
     #[test]
     fn the_limit_covers_the_connection_cap_when_the_hard_limit_allows() {
         let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
-        let soft = super::raise_descriptor_limit().unwrap();
+        let soft = super::raise_descriptor_limit(crate::server::MAX_CONNECTIONS).unwrap();
         let wanted = crate::server::MAX_CONNECTIONS as u64 + super::SPARE_DESCRIPTORS;
         assert!(
             soft >= wanted.min(hard.unwrap_or(wanted)),

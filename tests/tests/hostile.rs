@@ -195,3 +195,34 @@ fn a_client_facing_an_incompatible_daemon_gets_a_restart_hint() {
         "{message}"
     );
 }
+
+#[test]
+fn a_flood_of_idle_connections_cannot_keep_callers_out() {
+    let daemon = Daemon::start_with_args(
+        CONFIG,
+        &[("E2E_HOSTILE_PAT", "pat-hostile")],
+        &["--max-connections", "16"],
+    );
+    // Twice the cap: half never say hello, half complete the handshake and then idle.
+    let mut flood: Vec<UnixStream> = (0..16).map(|_| raw(&daemon)).collect();
+    flood.extend((0..16).map(|_| handshaken(&daemon)));
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        still_serves(&daemon);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a caller waited {:?} behind the flood",
+            started.elapsed()
+        );
+    }
+    // Connections still in their handshake made room first.
+    let mut silent = flood.remove(0);
+    assert_closed(&mut silent);
+    // The condition is logged once per interval, not once per connection.
+    let log = daemon.log();
+    let lines = log
+        .lines()
+        .filter(|line| line.contains("connection cap of 16 is reached"))
+        .count();
+    assert_eq!(lines, 1, "{log}");
+}

@@ -50,8 +50,7 @@ secret = "${{cmd:head -c 400000000 /dev/zero}}"
         );
     }
     let status = daemon.tok(&["status", "--json"]);
-    let status: serde_json::Value =
-        serde_json::from_slice(&status.stdout).expect("status answers");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status answers");
     for provider in status["providers"].as_array().unwrap() {
         assert_ne!(provider["state"], "refreshing", "{provider}");
     }

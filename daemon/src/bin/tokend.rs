@@ -33,6 +33,11 @@ struct Args {
     /// Log line format on stderr: `text` for people, `json` (one object per line) for collectors
     #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
     log_format: LogFormat,
+    /// Most client connections served at once; at the cap the idlest one makes room for a new
+    /// client
+    #[arg(long, value_name = "N", default_value_t = tokend::server::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
     /// Print the reference of every config key (Markdown) and exit
     #[arg(long)]
     config_keys: bool,
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         socket: args.socket,
         notify_ready: args.notify_ready,
         audit: args.audit,
+        max_connections: usize::try_from(args.max_connections).ok(),
     };
     match tokend::boot::run(options) {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,7 @@ use tokio::time::{Instant, timeout};
 
 use super::dispatch::{Reply, dispatch};
 use super::peer::check_peer;
+use super::slots::Slot;
 use super::state::State;
 
 /// Time a new connection has to complete the handshake.
@@ -33,7 +34,12 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 512;
 
 /// Serves one connection to completion.
-pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    stream: Stream,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+    slot: &Slot,
+) {
     let peer = match check_peer(&stream, state.audit()) {
         Ok(peer) => peer,
         Err(refusal) => {
@@ -42,8 +48,15 @@ pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch
         }
     };
     let mut stream = BufReader::with_capacity(READ_BUFFER, stream);
-    match timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)).await {
-        Ok(Ok(true)) => {}
+    let greeting = tokio::select! {
+        greeting = timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)) => greeting,
+        () = slot.evicted() => {
+            tracing::debug!(peer_pid = peer.pid, "closed in its handshake to make room");
+            return;
+        }
+    };
+    match greeting {
+        Ok(Ok(true)) => slot.greeted(),
         Ok(Ok(false)) => return,
         Ok(Err(err)) => {
             tracing::debug!(peer_pid = peer.pid, "handshake failed: {err}");
@@ -57,6 +70,8 @@ pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch
             return;
         }
     }
+    let evicted = slot.evicted();
+    tokio::pin!(evicted);
 
     // Both futures are created once and stay registered across requests: re-registering a
     // waker and re-arming a timer on every request costs more than the request itself. The idle
@@ -78,6 +93,10 @@ pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch
                 tokio::select! {
                     biased;
                     _ = &mut stop => break None,
+                    () = &mut evicted => {
+                        tracing::debug!(peer_pid = peer.pid, "idle connection closed to make room");
+                        break None;
+                    }
                     () = &mut idle => {
                         let quiet_since = last_request + IDLE_TIMEOUT;
                         if Instant::now() >= quiet_since {
@@ -92,6 +111,7 @@ pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch
         };
         let Some(frame) = frame else { break };
         last_request = Instant::now();
+        slot.set_busy(true);
         match frame {
             Ok(false) => break,
             Ok(true) => {}
@@ -120,6 +140,7 @@ pub(crate) async fn serve(stream: Stream, state: Arc<State>, mut shutdown: watch
             tracing::debug!(peer_pid = peer.pid, "could not answer: {err}");
             break;
         }
+        slot.set_busy(false);
     }
 }
 

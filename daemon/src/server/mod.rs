@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use interprocess::local_socket::traits::tokio::Listener as _;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub(crate) mod connection;
@@ -22,6 +22,7 @@ pub(crate) mod dispatch;
 pub(crate) mod handlers;
 pub mod listener;
 pub(crate) mod peer;
+pub(crate) mod slots;
 pub(crate) mod state;
 
 use self::listener::BoundListener;
@@ -29,9 +30,10 @@ use self::state::State;
 use crate::config::Config;
 use crate::store::Store;
 
-/// Most connections served at once; further clients wait in the socket backlog. Applications
-/// keep connections open, so this is sized for many clients (each idle connection costs a few
-/// KiB); `tokend` raises its file-descriptor limit to match (see [`crate::process_limits`]).
+/// Most connections served at once by default (`tokend --max-connections`). Applications keep
+/// connections open, so this is sized for many clients (each idle connection costs a few KiB);
+/// `tokend` raises its file-descriptor limit to match (see [`crate::process_limits`]). At the cap
+/// a new client still gets in: see [`slots`].
 pub const MAX_CONNECTIONS: usize = 1024;
 /// How long shutdown waits for in-flight requests before cutting connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +55,8 @@ pub struct Options {
     pub audit: bool,
     /// The durable store tokens are kept in (see [`crate::store`]). `None`: memory only.
     pub store: Option<Arc<Store>>,
+    /// The connection cap; `None`: [`MAX_CONNECTIONS`].
+    pub max_connections: Option<usize>,
 }
 
 /// [`run`] with [`Options`].
@@ -72,7 +76,7 @@ pub async fn run_with(
         options.audit,
         options.store,
     ));
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = slots::Slots::new(options.max_connections.unwrap_or(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
 
@@ -106,13 +110,18 @@ pub async fn run_with(
                     tracing::error!("a connection task panicked: {err}");
                 }
             }
-            accepted = accept(&listener, &permits) => match accepted {
-                Ok((stream, permit)) => {
+            accepted = listener.listener().accept() => match accepted {
+                Ok(stream) => {
+                    // At the cap another connection makes room; all of them busy: refused.
+                    let Some(held) = slots.admit() else {
+                        drop(stream);
+                        continue;
+                    };
                     let state = Arc::clone(&state);
                     let stop = stop_rx.clone();
                     connections.spawn(async move {
-                        connection::serve(stream, state, stop).await;
-                        drop(permit);
+                        connection::serve(stream, state, stop, held.slot()).await;
+                        drop(held);
                     });
                 }
                 Err(err) => {
@@ -180,21 +189,6 @@ impl Hangups {
         }
         std::future::pending::<()>().await;
     }
-}
-
-async fn accept(
-    listener: &BoundListener,
-    permits: &Arc<Semaphore>,
-) -> std::io::Result<(
-    interprocess::local_socket::tokio::Stream,
-    tokio::sync::OwnedSemaphorePermit,
-)> {
-    let permit = Arc::clone(permits)
-        .acquire_owned()
-        .await
-        .map_err(|_| std::io::Error::other("connection semaphore closed"))?;
-    let stream = listener.listener().accept().await?;
-    Ok((stream, permit))
 }
 
 #[cfg(all(test, unix))]
