@@ -6,10 +6,10 @@ use std::time::Duration;
 use interprocess::ConnectWaitMode;
 use interprocess::local_socket::traits::Stream as _;
 use interprocess::local_socket::{ConnectOptions, Stream};
-use tokend_protocol::frame::{read_frame, read_frame_into, write_frame};
+use tokend_protocol::frame::{MAX_MESSAGE_LEN, read_frame, read_message_into, write_frame};
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
-    Endpoint, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, ProtocolError, Request, Response, SecretBuf, codec,
+    Endpoint, MAX_HANDSHAKE_LEN, ProtocolError, Request, Response, SecretBuf, codec,
 };
 
 use crate::error::Error;
@@ -157,12 +157,13 @@ impl Connection {
         if !self.welcomed {
             self.read_welcome()?;
         }
-        let open = read_frame_into(&mut self.stream, MAX_FRAME_LEN, &mut self.response)
+        // A response may span several frames (status of many providers, say).
+        let open = read_message_into(&mut self.stream, MAX_MESSAGE_LEN, &mut self.response)
             .map_err(|e| self.fail(e))?;
         if !open {
             return Err(self.fail(closed()));
         }
-        codec::decode(&self.response).map_err(|e| self.fail(e))
+        codec::decode_message(&self.response).map_err(|e| self.fail(e))
     }
 
     /// Classifies a failure: timeouts are [`Error::Timeout`], the rest [`Error::Protocol`].

@@ -2,11 +2,11 @@
 
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
-use tokend_protocol::frame::nonblocking::{read_frame, write_frame};
+use tokend_protocol::frame::MAX_MESSAGE_LEN;
+use tokend_protocol::frame::nonblocking::{read_frame, read_message_into, write_frame};
 use tokend_protocol::handshake::{Hello, Welcome};
 use tokend_protocol::{
-    DaemonStatus, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, PingInfo, ProtocolError, Request, Response,
-    codec,
+    DaemonStatus, MAX_HANDSHAKE_LEN, PingInfo, ProtocolError, Request, Response, codec,
 };
 
 use crate::connection::{check_welcome, closed, connect_error, connection_lost};
@@ -188,10 +188,12 @@ async fn round_trip(
     let exchange = async {
         let frame = codec::encode_frame(request)?;
         tokio::io::AsyncWriteExt::write_all(stream, &frame).await?;
-        let answer = read_frame(stream, MAX_FRAME_LEN)
-            .await?
-            .ok_or_else(closed)?;
-        codec::decode(&answer)
+        // A response may span several frames (status of many providers, say).
+        let mut answer = tokend_protocol::SecretBuf::default();
+        if !read_message_into(stream, MAX_MESSAGE_LEN, &mut answer).await? {
+            return Err(closed());
+        }
+        codec::decode_message(&answer)
     };
     tokio::time::timeout(settings.timeout, exchange)
         .await

@@ -7,13 +7,17 @@ use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::{Decode, Encode};
 
 use crate::error::ProtocolError;
-use crate::frame::{FrameBuf, HEADER_LEN, MAX_FRAME_LEN};
+use crate::frame::{FrameBuf, HEADER_LEN, MAX_FRAME_LEN, MAX_MESSAGE_LEN};
 use crate::secret::SecretBuf;
 
 /// The one codec configuration: bincode's standard encoding, with the frame limit as a decode
 /// limit so a hostile length inside a payload cannot make the decoder allocate past it.
 const CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_FRAME_LEN>> =
     bincode::config::standard().with_limit::<MAX_FRAME_LEN>();
+
+/// The same encoding with the message limit: for responses that may span several frames.
+const MESSAGE_CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_MESSAGE_LEN>> =
+    bincode::config::standard().with_limit::<MAX_MESSAGE_LEN>();
 
 /// Encodes one message into a payload no longer than [`MAX_FRAME_LEN`].
 ///
@@ -59,12 +63,54 @@ pub fn encode_frame<T: Encode>(message: &T) -> Result<FrameBuf, ProtocolError> {
     Ok(frame)
 }
 
+/// Encodes one message of any size up to [`MAX_MESSAGE_LEN`] as one or more frames (see
+/// [`crate::frame`]): what the daemon answers with, since some answers grow with the config or
+/// the store. A message that fits in a frame is exactly [`encode_frame`]'s.
+///
+/// # Errors
+/// [`ProtocolError::Encode`] if the message cannot be encoded, [`ProtocolError::FrameTooLarge`] if
+/// it exceeds [`MAX_MESSAGE_LEN`].
+pub fn encode_message<T: Encode>(message: &T) -> Result<FrameBuf, ProtocolError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::encode_into_writer(message, &mut size, MESSAGE_CONFIG)
+        .map_err(|err| ProtocolError::Encode(err.to_string()))?;
+    if size.bytes_written <= MAX_FRAME_LEN {
+        return encode_frame(message);
+    }
+    if size.bytes_written > MAX_MESSAGE_LEN {
+        return Err(ProtocolError::FrameTooLarge {
+            len: size.bytes_written,
+            max: MAX_MESSAGE_LEN,
+        });
+    }
+    let mut payload = SecretBuf::with_capacity(size.bytes_written);
+    bincode::encode_into_std_write(message, &mut *payload, MESSAGE_CONFIG)
+        .map_err(|err| ProtocolError::Encode(err.to_string()))?;
+    crate::frame::encode_message(&payload)
+}
+
+/// Decodes one message read with [`crate::frame::read_message_into`] (up to
+/// [`MAX_MESSAGE_LEN`]); the payload must be consumed exactly.
+///
+/// # Errors
+/// [`ProtocolError::Decode`] for malformed payloads or trailing bytes.
+pub fn decode_message<T: Decode<()>>(payload: &[u8]) -> Result<T, ProtocolError> {
+    decode_exact(payload, MESSAGE_CONFIG)
+}
+
 /// Decodes one message; the payload must be consumed exactly.
 ///
 /// # Errors
 /// [`ProtocolError::Decode`] for malformed payloads or trailing bytes.
 pub fn decode<T: Decode<()>>(payload: &[u8]) -> Result<T, ProtocolError> {
-    let (message, used) = bincode::decode_from_slice(payload, CONFIG)
+    decode_exact(payload, CONFIG)
+}
+
+fn decode_exact<T: Decode<()>, C: bincode::config::Config>(
+    payload: &[u8],
+    config: C,
+) -> Result<T, ProtocolError> {
+    let (message, used) = bincode::decode_from_slice(payload, config)
         .map_err(|err| ProtocolError::Decode(err.to_string()))?;
     if used != payload.len() {
         return Err(ProtocolError::Decode(format!(

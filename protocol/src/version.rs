@@ -8,9 +8,10 @@
 /// The version both sides announce in the handshake (2: `Invalidate`, more provider states and
 /// refresh times in status; 3: `Reload`; 4: counters in status, `Metrics`; 5:
 /// `CredentialRoutes`; 6: `Login`, `AwaitLogin`, `Logout`; 7: the store's protection in status,
-/// user secrets). Peers with different versions refuse each other in the handshake, before any
+/// user secrets; 8: a response larger than a frame travels as several frames, see
+/// [`crate::frame::MORE`]). Peers with different versions refuse each other in the handshake, before any
 /// bincode payload is exchanged.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Version of this build of tokend/tok, shown by `tok ping` (informational only).
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -22,6 +23,6 @@ mod tests {
     #[test]
     fn protocol_version_is_pinned() {
         // Changing this constant is a deliberate act: update the golden fixtures with it.
-        assert_eq!(PROTOCOL_VERSION, 7);
+        assert_eq!(PROTOCOL_VERSION, 8);
     }
 }

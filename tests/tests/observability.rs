@@ -151,3 +151,38 @@ fn a_broken_log_sink_does_not_stop_the_daemon() {
     let status = tokend_e2e::wait_bounded(&mut child);
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn status_and_metrics_of_thousands_of_providers_arrive_whole() {
+    // Both answers grow with the config: far past one 64 KiB frame here.
+    let mut config = String::new();
+    for index in 0..3000 {
+        config.push_str(&format!(
+            "[providers.p{index:04}]\nkind = \"static\"\nsecret = \"${{env:E2E_OBS_PAT}}\"\n"
+        ));
+    }
+    let daemon = Daemon::start_with_env(&config, &[("E2E_OBS_PAT", "pat-observed-0123")]);
+    assert_eq!(code(&daemon.tok(&["get", "p2999"])), 0);
+    let out = daemon.tok(&["status", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let providers = json["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 3000);
+    assert_eq!(providers[2999]["name"], "p2999");
+    assert_eq!(providers[2999]["state"], "fresh");
+    let out = daemon.tok(&["metrics"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.len() > 64 * 1024, "{} bytes", text.len());
+    assert!(text.contains("tokend_requests_total{provider=\"p2999\"} 1"));
+    // The table form too.
+    let out = daemon.tok(&["status"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .filter(|l| l.contains(" static "))
+            .count(),
+        3000
+    );
+}

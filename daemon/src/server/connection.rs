@@ -168,7 +168,8 @@ async fn send(stream: &mut BufReader<Stream>, reply: &Reply) -> Result<(), Proto
     let frame: &[u8] = match reply {
         Reply::Cached(cached) => cached.frame(),
         Reply::Message(response) => {
-            encoded = match codec::encode_frame(response) {
+            // Answers that grow with the config or the store may span several frames.
+            encoded = match codec::encode_message(response) {
                 Ok(frame) => frame,
                 Err(err) => {
                     tracing::error!("could not encode a response: {err}");
