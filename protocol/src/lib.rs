@@ -20,7 +20,7 @@
 //! - [`error_code`] — the typed reason in every error response.
 //! - [`secret`] — the redacted, zeroizing `Secret`.
 //! - [`codec`] — the single bincode configuration.
-//! - [`frame`] — framing and `MAX_FRAME_LEN`.
+//! - [`frame`] — framing, `MAX_FRAME_LEN`, and messages that span frames (`MORE`).
 //! - [`endpoint`] — socket / pipe naming.
 //! - [`error`] — `ProtocolError`.
 //! - [`private`] — private files and directories (0700 / 0600, owner check, no symlink
