@@ -63,6 +63,9 @@ pub enum BootError {
     /// Opening the store did not finish.
     #[error("opening the store failed: {0}")]
     StoreTask(String),
+    /// The fleet could not be set up (its key, credentials or CA).
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::SetupError),
 }
 
 impl BootError {
@@ -72,7 +75,10 @@ impl BootError {
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::NoDataDir | Self::Store(StoreError::Keyring { .. }) => 2,
+            Self::Config(_)
+            | Self::NoDataDir
+            | Self::Fleet(_)
+            | Self::Store(StoreError::Keyring { .. }) => 2,
             Self::Bind(BindError::AlreadyRunning { .. }) => 3,
             Self::Harden(_)
             | Self::Runtime(_)
@@ -123,6 +129,13 @@ pub fn run(options: Options) -> Result<(), BootError> {
         #[cfg(not(unix))]
         let bound = listener::bind(&requested_endpoint(options.socket))?;
         let store = open_store(&bound, data_dir, &config.store.key).await?;
+        let fleet = match &config.fleet {
+            Some(fleet) => {
+                let secrets = crate::secret::Resolver::new(Some(Arc::clone(&store)));
+                Some(Arc::new(crate::fleet::Fleet::new(fleet, &secrets).await?))
+            }
+            None => None,
+        };
         tracing::info!(
             pid = std::process::id(),
             providers = config.providers.len(),
@@ -154,6 +167,7 @@ pub fn run(options: Options) -> Result<(), BootError> {
             audit: options.audit,
             store: Some(store),
             max_connections: Some(cap),
+            fleet,
         };
         server::run_with(config, bound, stop, options).await;
         Ok(())

@@ -23,12 +23,15 @@
 //! - [`store`] — the encrypted store: file format, key sources, contents.
 //! - [`server`] — the listener (private directory, daemon lock, socket activation), connections,
 //!   peer identity, the one dispatch `match` and its handlers, the shared state.
+//! - [`fleet`] — sharing one token per `share` name across machines through Redis / Valkey:
+//!   the address, the sealed entries, the store trait and its Redis implementation.
 //! - `upstream` — the HTTP client and the limits every upstream response gets.
 //! - `metrics` — per-provider counters, the upstream-latency histogram, Prometheus rendering.
 //! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
 
 pub mod boot;
 pub mod config;
+pub mod fleet;
 pub mod kinds;
 mod metrics;
 pub mod process_limits;

@@ -21,6 +21,11 @@ pub(crate) struct Counters {
     cache_hits: AtomicU64,
     refreshes: AtomicU64,
     failures: AtomicU64,
+    /// Shared providers: tokens taken from the fleet, waits for another machine's fetch, and
+    /// fleet operations that failed.
+    fleet_hits: AtomicU64,
+    fleet_lock_waits: AtomicU64,
+    fleet_errors: AtomicU64,
     /// Cumulative counts per bucket, plus one for `+Inf`.
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_micros: AtomicU64,
@@ -32,6 +37,21 @@ impl Counters {
         if hit {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A token was taken from the fleet instead of fetched.
+    pub(crate) fn fleet_hit(&self) {
+        self.fleet_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Another machine held the fleet lock: this one waited for its commit.
+    pub(crate) fn fleet_lock_wait(&self) {
+        self.fleet_lock_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A fleet operation failed (the store was down or slow).
+    pub(crate) fn fleet_error(&self) {
+        self.fleet_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One upstream attempt finished after `elapsed`.
@@ -110,6 +130,29 @@ impl Counters {
     }
 }
 
+impl Counters {
+    /// Appends this provider's fleet samples.
+    fn render_fleet(&self, provider: &str, families: &mut [String; 3]) {
+        let label = escape(provider);
+        let [hits, waits, errors] = families;
+        for (family, name, value) in [
+            (hits, "tokend_fleet_hits_total", &self.fleet_hits),
+            (
+                waits,
+                "tokend_fleet_lock_waits_total",
+                &self.fleet_lock_waits,
+            ),
+            (errors, "tokend_fleet_errors_total", &self.fleet_errors),
+        ] {
+            let _ = writeln!(
+                family,
+                "{name}{{provider=\"{label}\"}} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
 /// Label values escape `\`, `"` and line feeds.
 fn escape(value: &str) -> String {
     value
@@ -119,7 +162,16 @@ fn escape(value: &str) -> String {
 }
 
 /// The Prometheus text exposition of every provider's counters.
-pub(crate) fn render<'a>(providers: impl Iterator<Item = (&'a str, &'a Counters)>) -> String {
+/// Every provider's counters, and the fleet's when there is one (`tokend_fleet_*`).
+pub(crate) fn render<'a>(
+    providers: impl Iterator<Item = (&'a str, &'a Counters)>,
+    fleet: Option<&crate::fleet::Fleet>,
+) -> String {
+    let mut fleet_families = [
+        "# HELP tokend_fleet_hits_total Tokens taken from the fleet instead of fetched.\n# TYPE tokend_fleet_hits_total counter\n".to_owned(),
+        "# HELP tokend_fleet_lock_waits_total Waits for another machine's fetch under the fleet lock.\n# TYPE tokend_fleet_lock_waits_total counter\n".to_owned(),
+        "# HELP tokend_fleet_errors_total Fleet operations of a provider that failed.\n# TYPE tokend_fleet_errors_total counter\n".to_owned(),
+    ];
     let mut families = [
         "# HELP tokend_requests_total Token requests.\n# TYPE tokend_requests_total counter\n".to_owned(),
         "# HELP tokend_cache_hits_total Token requests answered from the cache without waiting.\n# TYPE tokend_cache_hits_total counter\n".to_owned(),
@@ -129,8 +181,24 @@ pub(crate) fn render<'a>(providers: impl Iterator<Item = (&'a str, &'a Counters)
     ];
     for (name, counters) in providers {
         counters.render(name, &mut families);
+        if fleet.is_some() {
+            counters.render_fleet(name, &mut fleet_families);
+        }
     }
-    families.concat()
+    let mut text = families.concat();
+    if let Some(fleet) = fleet {
+        let _ = write!(
+            text,
+            "# HELP tokend_fleet_up Whether the last fleet operation reached the store.\n\
+             # TYPE tokend_fleet_up gauge\ntokend_fleet_up {}\n\
+             # HELP tokend_fleet_store_errors_total Fleet store operations that failed.\n\
+             # TYPE tokend_fleet_store_errors_total counter\ntokend_fleet_store_errors_total {}\n",
+            u8::from(fleet.is_up()),
+            fleet.counters.errors.load(Ordering::Relaxed)
+        );
+        text.push_str(&fleet_families.concat());
+    }
+    text
 }
 
 #[cfg(test)]
@@ -154,7 +222,7 @@ mod tests {
             ),
             (2, 1, 1, 1)
         );
-        let text = render([("crm", &counters)].into_iter());
+        let text = render([("crm", &counters)].into_iter(), None);
         assert!(
             text.contains("tokend_requests_total{provider=\"crm\"} 2\n"),
             "{text}"

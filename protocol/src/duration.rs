@@ -1,8 +1,8 @@
 //! The one duration grammar of tokend: the config file (`ttl = "1d"`, `timeout = "5s"`) and
 //! `tok` (`--min-ttl 10m`) both read durations with [`parse`] and show them with [`format`].
 //!
-//! A duration is a whole number followed by an optional unit: `s` (the default), `m`, `h` or
-//! `d`, e.g. `90`, `90s`, `15m`, `2h`, `1d`. Surrounding spaces are ignored. Zero is a valid
+//! A duration is a whole number followed by an optional unit: `ms`, `s` (the default), `m`, `h`
+//! or `d`, e.g. `250ms`, `90`, `90s`, `15m`, `2h`, `1d`. Surrounding spaces are ignored. Zero is a valid
 //! duration here; where zero makes no sense (a token lifetime, a timeout) the caller refuses it.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ pub enum DurationError {
     #[error("`{0}` is not a duration; use e.g. 90s, 15m, 2h or 1d")]
     NotADuration(String),
     /// A number with a unit other than `s`, `m`, `h`, `d` (`2w`, `5 min`).
-    #[error("`{0}` has an unknown unit; use s, m, h or d")]
+    #[error("`{0}` has an unknown unit; use ms, s, m, h or d")]
     UnknownUnit(String),
     /// More seconds than fit in 64 bits.
     #[error("`{0}` is too long")]
@@ -34,6 +34,9 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let value: u64 = digits
         .parse()
         .map_err(|_| DurationError::NotADuration(trimmed.to_owned()))?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(value));
+    }
     let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -47,9 +50,13 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         .ok_or_else(|| DurationError::TooLong(trimmed.to_owned()))
 }
 
-/// A duration as the config writes it: the largest whole unit (`90s`, `15m`, `2h`, `1d`).
+/// A duration as the config writes it: the largest whole unit (`250ms`, `90s`, `15m`, `2h`,
+/// `1d`).
 #[must_use]
 pub fn format(duration: Duration) -> String {
+    if duration.subsec_millis() != 0 {
+        return format!("{}ms", duration.as_millis());
+    }
     let secs = duration.as_secs();
     match secs {
         0 => "0s".to_owned(),
@@ -72,6 +79,7 @@ mod tests {
         assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
     }
 
     #[test]
@@ -103,7 +111,7 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for text in ["1s", "90s", "15m", "2h", "1d", "36h"] {
+        for text in ["250ms", "1s", "90s", "15m", "2h", "1d", "36h", "1500ms"] {
             assert_eq!(format(parse(text).unwrap()), text);
         }
         assert_eq!(format(Duration::ZERO), "0s");

@@ -262,6 +262,10 @@ pub struct DaemonStatus {
     /// `/home/a/.local/share/tokend/store.tokend: encrypted (key file /home/a/.config/tokend/store.key)`;
     /// empty when the daemon keeps no store. Added in protocol 7.
     pub store: String,
+    /// The fleet store and its state, e.g. `redis://10.0.0.5:6379/0: connected` or
+    /// `…: down since 1800000000 (…); circuit breaker open`; empty without `[fleet]`. Added in
+    /// protocol 9.
+    pub fleet: String,
 }
 
 /// The state of one provider. Contains no secret.
@@ -283,6 +287,11 @@ pub struct ProviderStatus {
     pub next_refresh_unix: Option<u64>,
     /// What the provider has done since the daemon started (or since it was last reconfigured).
     pub counters: ProviderCounters,
+    /// Where the cached token came from: `upstream`, `fleet` (another tokend of the fleet
+    /// fetched it), `store` (kept across a restart); empty without one. Added in protocol 9.
+    pub origin: String,
+    /// The fleet-wide name of a shared provider (`share`); empty otherwise. Added in protocol 9.
+    pub share: String,
 }
 
 /// Per-provider counters. Contains no secret.

@@ -96,6 +96,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 endpoint: "/run/user/1000/tokend/tokend.sock".into(),
                 config: "/home/a/.config/tokend/config.toml".into(),
                 store: "/home/a/.local/share/tokend/store.tokend: encrypted (key file /home/a/.config/tokend/store.key)".into(),
+                fleet: "redis://10.0.0.5:6379/0: connected".into(),
                 providers: vec![
                     ProviderStatus {
                         name: "gitlab".into(),
@@ -111,6 +112,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                             refreshes: 2,
                             failures: 1,
                         },
+                        origin: "upstream".into(),
+                        share: String::new(),
                     },
                     ProviderStatus {
                         name: "broken".into(),
@@ -121,6 +124,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_refresh_unix: None,
                         next_refresh_unix: None,
                         counters: ProviderCounters::default(),
+                        origin: "upstream".into(),
+                        share: String::new(),
                     },
                     ProviderStatus {
                         name: "later".into(),
@@ -136,6 +141,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                             refreshes: 2,
                             failures: 1,
                         },
+                        origin: "upstream".into(),
+                        share: String::new(),
                     },
                     ProviderStatus {
                         name: "busy".into(),
@@ -146,6 +153,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_refresh_unix: None,
                         next_refresh_unix: None,
                         counters: ProviderCounters::default(),
+                        origin: "upstream".into(),
+                        share: String::new(),
                     },
                     ProviderStatus {
                         name: "old".into(),
@@ -156,6 +165,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_refresh_unix: None,
                         next_refresh_unix: None,
                         counters: ProviderCounters::default(),
+                        origin: "upstream".into(),
+                        share: String::new(),
                     },
                     ProviderStatus {
                         name: "person".into(),
@@ -166,6 +177,8 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         last_refresh_unix: None,
                         next_refresh_unix: None,
                         counters: ProviderCounters::default(),
+                        origin: "upstream".into(),
+                        share: String::new(),
                     },
                 ],
             }),

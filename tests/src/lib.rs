@@ -9,6 +9,7 @@
 //! references read them) and the OAuth test clients' secrets must never appear in it.
 
 pub mod oidc;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

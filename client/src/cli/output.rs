@@ -88,6 +88,8 @@ pub(super) fn status_json(status: &DaemonStatus) -> serde_json::Value {
                 "next_refresh": p.next_refresh_unix.map(rfc3339),
                 "last_error": p.last_error,
                 "counters": p.counters,
+                "origin": (!p.origin.is_empty()).then_some(&p.origin),
+                "share": (!p.share.is_empty()).then_some(&p.share),
             })
         })
         .collect();
@@ -95,6 +97,7 @@ pub(super) fn status_json(status: &DaemonStatus) -> serde_json::Value {
         "endpoint": status.endpoint,
         "config": status.config,
         "store": (!status.store.is_empty()).then_some(&status.store),
+        "fleet": (!status.fleet.is_empty()).then_some(&status.fleet),
         "providers": providers,
     })
 }
@@ -148,6 +151,9 @@ pub(super) fn write_status_table(
     if !status.store.is_empty() {
         writeln!(out, "store:    {}", status.store)?;
     }
+    if !status.fleet.is_empty() {
+        writeln!(out, "fleet:    {}", status.fleet)?;
+    }
     if status.providers.is_empty() {
         writeln!(out, "no providers configured")?;
         return Ok(());
@@ -159,7 +165,12 @@ pub(super) fn write_status_table(
             [
                 p.name.clone(),
                 p.kind.clone(),
-                p.state.as_str().to_owned(),
+                // A shared provider says where its token came from: the fleet or upstream.
+                if p.share.is_empty() || p.origin.is_empty() {
+                    p.state.as_str().to_owned()
+                } else {
+                    format!("{} ({})", p.state.as_str(), p.origin)
+                },
                 expires_in(p.expires_at_unix),
                 relative(p.last_refresh_unix),
                 relative(p.next_refresh_unix),

@@ -193,6 +193,12 @@ pub fn reference() -> String {
         false,
     );
     section(
+        "`[fleet]`",
+        "The shared store of the `share`d providers (see [Fleet](#fleet-many-machines-one-token)).",
+        &[super::fleet::KEYS],
+        false,
+    );
+    section(
         "`[store]`",
         "Where the key of the encrypted store comes from (see [The store](#the-store-what-survives-a-restart)).",
         &[super::store::KEYS],

@@ -18,6 +18,7 @@
 //! checks against [`keys`].
 
 mod error;
+pub(crate) mod fleet;
 pub(crate) mod keys;
 pub(crate) mod presentation;
 pub(crate) mod provider;
@@ -41,6 +42,7 @@ use toml::de::{DeTable, DeValue};
 use zeroize::Zeroizing;
 
 pub use self::error::{ConfigError, Warning};
+pub use self::fleet::{FleetConfig, Share};
 pub use self::keys::reference as key_reference;
 pub use self::presentation::{Presentation, Scheme};
 use self::reader::{Ctx, Tree, article, in_file_order, line_at, one_line, shown_key};
@@ -63,6 +65,8 @@ pub struct Config {
     pub routes: Vec<CredentialRoute>,
     /// The `[store]` table: where the key of the encrypted store comes from.
     pub store: StoreConfig,
+    /// The `[fleet]` table: the shared store of `share`d providers.
+    pub fleet: Option<FleetConfig>,
 }
 
 /// Where a [`Config`] came from.
@@ -93,6 +97,8 @@ pub struct ProviderConfig {
     /// Keep the cached access token in the store across restarts (`persist = false` turns it
     /// off; refresh tokens are always kept).
     pub persist: bool,
+    /// `share`: the fleet-wide name of this provider's token (needs `[fleet]`).
+    pub share: Option<Share>,
 }
 
 /// Finds the config file path.
@@ -135,6 +141,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
                 providers: BTreeMap::new(),
                 routes: Vec::new(),
                 store: StoreConfig::default_for(path),
+                fleet: None,
             };
             return Ok((config, Vec::new()));
         }
@@ -229,10 +236,29 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
 
     let mut provider_entries = Vec::new();
     let mut store = StoreConfig::default_for(path);
+    let mut fleet = None;
+    let mut literals = Vec::new();
     for (key, value) in in_file_order(tree.0.get_ref()) {
         let shown = shown_key(key.get_ref());
         if key.get_ref() == "store" {
             store = ctx.store(key, value)?;
+            continue;
+        }
+        if key.get_ref() == "fleet" {
+            let DeValue::Table(fields) = value.get_ref() else {
+                return Err(ctx.invalid(
+                    &key.span(),
+                    None,
+                    Some("fleet"),
+                    format!(
+                        "wrong type: expected a table, found {}",
+                        article(value.get_ref().type_str())
+                    ),
+                    "write it as a [fleet] table with the keys url and key",
+                ));
+            };
+            let table = reader::Table::top_level(&ctx, "fleet", key.span(), fields);
+            fleet = Some((fleet::read(&table, path, &mut literals)?, key.span()));
             continue;
         }
         if key.get_ref() != "providers" {
@@ -241,8 +267,8 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
                 None,
                 Some(&shown),
                 "unknown key".to_owned(),
-                "the file only holds [providers.NAME] tables and a [store] table; remove the key \
-                 or move it into a provider table",
+                "the file only holds [providers.NAME] tables, a [store] and a [fleet] table; \
+                 remove the key or move it into a provider table",
             ));
         }
         let DeValue::Table(providers) = value.get_ref() else {
@@ -264,8 +290,33 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     let mut warnings = Vec::new();
     let mut first_literal_line = None;
     let mut routes: Vec<LocatedRoute> = Vec::new();
+    let mut shares: Vec<(String, String, std::ops::Range<usize>)> = Vec::new();
+    let fleet_literals = std::mem::take(&mut literals);
     for (name, value) in provider_entries {
-        let (provider, literals, provider_routes) = ctx.provider(name, value)?;
+        let read = ctx.provider(name, value)?;
+        let (provider, literals, provider_routes) = (read.config, read.literals, read.routes);
+        if let Some((share, span)) = read.share {
+            if fleet.is_none() {
+                return Err(ctx.invalid(
+                    &span,
+                    Some(&provider.name),
+                    Some("share"),
+                    "`share` needs a [fleet] table".to_owned(),
+                    "add [fleet] with url and key (see the README's Fleet section), or remove \
+                     share",
+                ));
+            }
+            if let Some((other, _, _)) = shares.iter().find(|(_, taken, _)| *taken == share) {
+                return Err(ctx.invalid(
+                    &span,
+                    Some(&provider.name),
+                    Some("share"),
+                    format!("share {share:?} is already the name of provider {other:?}"),
+                    "give each shared provider its own share name",
+                ));
+            }
+            shares.push((provider.name.clone(), share, span));
+        }
         for located in provider_routes {
             let taken = routes.iter().find(|other| {
                 other.route.tool == located.route.tool && other.route.host == located.route.host
@@ -299,6 +350,18 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
         }
         providers.insert(provider.name.clone(), provider);
     }
+    for literal in fleet_literals {
+        first_literal_line =
+            Some(first_literal_line.map_or(literal.line, |first: usize| first.min(literal.line)));
+        warnings.push(Warning {
+            line: literal.line,
+            message: format!(
+                "key `{}` holds a literal secret; prefer ${{env:…}}, ${{file:…}} or ${{cmd:…}} \
+                 so the secret is not stored in the config file",
+                literal.key
+            ),
+        });
+    }
     warnings.sort_by_key(|warning| warning.line);
     let mut routes: Vec<CredentialRoute> =
         routes.into_iter().map(|located| located.route).collect();
@@ -309,6 +372,7 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             providers,
             routes,
             store,
+            fleet: fleet.map(|(fleet, _)| fleet),
         },
         warnings,
         first_literal_line,

@@ -6,9 +6,11 @@ use tokend_protocol::{NAME_RULE, is_valid_name};
 use toml::Spanned;
 use toml::de::{DeString, DeValue};
 
+use std::ops::Range;
+
 use super::reader::{Ctx, Literal, Table, article};
 use super::routes::LocatedRoute;
-use super::{ConfigError, ProviderConfig, presentation, routes};
+use super::{ConfigError, ProviderConfig, fleet, keys, presentation, routes};
 use crate::kinds::{KINDS, KindSpec, PRESETS};
 
 /// `use one of: static, anonymous, oauth2, http (or a preset instead of kind: …)`.
@@ -55,14 +57,24 @@ fn quoted(specs: &[&KindSpec]) -> String {
     }
 }
 
+/// One provider table, read.
+pub(crate) struct ReadProvider {
+    pub(crate) config: ProviderConfig,
+    /// The credentials written literally (the caller warns about them).
+    pub(crate) literals: Vec<Literal>,
+    /// The provider's credential-helper routes.
+    pub(crate) routes: Vec<LocatedRoute>,
+    /// Its `share` name and where it is written (the caller checks it against `[fleet]`).
+    pub(crate) share: Option<(String, Range<usize>)>,
+}
+
 impl Ctx<'_> {
-    /// Validates one `[providers.NAME]` table. Also returns the credentials written literally
-    /// (the caller warns about them) and the provider's credential-helper routes.
+    /// Validates one `[providers.NAME]` table.
     pub(crate) fn provider(
         &self,
         name: &Spanned<DeString<'_>>,
         value: &Spanned<DeValue<'_>>,
-    ) -> Result<(ProviderConfig, Vec<Literal>, Vec<LocatedRoute>), ConfigError> {
+    ) -> Result<ReadProvider, ConfigError> {
         let name_span = name.span();
         let name = name.get_ref().as_ref();
         if !is_valid_name(name) {
@@ -135,7 +147,28 @@ impl Ctx<'_> {
                 }
             }
         };
+        let shareable = keys::names(None, spec.keys).contains(&"share");
+        if !shareable && let Some(span) = table.key_span("share") {
+            return Err(table.error(
+                &span,
+                "share",
+                format!("`share` has no meaning for {}", spec.owner()),
+                format!(
+                    "remove it: {} fetches nothing, so there is nothing to share (shared can be: \
+                     {})",
+                    spec.owner(),
+                    KINDS
+                        .iter()
+                        .chain(&PRESETS)
+                        .filter(|spec| keys::names(None, spec.keys).contains(&"share"))
+                        .map(|spec| spec.owner())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         let (kind, defaults) = (spec.read)(spec, &table, &mut literals)?;
+        let share = fleet::read_share(&table)?;
 
         let presentation = presentation::read(&table, defaults)?;
         let routes = routes::read(&table)?;
@@ -161,7 +194,13 @@ impl Ctx<'_> {
             kind,
             presentation,
             persist,
+            share: share.as_ref().map(|(share, _)| share.clone()),
         };
-        Ok((provider, literals, routes))
+        Ok(ReadProvider {
+            config: provider,
+            literals,
+            routes,
+            share: share.map(|(share, span)| (share.name, span)),
+        })
     }
 }

@@ -156,6 +156,16 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// A top-level table such as `[fleet]`: messages name its keys `NAME.KEY`.
+    pub(crate) fn top_level(
+        ctx: &'a Ctx<'a>,
+        name: &str,
+        anchor: Range<usize>,
+        table: &'a DeTable<'i>,
+    ) -> Self {
+        Self::new(ctx, "", name.to_owned(), anchor, table)
+    }
+
     /// The path of `key` in this table, as shown in messages.
     pub(crate) fn key_path(&self, key: &str) -> String {
         if self.path.is_empty() {
@@ -173,8 +183,9 @@ impl<'a, 'i> Table<'a, 'i> {
         problem: String,
         hint: impl Into<Box<str>>,
     ) -> ConfigError {
-        self.ctx
-            .invalid(span, Some(self.provider), Some(key), problem, hint)
+        // A top-level table (`[fleet]`) has no provider: its keys are named `fleet.KEY`.
+        let provider = (!self.provider.is_empty()).then_some(self.provider);
+        self.ctx.invalid(span, provider, Some(key), problem, hint)
     }
 
     /// An error about `key` of this table being absent: points at the table.

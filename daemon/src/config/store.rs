@@ -46,9 +46,9 @@ impl StoreConfig {
     }
 }
 
-/// `key_file` as written: `~/` is the home directory; a relative path is relative to the
+/// A path as the config writes it (`key_file`, `fleet.ca_file`): `~/` is the home directory; a relative path is relative to the
 /// directory of the config file (not to wherever tokend was started).
-fn key_file_path(config_path: &Path, text: &str) -> PathBuf {
+pub(crate) fn path_beside(config_path: &Path, text: &str) -> PathBuf {
     if let Some(rest) = text.strip_prefix("~/")
         && let Some(dirs) = directories::BaseDirs::new()
     {
@@ -112,7 +112,7 @@ impl Ctx<'_> {
                     ));
                 }
                 "key_file" => {
-                    key_file = Some((key_file_path(self.path, text), value.span(), shown));
+                    key_file = Some((path_beside(self.path, text), value.span(), shown));
                 }
                 _ => {
                     return Err(self.invalid(

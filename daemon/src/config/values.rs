@@ -203,6 +203,14 @@ impl<'a> Table<'a, '_> {
                     TIMEOUT_HINT,
                 ));
             }
+            Ok(timeout) if timeout < Duration::from_secs(1) => {
+                return Err(self.error(
+                    &found.span,
+                    &found.key,
+                    "invalid timeout: less than 1s lets no token request finish".to_owned(),
+                    TIMEOUT_HINT,
+                ));
+            }
             Ok(timeout) => timeout,
             Err(err) => {
                 return Err(self.error(

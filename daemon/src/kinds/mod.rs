@@ -126,12 +126,14 @@ pub(crate) const PRESETS: [&KindSpec; 4] = [
     &oauth2::azure_ad::PRESET,
 ];
 
-/// What every fetch of a daemon uses, one of each: the resolver of secret references and the
-/// HTTP client.
+/// What every fetch of a daemon uses, one of each: the resolver of secret references, the HTTP
+/// client, and the fleet.
 #[derive(Debug)]
 pub(crate) struct Services {
     pub(crate) secrets: Arc<Resolver>,
     pub(crate) http: Arc<Upstream>,
+    /// The fleet of `share`d providers, with `[fleet]`.
+    pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Services {
@@ -140,6 +142,7 @@ impl Services {
         Self {
             secrets: Arc::new(Resolver::new(store)),
             http: Arc::new(Upstream::default()),
+            fleet: None,
         }
     }
 

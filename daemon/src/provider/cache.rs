@@ -10,7 +10,7 @@ use tokend_protocol::{HeaderLine, MAX_FRAME_LEN, Response, TokenGrant, clock, co
 use tokio::time::Instant;
 
 use super::refresh::{Failure, backoff};
-use super::{ADVISORY_DIVISOR, Current, MAX_LIFETIME, MIN_ADVISORY, Provider, Trigger};
+use super::{ADVISORY_DIVISOR, Current, MAX_LIFETIME, MIN_ADVISORY, Origin, Provider, Trigger};
 use crate::kinds::{FetchError, Fetched, Lifetime, ProviderKind};
 
 /// A token ready to serve: the grant, and the `Response::Token` frame that carries it.
@@ -59,6 +59,7 @@ impl Provider {
         self: &Arc<Self>,
         outcome: Result<Fetched, FetchError>,
         trigger: Trigger,
+        origin: Origin,
     ) -> Result<Arc<CachedGrant>, FetchError> {
         let now = Instant::now();
         let outcome = outcome.and_then(|fetched| self.cache_entry(fetched, now));
@@ -71,6 +72,7 @@ impl Provider {
                 let refresh_at = current.refresh_at;
                 let current_lifetime = current.expires.map(|e| e.saturating_duration_since(now));
                 inner.current = Some(current);
+                inner.origin = origin;
                 inner.failure = None;
                 inner.last_error = None;
                 inner.last_refresh = Some(SystemTime::now());

@@ -73,10 +73,9 @@ impl Provider {
         };
         if let Ok(current) = self.cache_entry(fetched, now) {
             tracing::info!(provider = %name, "serving the token kept in the store");
-            self.inner
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner)
-                .current = Some(current);
+            let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+            inner.current = Some(current);
+            inner.origin = super::Origin::Store;
         }
     }
 

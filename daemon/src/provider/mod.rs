@@ -32,6 +32,7 @@
 
 mod cache;
 mod durable;
+mod fleet;
 mod refresh;
 mod session;
 mod status;
@@ -140,6 +141,32 @@ pub(crate) struct Provider {
     /// The login in progress or last ended (`tok login`); held while one starts, so two
     /// `tok login`s of one provider never both start a flow.
     login: tokio::sync::Mutex<Option<LoginState>>,
+    /// Its place in the fleet, with `share` and `[fleet]`.
+    shared: Option<fleet::Shared>,
+}
+
+/// Where the cached token came from (for `tok status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Origin {
+    #[default]
+    None,
+    /// This daemon fetched it.
+    Upstream,
+    /// Another tokend of the fleet did.
+    Fleet,
+    /// Kept in the store across a restart.
+    Store,
+}
+
+impl Origin {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Upstream => "upstream",
+            Self::Fleet => "fleet",
+            Self::Store => "store",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +190,8 @@ struct Inner {
     last_invalidation: Option<Instant>,
     /// An interactive provider holds a refresh token from `tok login`.
     has_session: bool,
+    /// Where `current` came from.
+    origin: Origin,
 }
 
 #[derive(Debug)]
@@ -227,7 +256,16 @@ impl Provider {
             kind: config.kind.clone(),
             services: Arc::clone(services),
         });
+        let shared = match (&config.share, &services.fleet) {
+            (Some(share), Some(fleet)) => Some(fleet::Shared {
+                fleet: Arc::clone(fleet),
+                share: fleet.share(&share.name, &fleet::identity(&config.kind)),
+                local_when_down: share.local_when_down,
+            }),
+            _ => None,
+        };
         let mut provider = Self::with_fetcher(config, fetcher, Arc::clone(services));
+        provider.shared = shared;
         if let Some(store) = store {
             provider.restore(&store);
             provider.store = Some(store);
@@ -252,6 +290,7 @@ impl Provider {
             login: tokio::sync::Mutex::new(None),
             store: None,
             services,
+            shared: None,
             fingerprint,
         }
     }
@@ -286,7 +325,7 @@ impl Provider {
 
     /// A token valid for at least `min_ttl`. Errors are ready-made responses.
     pub(crate) async fn token(self: &Arc<Self>, min_ttl: Duration) -> Result<Served, Response> {
-        let attempts_seen = {
+        let seen = {
             let now = Instant::now();
             let mut inner = self.inner();
             if let Some(current) = &inner.current
@@ -304,18 +343,28 @@ impl Provider {
                 return Ok(Served { cached, hit: true });
             }
             self.counters.request(false);
-            if let Some(refusal) = inner.blocking(now) {
-                return Err(refusal);
+            match inner.blocking(now) {
+                // A shared provider that backs off may still take what the fleet holds (a
+                // token another machine fetched, a session another machine logged in to).
+                Some(refusal) if self.shared.is_some() => Err(refusal),
+                Some(refusal) => return Err(refusal),
+                // The endpoint issued shorter tokens than this caller needs a minute ago:
+                // asking again would only replace a good token (and let callers hammer the
+                // endpoint).
+                None => match inner.last_lifetime {
+                    Some((at, lifetime))
+                        if min_ttl > lifetime
+                            && now.saturating_duration_since(at) < LIFETIME_MEMORY =>
+                    {
+                        return Err(self.too_short(lifetime.as_secs(), min_ttl));
+                    }
+                    _ => Ok(inner.attempts),
+                },
             }
-            // The endpoint issued shorter tokens than this caller needs a minute ago: asking
-            // again would only replace a good token (and let callers hammer the endpoint).
-            if let Some((at, lifetime)) = inner.last_lifetime
-                && min_ttl > lifetime
-                && now.saturating_duration_since(at) < LIFETIME_MEMORY
-            {
-                return Err(self.too_short(lifetime.as_secs(), min_ttl));
-            }
-            inner.attempts
+        };
+        let attempts_seen = match seen {
+            Ok(attempts) => attempts,
+            Err(refusal) => return self.adopt_only(min_ttl, refusal).await,
         };
 
         let mut state = self.flight.lock().await;
@@ -346,9 +395,9 @@ impl Provider {
             inner.refreshing = true;
         }
         let in_flight = InFlight(Some(self));
-        let outcome = self.fetch_retrying(&mut state).await;
+        let (outcome, origin) = self.obtain(&mut state, fleet::Want::Caller(min_ttl)).await;
         let outcome = self.persist(outcome, &mut state).await;
-        let stored = self.cache(outcome, Trigger::Caller);
+        let stored = self.cache(outcome, Trigger::Caller, origin);
         in_flight.done();
         drop(state);
         let cached = stored.map_err(|error| error_response(&error, ""))?;
@@ -363,6 +412,28 @@ impl Provider {
             }
             _ => Ok(Served { cached, hit: false }),
         }
+    }
+
+    /// A shared provider that backs off: serves what the fleet holds, else the refusal.
+    async fn adopt_only(
+        self: &Arc<Self>,
+        min_ttl: Duration,
+        refusal: Response,
+    ) -> Result<Served, Response> {
+        let Ok(mut state) = self.flight.try_lock() else {
+            return Err(refusal);
+        };
+        let (outcome, origin) = self
+            .obtain(&mut state, fleet::Want::AdoptOnly(min_ttl))
+            .await;
+        let Ok(fetched) = outcome else {
+            return Err(refusal);
+        };
+        let outcome = self.persist(Ok(fetched), &mut state).await;
+        let cached = self
+            .cache(outcome, Trigger::Caller, origin)
+            .map_err(|error| error_response(&error, ""))?;
+        Ok(Served { cached, hit: false })
     }
 
     fn too_short(&self, left_secs: u64, min_ttl: Duration) -> Response {
@@ -419,6 +490,9 @@ impl Provider {
         let scheduled = inner.scheduled.take();
         drop(inner);
         self.cancel(scheduled);
+        if let Some(current) = &dropped_token {
+            self.invalidate_shared(current.cached.grant.token.clone());
+        }
         if let (Some(current), Some(store)) = (dropped_token, &self.store) {
             // A rejected token must not come back after a restart. Removed only if it is still
             // the stored one: this runs on its own, and a newer token may be stored first.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokend_protocol::{ErrorCode, Response};
 use tokio::time::Instant;
 
+use super::fleet::Want;
 use super::{
     BACKOFF_BASE, BACKOFF_CAP, InFlight, Inner, Provider, REJECTED_COOLDOWN, RETRY_AFTER_CAP,
     RETRY_BUDGET, Trigger, WAITING_RETRIES,
@@ -71,8 +72,11 @@ pub(super) fn backoff(streak: u32, retry_after: Option<Duration>) -> Duration {
 
 impl Provider {
     /// One upstream attempt, counted and timed.
-    async fn timed_fetch(&self, state: &mut FetchState) -> Result<Fetched, FetchError> {
-        self.follow_stored_rotation(state);
+    pub(super) async fn timed_fetch(&self, state: &mut FetchState) -> Result<Fetched, FetchError> {
+        // A shared provider's chain is the fleet's: the local store may hold an older link.
+        if self.shared.is_none() {
+            self.follow_stored_rotation(state);
+        }
         let started = Instant::now();
         let mut outcome = self.fetcher.fetch(state).await;
         let elapsed = started.elapsed();
@@ -141,9 +145,17 @@ impl Provider {
         };
         tracing::debug!(provider = %self.config.name, ?trigger, "refreshing ahead of expiry");
         let in_flight = InFlight(Some(&self));
-        let outcome = self.timed_fetch(&mut state).await;
+        let remaining = {
+            let now = Instant::now();
+            self.inner()
+                .current
+                .as_ref()
+                .and_then(|current| current.expires)
+                .map(|expires| expires.saturating_duration_since(now))
+        };
+        let (outcome, origin) = self.obtain(&mut state, Want::Fresher(remaining)).await;
         let outcome = self.persist(outcome, &mut state).await;
-        let _ = self.cache(outcome, trigger);
+        let _ = self.cache(outcome, trigger, origin);
         in_flight.done();
     }
 

@@ -160,10 +160,21 @@ impl Provider {
             })
             .await?;
         }
+        let remaining = match fetched.lifetime {
+            crate::kinds::Lifetime::Expires(lifetime) => Some(lifetime),
+            crate::kinds::Lifetime::Unbounded => None,
+        };
+        let shared_token = self.shared.as_ref().map(|_| fetched.token.clone());
+        let shared_refresh = fetched.refresh_token.clone();
         let outcome = self.persist(Ok(fetched), &mut state).await;
         let cached = self
-            .cache(outcome, Trigger::Caller)
+            .cache(outcome, Trigger::Caller, super::Origin::Upstream)
             .map_err(|error| error.message().to_owned())?;
+        if let Some(token) = shared_token {
+            // Every machine of the fleet can use the session now.
+            self.share_login(&token, remaining, shared_refresh.as_ref())
+                .await;
+        }
         // Under the source lock: a logout waiting for it sees the session and ends it.
         self.inner().has_session = refreshable;
         drop(state);

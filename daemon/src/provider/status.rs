@@ -62,6 +62,13 @@ impl Provider {
             last_refresh_unix: inner.last_refresh.map(clock::unix_secs),
             next_refresh_unix: next_refresh.map(|at| unix_at(at, now)),
             counters: self.counters.snapshot(),
+            origin: inner.origin.as_str().to_owned(),
+            share: self
+                .config
+                .share
+                .as_ref()
+                .map(|share| share.name.clone())
+                .unwrap_or_default(),
         }
     }
 }

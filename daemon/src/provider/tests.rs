@@ -104,6 +104,7 @@ async fn a_rotation_saved_by_a_replaced_instance_is_followed_but_not_an_older_on
         },
         presentation: Presentation::default(),
         persist: true,
+        share: None,
     };
     let mut provider = Provider::with_fetcher(
         config,
@@ -184,6 +185,7 @@ fn provider(script: &Arc<Script>) -> Arc<Provider> {
         },
         presentation: Presentation::default(),
         persist: true,
+        share: None,
     };
     Arc::new(Provider::with_fetcher(
         config,

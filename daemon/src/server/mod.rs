@@ -57,6 +57,8 @@ pub struct Options {
     pub store: Option<Arc<Store>>,
     /// The connection cap; `None`: [`MAX_CONNECTIONS`].
     pub max_connections: Option<usize>,
+    /// The fleet of `share`d providers (see [`crate::fleet`]), set up from `[fleet]`.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// [`run`] with [`Options`].
@@ -75,6 +77,7 @@ pub async fn run_with(
         stop_tx,
         options.audit,
         options.store,
+        options.fleet,
     ));
     let slots = slots::Slots::new(options.max_connections.unwrap_or(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
@@ -224,6 +227,7 @@ mod tests {
             providers: BTreeMap::new(),
             routes: Vec::new(),
             store: crate::config::StoreConfig::default_for(&dir.path().join("none.toml")),
+            fleet: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(run(config, bound, async {

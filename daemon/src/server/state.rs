@@ -11,7 +11,8 @@ use tokend_protocol::{
 };
 use tokio::sync::watch;
 
-use crate::config::{self, Config, ConfigSource, StoreConfig};
+use crate::config::{self, Config, ConfigSource, FleetConfig, StoreConfig};
+use crate::fleet::Fleet;
 use crate::kinds::Services;
 use crate::provider::Provider;
 use crate::store::Store;
@@ -38,6 +39,8 @@ pub(crate) struct State {
     store_config: StoreConfig,
     /// The secret resolver and the HTTP client every provider's fetches use.
     services: Arc<Services>,
+    /// The `[fleet]` table the fleet was set up with (a reload cannot change it).
+    fleet_config: Option<FleetConfig>,
 }
 
 fn build(
@@ -63,9 +66,13 @@ impl State {
         shutdown: watch::Sender<bool>,
         audit: bool,
         store: Option<Arc<Store>>,
+        fleet: Option<Arc<Fleet>>,
     ) -> Self {
         let store_config = config.store.clone();
-        let services = Arc::new(Services::new(store.clone()));
+        let fleet_config = config.fleet.clone();
+        let mut services = Services::new(store.clone());
+        services.fleet = fleet;
+        let services = Arc::new(services);
         let (source, providers, routes) = build(config, store.as_ref(), &services);
         Self {
             providers: RwLock::new(Arc::new(providers)),
@@ -77,6 +84,7 @@ impl State {
             audit,
             store,
             store_config,
+            fleet_config,
             services,
         }
     }
@@ -134,6 +142,12 @@ impl State {
                 .as_ref()
                 .map(|store| store.protection())
                 .unwrap_or_default(),
+            fleet: self
+                .services
+                .fleet
+                .as_ref()
+                .map(|fleet| fleet.describe())
+                .unwrap_or_default(),
         }
     }
 
@@ -144,6 +158,7 @@ impl State {
             providers
                 .iter()
                 .map(|(name, p)| (name.as_str(), p.counters())),
+            self.services.fleet.as_deref(),
         )
     }
 
@@ -164,6 +179,11 @@ impl State {
         let (config, warnings) = config::load(&path).map_err(|err| err.to_string())?;
         for warning in &warnings {
             tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
+        }
+        if config.fleet != self.fleet_config {
+            tracing::warn!(
+                "the [fleet] table changed; the fleet keeps its settings until tokend restarts"
+            );
         }
         if config.store != self.store_config {
             tracing::warn!(

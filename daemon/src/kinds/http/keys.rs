@@ -1,6 +1,7 @@
 //! The keys of `kind = "http"` and of its nested tables, with their documentation (the one
 //! source of their hints and README tables).
 
+use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, Keys, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
 
 const OWN: &[Key] = &[
@@ -61,7 +62,7 @@ const OWN: &[Key] = &[
 ];
 
 /// The keys of `kind = "http"`.
-pub(crate) const KEYS: Keys = &[OWN, PRESENTATION, ROUTES];
+pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES];
 
 /// The keys of `basic = { … }`.
 pub(crate) const BASIC: &[Key] = &[

@@ -1,6 +1,7 @@
 //! The keys of `kind = "oauth2"` with their documentation (the one source of its hints and its
 //! README table); the `azure-ad` preset shares some of them.
 
+use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, Keys, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
 
 pub(crate) const SCOPES: Key = Key::new(
@@ -130,4 +131,4 @@ const OWN: &[Key] = &[
 ];
 
 /// The keys of `kind = "oauth2"`.
-pub(crate) const KEYS: Keys = &[OWN, PRESENTATION, ROUTES];
+pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES];
