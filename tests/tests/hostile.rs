@@ -58,13 +58,13 @@ fn still_serves(daemon: &Daemon) {
 fn a_raw_hand_built_request_gets_a_raw_answer() {
     let daemon = daemon();
     let mut stream = raw(&daemon);
-    // Hello for protocol 8 written byte by byte: length 15, "TOKD", 8, version "0.0.0".
+    // Hello for protocol 9 written byte by byte: length 15, "TOKD", 9, version "0.0.0".
     stream
-        .write_all(b"\x00\x00\x00\x0fTOKD\x00\x00\x00\x08\x00\x050.0.0")
+        .write_all(b"\x00\x00\x00\x0fTOKD\x00\x00\x00\x09\x00\x050.0.0")
         .unwrap();
     let welcome = frame::read_frame(&mut stream, 256).unwrap().unwrap();
-    // Magic, protocol 8, verdict 0 (accepted).
-    assert_eq!(&welcome[..9], b"TOKD\x00\x00\x00\x08\x00");
+    // Magic, protocol 9, verdict 0 (accepted).
+    assert_eq!(&welcome[..9], b"TOKD\x00\x00\x00\x09\x00");
     // Request::Ping is variant 2: one byte.
     stream.write_all(b"\x00\x00\x00\x01\x02").unwrap();
     let answer = frame::read_frame(&mut stream, frame::MAX_FRAME_LEN)

@@ -74,6 +74,7 @@ use tokend_protocol::frame::{read_frame, write_frame};
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{GetToken, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, Request, Response, codec};
 
+mod fleet;
 mod refresh;
 mod report;
 mod stampede;
@@ -114,6 +115,10 @@ fn main() -> ExitCode {
         }
         Some("--quick") => {
             bench(&Knobs::from_env(true));
+            ExitCode::SUCCESS
+        }
+        Some("fleet") => {
+            fleet::run(args.get(1).is_some_and(|arg| arg == "--quick"));
             ExitCode::SUCCESS
         }
         None => {
