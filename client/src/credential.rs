@@ -276,7 +276,7 @@ impl Scheme {
     fn of(protocol: &str, host: &str) -> Option<Self> {
         match protocol.to_ascii_lowercase().as_str() {
             "https" => Some(Self::Https),
-            "http" if is_loopback(host) => Some(Self::Http),
+            "http" if tokend_protocol::host::is_loopback_host(host) => Some(Self::Http),
             _ => None,
         }
     }
@@ -289,19 +289,6 @@ impl Scheme {
         };
         host.strip_suffix(port).unwrap_or(host)
     }
-}
-
-/// `127.0.0.1`, `[::1]` or `localhost`, with or without a port.
-fn is_loopback(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        host.split(':').next().unwrap_or_default()
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The scheme and host part of a Docker server URL: `https://registry.example.com/v1/` →

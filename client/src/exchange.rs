@@ -31,6 +31,7 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::LoggedOut(_) => "logged out",
         Response::Reloaded(_) => "reloaded",
         Response::Secrets(_) => "secrets",
+        Response::ProxyUrl(_) => "a proxy URL",
     };
     Error::UnexpectedResponse { request, got }
 }
@@ -62,7 +63,7 @@ pub(crate) fn expect_token(response: Response) -> Result<Token, Error> {
 
 pub(crate) fn expect_status(response: Response) -> Result<DaemonStatus, Error> {
     match response {
-        Response::Status(status) => Ok(status),
+        Response::Status(status) => Ok(*status),
         other => Err(daemon_error(other, "status")),
     }
 }

@@ -40,6 +40,8 @@
 //! - `credential` (feature `cli`) — the git and Docker credential-helper protocols
 //!   (`tok git-credential`, `docker-credential-tok`).
 //! - `service` (feature `cli`) — `tok service` (systemd units, launchd agent).
+//! - `supervise` (feature `cli`) — `tok exec`: several providers' tokens in one program's
+//!   environment, and the supervisor that restarts or signals it when a token is replaced.
 //! - `timefmt` (feature `cli`) — RFC 3339 timestamps and short durations for `tok`'s output.
 
 pub mod autostart;
@@ -57,6 +59,8 @@ mod service;
 #[cfg(feature = "cli")]
 mod shell;
 #[cfg(feature = "cli")]
+mod supervise;
+#[cfg(feature = "cli")]
 mod timefmt;
 
 use std::path::{Path, PathBuf};
@@ -67,8 +71,8 @@ pub use error::Error;
 pub use nonblocking::AsyncClient;
 pub use tokend_protocol::{
     CredentialRoute, CredentialTool, DaemonStatus, Endpoint, ErrorCode, Invalidation, LoginOutcome,
-    LoginPrompt, LogoutOutcome, PingInfo, ProviderState, ProviderStatus, ReloadSummary, Secret,
-    SecretEntry,
+    LoginPrompt, LogoutOutcome, PingInfo, ProviderState, ProviderStatus, ProxyStatus,
+    ReloadSummary, Secret, SecretEntry, TokenFileStatus,
 };
 use tokend_protocol::{
     Invalidate, LoginRequest, Request, Response, SecretRemove, SecretSet, TokenGrant, clock,
@@ -378,6 +382,23 @@ impl Client {
         match self.call(&Request::CredentialRoutes, Start::IfNeeded)? {
             Response::CredentialRoutes(routes) => Ok(routes),
             other => Err(daemon_error(other, "credential routes")),
+        }
+    }
+
+    /// The base URL of `provider`'s auth proxy (`tok proxy-url`): `http://127.0.0.1:PORT/CAP`
+    /// for a TCP listener (the capability path is part of it: treat the URL as a secret), or
+    /// `http+unix://PERCENT-ENCODED-PATH` for a Unix socket. Starts the daemon if needed.
+    ///
+    /// # Errors
+    /// [`Error::Daemon`] with [`ErrorCode::Config`] when the provider has no proxy, or it is not
+    /// listening; see [`Error`].
+    pub fn proxy_url(&mut self, provider: &str) -> Result<Secret, Error> {
+        let request = Request::ProxyUrl(tokend_protocol::ProxyUrl {
+            provider: provider.to_owned(),
+        });
+        match self.call(&request, Start::IfNeeded)? {
+            Response::ProxyUrl(url) => Ok(url),
+            other => Err(daemon_error(other, "proxy URL")),
         }
     }
 

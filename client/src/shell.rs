@@ -1,6 +1,6 @@
-//! Shell integration of `tok`: `tok env` (an `export` line), `tok exec` (a program with the token
-//! in its environment), `tok curl` (curl with the provider's header, never in argv), the
-//! "waiting for tokend" notice, and `tok completions`.
+//! Shell integration of `tok`: `tok env` (an `export` line), starting a program and reading its
+//! exit (`tok exec`, see [`crate::supervise`]), `tok curl` (curl with the provider's header,
+//! never in argv), the "waiting for tokend" notice, and `tok completions`.
 //!
 //! How `tok curl` hands the header to curl: on Unix through an inherited pipe that curl reads as
 //! `-H @/dev/fd/N` (curl ≥ 7.55). The header is never in any process's argv, never in a file, and
@@ -40,27 +40,6 @@ pub(crate) struct RunError {
 
 // ---------------------------------------------------------------------------------------------
 // Variable names and quoting
-
-/// The default variable of `tok env` / `tok exec`: the provider name upper-cased, every character
-/// other than `A-Z 0-9` replaced by `_`, a `_` in front of a leading digit, and `_TOKEN` appended
-/// (`crm.com` → `CRM_COM_TOKEN`).
-pub(crate) fn default_var(name: &str) -> String {
-    let mut var: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if var.starts_with(|c: char| c.is_ascii_digit()) {
-        var.insert(0, '_');
-    }
-    var.push_str("_TOKEN");
-    var
-}
 
 /// clap value parser of `--var`: a portable shell identifier, `[A-Za-z_][A-Za-z0-9_]*`.
 pub(crate) fn parse_var(value: &str) -> Result<String, String> {
@@ -184,20 +163,6 @@ fn stderr_duplicate() -> Option<std::fs::File> {
 
 // ---------------------------------------------------------------------------------------------
 // Running programs
-
-/// `tok exec`: runs `program args` with `var=TOKEN` added to its environment, waits, and returns
-/// its exit code (128+N when killed by signal N).
-pub(crate) fn exec(
-    var: &str,
-    token: &Secret,
-    program: &OsStr,
-    args: &[OsString],
-) -> Result<u8, RunError> {
-    let mut command = Command::new(program);
-    command.args(args).env(var, token.expose());
-    let status = command.status().map_err(|err| spawn_error(program, &err))?;
-    Ok(exit_code(status))
-}
 
 /// `tok curl`: runs curl (`$TOK_CURL`, else `curl` from `PATH`) with the provider's header and
 /// `args`, and returns curl's exit code. Providers without a header run curl without `-H`.
@@ -325,7 +290,7 @@ fn curl_with_header(
     Ok(exit_code(status))
 }
 
-fn spawn_error(program: &OsStr, err: &std::io::Error) -> RunError {
+pub(crate) fn spawn_error(program: &OsStr, err: &std::io::Error) -> RunError {
     let program = program.to_string_lossy();
     if err.kind() == std::io::ErrorKind::NotFound {
         RunError {
@@ -351,7 +316,7 @@ fn curl_spawn_error(program: &OsStr, err: &std::io::Error) -> RunError {
 }
 
 /// The child's exit code, or 128+N when signal N killed it (Unix).
-fn exit_code(status: ExitStatus) -> u8 {
+pub(crate) fn exit_code(status: ExitStatus) -> u8 {
     #[cfg(unix)]
     if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
         return u8::try_from(signal).map_or(u8::MAX, |s| 128_u8.saturating_add(s));
@@ -408,13 +373,19 @@ mod tests {
 
     #[test]
     fn default_var_is_upper_snake_with_token_suffix() {
-        assert_eq!(default_var("crm.com"), "CRM_COM_TOKEN");
-        assert_eq!(default_var("crm"), "CRM_TOKEN");
-        assert_eq!(default_var("salestim-store"), "SALESTIM_STORE_TOKEN");
-        assert_eq!(default_var("my_Api.v2"), "MY_API_V2_TOKEN");
-        assert_eq!(default_var("1password"), "_1PASSWORD_TOKEN");
+        assert_eq!(tokend_protocol::token_var("crm.com"), "CRM_COM_TOKEN");
+        assert_eq!(tokend_protocol::token_var("crm"), "CRM_TOKEN");
+        assert_eq!(
+            tokend_protocol::token_var("salestim-store"),
+            "SALESTIM_STORE_TOKEN"
+        );
+        assert_eq!(tokend_protocol::token_var("my_Api.v2"), "MY_API_V2_TOKEN");
+        assert_eq!(tokend_protocol::token_var("1password"), "_1PASSWORD_TOKEN");
         for name in ["crm.com", "1password", "a-b", "é"] {
-            assert!(parse_var(&default_var(name)).is_ok(), "{name}");
+            assert!(
+                parse_var(&tokend_protocol::token_var(name)).is_ok(),
+                "{name}"
+            );
         }
     }
 
@@ -454,13 +425,12 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_127() {
-        let err = exec(
-            "X",
-            &Secret::from("t"),
+        let err = spawn_error(
             OsStr::new("/nonexistent/tok-test-program"),
-            &[],
-        )
-        .unwrap_err();
+            &Command::new("/nonexistent/tok-test-program")
+                .status()
+                .unwrap_err(),
+        );
         assert_eq!(err.code, NOT_FOUND);
         assert!(err.message.contains("not found"), "{}", err.message);
     }

@@ -25,6 +25,9 @@
 //!   peer identity, the one dispatch `match` and its handlers, the shared state.
 //! - [`fleet`] — sharing one token per `share` name across machines through Redis / Valkey:
 //!   the address, the sealed entries, the store trait and its Redis implementation.
+//! - `outlets` — tokens for callers that cannot link the client: the auth proxy
+//!   (`outlets::proxy`: listener, capability, request forwarding) and token files
+//!   (`outlets::file`).
 //! - `upstream` — the HTTP client and the limits every upstream response gets.
 //! - `metrics` — per-provider counters, the upstream-latency histogram, Prometheus rendering.
 //! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
@@ -34,6 +37,7 @@ pub mod config;
 pub mod fleet;
 pub mod kinds;
 mod metrics;
+mod outlets;
 pub mod process_limits;
 mod provider;
 pub mod secret;

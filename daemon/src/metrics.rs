@@ -1,4 +1,5 @@
-//! Per-provider counters and the upstream-latency histogram, and their Prometheus rendering.
+//! Per-provider counters, latency histograms ([`Histogram`], also used by the auth proxies), and
+//! their Prometheus rendering.
 //!
 //! Everything is a relaxed atomic: counting costs a few nanoseconds on the cache-hit path and
 //! never takes a lock.
@@ -14,8 +15,54 @@ pub(crate) const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A latency histogram with fixed bucket bounds (seconds): cumulative counts when rendered.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    bounds: &'static [f64],
+    /// Counts per bucket, plus one for `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(self.bounds.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines of family `name` with `labels` (already
+    /// escaped, e.g. `provider="crm"`).
+    pub(crate) fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let mut cumulative = 0;
+        for (index, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[index].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
 /// One provider's counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     requests: AtomicU64,
     cache_hits: AtomicU64,
@@ -26,9 +73,22 @@ pub(crate) struct Counters {
     fleet_hits: AtomicU64,
     fleet_lock_waits: AtomicU64,
     fleet_errors: AtomicU64,
-    /// Cumulative counts per bucket, plus one for `+Inf`.
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    latency_sum_micros: AtomicU64,
+    latency: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            fleet_hits: AtomicU64::new(0),
+            fleet_lock_waits: AtomicU64::new(0),
+            fleet_errors: AtomicU64::new(0),
+            latency: Histogram::new(&LATENCY_BUCKETS),
+        }
+    }
 }
 
 impl Counters {
@@ -61,14 +121,7 @@ impl Counters {
         } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.latency.observe(elapsed);
     }
 
     pub(crate) fn snapshot(&self) -> ProviderCounters {
@@ -105,27 +158,10 @@ impl Counters {
             "tokend_failures_total{{provider=\"{label}\"}} {}",
             counters.failures
         );
-        let mut cumulative = 0;
-        for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            cumulative += self.latency_buckets[index].load(Ordering::Relaxed);
-            let _ = writeln!(
-                latency,
-                "tokend_upstream_latency_seconds_bucket{{provider=\"{label}\",le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += self.latency_buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(
+        self.latency.render(
+            "tokend_upstream_latency_seconds",
+            &format!("provider=\"{label}\""),
             latency,
-            "tokend_upstream_latency_seconds_bucket{{provider=\"{label}\",le=\"+Inf\"}} {cumulative}"
-        );
-        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            latency,
-            "tokend_upstream_latency_seconds_sum{{provider=\"{label}\"}} {sum}"
-        );
-        let _ = writeln!(
-            latency,
-            "tokend_upstream_latency_seconds_count{{provider=\"{label}\"}} {cumulative}"
         );
     }
 }
@@ -154,7 +190,7 @@ impl Counters {
 }
 
 /// Label values escape `\`, `"` and line feeds.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

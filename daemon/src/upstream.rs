@@ -74,7 +74,12 @@ pub(crate) fn shown(url: &Url) -> String {
 #[derive(Debug, Default)]
 pub(crate) struct Upstream {
     client: OnceLock<reqwest::Client>,
+    proxy: OnceLock<reqwest::Client>,
 }
+
+/// An auth-proxy request whose upstream sends nothing for this long fails (a body that stalls
+/// mid-way included); there is no limit on the whole request, so a large download goes through.
+pub const PROXY_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Upstream {
     /// The client, with tokend's limits (connect and request timeouts, no redirects).
@@ -93,6 +98,29 @@ impl Upstream {
                 .unwrap_or_else(|err| {
                     tracing::error!("cannot build the HTTP client ({err}); using defaults");
                     reqwest::Client::new()
+                })
+        })
+    }
+
+    /// The client of the auth proxies: the same TLS and connection settings, no redirects, no
+    /// limit on the whole request or its body (they are streamed), no `User-Agent` of its own
+    /// (the caller's goes through), bodies passed through as the upstream encoded them.
+    pub(crate) fn proxy_client(&self) -> &reqwest::Client {
+        self.proxy.get_or_init(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(PROXY_READ_TIMEOUT)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_else(|err| {
+                    tracing::error!("cannot build the proxy's HTTP client ({err}); using defaults");
+                    reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .unwrap_or_default()
                 })
         })
     }

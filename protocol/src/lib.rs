@@ -28,6 +28,7 @@
 //! - [`duration`] — the duration grammar (`90s`, `15m`, `2h`, `1d`).
 //! - [`name`] — the provider- and secret-name rule.
 //! - [`clock`] — seconds since the Unix epoch.
+//! - [`host`] — which hosts are loopback (where plain `http://` is allowed).
 
 pub mod clock;
 pub mod codec;
@@ -37,6 +38,7 @@ pub mod error;
 pub mod error_code;
 pub mod frame;
 pub mod handshake;
+pub mod host;
 pub mod message;
 pub mod name;
 pub mod private;
@@ -50,9 +52,9 @@ pub use frame::{MAX_FRAME_LEN, MAX_HANDSHAKE_LEN};
 pub use message::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorReply, GetToken, HeaderLine, Invalidate,
     Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PingInfo,
-    ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response, SecretEntry,
-    SecretRemove, SecretSet, TokenGrant,
+    ProviderCounters, ProviderState, ProviderStatus, ProxyStatus, ProxyUrl, ReloadSummary, Request,
+    Response, SecretEntry, SecretRemove, SecretSet, TokenFileStatus, TokenGrant,
 };
-pub use name::{NAME_RULE, is_valid_name};
+pub use name::{NAME_RULE, is_valid_name, token_var};
 pub use secret::{Secret, SecretBuf};
 pub use version::{PACKAGE_VERSION, PROTOCOL_VERSION};

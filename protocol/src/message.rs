@@ -56,6 +56,18 @@ pub enum Request {
     /// Forget a user secret. Answered by [`Response::Secrets`] (the removed entry) or
     /// [`Response::Error`] ([`ErrorCode::Config`] when there is no such secret).
     SecretRemove(SecretRemove),
+    /// The base URL a program should use to reach the provider's auth proxy (with the
+    /// capability of a TCP listener). Answered by [`Response::ProxyUrl`] or [`Response::Error`]
+    /// ([`ErrorCode::UnknownProvider`], or [`ErrorCode::Config`] when the provider has no
+    /// proxy). Added in protocol 10.
+    ProxyUrl(ProxyUrl),
+}
+
+/// Body of [`Request::ProxyUrl`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ProxyUrl {
+    /// The provider's name.
+    pub provider: String,
 }
 
 /// Body of [`Request::Login`], [`Request::AwaitLogin`] and [`Request::Logout`].
@@ -117,8 +129,9 @@ impl From<GetToken> for Request {
 pub enum Response {
     /// Answer to [`Request::GetToken`].
     Token(TokenGrant),
-    /// Answer to [`Request::Status`].
-    Status(DaemonStatus),
+    /// Answer to [`Request::Status`] (boxed: it is by far the largest answer; the encoding is
+    /// that of the status itself).
+    Status(Box<DaemonStatus>),
     /// Answer to [`Request::Ping`].
     Pong(PingInfo),
     /// Answer to [`Request::Shutdown`]: the daemon stops after in-flight requests finish.
@@ -142,6 +155,10 @@ pub enum Response {
     /// Answer to [`Request::SecretSet`], [`Request::SecretList`] and [`Request::SecretRemove`]:
     /// user secrets by name, sorted, without their values.
     Secrets(Vec<SecretEntry>),
+    /// Answer to [`Request::ProxyUrl`]: the base URL, e.g. `http://127.0.0.1:8701/CAPABILITY`
+    /// or `http+unix://%2Fhome%2Fa%2F.cache%2Ftokend%2Fcrm.sock`. A secret: whoever has the
+    /// URL of a TCP listener can use the proxy. Added in protocol 10.
+    ProxyUrl(Secret),
 }
 
 /// Body of [`Response::LoginStarted`]. Contains no secret (the `state` in the URL is a one-time
@@ -266,6 +283,42 @@ pub struct DaemonStatus {
     /// `…: down since 1800000000 (…); circuit breaker open`; empty without `[fleet]`. Added in
     /// protocol 9.
     pub fleet: String,
+    /// The auth proxies (`proxy = { … }`), in provider-name order. Added in protocol 10.
+    pub proxies: Vec<ProxyStatus>,
+    /// The token files (`file = { … }`), in provider-name order. Added in protocol 10.
+    pub token_files: Vec<TokenFileStatus>,
+}
+
+/// One auth proxy. Contains no secret (never the capability of its URL).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ProxyStatus {
+    /// The provider whose token it adds.
+    pub provider: String,
+    /// Where it listens: `127.0.0.1:8701` or `unix:/path/to.sock`.
+    pub listen: String,
+    /// The one origin it forwards to, e.g. `https://crm.example.com`.
+    pub upstream: String,
+    /// Requests forwarded since it started (each retry after a 401 counts once more).
+    pub requests: u64,
+    /// The status of the last upstream answer, if any.
+    pub last_status: Option<u16>,
+    /// Why it is not listening (the address is taken, …), or why the last request failed.
+    pub error: Option<String>,
+}
+
+/// One token file. Contains no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TokenFileStatus {
+    /// The provider whose token it holds.
+    pub provider: String,
+    /// The file.
+    pub path: String,
+    /// `raw`, `header`, `json` or `env`.
+    pub format: String,
+    /// When the current token was written (Unix seconds), if it was.
+    pub written_at_unix: Option<u64>,
+    /// Why the file could not be written (or the token not obtained), if it could not.
+    pub error: Option<String>,
 }
 
 /// The state of one provider. Contains no secret.

@@ -9,9 +9,10 @@
 /// refresh times in status; 3: `Reload`; 4: counters in status, `Metrics`; 5:
 /// `CredentialRoutes`; 6: `Login`, `AwaitLogin`, `Logout`; 7: the store's protection in status,
 /// user secrets; 8: a response larger than a frame travels as several frames, see
-/// [`crate::frame::MORE`]; 9: the fleet in status: its state, each provider's origin and share). Peers with different versions refuse each other in the handshake, before any
+/// [`crate::frame::MORE`]; 9: the fleet in status: its state, each provider's origin and share; 10: auth proxies and
+/// token files in status, `ProxyUrl`). Peers with different versions refuse each other in the handshake, before any
 /// bincode payload is exchanged.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Version of this build of tokend/tok, shown by `tok ping` (informational only).
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -23,6 +24,6 @@ mod tests {
     #[test]
     fn protocol_version_is_pinned() {
         // Changing this constant is a deliberate act: update the golden fixtures with it.
-        assert_eq!(PROTOCOL_VERSION, 9);
+        assert_eq!(PROTOCOL_VERSION, 10);
     }
 }

@@ -10,8 +10,9 @@ use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate,
     Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PROTOCOL_VERSION,
-    PingInfo, ProviderCounters, ProviderState, ProviderStatus, ReloadSummary, Request, Response,
-    Secret, SecretEntry, SecretRemove, SecretSet, TokenGrant, codec,
+    PingInfo, ProviderCounters, ProviderState, ProviderStatus, ProxyStatus, ProxyUrl,
+    ReloadSummary, Request, Response, Secret, SecretEntry, SecretRemove, SecretSet,
+    TokenFileStatus, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -62,6 +63,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         (
+            "request_proxy_url",
+            Request::ProxyUrl(ProxyUrl {
+                provider: "crm".into(),
+            }),
+        ),
+        (
             "request_invalidate",
             Request::Invalidate(Invalidate {
                 provider: "crm".into(),
@@ -92,11 +99,26 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "response_status",
-            Response::Status(DaemonStatus {
+            Response::Status(Box::new(DaemonStatus {
                 endpoint: "/run/user/1000/tokend/tokend.sock".into(),
                 config: "/home/a/.config/tokend/config.toml".into(),
                 store: "/home/a/.local/share/tokend/store.tokend: encrypted (key file /home/a/.config/tokend/store.key)".into(),
                 fleet: "redis://10.0.0.5:6379/0: connected".into(),
+                proxies: vec![ProxyStatus {
+                    provider: "crm".into(),
+                    listen: "127.0.0.1:8701".into(),
+                    upstream: "https://crm.example.com/".into(),
+                    requests: 42,
+                    last_status: Some(200),
+                    error: None,
+                }],
+                token_files: vec![TokenFileStatus {
+                    provider: "gitlab".into(),
+                    path: "/home/a/.cache/tokend/gitlab.token".into(),
+                    format: "raw".into(),
+                    written_at_unix: Some(1_800_000_000),
+                    error: Some("cannot write: permission denied".into()),
+                }],
                 providers: vec![
                     ProviderStatus {
                         name: "gitlab".into(),
@@ -181,7 +203,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         share: String::new(),
                     },
                 ],
-            }),
+            })),
         ),
         (
             "response_pong",
@@ -196,6 +218,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         (
             "response_metrics",
             Response::Metrics("tokend_requests_total{provider=\"crm\"} 3\n".into()),
+        ),
+        (
+            "response_proxy_url",
+            Response::ProxyUrl(Secret::from(
+                "http://127.0.0.1:8701/0123456789abcdef0123456789abcdef",
+            )),
         ),
         (
             "response_secrets",

@@ -8,6 +8,7 @@
 //! and when the [`Daemon`] drops: the values the test handed it in its environment (secret
 //! references read them) and the OAuth test clients' secrets must never appear in it.
 
+pub mod http_upstream;
 pub mod oidc;
 pub mod redis;
 

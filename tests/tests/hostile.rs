@@ -58,13 +58,19 @@ fn still_serves(daemon: &Daemon) {
 fn a_raw_hand_built_request_gets_a_raw_answer() {
     let daemon = daemon();
     let mut stream = raw(&daemon);
-    // Hello for protocol 9 written byte by byte: length 15, "TOKD", 9, version "0.0.0".
-    stream
-        .write_all(b"\x00\x00\x00\x0fTOKD\x00\x00\x00\x09\x00\x050.0.0")
-        .unwrap();
+    // The hello written byte by byte: length 15, "TOKD", the protocol version (big-endian u32),
+    // version "0.0.0" (u16 length, bytes).
+    let version = tokend_protocol::PROTOCOL_VERSION.to_be_bytes();
+    let mut hello = b"\x00\x00\x00\x0fTOKD".to_vec();
+    hello.extend_from_slice(&version);
+    hello.extend_from_slice(b"\x00\x050.0.0");
+    stream.write_all(&hello).unwrap();
     let welcome = frame::read_frame(&mut stream, 256).unwrap().unwrap();
-    // Magic, protocol 9, verdict 0 (accepted).
-    assert_eq!(&welcome[..9], b"TOKD\x00\x00\x00\x09\x00");
+    // Magic, the protocol version, verdict 0 (accepted).
+    let mut expected = b"TOKD".to_vec();
+    expected.extend_from_slice(&version);
+    expected.push(0);
+    assert_eq!(&welcome[..9], &expected[..]);
     // Request::Ping is variant 2: one byte.
     stream.write_all(b"\x00\x00\x00\x01\x02").unwrap();
     let answer = frame::read_frame(&mut stream, frame::MAX_FRAME_LEN)

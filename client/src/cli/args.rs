@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueHint};
 use tokend_protocol::duration;
 
-use crate::{credential, service, shell};
+use crate::{credential, service, shell, supervise};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,11 +39,22 @@ const EXEC_HELP: &str = "\
 Examples:
   tok exec gitlab -- glab mr list                   # GITLAB_TOKEN in glab's environment
   tok exec crm.com --var CRM_JWT -- ./sync.sh --full
+  tok exec gitlab crm.com --var crm.com=CRM_JWT -- ./deploy.sh
+  tok exec --restart-on-change crm -- ./worker      # a new token: SIGTERM, wait, start again
+  tok exec --signal HUP crm -- ./server              # reads $CRM_TOKEN_FILE again on SIGHUP
 
-The token goes into PROGRAM's environment only, never into argv. PROGRAM inherits stdin, stdout
+The tokens go into PROGRAM's environment only, never into argv. PROGRAM inherits stdin, stdout
 and stderr. Exit code: PROGRAM's own, or 128+N when signal N killed it. Before PROGRAM starts,
 tok's own codes apply (2 usage, 3 daemon unreachable, 4 unknown provider, 5 upstream, 6 login):
-PROGRAM does not run then. 127: PROGRAM was not found; 126: it was found but could not be started.";
+PROGRAM does not run then. 127: PROGRAM was not found; 126: it was found but could not be started.
+
+With --restart-on-change or --signal, tok stays PROGRAM's parent and asks tokend for the tokens
+every second. A replaced token restarts PROGRAM (SIGTERM; SIGKILL after --grace) with the new
+tokens, or, with --signal, is written to VAR_FILE (0600, in a private directory removed when tok
+exits; VAR still holds the first token) before PROGRAM gets the signal. Signals other processes
+send tok (HUP, INT, QUIT, TERM, USR1, USR2) are passed on to PROGRAM; a terminal's Ctrl-C reaches
+PROGRAM directly. After TERM, INT or QUIT tok restarts nothing and exits with PROGRAM's code.
+Unix only.";
 
 const CURL_HELP: &str = "\
 Examples:
@@ -101,6 +112,15 @@ Example kubeconfig user (kubectl runs `tok kube NAME` whenever it needs a token)
 Prints a client.authentication.k8s.io/v1 ExecCredential as JSON on stdout, with
 status.expirationTimestamp (RFC 3339, UTC) when the token's expiry is known; without it, kubectl
 keeps the token for as long as it runs. Errors go to stderr with tok's exit codes.";
+
+const PROXY_URL_HELP: &str = "\
+Examples:
+  API_BASE=\"$(tok proxy-url crm)\" some-tool     # the tool sends plain HTTP; tokend adds the header
+  curl \"$(tok proxy-url crm)/crmapi/rest/v2/contacts\"
+
+A loopback TCP proxy prints http://127.0.0.1:PORT/CAPABILITY: the random path prefix is what
+keeps other local users out, so treat the URL as a secret. A Unix-socket proxy prints
+http+unix://PERCENT-ENCODED-PATH (for curl: --unix-socket PATH http://localhost/…).";
 
 const COMPLETIONS_HELP: &str = "\
 Examples:
@@ -165,6 +185,12 @@ pub(super) enum Command {
         /// Provider name
         name: String,
     },
+    /// Print the base URL of a provider's auth proxy (its `proxy = { … }`), capability included
+    #[command(after_help = PROXY_URL_HELP)]
+    ProxyUrl {
+        /// Provider name
+        name: String,
+    },
     /// Show the running daemon's version, protocol, pid and uptime (never starts it)
     #[command(after_help = "Example:\n  tok ping || echo 'tokend is not running'")]
     Ping,
@@ -183,17 +209,32 @@ pub(super) enum Command {
         #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
     },
-    /// Run a program with the token in its environment (never in argv)
+    /// Run a program with the tokens in its environment (never in argv), optionally restarting
+    /// or signalling it when a token is replaced
     #[command(after_help = EXEC_HELP)]
     Exec {
-        /// Provider name
-        name: String,
-        /// Variable name [default: NAME upper-cased, non-alphanumerics as `_`, plus `_TOKEN`]
-        #[arg(long, value_name = "VAR", value_parser = shell::parse_var)]
-        var: Option<String>,
-        /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
+        /// Provider names, one or more
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// The variable of a token: `VAR` (one provider) or `NAME=VAR`; repeatable [default:
+        /// NAME upper-cased, non-alphanumerics as `_`, plus `_TOKEN`]
+        #[arg(long, value_name = "[NAME=]VAR")]
+        var: Vec<String>,
+        /// The tokens must stay valid at least this long (30, 30s, 5m, 1h, 1d)
         #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
+        /// Stay PROGRAM's parent and restart it when a token is replaced (SIGTERM, then
+        /// SIGKILL after --grace)
+        #[arg(long, conflicts_with = "signal")]
+        restart_on_change: bool,
+        /// Stay PROGRAM's parent, keep each token in the file named by VAR_FILE as well, and
+        /// send PROGRAM this signal after a token is replaced and its file rewritten (HUP,
+        /// USR1, …)
+        #[arg(long, value_name = "SIGNAL", value_parser = supervise::parse_signal)]
+        signal: Option<i32>,
+        /// With --restart-on-change: how long PROGRAM has to exit after SIGTERM
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "10s")]
+        grace: Duration,
         /// The program to run and its arguments, after `--`
         #[arg(
             last = true,

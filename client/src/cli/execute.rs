@@ -16,7 +16,7 @@ use super::secret_input::read_secret_value;
 use crate::error::exit;
 use crate::timefmt::{human, rfc3339};
 use crate::{Client, GetOptions};
-use crate::{credential, service, shell};
+use crate::{credential, service, shell, supervise};
 
 /// Runs one command; `Ok` holds the exit code (always 0, except the program's for exec and curl).
 pub(super) fn execute(
@@ -73,6 +73,7 @@ pub(super) fn execute(
             }
         }
         Command::Metrics => write!(out, "{}", client.metrics()?)?,
+        Command::ProxyUrl { name } => writeln!(out, "{}", client.proxy_url(&name)?.expose())?,
         Command::Secret(SecretCommand::Set { name }) => {
             let value = read_secret_value(&name)?;
             let entry = client.secret_set(&name, value)?;
@@ -106,21 +107,37 @@ pub(super) fn execute(
         Command::Stop => client.shutdown()?,
         Command::Env { name, var, min_ttl } => {
             let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
-            let var = var.unwrap_or_else(|| shell::default_var(&name));
+            let var = var.unwrap_or_else(|| tokend_protocol::token_var(&name));
             out.write_all(shell::export_line(&var, &token.value).expose().as_bytes())?;
         }
         Command::Exec {
-            name,
+            names,
             var,
             min_ttl,
+            restart_on_change,
+            signal,
+            grace,
             command,
         } => {
-            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
-            let var = var.unwrap_or_else(|| shell::default_var(&name));
-            // Close the daemon connection: the program may run for a long time.
-            client.connection = None;
+            let wanted = supervise::assign_vars(&names, &var).map_err(Failure::Usage)?;
+            let on_change = match (restart_on_change, signal) {
+                (true, _) => supervise::OnChange::Restart { grace },
+                (false, Some(signal)) => supervise::OnChange::Signal(signal),
+                (false, None) => supervise::OnChange::Nothing,
+            };
             let (program, args) = command.split_first().expect("clap requires PROGRAM");
-            return Ok(shell::exec(&var, &token.value, program, args)?);
+            let plan = supervise::Plan {
+                wanted,
+                min_ttl,
+                on_change,
+                program: program.clone(),
+                args: args.to_vec(),
+            };
+            return match supervise::run(client, &plan) {
+                Ok(code) => Ok(code),
+                Err(supervise::ExecError::Token(err)) => Err(Failure::Client(err)),
+                Err(supervise::ExecError::Run(err)) => Err(Failure::Run(err)),
+            };
         }
         Command::Curl {
             name,

@@ -99,6 +99,18 @@ pub(super) fn status_json(status: &DaemonStatus) -> serde_json::Value {
         "store": (!status.store.is_empty()).then_some(&status.store),
         "fleet": (!status.fleet.is_empty()).then_some(&status.fleet),
         "providers": providers,
+        "proxies": status.proxies,
+        "token_files": status
+            .token_files
+            .iter()
+            .map(|f| json!({
+                "provider": f.provider,
+                "path": f.path,
+                "format": f.format,
+                "written_at": f.written_at_unix.map(rfc3339),
+                "error": f.error,
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -178,23 +190,86 @@ pub(super) fn write_status_table(
             ]
         })
         .collect();
-    let header = [
-        "NAME",
-        "KIND",
-        "STATE",
-        "EXPIRES",
-        "LAST REFRESH",
-        "NEXT REFRESH",
-        "LAST ERROR",
-    ]
-    .map(str::to_owned);
+    write_table(
+        [
+            "NAME",
+            "KIND",
+            "STATE",
+            "EXPIRES",
+            "LAST REFRESH",
+            "NEXT REFRESH",
+            "LAST ERROR",
+        ],
+        &rows,
+        out,
+    )?;
+    if !status.proxies.is_empty() {
+        writeln!(out)?;
+        let rows: Vec<[String; 6]> = status
+            .proxies
+            .iter()
+            .map(|p| {
+                [
+                    p.provider.clone(),
+                    p.listen.clone(),
+                    p.upstream.clone(),
+                    p.requests.to_string(),
+                    p.last_status.map(|s| s.to_string()).unwrap_or_default(),
+                    p.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        write_table(
+            [
+                "PROXY",
+                "LISTEN",
+                "UPSTREAM",
+                "REQUESTS",
+                "LAST STATUS",
+                "ERROR",
+            ],
+            &rows,
+            out,
+        )?;
+    }
+    if !status.token_files.is_empty() {
+        writeln!(out)?;
+        let rows: Vec<[String; 5]> = status
+            .token_files
+            .iter()
+            .map(|f| {
+                [
+                    f.provider.clone(),
+                    f.path.clone(),
+                    f.format.clone(),
+                    relative(f.written_at_unix),
+                    f.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        write_table(
+            ["TOKEN FILE", "PATH", "FORMAT", "WRITTEN", "ERROR"],
+            &rows,
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+/// Left-aligned columns two spaces apart, the header first.
+fn write_table<const N: usize>(
+    header: [&str; N],
+    rows: &[[String; N]],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let header = header.map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let mut line = String::new();
         for (cell, width) in row.iter().zip(widths) {
             line.push_str(&format!("{cell:<width$}  "));

@@ -4,7 +4,8 @@
 //! same list gives the "known keys" hint of an unknown-key error ([`unknown_key_hint`]) and the
 //! key tables of the README ([`readme_table`]; a test fails when the README's tables differ
 //! from what the lists say). The groups shared by several kinds (presentation, credential-helper
-//! routes, and the [`TIMEOUT`] and [`PERSIST`] keys) are declared here.
+//! routes, and the [`TIMEOUT`] and [`PERSIST`] keys) are declared here; the auth proxy and
+//! token file keys in [`super::outlets`].
 
 /// One key of a table, as the README documents it.
 #[derive(Debug)]
@@ -126,6 +127,10 @@ fn readme_table(keys: Keys, shared_once: bool) -> String {
             shared.push("the [credential-helper routes](#credential-helper-routes)");
             continue;
         }
+        if shared_once && is(group, super::outlets::OUTLETS) {
+            shared.push("the [`proxy` and `file` keys](#auth-proxy-and-token-file)");
+            continue;
+        }
         for key in *group {
             table.push_str(&format!(
                 "| `{}` | {} | {} |\n",
@@ -134,7 +139,11 @@ fn readme_table(keys: Keys, shared_once: bool) -> String {
         }
     }
     if !shared.is_empty() {
-        table.push_str(&format!("\nAlso: {}.\n", shared.join(" and ")));
+        let listed = match shared.split_last() {
+            Some((last, rest)) if rest.len() > 1 => format!("{}, and {last}", rest.join(", ")),
+            _ => shared.join(" and "),
+        };
+        table.push_str(&format!("\nAlso: {listed}.\n"));
     }
     table
 }
@@ -172,6 +181,13 @@ pub fn reference() -> String {
         &[super::routes::KEYS],
         false,
     );
+    section(
+        "Auth proxy and token file",
+        "Every kind and preset (`anonymous`: `proxy` only, which then adds no header). Changing \
+         either on reload keeps the cached token.",
+        &[super::outlets::OUTLETS],
+        false,
+    );
     for spec in crate::kinds::KINDS.iter().chain(&crate::kinds::PRESETS) {
         section(
             &format!("`{} = \"{}\"`", spec.key, spec.name),
@@ -192,6 +208,8 @@ pub fn reference() -> String {
         &[crate::kinds::http::keys::OK],
         false,
     );
+    section("`proxy = { … }`", "", &[super::outlets::PROXY_KEYS], false);
+    section("`file = { … }`", "", &[super::outlets::FILE_KEYS], false);
     section(
         "`[fleet]`",
         "The shared store of the `share`d providers (see [Fleet](#fleet-many-machines-one-token)).",

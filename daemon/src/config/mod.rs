@@ -9,7 +9,8 @@
 //!   every [`ConfigError`] names the file, the line and the key, and says what to do;
 //! - [`provider`]: one `[providers.NAME]` table; each kind and preset reads the rest of it
 //!   (see [`crate::kinds`]);
-//! - [`presentation`] and [`routes`]: what every provider has besides its kind;
+//! - [`presentation`], [`routes`] and [`outlets`]: what every provider has besides its kind
+//!   (how the token is presented, the credential-helper hosts, the auth proxy and token file);
 //! - [`store`]: the `[store]` table;
 //! - [`keys`]: every key with its documentation, the one source of the unknown-key hints and
 //!   of the README's key tables.
@@ -20,6 +21,7 @@
 mod error;
 pub(crate) mod fleet;
 pub(crate) mod keys;
+pub(crate) mod outlets;
 pub(crate) mod presentation;
 pub(crate) mod provider;
 pub(crate) mod reader;
@@ -44,6 +46,7 @@ use zeroize::Zeroizing;
 pub use self::error::{ConfigError, Warning};
 pub use self::fleet::{FleetConfig, Share};
 pub use self::keys::reference as key_reference;
+pub use self::outlets::{ProxyConfig, ProxyListen, TokenFileConfig, TokenFileFormat};
 pub use self::presentation::{Presentation, Scheme};
 use self::reader::{Ctx, Tree, article, in_file_order, line_at, one_line, shown_key};
 use self::routes::LocatedRoute;
@@ -67,6 +70,11 @@ pub struct Config {
     pub store: StoreConfig,
     /// The `[fleet]` table: the shared store of `share`d providers.
     pub fleet: Option<FleetConfig>,
+    /// The providers' auth proxies (`proxy = { … }`), in provider-name order. Kept apart from
+    /// [`ProviderConfig`], like the routes.
+    pub proxies: Vec<ProxyConfig>,
+    /// The providers' token files (`file = { … }`), in provider-name order.
+    pub token_files: Vec<TokenFileConfig>,
 }
 
 /// Where a [`Config`] came from.
@@ -142,6 +150,8 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
                 routes: Vec::new(),
                 store: StoreConfig::default_for(path),
                 fleet: None,
+                proxies: Vec::new(),
+                token_files: Vec::new(),
             };
             return Ok((config, Vec::new()));
         }
@@ -291,10 +301,49 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     let mut first_literal_line = None;
     let mut routes: Vec<LocatedRoute> = Vec::new();
     let mut shares: Vec<(String, String, std::ops::Range<usize>)> = Vec::new();
+    let mut proxies: Vec<ProxyConfig> = Vec::new();
+    let mut token_files: Vec<TokenFileConfig> = Vec::new();
     let fleet_literals = std::mem::take(&mut literals);
     for (name, value) in provider_entries {
         let read = ctx.provider(name, value)?;
         let (provider, literals, provider_routes) = (read.config, read.literals, read.routes);
+        if let Some((proxy, span)) = read.outlets.proxy {
+            let taken = proxies
+                .iter()
+                .find(|other| match (&other.listen, &proxy.listen) {
+                    (ProxyListen::Tcp(a), ProxyListen::Tcp(b)) => a == b && a.port() != 0,
+                    (a, b) => a == b,
+                });
+            if let Some(other) = taken {
+                return Err(ctx.invalid(
+                    &span,
+                    Some(&provider.name),
+                    Some("proxy.listen"),
+                    format!(
+                        "{} is already the proxy of provider {:?}",
+                        proxy.listen, other.provider
+                    ),
+                    "give each proxy its own address or socket",
+                ));
+            }
+            proxies.push(proxy);
+        }
+        if let Some((file, span)) = read.outlets.file {
+            if let Some(other) = token_files.iter().find(|other| other.path == file.path) {
+                return Err(ctx.invalid(
+                    &span,
+                    Some(&provider.name),
+                    Some("file.path"),
+                    format!(
+                        "{} is already the token file of provider {:?}",
+                        file.path.display(),
+                        other.provider
+                    ),
+                    "give each token file its own path",
+                ));
+            }
+            token_files.push(file);
+        }
         if let Some((share, span)) = read.share {
             if fleet.is_none() {
                 return Err(ctx.invalid(
@@ -373,8 +422,20 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             routes,
             store,
             fleet: fleet.map(|(fleet, _)| fleet),
+            proxies: sorted(proxies),
+            token_files: sorted_files(token_files),
         },
         warnings,
         first_literal_line,
     })
+}
+
+fn sorted(mut proxies: Vec<ProxyConfig>) -> Vec<ProxyConfig> {
+    proxies.sort_by(|a, b| a.provider.cmp(&b.provider));
+    proxies
+}
+
+fn sorted_files(mut files: Vec<TokenFileConfig>) -> Vec<TokenFileConfig> {
+    files.sort_by(|a, b| a.provider.cmp(&b.provider));
+    files
 }

@@ -1,6 +1,6 @@
 //! One `[providers.NAME]` table: the name rule, the `kind` or `preset` that says which module of
 //! [`crate::kinds`] reads the rest, and what every provider has besides its kind (presentation,
-//! credential-helper routes, `persist`).
+//! credential-helper routes, the auth proxy and token file, `persist`).
 
 use tokend_protocol::{NAME_RULE, is_valid_name};
 use toml::Spanned;
@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use super::reader::{Ctx, Literal, Table, article};
 use super::routes::LocatedRoute;
-use super::{ConfigError, ProviderConfig, fleet, keys, presentation, routes};
+use super::{ConfigError, ProviderConfig, fleet, keys, outlets, presentation, routes};
 use crate::kinds::{KINDS, KindSpec, PRESETS};
 
 /// `use one of: static, anonymous, oauth2, http (or a preset instead of kind: …)`.
@@ -66,6 +66,8 @@ pub(crate) struct ReadProvider {
     pub(crate) routes: Vec<LocatedRoute>,
     /// Its `share` name and where it is written (the caller checks it against `[fleet]`).
     pub(crate) share: Option<(String, Range<usize>)>,
+    /// Its auth proxy and token file (the caller checks addresses and paths are not taken).
+    pub(crate) outlets: outlets::ReadOutlets,
 }
 
 impl Ctx<'_> {
@@ -172,6 +174,7 @@ impl Ctx<'_> {
 
         let presentation = presentation::read(&table, defaults)?;
         let routes = routes::read(&table)?;
+        let outlets = outlets::read(&table)?;
         // Only the key lists of fetching kinds have `persist`; `check_keys` refused it elsewhere.
         let persist = match table.entry("persist") {
             None => true,
@@ -201,6 +204,7 @@ impl Ctx<'_> {
             literals,
             routes,
             share: share.map(|(share, span)| (share.name, span)),
+            outlets,
         })
     }
 }

@@ -1,23 +1,30 @@
 //! `kind = "anonymous"`: no credentials at all. No header is sent (`tok header` prints
-//! nothing), so the presentation keys and credential-helper routes have no meaning here.
+//! nothing), so the presentation keys, credential-helper routes and token files have no meaning
+//! here; an auth proxy forwards without adding a header.
 
 use tokend_protocol::Secret;
 
 use super::{Fetched, KindSpec, Lifetime, ProviderKind, Read};
 use crate::config::ConfigError;
 use crate::config::keys::{PRESENTATION, ROUTES};
+use crate::config::outlets::{FILE, PROXY};
 use crate::config::reader::{Literal, Table};
 
 pub(crate) const KIND: KindSpec = KindSpec {
     key: "kind",
     name: "anonymous",
     summary: "No credentials at all: no header is sent (`tok header` prints nothing, exit 0).",
-    keys: &[],
+    keys: &[&[PROXY]],
     read,
 };
 
 fn read(spec: &KindSpec, table: &Table<'_, '_>, _: &mut Vec<Literal>) -> Result<Read, ConfigError> {
-    for key in PRESENTATION.iter().chain(ROUTES).map(|key| key.name) {
+    for key in PRESENTATION
+        .iter()
+        .chain(ROUTES)
+        .chain([&FILE])
+        .map(|key| key.name)
+    {
         if let Some(span) = table.key_span(key) {
             return Err(table.error(
                 &span,

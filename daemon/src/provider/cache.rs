@@ -32,6 +32,11 @@ impl CachedGrant {
         Ok(Self { grant, frame })
     }
 
+    /// The token and how to present it.
+    pub(crate) fn grant(&self) -> &TokenGrant {
+        &self.grant
+    }
+
     /// The encoded `Response::Token` frame, length prefix included.
     pub(crate) fn frame(&self) -> &[u8] {
         &self.frame
@@ -84,6 +89,7 @@ impl Provider {
                 inner.used = trigger == Trigger::Caller;
                 let generation = inner.generation;
                 drop(inner);
+                self.announce(generation);
                 tracing::info!(provider = %self.config.name, "obtained a new token");
                 if let Some(at) = refresh_at {
                     self.schedule(generation, at);
@@ -131,7 +137,8 @@ impl Provider {
                     }
                 };
                 let generation = inner.generation;
-                let keep_warm = inner.used && inner.current.as_ref().is_some_and(|c| c.valid(now));
+                let keep_warm =
+                    self.wanted(&inner) && inner.current.as_ref().is_some_and(|c| c.valid(now));
                 drop(inner);
                 // While a still-valid token is in use, keep trying in the background.
                 if let Some(at) = retry_at

@@ -38,6 +38,7 @@ mod session;
 mod status;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -143,6 +144,10 @@ pub(crate) struct Provider {
     login: tokio::sync::Mutex<Option<LoginState>>,
     /// Its place in the fleet, with `share` and `[fleet]`.
     shared: Option<fleet::Shared>,
+    /// Tells followers (token files) that the token changed; see [`watch`].
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Standing users (token files): they keep the provider warm.
+    standing: std::sync::atomic::AtomicUsize,
 }
 
 /// Where the cached token came from (for `tok status`).
@@ -292,6 +297,8 @@ impl Provider {
             services,
             shared: None,
             fingerprint,
+            changes: tokio::sync::watch::Sender::new(0),
+            standing: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -463,6 +470,9 @@ impl Provider {
         inner.failure = None;
         inner.last_error = None;
         inner.generation += 1;
+        let generation = inner.generation;
+        drop(inner);
+        self.announce(generation);
     }
 
     /// Drops the cached token (the API rejected it) and clears failures, so the next request
@@ -485,11 +495,13 @@ impl Provider {
         inner.last_invalidation = Some(now);
         inner.failure = None;
         inner.generation += 1;
+        let generation = inner.generation;
         let dropped_token = inner.current.take();
         let dropped = dropped_token.is_some();
         let scheduled = inner.scheduled.take();
         drop(inner);
         self.cancel(scheduled);
+        self.announce(generation);
         if let Some(current) = &dropped_token {
             self.invalidate_shared(current.cached.grant.token.clone());
         }

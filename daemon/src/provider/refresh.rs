@@ -127,7 +127,7 @@ impl Provider {
                 // stand down.
                 if self.retired.load(std::sync::atomic::Ordering::Relaxed)
                     || inner.generation != generation
-                    || !inner.used
+                    || !self.wanted(&inner)
                     || inner.refreshing
                     || inner.blocking(now).is_some()
                     || inner.current.as_ref().is_none_or(|c| !c.valid(now))

@@ -262,10 +262,12 @@ impl Provider {
             inner.last_error = None;
             inner.last_lifetime = None;
             inner.generation += 1;
+            let generation = inner.generation;
             inner.current = None;
             let scheduled = inner.scheduled.take();
             drop(inner);
             self.cancel(scheduled);
+            self.announce(generation);
         }
         tracing::info!(provider = %name, "logged out");
         let Some(refresh_token) = refresh_token else {

@@ -46,8 +46,10 @@ impl Provider {
             _ => ProviderState::Idle,
         };
         let next_refresh = match &inner.failure {
-            Some(Failure::Backoff { until, .. }) if valid && inner.used => Some(*until),
-            None if valid && inner.used => inner.current.as_ref().and_then(|c| c.refresh_at),
+            Some(Failure::Backoff { until, .. }) if valid && self.wanted(&inner) => Some(*until),
+            None if valid && self.wanted(&inner) => {
+                inner.current.as_ref().and_then(|c| c.refresh_at)
+            }
             _ => None,
         };
         ProviderStatus {

@@ -29,7 +29,7 @@ pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Re
     match request {
         Request::GetToken(get) => token::get_token(state, get, peer).await,
         Request::Metrics => Response::Metrics(state.metrics()).into(),
-        Request::Status => Response::Status(state.status()).into(),
+        Request::Status => Response::Status(Box::new(state.status())).into(),
         Request::Ping => Response::Pong(state.ping()).into(),
         Request::Shutdown => {
             tracing::info!("shutdown requested by a client");
@@ -45,6 +45,7 @@ pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Re
         Request::SecretSet(set) => secrets::set(state, set).await.into(),
         Request::SecretList => secrets::list(state).into(),
         Request::SecretRemove(remove) => secrets::remove(state, remove.name).await.into(),
+        Request::ProxyUrl(request) => control::proxy_url(state, &request).into(),
     }
 }
 

@@ -138,6 +138,7 @@ pub async fn run_with(
 
     // Tell idle connections to close; busy ones finish their request first.
     state.request_shutdown();
+    state.stop_outlets();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while connections.join_next().await.is_some() {}
     })
@@ -228,6 +229,8 @@ mod tests {
             routes: Vec::new(),
             store: crate::config::StoreConfig::default_for(&dir.path().join("none.toml")),
             fleet: None,
+            proxies: Vec::new(),
+            token_files: Vec::new(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(run(config, bound, async {

@@ -1,5 +1,5 @@
-//! [`State`]: what every connection shares: the providers (swapped whole on reload), identity,
-//! and the shutdown trigger.
+//! [`State`]: what every connection shares: the providers (swapped whole on reload), the
+//! outlets that follow them (auth proxies, token files), identity, and the shutdown trigger.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::{self, Config, ConfigSource, FleetConfig, StoreConfig};
 use crate::fleet::Fleet;
 use crate::kinds::Services;
+use crate::outlets::Outlets;
 use crate::provider::Provider;
 use crate::store::Store;
 
@@ -23,8 +24,12 @@ pub(crate) type Providers = BTreeMap<String, Arc<Provider>>;
 /// Shared daemon state.
 #[derive(Debug)]
 pub(crate) struct State {
-    /// Replaced whole by a reload; readers take a cheap snapshot.
-    providers: RwLock<Arc<Providers>>,
+    /// Replaced whole by a reload; readers take a cheap snapshot, the auth proxies follow it.
+    providers: watch::Sender<Arc<Providers>>,
+    /// The auth proxies and token files of the config in force.
+    outlets: Outlets,
+    /// Held for the whole of a reload, so two reloads never interleave.
+    reloading: std::sync::Mutex<()>,
     /// The credential-helper routes of the config in force (replaced with the providers).
     routes: RwLock<Arc<[CredentialRoute]>>,
     config: RwLock<ConfigSource>,
@@ -44,19 +49,17 @@ pub(crate) struct State {
 }
 
 fn build(
-    config: Config,
+    providers: BTreeMap<String, config::ProviderConfig>,
     store: Option<&Arc<Store>>,
     services: &Arc<Services>,
-) -> (ConfigSource, Providers, Vec<CredentialRoute>) {
-    let providers = config
-        .providers
+) -> Providers {
+    providers
         .into_iter()
         .map(|(name, provider)| {
             let provider = Provider::new(provider, store.cloned(), services);
             (name, Arc::new(provider))
         })
-        .collect();
-    (config.source, providers, config.routes)
+        .collect()
 }
 
 impl State {
@@ -73,11 +76,16 @@ impl State {
         let mut services = Services::new(store.clone());
         services.fleet = fleet;
         let services = Arc::new(services);
-        let (source, providers, routes) = build(config, store.as_ref(), &services);
+        let providers = Arc::new(build(config.providers, store.as_ref(), &services));
+        let outlets = Outlets::new(store.clone(), Arc::clone(&services));
+        let providers = watch::Sender::new(providers);
+        outlets.apply(&config.proxies, &config.token_files, &providers);
         Self {
-            providers: RwLock::new(Arc::new(providers)),
-            routes: RwLock::new(routes.into()),
-            config: RwLock::new(source),
+            providers,
+            outlets,
+            reloading: std::sync::Mutex::new(()),
+            routes: RwLock::new(config.routes.into()),
+            config: RwLock::new(config.source),
             endpoint,
             started: Instant::now(),
             shutdown,
@@ -101,12 +109,12 @@ impl State {
 
     /// The providers in force now (a snapshot: a concurrent reload does not change it).
     pub(crate) fn providers(&self) -> Arc<Providers> {
-        Arc::clone(
-            &self
-                .providers
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        Arc::clone(&self.providers.borrow())
+    }
+
+    /// The auth proxies and token files.
+    pub(crate) fn outlets(&self) -> &Outlets {
+        &self.outlets
     }
 
     /// The credential-helper routes in force.
@@ -148,18 +156,22 @@ impl State {
                 .as_ref()
                 .map(|fleet| fleet.describe())
                 .unwrap_or_default(),
+            proxies: self.outlets.proxy_statuses(),
+            token_files: self.outlets.file_statuses(),
         }
     }
 
     /// Every provider's counters in the Prometheus text format.
     pub(crate) fn metrics(&self) -> String {
         let providers = self.providers();
-        crate::metrics::render(
+        let mut text = crate::metrics::render(
             providers
                 .iter()
                 .map(|(name, p)| (name.as_str(), p.counters())),
             self.services.fleet.as_deref(),
-        )
+        );
+        self.outlets.render_metrics(&mut text);
+        text
     }
 
     pub(crate) fn ping(&self) -> PingInfo {
@@ -175,6 +187,10 @@ impl State {
     /// one stays in force. Providers whose configuration did not change keep their cached tokens
     /// (no upstream request); changed ones start afresh; removed ones stop.
     pub(crate) fn reload(&self) -> Result<ReloadSummary, String> {
+        let _reloading = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let path = self.config_path();
         let (config, warnings) = config::load(&path).map_err(|err| err.to_string())?;
         for warning in &warnings {
@@ -190,11 +206,7 @@ impl State {
                 "the [store] table changed; the store keeps its key until tokend restarts"
             );
         }
-        let mut guard = self
-            .providers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let old = Arc::clone(&guard);
+        let old = self.providers();
         let mut summary = ReloadSummary::default();
         let mut next = Providers::new();
         for (name, provider) in config.providers {
@@ -228,11 +240,15 @@ impl State {
                 summary.removed.push(name.clone());
             }
         }
-        *guard = Arc::new(next);
-        // Swapped while the providers are still write-locked, so no reader sees a route to a
-        // provider of the other config.
-        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = config.routes.into();
-        drop(guard);
+        let routes: Arc<[CredentialRoute]> = config.routes.into();
+        self.providers.send_modify(|providers| {
+            *providers = Arc::new(next);
+            // Swapped while the providers are still write-locked, so no reader sees a route to
+            // a provider of the other config.
+            *self.routes.write().unwrap_or_else(PoisonError::into_inner) = routes;
+        });
+        self.outlets
+            .apply(&config.proxies, &config.token_files, &self.providers);
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = config.source;
         tracing::info!(
             added = summary.added.len(),
@@ -248,5 +264,10 @@ impl State {
     /// Asks the server to stop: no new connections, in-flight requests finish.
     pub(crate) fn request_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// Stops the auth proxies and token-file writers (the daemon is stopping).
+    pub(crate) fn stop_outlets(&self) {
+        self.outlets.stop();
     }
 }

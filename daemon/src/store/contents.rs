@@ -1,5 +1,5 @@
 //! What the store holds: rotated refresh tokens, cached access tokens with their absolute
-//! expiry, and user secrets. Serialized as JSON inside the encrypted envelope
+//! expiry, user secrets, and the auth proxies' capabilities. Serialized as JSON inside the encrypted envelope
 //! ([`super::format`]); every field has a default, so a store written by an older tokend opens.
 
 use std::collections::BTreeMap;
@@ -19,6 +19,10 @@ pub(crate) struct Contents {
     /// User secrets (`tok secret set NAME`), for `${secret:NAME}` in the config.
     #[serde(default)]
     pub(crate) secrets: BTreeMap<String, StoredSecret>,
+    /// The capability of each provider's TCP auth proxy (the path prefix `tok proxy-url`
+    /// prints), kept so that a URL handed to a program survives a restart.
+    #[serde(default)]
+    pub(crate) proxy_capabilities: BTreeMap<String, StoredSecret>,
 }
 
 /// A user secret.

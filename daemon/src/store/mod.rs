@@ -224,6 +224,30 @@ impl Store {
         Ok(removed)
     }
 
+    /// The capability of `provider`'s TCP auth proxy: the stored one, else `create()`'s, stored
+    /// durably first. Blocking.
+    pub(crate) fn proxy_capability(
+        &self,
+        provider: &str,
+        create: impl FnOnce() -> Secret,
+    ) -> Result<Secret, StoreError> {
+        if let Some(stored) = self.contents().proxy_capabilities.get(provider) {
+            return Ok(stored.value.clone());
+        }
+        let value = create();
+        let kept = value.clone();
+        self.update(|contents| {
+            contents.proxy_capabilities.insert(
+                provider.to_owned(),
+                StoredSecret {
+                    value: kept,
+                    set_at_unix: clock::unix_now(),
+                },
+            );
+        })?;
+        Ok(value)
+    }
+
     /// The stored rotated refresh token of `provider`.
     pub(crate) fn refresh_token(&self, provider: &str) -> Option<StoredRefresh> {
         self.contents().refresh_tokens.get(provider).cloned()

@@ -15,6 +15,7 @@ use super::{
 use crate::config::ConfigError;
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
+use crate::config::outlets::OUTLETS;
 use crate::config::presentation::{Presentation, Scheme};
 use crate::config::reader::{CREDENTIAL, Literal, NON_EMPTY_TEXT, Table};
 use crate::config::values::{join_path, literal_template};
@@ -74,7 +75,7 @@ pub(crate) const PRESET: KindSpec = KindSpec {
     key: "preset",
     name: "crm.com",
     summary: "CRM.COM's consumer application key: `POST {base_url}/authentication/consumer_application_key/token` with Basic `api_key:` and the documented JSON body, e.g. `{\"access_token_identifier\": {\"authentication_code\": …}, \"unit\": …}`. Give exactly one way to identify the consumer: `authentication_code`; `identifier` and `pass_code`; or `jwt` and `organisation`. The exchange fails unless `status.code` is `\"OK\"` (the error then carries `status.description`). The token is at `/data/token`; its expiry comes from the JWT `exp`, else 2 hours. Presented as `authorization: <token>`.",
-    keys: &[OWN, FLEET, PRESENTATION, ROUTES],
+    keys: &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS],
     read,
 };
 

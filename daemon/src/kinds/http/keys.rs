@@ -3,6 +3,7 @@
 
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, Keys, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
+use crate::config::outlets::OUTLETS;
 
 const OWN: &[Key] = &[
     Key::new(
@@ -62,7 +63,7 @@ const OWN: &[Key] = &[
 ];
 
 /// The keys of `kind = "http"`.
-pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES];
+pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS];
 
 /// The keys of `basic = { … }`.
 pub(crate) const BASIC: &[Key] = &[

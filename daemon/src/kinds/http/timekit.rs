@@ -9,6 +9,7 @@ use super::{BasicPair, ExpiresFrom, HttpExchange, HttpMethod, basic_user};
 use crate::config::ConfigError;
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
+use crate::config::outlets::OUTLETS;
 use crate::config::presentation::{Presentation, Scheme};
 use crate::config::reader::{CREDENTIAL, Literal, NON_EMPTY_TEXT, Table};
 use crate::config::values::{join_path, literal_template};
@@ -33,7 +34,7 @@ pub(crate) const PRESET: KindSpec = KindSpec {
     key: "preset",
     name: "timekit",
     summary: "Timekit's App-Token: `GET {base_url}/v2/app?include=app_token` with Basic `email:api_key` and the headers `Content-Type: application/json` and `Timekit-App: {app}`. The token is at `/data/app_token/0/token`, has no expiry, and is presented as `Authorization: Basic base64(\":\" + token)`.",
-    keys: &[OWN, FLEET, PRESENTATION, ROUTES],
+    keys: &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS],
     read,
 };
 

@@ -12,6 +12,7 @@ use super::{ClientAuth, OAuth2Config, OAuth2Grant, TokenEndpoint, config};
 use crate::config::ConfigError;
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, PRESENTATION, ROUTES, TIMEOUT};
+use crate::config::outlets::OUTLETS;
 use crate::config::reader::{CREDENTIAL, Literal, Table};
 use crate::config::values::join_path;
 use crate::kinds::{KindSpec, ProviderKind, Read};
@@ -48,7 +49,7 @@ pub(crate) const PRESET: KindSpec = KindSpec {
     key: "preset",
     name: "azure-ad",
     summary: "The Microsoft identity platform v2.0 endpoints `{authority}/{tenant}/oauth2/v2.0/authorize` and `…/token`. Without a `client_secret` a person logs in with `tok login` (authorization code with PKCE; `offline_access` is added to the scopes so the session has a refresh token); with one, the app authenticates itself (client credentials, secret in the form body). Presented as `Authorization: Bearer <token>`. Azure AD has no revocation endpoint, so `tok logout` only forgets the session.",
-    keys: &[OWN, &[TIMEOUT], FLEET, PRESENTATION, ROUTES],
+    keys: &[OWN, &[TIMEOUT], FLEET, PRESENTATION, ROUTES, OUTLETS],
     read,
 };
 

@@ -392,11 +392,9 @@ pub(super) fn authorization_code_login(
                     hint,
                 )
             })?;
-            let loopback = matches!(
-                url.host(),
-                Some(url::Host::Ipv4(ip)) if ip.is_loopback()
-            ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-                || url.host_str() == Some("localhost");
+            let loopback = url
+                .host_str()
+                .is_some_and(tokend_protocol::host::is_loopback_host);
             if url.scheme() != "http"
                 || !loopback
                 || url.query().is_some()

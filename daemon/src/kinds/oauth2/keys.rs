@@ -3,6 +3,7 @@
 
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, Keys, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
+use crate::config::outlets::OUTLETS;
 
 pub(crate) const SCOPES: Key = Key::new(
     "scopes",
@@ -131,4 +132,4 @@ const OWN: &[Key] = &[
 ];
 
 /// The keys of `kind = "oauth2"`.
-pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES];
+pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS];

@@ -9,6 +9,7 @@ mod tests;
 use super::{FetchCx, FetchError, Fetched, KindSpec, Lifetime, ProviderKind, Read};
 use crate::config::ConfigError;
 use crate::config::keys::{Key, Keys, PRESENTATION, ROUTES};
+use crate::config::outlets::OUTLETS;
 use crate::config::reader::{CREDENTIAL, Literal, Table};
 use crate::secret::SecretTemplate;
 
@@ -19,7 +20,7 @@ const OWN: &[Key] = &[Key::new(
 )];
 
 /// The keys of `kind = "static"`.
-pub(crate) const KEYS: Keys = &[OWN, PRESENTATION, ROUTES];
+pub(crate) const KEYS: Keys = &[OWN, PRESENTATION, ROUTES, OUTLETS];
 
 pub(crate) const KIND: KindSpec = KindSpec {
     key: "kind",

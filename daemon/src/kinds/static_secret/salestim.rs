@@ -3,6 +3,7 @@
 
 use crate::config::ConfigError;
 use crate::config::keys::{Key, PRESENTATION, ROUTES};
+use crate::config::outlets::OUTLETS;
 use crate::config::presentation::{Presentation, Scheme};
 use crate::config::reader::{CREDENTIAL, Literal, Table};
 use crate::kinds::{KindSpec, ProviderKind, Read};
@@ -17,7 +18,7 @@ pub(crate) const PRESET: KindSpec = KindSpec {
     key: "preset",
     name: "salestim",
     summary: "SalesTim's application mode: a static key presented as `X-API-KEY: <key>`.",
-    keys: &[OWN, PRESENTATION, ROUTES],
+    keys: &[OWN, PRESENTATION, ROUTES, OUTLETS],
     read,
 };
 

@@ -1,6 +1,7 @@
-//! `Reload` and `Invalidate`: changing what the daemon holds without restarting it.
+//! `Reload` and `Invalidate`: changing what the daemon holds without restarting it; `ProxyUrl`:
+//! where a provider's auth proxy is.
 
-use tokend_protocol::{ErrorCode, Invalidate, Response};
+use tokend_protocol::{ErrorCode, Invalidate, ProxyUrl, Response};
 
 use crate::server::dispatch::find;
 use crate::server::state::State;
@@ -23,6 +24,17 @@ pub(crate) fn reload(state: &State) -> Response {
 pub(crate) fn invalidate(state: &State, invalidate: &Invalidate) -> Response {
     match find(state, &invalidate.provider) {
         Ok(provider) => Response::Invalidated(provider.invalidate()),
+        Err(response) => response,
+    }
+}
+
+/// `ProxyUrl`: the base URL of the provider's auth proxy (with its capability).
+pub(crate) fn proxy_url(state: &State, request: &ProxyUrl) -> Response {
+    if let Err(response) = find(state, &request.provider) {
+        return response;
+    }
+    match state.outlets().proxy_url(&request.provider) {
+        Ok(url) => Response::ProxyUrl(url),
         Err(response) => response,
     }
 }
