@@ -56,6 +56,9 @@
 //! response about 1 KiB: the token travels twice, raw and inside the `Authorization` header),
 //! `BENCH_STAMPEDE` clients in e (1000; quick 200), `BENCH_PHASE_MS` minimum duration of each f
 //! phase (1500; quick 250).
+//!
+//! Other modes: `tokend-bench fleet [--quick]` (the Redis fleet, see `fleet.rs`) and
+//! `tokend-bench proxy [--quick]` (the auth proxy against direct requests, see `proxy.rs`).
 
 // The benchmark's output is its report: printing the table to stdout is the point.
 #![allow(clippy::print_stdout)]
@@ -75,6 +78,7 @@ use tokend_protocol::handshake::{Hello, Verdict, Welcome};
 use tokend_protocol::{GetToken, MAX_FRAME_LEN, MAX_HANDSHAKE_LEN, Request, Response, codec};
 
 mod fleet;
+mod proxy;
 mod refresh;
 mod report;
 mod stampede;
@@ -121,6 +125,10 @@ fn main() -> ExitCode {
             fleet::run(args.get(1).is_some_and(|arg| arg == "--quick"));
             ExitCode::SUCCESS
         }
+        Some("proxy") => {
+            proxy::run(args.get(1).is_some_and(|arg| arg == "--quick"));
+            ExitCode::SUCCESS
+        }
         None => {
             let quick = std::env::var("QUICK").is_ok_and(|v| v == "1");
             bench(&Knobs::from_env(quick));
@@ -129,6 +137,7 @@ fn main() -> ExitCode {
         Some(other) => {
             eprintln!(
                 "unknown argument {other:?}\nusage: tokend-bench [--quick]\n       \
+                 tokend-bench fleet [--quick]\n       tokend-bench proxy [--quick]\n       \
                  tokend-bench serve-raw SOCKET RESPONSE_LEN"
             );
             ExitCode::from(2)
