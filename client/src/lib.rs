@@ -25,6 +25,7 @@
 //! - `lib.rs` — [`Client`], [`ClientBuilder`], [`Token`], [`Header`], [`GetOptions`]: the
 //!   blocking API.
 //! - `connection` — one blocking connection: connect, handshake, request/response round trips.
+//! - `pool` — the idle connections a client and its clones share.
 //! - `exchange` — the requests both clients build and the responses each call expects.
 //! - `nonblocking` (feature `tokio`) — `AsyncClient`, the same calls on tokio.
 //! - [`autostart`] — starting a daemon when none answers (startup lock, spawn, readiness).
@@ -35,7 +36,7 @@
 //!   - `cli/execute` — running a parsed command, `tok login`'s conversation.
 //!   - `cli/output` — the status table, the JSON outputs, the secret list.
 //!   - `cli/secret_input` — reading the value of `tok secret set`.
-//! - `shell` (feature `cli`) — `tok env`, `tok exec`, `tok curl`, the "waiting" notice,
+//! - `shell` (feature `cli`) — `tok env`, starting programs, `tok curl`, the "waiting" notice,
 //!   completions, opening the browser.
 //! - `credential` (feature `cli`) — the git and Docker credential-helper protocols
 //!   (`tok git-credential`, `docker-credential-tok`).
@@ -54,6 +55,7 @@ pub mod error;
 mod exchange;
 #[cfg(feature = "tokio")]
 mod nonblocking;
+mod pool;
 #[cfg(feature = "cli")]
 mod service;
 #[cfg(feature = "cli")]
@@ -64,7 +66,10 @@ mod supervise;
 mod timefmt;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use pool::Pool;
 
 pub use error::Error;
 #[cfg(feature = "tokio")]
@@ -220,8 +225,10 @@ impl ClientBuilder {
     #[must_use]
     pub fn build(self) -> Client {
         Client {
-            settings: self.settings,
-            connection: None,
+            inner: Arc::new(Shared {
+                settings: self.settings,
+                pool: Pool::new(),
+            }),
         }
     }
 
@@ -233,11 +240,19 @@ impl ClientBuilder {
     }
 }
 
-/// Blocking client. Cheap to create; connects on first use and keeps the connection.
-#[derive(Debug)]
+/// Blocking client. Cheap to create and to clone; connects on first use and keeps the
+/// connection. Clones share their idle connections, and every method takes `&self`, so one
+/// client (or its clones) serves any number of threads at once: each call runs on a
+/// connection of its own, opened when none is idle (at most 64 idle ones are kept).
+#[derive(Debug, Clone)]
 pub struct Client {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     settings: Settings,
-    connection: Option<Connection>,
+    pool: Pool<Connection>,
 }
 
 impl Default for Client {
@@ -269,14 +284,14 @@ impl Client {
     /// The endpoint this client talks to.
     #[must_use]
     pub fn endpoint(&self) -> &Endpoint {
-        &self.settings.endpoint
+        &self.inner.settings.endpoint
     }
 
     /// A provider's token, valid for at least the default 30 s.
     ///
     /// # Errors
     /// See [`Error`]; [`Error::exit_code`] maps each to `tok`'s exit codes.
-    pub fn get(&mut self, provider: &str) -> Result<Token, Error> {
+    pub fn get(&self, provider: &str) -> Result<Token, Error> {
         self.get_with(provider, &GetOptions::default())
     }
 
@@ -284,7 +299,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn get_with(&mut self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
+    pub fn get_with(&self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
         let response = self.call(&get_request(provider, options), Start::IfNeeded)?;
         expect_token(response)
     }
@@ -293,7 +308,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn status(&mut self) -> Result<DaemonStatus, Error> {
+    pub fn status(&self) -> Result<DaemonStatus, Error> {
         expect_status(self.call(&Request::Status, Start::IfNeeded)?)
     }
 
@@ -304,7 +319,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn invalidate(&mut self, provider: &str) -> Result<Invalidation, Error> {
+    pub fn invalidate(&self, provider: &str) -> Result<Invalidation, Error> {
         let request = Request::Invalidate(Invalidate {
             provider: provider.to_owned(),
         });
@@ -317,7 +332,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn reload(&mut self) -> Result<ReloadSummary, Error> {
+    pub fn reload(&self) -> Result<ReloadSummary, Error> {
         match self.call(&Request::Reload, Start::Never)? {
             Response::Reloaded(summary) => Ok(summary),
             other => Err(daemon_error(other, "reload")),
@@ -329,7 +344,7 @@ impl Client {
     ///
     /// # Errors
     /// [`ErrorCode::Config`] for an invalid name or value, or see [`Error`].
-    pub fn secret_set(&mut self, name: &str, value: Secret) -> Result<SecretEntry, Error> {
+    pub fn secret_set(&self, name: &str, value: Secret) -> Result<SecretEntry, Error> {
         let request = Request::SecretSet(SecretSet {
             name: name.to_owned(),
             value,
@@ -342,7 +357,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn secret_list(&mut self) -> Result<Vec<SecretEntry>, Error> {
+    pub fn secret_list(&self) -> Result<Vec<SecretEntry>, Error> {
         match self.call(&Request::SecretList, Start::IfNeeded)? {
             Response::Secrets(entries) => Ok(entries),
             other => Err(daemon_error(other, "secret list")),
@@ -353,7 +368,7 @@ impl Client {
     ///
     /// # Errors
     /// [`ErrorCode::Config`] when there is no such secret, or see [`Error`].
-    pub fn secret_remove(&mut self, name: &str) -> Result<SecretEntry, Error> {
+    pub fn secret_remove(&self, name: &str) -> Result<SecretEntry, Error> {
         let request = Request::SecretRemove(SecretRemove {
             name: name.to_owned(),
         });
@@ -365,7 +380,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn metrics(&mut self) -> Result<String, Error> {
+    pub fn metrics(&self) -> Result<String, Error> {
         match self.call(&Request::Metrics, Start::Never)? {
             Response::Metrics(text) => Ok(text),
             other => Err(daemon_error(other, "metrics")),
@@ -378,7 +393,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn credential_routes(&mut self) -> Result<Vec<CredentialRoute>, Error> {
+    pub fn credential_routes(&self) -> Result<Vec<CredentialRoute>, Error> {
         match self.call(&Request::CredentialRoutes, Start::IfNeeded)? {
             Response::CredentialRoutes(routes) => Ok(routes),
             other => Err(daemon_error(other, "credential routes")),
@@ -392,7 +407,7 @@ impl Client {
     /// # Errors
     /// [`Error::Daemon`] with [`ErrorCode::Config`] when the provider has no proxy, or it is not
     /// listening; see [`Error`].
-    pub fn proxy_url(&mut self, provider: &str) -> Result<Secret, Error> {
+    pub fn proxy_url(&self, provider: &str) -> Result<Secret, Error> {
         let request = Request::ProxyUrl(tokend_protocol::ProxyUrl {
             provider: provider.to_owned(),
         });
@@ -409,7 +424,7 @@ impl Client {
     /// # Errors
     /// [`Error::Daemon`] with [`ErrorCode::BadRequest`] when a login is already in progress or
     /// the provider does not log in; see [`Error`].
-    pub fn login(&mut self, provider: &str) -> Result<LoginPrompt, Error> {
+    pub fn login(&self, provider: &str) -> Result<LoginPrompt, Error> {
         let request = Request::Login(LoginRequest {
             provider: provider.to_owned(),
         });
@@ -425,8 +440,8 @@ impl Client {
     /// # Errors
     /// [`Error::Daemon`] with [`ErrorCode::LoginRequired`] saying why the login failed;
     /// [`Error::Timeout`] after `wait`; see [`Error`].
-    pub fn await_login(&mut self, provider: &str, wait: Duration) -> Result<LoginOutcome, Error> {
-        let mut connection = Connection::open(&self.settings.endpoint, wait)?;
+    pub fn await_login(&self, provider: &str, wait: Duration) -> Result<LoginOutcome, Error> {
+        let mut connection = Connection::open(&self.inner.settings.endpoint, wait)?;
         let request = Request::AwaitLogin(LoginRequest {
             provider: provider.to_owned(),
         });
@@ -441,7 +456,7 @@ impl Client {
     ///
     /// # Errors
     /// See [`Error`].
-    pub fn logout(&mut self, provider: &str) -> Result<LogoutOutcome, Error> {
+    pub fn logout(&self, provider: &str) -> Result<LogoutOutcome, Error> {
         let request = Request::Logout(LoginRequest {
             provider: provider.to_owned(),
         });
@@ -455,7 +470,7 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::NotRunning`] when no daemon answers, or see [`Error`].
-    pub fn ping(&mut self) -> Result<PingInfo, Error> {
+    pub fn ping(&self) -> Result<PingInfo, Error> {
         expect_pong(self.call(&Request::Ping, Start::Never)?)
     }
 
@@ -463,33 +478,41 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::NotRunning`] when no daemon answers, or see [`Error`].
-    pub fn shutdown(&mut self) -> Result<(), Error> {
+    pub fn shutdown(&self) -> Result<(), Error> {
         expect_shutting_down(self.call(&Request::Shutdown, Start::Never)?)?;
-        self.connection = None;
-        wait_for_exit(&self.settings.endpoint, self.settings.timeout);
+        self.inner.pool.clear();
+        wait_for_exit(&self.inner.settings.endpoint, self.inner.settings.timeout);
         Ok(())
     }
 
-    fn call(&mut self, request: &Request, start: Start) -> Result<Response, Error> {
-        if let Some(connection) = self.connection.as_mut() {
+    fn call(&self, request: &Request, start: Start) -> Result<Response, Error> {
+        let pool = &self.inner.pool;
+        if let Some(mut connection) = pool.take() {
             match connection.call(request) {
-                Ok(response) => return Ok(response),
-                // The daemon closed an idle connection or restarted: one fresh attempt.
-                Err(err) if connection_lost(&err) => self.connection = None,
-                Err(err) => {
-                    self.connection = None;
-                    return Err(err);
+                Ok(response) => {
+                    pool.give(connection);
+                    return Ok(response);
                 }
+                // The daemon closed an idle connection or restarted (then the other idle ones
+                // are gone too): one fresh attempt.
+                Err(err) if connection_lost(&err) => pool.clear(),
+                Err(err) => return Err(err),
             }
         }
         let mut connection = self.connect(start)?;
         let response = connection.call(request)?;
-        self.connection = Some(connection);
+        pool.give(connection);
         Ok(response)
     }
 
+    /// Closes the idle connections (`tok exec` before a long-running program).
+    #[cfg(feature = "cli")]
+    pub(crate) fn disconnect(&self) {
+        self.inner.pool.clear();
+    }
+
     fn connect(&self, start: Start) -> Result<Connection, Error> {
-        let settings = &self.settings;
+        let settings = &self.inner.settings;
         match Connection::open(&settings.endpoint, settings.timeout) {
             Err(Error::NotRunning { endpoint, .. }) => {
                 if start == Start::Never {

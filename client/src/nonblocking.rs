@@ -1,5 +1,7 @@
 //! [`AsyncClient`]: the same calls as [`crate::Client`], as `async fn`s on tokio.
 
+use std::sync::Arc;
+
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::tokio::prelude::*;
 use tokend_protocol::frame::MAX_MESSAGE_LEN;
@@ -10,21 +12,31 @@ use tokend_protocol::{
 };
 
 use crate::connection::{check_welcome, closed, connect_error, connection_lost};
+use crate::pool::Pool;
 use crate::{Error, GetOptions, Settings, Start, Token, autostart, exchange};
 
 /// Async client on tokio. Connects on first use, keeps the connection, reconnects once if the
-/// daemon closed it, and auto-starts the daemon like the blocking client.
-#[derive(Debug)]
+/// daemon closed it, and auto-starts the daemon like the blocking client. Cheap to clone;
+/// clones share their idle connections, and every method takes `&self`, so one client serves
+/// any number of tasks at once, each call on a connection of its own.
+#[derive(Debug, Clone)]
 pub struct AsyncClient {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     settings: Settings,
-    stream: Option<Stream>,
+    pool: Pool<Stream>,
 }
 
 impl AsyncClient {
     pub(crate) fn from_settings(settings: Settings) -> Self {
         Self {
-            settings,
-            stream: None,
+            inner: Arc::new(Shared {
+                settings,
+                pool: Pool::new(),
+            }),
         }
     }
 
@@ -38,7 +50,7 @@ impl AsyncClient {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn get(&mut self, provider: &str) -> Result<Token, Error> {
+    pub async fn get(&self, provider: &str) -> Result<Token, Error> {
         self.get_with(provider, &GetOptions::default()).await
     }
 
@@ -46,7 +58,7 @@ impl AsyncClient {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn get_with(&mut self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
+    pub async fn get_with(&self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
         let request = exchange::get_request(provider, options);
         exchange::expect_token(self.call(&request, Start::IfNeeded).await?)
     }
@@ -55,7 +67,7 @@ impl AsyncClient {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn status(&mut self) -> Result<DaemonStatus, Error> {
+    pub async fn status(&self) -> Result<DaemonStatus, Error> {
         exchange::expect_status(self.call(&Request::Status, Start::IfNeeded).await?)
     }
 
@@ -63,10 +75,7 @@ impl AsyncClient {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn invalidate(
-        &mut self,
-        provider: &str,
-    ) -> Result<tokend_protocol::Invalidation, Error> {
+    pub async fn invalidate(&self, provider: &str) -> Result<tokend_protocol::Invalidation, Error> {
         let request = Request::Invalidate(tokend_protocol::Invalidate {
             provider: provider.to_owned(),
         });
@@ -77,34 +86,36 @@ impl AsyncClient {
     ///
     /// # Errors
     /// See [`Error`].
-    pub async fn ping(&mut self) -> Result<PingInfo, Error> {
+    pub async fn ping(&self) -> Result<PingInfo, Error> {
         exchange::expect_pong(self.call(&Request::Ping, Start::Never).await?)
     }
 
-    async fn call(&mut self, request: &Request, start: Start) -> Result<Response, Error> {
-        if let Some(stream) = self.stream.as_mut() {
-            match round_trip(stream, request, &self.settings).await {
-                Ok(response) => return Ok(response),
-                Err(err) if connection_lost(&err) => self.stream = None,
-                Err(err) => {
-                    self.stream = None;
-                    return Err(err);
+    async fn call(&self, request: &Request, start: Start) -> Result<Response, Error> {
+        let Shared { settings, pool } = &*self.inner;
+        if let Some(mut stream) = pool.take() {
+            match round_trip(&mut stream, request, settings).await {
+                Ok(response) => {
+                    pool.give(stream);
+                    return Ok(response);
                 }
+                // The daemon closed an idle connection or restarted: one fresh attempt.
+                Err(err) if connection_lost(&err) => pool.clear(),
+                Err(err) => return Err(err),
             }
         }
         let mut stream = self.connect(start).await?;
-        let response = round_trip(&mut stream, request, &self.settings).await?;
-        self.stream = Some(stream);
+        let response = round_trip(&mut stream, request, settings).await?;
+        pool.give(stream);
         Ok(response)
     }
 
     async fn connect(&self, start: Start) -> Result<Stream, Error> {
-        match open(&self.settings).await {
+        match open(&self.inner.settings).await {
             Err(Error::NotRunning { endpoint, .. }) => {
                 if start == Start::Never {
                     return Err(Error::NotRunning { endpoint, hint: "" });
                 }
-                if !self.settings.autostart {
+                if !self.inner.settings.autostart {
                     return Err(Error::NotRunning {
                         endpoint,
                         hint: autostart::off_hint(),
@@ -114,7 +125,7 @@ impl AsyncClient {
             other => return other,
         }
         // Taking the lock and waiting for readiness block: keep them off the async workers.
-        let settings = self.settings.clone();
+        let settings = self.inner.settings.clone();
         tokio::task::spawn_blocking(move || -> Result<(), Error> {
             let _lock =
                 autostart::StartupLock::acquire(&settings.endpoint, settings.startup_timeout)?;
@@ -133,7 +144,7 @@ impl AsyncClient {
             log: None,
             config_error: false,
         })??;
-        open(&self.settings).await
+        open(&self.inner.settings).await
     }
 }
 

@@ -138,7 +138,7 @@ pub(crate) fn run(client: &mut Client, plan: &Plan) -> Result<u8, ExecError> {
     let tokens = fetch_all(client, plan)?;
     if plan.on_change == OnChange::Nothing {
         // The program may run for a long time: no daemon connection stays open meanwhile.
-        client.connection = None;
+        client.disconnect();
         let mut command = command(plan, &tokens);
         let status = command
             .status()

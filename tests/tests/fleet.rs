@@ -207,7 +207,7 @@ async fn callers(daemons: &[Daemon], seconds: u64) -> (usize, usize) {
     for endpoint in clients {
         let expired = Arc::clone(&expired);
         loops.push(tokio::spawn(async move {
-            let mut client = async_client(endpoint);
+            let client = async_client(endpoint);
             let mut gets = 0;
             while started.elapsed() < Duration::from_secs(seconds) {
                 let token = client
@@ -561,7 +561,7 @@ fn a_rotating_refresh_token_shared_by_three_daemons_is_never_spent_twice() {
     std::thread::scope(|scope| {
         for daemon in &daemons {
             scope.spawn(move || {
-                let mut client = daemon.client();
+                let client = daemon.client();
                 while started.elapsed() < Duration::from_secs(14) {
                     let token = client.get_with(
                         "user",

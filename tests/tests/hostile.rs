@@ -50,7 +50,7 @@ fn assert_closed(stream: &mut UnixStream) {
 }
 
 fn still_serves(daemon: &Daemon) {
-    let mut client = daemon.client();
+    let client = daemon.client();
     assert_eq!(client.get("pat").unwrap().value.expose(), "pat-hostile");
 }
 
@@ -177,7 +177,7 @@ fn a_client_facing_an_incompatible_daemon_gets_a_restart_hint() {
         };
         frame::write_frame(&mut stream, &welcome.encode()).unwrap();
     });
-    let mut client = Client::builder()
+    let client = Client::builder()
         .endpoint(Endpoint::from_path(&path))
         .autostart(false)
         .build();

@@ -25,7 +25,7 @@ fn daemon_with_secret_file() -> (Daemon, tempfile::TempDir) {
 #[test]
 fn blocking_client_gets_tokens_status_and_ping_on_one_connection() {
     let (daemon, _secrets) = daemon_with_secret_file();
-    let mut client = daemon.client();
+    let client = daemon.client();
     let token = client.get("api").unwrap();
     assert_eq!(token.value.expose(), "key-from-a-file");
     let header = token.header.as_ref().unwrap();
@@ -62,7 +62,7 @@ fn blocking_client_gets_tokens_status_and_ping_on_one_connection() {
 #[test]
 fn client_reconnects_after_the_daemon_restarts() {
     let (mut daemon, _secrets) = daemon_with_secret_file();
-    let mut client = daemon.client();
+    let client = daemon.client();
     assert!(client.get("api").is_ok());
     assert!(daemon.terminate().success());
     daemon.restart(&[]);
@@ -72,7 +72,7 @@ fn client_reconnects_after_the_daemon_restarts() {
 #[test]
 fn no_daemon_and_no_autostart_is_a_clear_error() {
     let dir = tokend_e2e::private_dir();
-    let mut client = Client::builder()
+    let client = Client::builder()
         .endpoint(Endpoint::from_path(dir.path().join("absent.sock")))
         .autostart(false)
         .build();
@@ -93,7 +93,7 @@ fn async_client_gets_the_same_answers() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut client: AsyncClient = Client::builder()
+        let client: AsyncClient = Client::builder()
             .endpoint(daemon.endpoint())
             .autostart(false)
             .build_async();
@@ -103,5 +103,113 @@ fn async_client_gets_the_same_answers() {
         assert_eq!(client.status().await.unwrap().providers[0].name, "api");
         let err = client.get("nope").await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::UnknownProvider));
+    });
+}
+
+/// Sockets the daemon holds open (its listener, its clients' connections, …).
+fn daemon_sockets(daemon: &Daemon) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// Polls for up to 5 s until the daemon holds `wanted` sockets (it notices a closed
+/// connection asynchronously).
+fn settle_sockets(daemon: &Daemon, wanted: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = daemon_sockets(daemon);
+        if now == wanted || std::time::Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_client_is_shared_by_many_threads_and_a_single_caller_keeps_one_connection() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Client>();
+    shareable::<AsyncClient>();
+
+    let (daemon, _secrets) = daemon_with_secret_file();
+    let idle = daemon_sockets(&daemon);
+    let client = daemon.client();
+    for _ in 0..200 {
+        assert_eq!(client.get("api").unwrap().value.expose(), "key-from-a-file");
+    }
+    assert_eq!(
+        settle_sockets(&daemon, idle + 1),
+        idle + 1,
+        "one caller, one connection"
+    );
+
+    // Sixteen threads on one client (borrowed) and its clones, at once.
+    std::thread::scope(|scope| {
+        for n in 0..16 {
+            let clone = client.clone();
+            let client = &client;
+            scope.spawn(move || {
+                let mine = if n % 2 == 0 { client } else { &clone };
+                for _ in 0..300 {
+                    let token = mine.get("api").expect("a concurrent get");
+                    assert_eq!(token.value.expose(), "key-from-a-file");
+                }
+            });
+        }
+    });
+    let open = daemon_sockets(&daemon);
+    assert!(
+        open > idle + 1 && open <= idle + 16,
+        "{open} sockets, {idle} before: each concurrent call had a connection of its own, \
+         and they were kept for reuse"
+    );
+    // Dropping the last clone closes them.
+    drop(client);
+    assert_eq!(settle_sockets(&daemon, idle), idle);
+}
+
+#[test]
+fn one_async_client_is_shared_by_many_tasks() {
+    let (mut daemon, _secrets) = daemon_with_secret_file();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let idle = daemon_sockets(&daemon);
+    let client: AsyncClient = Client::builder()
+        .endpoint(daemon.endpoint())
+        .autostart(false)
+        .build_async();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        let token = client.get("api").await.expect("a concurrent get");
+                        assert_eq!(token.value.expose(), "key-from-a-file");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+    });
+    let open = daemon_sockets(&daemon);
+    assert!(
+        open > idle && open <= idle + 64,
+        "{open} sockets, {idle} before"
+    );
+    // After a restart every pooled connection is stale: the next call starts afresh.
+    daemon.kill();
+    daemon.restart(&[]);
+    runtime.block_on(async {
+        assert!(client.get("api").await.is_ok());
+        assert!(client.get("api").await.is_ok());
     });
 }

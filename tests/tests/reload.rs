@@ -49,7 +49,7 @@ async fn reload_keeps_unchanged_providers_and_refuses_invalid_configs() {
     let daemon = blocking(move || Daemon::start_with_env(&first, &[("E2E_S", "s-token")])).await;
     let config = daemon.dir().join("config.toml");
 
-    let mut client = daemon.client();
+    let client = daemon.client();
     let (client, got) = blocking(move || {
         let got = client.get("a").map(|t| t.value.expose().to_owned());
         (client, got)
@@ -67,7 +67,7 @@ async fn reload_keeps_unchanged_providers_and_refuses_invalid_configs() {
             exchange("b", &server, "")
         ),
     );
-    let mut client = client;
+    let client = client;
     let (client, summary, a, s) = blocking(move || {
         let summary = client.reload();
         let a = client.get("a").map(|t| t.value.expose().to_owned());
@@ -96,7 +96,7 @@ async fn reload_keeps_unchanged_providers_and_refuses_invalid_configs() {
             exchange("a", &server, "")
         ),
     );
-    let mut client = client;
+    let client = client;
     let (client, refused, still) = blocking(move || {
         let refused = client.reload();
         let still = client.get("b").map(|t| t.value.expose().to_owned());
@@ -121,7 +121,7 @@ async fn reload_keeps_unchanged_providers_and_refuses_invalid_configs() {
 
     // A changed provider starts afresh.
     write_private(&config, &exchange("a", &server, "header = \"X-Token\""));
-    let mut client = client;
+    let client = client;
     let (summary, a) = blocking(move || {
         let summary = client.reload();
         let a = client

@@ -125,7 +125,7 @@ fn a_stale_socket_left_by_a_killed_daemon_is_replaced() {
 #[test]
 fn sigterm_stops_gracefully_and_removes_the_socket() {
     let mut daemon = Daemon::start_with_env(CONFIG, &[("E2E_SECURITY_PAT", "pat-3")]);
-    let mut client = daemon.client();
+    let client = daemon.client();
     assert!(client.get("pat").is_ok());
     assert!(daemon.terminate().success());
     assert!(!daemon.socket().exists());

@@ -145,7 +145,7 @@ pub(super) fn execute(
             args,
         } => {
             let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
-            client.connection = None;
+            client.disconnect();
             return Ok(shell::curl(&token, &args)?);
         }
         Command::Kube { name, min_ttl } => {

@@ -194,7 +194,7 @@ fn callers(daemons: &[Daemon], provider: &str, seconds: u64) -> usize {
             .iter()
             .map(|daemon| {
                 scope.spawn(move || {
-                    let mut client = client(daemon);
+                    let client = client(daemon);
                     let mut gets = 0;
                     while started.elapsed() < Duration::from_secs(seconds) {
                         client
@@ -286,7 +286,7 @@ pub(crate) fn run(quick: bool) {
         let mut clients = Vec::new();
         for daemon in &daemons {
             for _ in 0..per_daemon {
-                let mut client: AsyncClient = Client::builder()
+                let client: AsyncClient = Client::builder()
                     .endpoint(Endpoint::from_path(&daemon.socket))
                     .autostart(false)
                     .timeout(Duration::from_secs(30))
@@ -297,7 +297,7 @@ pub(crate) fn run(quick: bool) {
         }
         let gets: Vec<_> = clients
             .into_iter()
-            .map(|mut client| {
+            .map(|client| {
                 tokio::spawn(async move {
                     let started = Instant::now();
                     client.get("api").await.expect("stampede get");

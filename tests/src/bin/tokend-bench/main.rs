@@ -17,6 +17,8 @@
 //! - **b. concurrent clients** (64 by default): one OS thread per client, each with its own
 //!   `Client` / raw stream, unpinned, a fixed total of requests; throughput is
 //!   total / wall time from a common start barrier to the last thread's end.
+//! - **b'. one shared client**: the same threads calling one `Client` (by reference; each call
+//!   takes a pooled connection of its own) against one `Client` per thread as in b, alternated.
 //! - **c. whole process**: `tok --socket S get NAME` against the `hello` binary (and `true`, the
 //!   fork+exec floor), alternated run by run, timed spawn-to-exit.
 //! - **d. resident memory**: `VmRSS` of tokend and of the raw server right after start plus one
@@ -475,7 +477,7 @@ struct LibClient(Client);
 
 impl LibClient {
     fn connect(socket: &Path) -> Result<Self, String> {
-        let mut client = Client::builder()
+        let client = Client::builder()
             .endpoint(Endpoint::from_path(socket))
             .autostart(false)
             .timeout(IO_TIMEOUT)
@@ -487,6 +489,18 @@ impl LibClient {
 }
 
 impl RoundTrip for LibClient {
+    fn round_trip(&mut self) -> Result<(), String> {
+        let token = self.0.get(PROVIDER).map_err(|err| err.to_string())?;
+        std::hint::black_box(&token);
+        Ok(())
+    }
+}
+
+/// One `Client` shared by every thread (a reference to it): each call takes a pooled
+/// connection of its own.
+struct SharedClient<'a>(&'a Client);
+
+impl RoundTrip for SharedClient<'_> {
     fn round_trip(&mut self) -> Result<(), String> {
         let token = self.0.get(PROVIDER).map_err(|err| err.to_string())?;
         std::hint::black_box(&token);
@@ -906,6 +920,7 @@ fn bench(knobs: &Knobs) {
     };
     let mut single = Paired::default();
     let mut multi = Paired::default();
+    let mut shared = Paired::default();
     let mut phases = refresh::Phases::default();
     for round in 0..knobs.rounds {
         eprintln!(
@@ -973,6 +988,27 @@ fn bench(knobs: &Knobs) {
             let base = run_base();
             multi.push(run_ours(), base);
         }
+        // b'. The same threads sharing one client, against one client each (run_ours).
+        let one = LibClient::connect(&socket)
+            .unwrap_or_else(|err| panic!("shared client connect: {err}"))
+            .0;
+        let run_shared = || {
+            multi_client(
+                || Ok(SharedClient(&one)),
+                tokend.pid(),
+                knobs.clients,
+                knobs.total,
+                "tokend (shared client)",
+            )
+        };
+        if ours_first {
+            let own = run_ours();
+            shared.push(run_shared(), own);
+        } else {
+            let together = run_shared();
+            shared.push(together, run_ours());
+        }
+        drop(one);
 
         // f. a's cache hits, with and without background refreshes (tokend back on a's CPU).
         set_process_affinity(tokend.pid(), &pinned);
@@ -1079,6 +1115,7 @@ fn bench(knobs: &Knobs) {
         response_len,
         single: &single,
         multi: &multi,
+        shared: &shared,
         tok: &tok_times,
         hello: &hello_times,
         true_: &true_times,

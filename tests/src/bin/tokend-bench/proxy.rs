@@ -59,7 +59,7 @@ fn start_daemon(upstream: &HttpUpstream, cpus: &[usize]) -> Daemon {
         .env("RUST_LOG", "warn")
         .stderr(std::fs::File::create(&log).expect("log"));
     let guard = spawn_ready("tokend", &mut command, &cpuset(cpus), Some(&log));
-    let mut client = Client::builder()
+    let client = Client::builder()
         .endpoint(Endpoint::from_path(&socket))
         .autostart(false)
         .timeout(Duration::from_secs(30))

@@ -210,7 +210,7 @@ pub(crate) fn phase(setup: &Setup<'_>, busy: bool) -> Phase {
 /// later gets had to wait for a fetch (they should all be cache hits).
 fn keep_requesting(setup: &Setup<'_>, stop: &AtomicBool, ready: &mpsc::Sender<()>) -> usize {
     let _ = rustix::thread::sched_setaffinity(None, &setup.others);
-    let mut client = Client::builder()
+    let client = Client::builder()
         .endpoint(Endpoint::from_path(setup.socket))
         .autostart(false)
         .timeout(IO_TIMEOUT)
@@ -218,7 +218,7 @@ fn keep_requesting(setup: &Setup<'_>, stop: &AtomicBool, ready: &mpsc::Sender<()
     let options = GetOptions {
         min_ttl: REQUESTER_MIN_TTL,
     };
-    let mut get = || {
+    let get = || {
         let start = Instant::now();
         client
             .get_with(REFRESHING.provider, &options)

@@ -20,6 +20,8 @@ pub(crate) struct Report<'a> {
     pub(crate) response_len: usize,
     pub(crate) single: &'a Paired,
     pub(crate) multi: &'a Paired,
+    /// b': one client shared by every thread (ours) vs one client per thread (base).
+    pub(crate) shared: &'a Paired,
     pub(crate) tok: &'a ProcTimes,
     pub(crate) hello: &'a ProcTimes,
     pub(crate) true_: &'a ProcTimes,
@@ -134,7 +136,7 @@ fn counts(list: impl IntoIterator<Item = usize>) -> String {
 impl Report<'_> {
     pub(crate) fn render(&self) -> String {
         let k = self.knobs;
-        let (s, m) = (self.single, self.multi);
+        let (s, m, sh) = (self.single, self.multi, self.shared);
         let p50 = |x: &Sample| x.p50_ns;
         let p99 = |x: &Sample| x.p99_ns;
         let rate = |x: &Sample| x.rate;
@@ -245,6 +247,23 @@ impl Report<'_> {
             us(m.ours(cpu)),
             us(m.base(cpu)),
             ratio(m.ratio(cpu)),
+            "–".to_owned(),
+        );
+        row(
+            format!(
+                "b'. {clients} threads sharing one `Client` — throughput (baseline: a client \
+                 per thread, as b)"
+            ),
+            per_sec(sh.ours(rate)),
+            per_sec(sh.base(rate)),
+            ratio(sh.ratio(rate)),
+            Target::AtLeast(0.95, "≥ 0.95×").cell(sh.ratio(rate)),
+        );
+        row(
+            format!("b'. {clients} threads sharing one `Client` — p50 / p99 latency"),
+            format!("{} / {}", us(sh.ours(p50)), us(sh.ours(p99))),
+            format!("{} / {}", us(sh.base(p50)), us(sh.base(p99))),
+            format!("{} / {}", ratio(sh.ratio(p50)), ratio(sh.ratio(p99))),
             "–".to_owned(),
         );
         row(

@@ -66,7 +66,7 @@ fn stampede_status(providers: Vec<ProviderStatus>) -> Option<ProviderStatus> {
 /// its own about 4.5 s after this get. Done before the rounds, so that this refresh is not
 /// part of any measurement, and the expiry wait overlaps them.
 pub(crate) fn prepare(socket: &Path) {
-    let mut client = Client::builder()
+    let client = Client::builder()
         .endpoint(Endpoint::from_path(socket))
         .autostart(false)
         .timeout(IO_TIMEOUT)
@@ -138,7 +138,7 @@ pub(crate) fn run(socket: &Path, fake: &FakeEndpoint, clients: usize, tokend_pid
     let (mut conns, connect_error) = runtime.block_on(async {
         let mut conns = Vec::with_capacity(clients);
         for _ in 0..clients {
-            let mut client = Client::builder()
+            let client = Client::builder()
                 .endpoint(Endpoint::from_path(socket))
                 .autostart(false)
                 .timeout(IO_TIMEOUT)
@@ -166,7 +166,7 @@ pub(crate) fn run(socket: &Path, fake: &FakeEndpoint, clients: usize, tokend_pid
     let outcomes: Vec<Outcome> = runtime.block_on(async {
         let tasks: Vec<_> = conns
             .into_iter()
-            .map(|mut client| {
+            .map(|client| {
                 let barrier = Arc::clone(&barrier);
                 tokio::spawn(async move {
                     barrier.wait().await;
