@@ -26,6 +26,7 @@
 //!   blocking API.
 //! - `connection` — one blocking connection: connect, handshake, request/response round trips.
 //! - `pool` — the idle connections a client and its clones share.
+//! - [`middleware`] (feature `reqwest`) — `TokendAuth`, the reqwest-middleware layer.
 //! - `exchange` — the requests both clients build and the responses each call expects.
 //! - `nonblocking` (feature `tokio`) — `AsyncClient`, the same calls on tokio.
 //! - [`autostart`] — starting a daemon when none answers (startup lock, spawn, readiness).
@@ -53,6 +54,8 @@ mod connection;
 pub mod credential;
 pub mod error;
 mod exchange;
+#[cfg(feature = "reqwest")]
+pub mod middleware;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod pool;
