@@ -305,3 +305,48 @@ fn a_supervised_program_that_exits_passes_its_code_through() {
     ]);
     assert_eq!(code(&out), 127, "{}", stderr(&out));
 }
+
+#[test]
+fn a_terminals_ctrl_c_reaches_the_program_once() {
+    use std::io::Write as _;
+    let upstream = HttpUpstream::start(1);
+    let daemon = Daemon::start(&config(&upstream, &["api"], 3600));
+    let dir = tokend_e2e::private_dir();
+    let log = dir.path().join("log");
+    // `script` gives tok a terminal of its own; `exec` makes tok the terminal's session leader,
+    // so the terminal's SIGINT goes to tok and the program alike, as in an interactive shell.
+    let command = format!(
+        "exec '{}' --socket '{}' exec --restart-on-change api -- sh -c \
+         'trap \"echo int >> {log}\" INT; echo $$ >> {log}; while :; do sleep 0.1; done'",
+        tokend_e2e::bin("tok").display(),
+        daemon.socket().display(),
+        log = log.display()
+    );
+    let Ok(mut script) = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TOKEND_NO_AUTOSTART", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || !lines(&log).is_empty()),
+        "the program did not start"
+    );
+    let program: u32 = lines(&log)[0].parse().unwrap();
+    // Ctrl-C typed on the terminal.
+    script.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    assert!(eventually(Duration::from_secs(10), || lines(&log)
+        .iter()
+        .any(|l| l == "int")));
+    std::thread::sleep(Duration::from_millis(500));
+    let ints = lines(&log).iter().filter(|l| *l == "int").count();
+    assert_eq!(ints, 1, "SIGINT reached the program {ints} times");
+    // tok stopped restarting and waits for the program, whose exit it passes on.
+    signal(program, Signal::TERM);
+    let status = wait_bounded(&mut script);
+    assert_eq!(status.code(), Some(128 + 15));
+}

@@ -591,3 +591,41 @@ fn a_login_session_survives_a_crash_and_logout_ends_it_for_good() {
     assert_eq!(code(&output), 6, "{}", stderr(&output));
     daemon.terminate();
 }
+
+#[test]
+fn a_token_file_appears_after_the_login_and_goes_with_the_logout() {
+    let server = OidcServer::start(3600);
+    let files = tokend_e2e::private_dir();
+    let path = files.path().join("lab.token");
+    let daemon = Daemon::start(&auth_code_config(
+        &server,
+        &format!("file = {{ path = \"{}\" }}", path.display()),
+    ));
+    // No session yet: nothing to write, and status says why.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!path.exists());
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&daemon.tok(&["status", "--json"]))).unwrap();
+    let error = status["token_files"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("tok login lab"), "{status}");
+
+    let mut login = Login::start(&daemon, &["--no-browser", "lab"], &[]);
+    let location = server.approve_login(&login.url(), "tester").unwrap();
+    deliver_redirect(&location).unwrap();
+    assert_eq!(login.finish().0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let written = std::fs::read_to_string(&path).expect("the token file after the login");
+    assert_eq!(jwt_claims(written.trim())["sub"], "tester");
+
+    assert_eq!(code(&daemon.tok(&["logout", "lab"])), 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!path.exists(), "the token file outlived the logout");
+}
