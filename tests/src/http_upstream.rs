@@ -9,7 +9,8 @@
 //! - `/upload` — reads the body as it comes, answers its length.
 //! - `/strict…` — 401 for the first token it sees, 200 `ok` for any other.
 //! - `/redirect` — 302 to `http://evil.example/`.
-//! - `/ping` — 200 `pong` (the benchmark's request; not recorded, so a long run holds nothing).
+//! - `/ping` — 200 `pong` (the benchmark's request; not recorded, so a long run holds nothing);
+//!   `?delay_ms=N` answers after N ms.
 //! - anything else — 201 when the path ends in `/created`, else 200, with `x-upstream: yes` and a
 //!   JSON echo of the method, path, query and `authorization` header.
 
@@ -251,6 +252,14 @@ async fn serve(
             .insert("location", "http://evil.example/".parse().expect("value"));
         response
     } else if path == "/ping" {
+        // `?delay_ms=N`: an API that takes N ms to answer.
+        if let Some(ms) = query
+            .as_deref()
+            .and_then(|q| q.strip_prefix("delay_ms="))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         full(StatusCode::OK, "pong")
     } else {
         let status = if path.ends_with("/created") {

@@ -9,7 +9,8 @@
 //! - **Latency**: one connection, sequential requests, rounds alternating direct / proxied; the
 //!   client thread, the API (1 worker thread) and tokend pinned to one CPU, the stable
 //!   configuration on this machine (as in row a of the main table). Reported: the median over
-//!   rounds of each round's p50 and p99, and proxied ÷ direct (target ≤ 1.5×).
+//!   rounds of each round's p50 and p99, and proxied ÷ direct (target ≤ 1.5×); then the same
+//!   p50 with an API that answers after 1 ms (`/ping?delay_ms=1`), for scale.
 //! - **Throughput at 64 connections**: a second API (2 worker threads) and tokend, unpinned; 64
 //!   threads, each with its own keep-alive connection, for a fixed time, direct and proxied
 //!   (twice each, alternating). Reported: requests per second, proxied ÷ direct (target
@@ -169,6 +170,25 @@ pub(crate) fn run(quick: bool) {
         r50.push(p.0 / d.0);
         r99.push(p.1 / d.1);
     }
+    // The same with an API that takes 1 ms to answer (most real ones take longer).
+    let (slow_direct, slow_proxied) = (
+        format!("{direct}?delay_ms=1"),
+        format!("{proxied}?delay_ms=1"),
+    );
+    let (mut s50, mut sp50, mut sr50) = (vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let slow_iters = iters / 5;
+        let (d, p) = if round % 2 == 0 {
+            let d = latency(&slow_direct, slow_iters);
+            (d, latency(&slow_proxied, slow_iters))
+        } else {
+            let p = latency(&slow_proxied, slow_iters);
+            (latency(&slow_direct, slow_iters), p)
+        };
+        s50.push(d.0);
+        sp50.push(p.0);
+        sr50.push(p.0 / d.0);
+    }
     drop(daemon);
     drop(upstream);
 
@@ -222,6 +242,12 @@ pub(crate) fn run(quick: bool) {
         "| GET /ping latency, one connection — p99 | {:.1} µs | {:.1} µs | {m99:.2}× | – |",
         median(&p99),
         median(&d99),
+    );
+    println!(
+        "| GET /ping latency, API answering after ≥ 1 ms (`?delay_ms=1`) — p50 | {:.1} µs | {:.1} µs | {:.2}× | – |",
+        median(&sp50),
+        median(&s50),
+        median(&sr50)
     );
     let (pr, dr) = (median(&proxied_rps), median(&direct_rps));
     println!(
