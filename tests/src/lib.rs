@@ -306,6 +306,19 @@ pub fn tok_command(socket: &Path) -> Command {
     command
 }
 
+/// Polls `check` every 50 ms for up to `limit`; true as soon as it holds (bounded, so a
+/// condition that never comes fails the test instead of hanging it).
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
 /// Sends a signal to a process we started.
 pub fn signal(pid: u32, signal: rustix::process::Signal) {
     let pid =

@@ -5,11 +5,11 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 use tokend_e2e::http_upstream::HttpUpstream;
-use tokend_e2e::{Daemon, code, signal, stderr, stdout, tok_command, wait_bounded};
+use tokend_e2e::{Daemon, code, eventually, signal, stderr, stdout, tok_command, wait_bounded};
 
 /// Providers `NAME` whose tokens (`tok-1`, `tok-2`, …) live `ttl` seconds.
 fn config(upstream: &HttpUpstream, names: &[&str], ttl: u64) -> String {
@@ -23,18 +23,6 @@ fn config(upstream: &HttpUpstream, names: &[&str], ttl: u64) -> String {
             )
         })
         .collect()
-}
-
-/// Polls `check` every 50 ms for up to `limit`.
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    check()
 }
 
 fn lines(path: &Path) -> Vec<String> {

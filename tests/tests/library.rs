@@ -115,17 +115,11 @@ fn daemon_sockets(daemon: &Daemon) -> usize {
         .count()
 }
 
-/// Polls for up to 5 s until the daemon holds `wanted` sockets (it notices a closed
+/// The daemon's sockets once they number `wanted`, or after 5 s (it notices a closed
 /// connection asynchronously).
 fn settle_sockets(daemon: &Daemon, wanted: usize) -> usize {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = daemon_sockets(daemon);
-        if now == wanted || std::time::Instant::now() > deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    tokend_e2e::eventually(Duration::from_secs(5), || daemon_sockets(daemon) == wanted);
+    daemon_sockets(daemon)
 }
 
 #[test]

@@ -615,17 +615,13 @@ fn a_token_file_appears_after_the_login_and_goes_with_the_logout() {
     let location = server.approve_login(&login.url(), "tester").unwrap();
     deliver_redirect(&location).unwrap();
     assert_eq!(login.finish().0, 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !path.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tokend_e2e::eventually(Duration::from_secs(20), || path.exists());
     let written = std::fs::read_to_string(&path).expect("the token file after the login");
     assert_eq!(jwt_claims(written.trim())["sub"], "tester");
 
     assert_eq!(code(&daemon.tok(&["logout", "lab"])), 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while path.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!path.exists(), "the token file outlived the logout");
+    assert!(
+        tokend_e2e::eventually(Duration::from_secs(20), || !path.exists()),
+        "the token file outlived the logout"
+    );
 }

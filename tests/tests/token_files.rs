@@ -6,10 +6,10 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokend_e2e::http_upstream::HttpUpstream;
-use tokend_e2e::{Daemon, code, stderr, stdout};
+use tokend_e2e::{Daemon, code, eventually, stderr, stdout};
 
 /// A provider whose tokens (`tok-1`, `tok-2`, …) live `ttl` seconds, with a token file.
 fn provider(name: &str, upstream: &HttpUpstream, ttl: u64, file: &str) -> String {
@@ -18,18 +18,6 @@ fn provider(name: &str, upstream: &HttpUpstream, ttl: u64, file: &str) -> String
          expires = \"/expires_in\"\nfile = {{ {file} }}\n",
         upstream.url()
     )
-}
-
-/// Polls `check` every 50 ms for up to `limit`; true as soon as it holds.
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    check()
 }
 
 fn read(path: &Path) -> Option<String> {

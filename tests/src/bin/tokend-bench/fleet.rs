@@ -17,7 +17,6 @@
 //!   a fleet). Reported: both counts, and their ratio (target ≤ 1.2: the fleet costs what one
 //!   daemon costs, not four times that).
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +29,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use rustix::thread::CpuSet;
 
-use super::{ChildGuard, cpuset, median, percentile, pin_current_thread, sibling, spawn_ready};
+use super::{ChildGuard, cpuset, median, percentile, pin_current_thread, spawn_tokend};
 
 const KEY: &str = "c2e8f7a1b4d3069e5f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f70";
 const LIFETIME: u64 = 4;
@@ -139,20 +138,8 @@ fn start_daemon(
         ),
     );
     let socket = dir.path().join("tokend.sock");
-    let log = dir.path().join("tokend.log");
-    let mut command = Command::new(sibling("tokend"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--notify-ready")
-        .env("TOKEND_DATA", dir.path().join("data"))
-        .env("BENCH_FLEET_KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stderr(std::fs::File::create(&log).expect("log"));
     let pin = cpus.map_or_else(all_cpus, cpuset);
-    let guard = spawn_ready("tokend", &mut command, &pin, Some(&log));
+    let guard = spawn_tokend(&config, &socket, &[("BENCH_FLEET_KEY", KEY)], &pin);
     Daemon {
         _guard: guard,
         socket,

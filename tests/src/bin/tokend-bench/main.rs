@@ -299,6 +299,24 @@ fn spawn_ready(
 // ---------------------------------------------------------------------------------------------
 // CPU affinity and /proc
 
+/// `tokend --config CONFIG --socket SOCKET --notify-ready` with `env`, its data directory and
+/// log beside the config, logging warnings only, pinned to `pin`; returns once it is ready.
+fn spawn_tokend(config: &Path, socket: &Path, env: &[(&str, &str)], pin: &CpuSet) -> ChildGuard {
+    let log = config.with_file_name("tokend.log");
+    let mut command = Command::new(sibling("tokend"));
+    command
+        .arg("--config")
+        .arg(config)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--notify-ready")
+        .env("TOKEND_DATA", config.with_file_name("data"))
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stderr(std::fs::File::create(&log).expect("tokend log file"));
+    spawn_ready("tokend", &mut command, pin, Some(&log))
+}
+
 fn cpuset(cpus: &[usize]) -> CpuSet {
     let mut set = CpuSet::new();
     for &cpu in cpus {

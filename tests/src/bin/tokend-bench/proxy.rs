@@ -17,16 +17,13 @@
 //!   ≥ 0.8×), and tokend's CPU time per proxied request. On a 2-core machine the client
 //!   threads, the API and tokend share both cores, so the proxy's own CPU time shows up in full.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokend_client::{Client, Endpoint};
 use tokend_e2e::http_upstream::HttpUpstream;
 
-use super::{
-    ChildGuard, cpu_ns, cpuset, median, percentile, pin_current_thread, sibling, spawn_ready,
-};
+use super::{ChildGuard, cpu_ns, cpuset, median, percentile, pin_current_thread, spawn_tokend};
 
 const CONNECTIONS: usize = 64;
 
@@ -48,18 +45,7 @@ fn start_daemon(upstream: &HttpUpstream, cpus: &[usize]) -> Daemon {
         ),
     );
     let socket = dir.path().join("tokend.sock");
-    let log = dir.path().join("tokend.log");
-    let mut command = Command::new(sibling("tokend"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--notify-ready")
-        .env("TOKEND_DATA", dir.path().join("data"))
-        .env("RUST_LOG", "warn")
-        .stderr(std::fs::File::create(&log).expect("log"));
-    let guard = spawn_ready("tokend", &mut command, &cpuset(cpus), Some(&log));
+    let guard = spawn_tokend(&config, &socket, &[], &cpuset(cpus));
     let client = Client::builder()
         .endpoint(Endpoint::from_path(&socket))
         .autostart(false)
