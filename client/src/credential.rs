@@ -346,6 +346,40 @@ fn read_input(input: &mut dyn Read) -> Result<SecretBuf, HelperError> {
     Ok(buf)
 }
 
+/// The fuzz targets' entry point (feature `fuzzing`): one credential-helper request as git or
+/// Docker sends it, read and matched against routes as `get` does, without a daemon.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_request(input: &[u8]) {
+    let routes = [
+        CredentialRoute {
+            provider: "git".to_owned(),
+            tool: CredentialTool::Git,
+            host: "git.example.com".to_owned(),
+            username: "x-access-token".to_owned(),
+        },
+        CredentialRoute {
+            provider: "registry".to_owned(),
+            tool: CredentialTool::Docker,
+            host: "127.0.0.1:5000".to_owned(),
+            username: "oauth2accesstoken".to_owned(),
+        },
+    ];
+    let Ok(request) = read_input(&mut &input[..]) else {
+        return;
+    };
+    if let Ok(git) = GitRequest::parse(&request)
+        && let (Some(protocol), Some(host)) = (git.protocol.as_deref(), git.host.as_deref())
+        && let Some(scheme) = Scheme::of(protocol, host)
+    {
+        let _ = find_route(&routes, CredentialTool::Git, host, scheme);
+    }
+    if let Ok(server_url) = std::str::from_utf8(&request) {
+        let _ = registry_host(server_url.trim())
+            .and_then(|(scheme, host)| find_route(&routes, CredentialTool::Docker, host, scheme?));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

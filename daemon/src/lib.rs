@@ -30,11 +30,16 @@
 //!   (`outlets::file`).
 //! - `upstream` — the HTTP client and the limits every upstream response gets.
 //! - `metrics` — per-provider counters, the upstream-latency histogram, Prometheus rendering.
+//! - `fuzzing` (feature `fuzzing`, for `fuzz/` only) — the entry points of the fuzz targets,
+//!   each a thin wrapper over a real parser.
 //! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
 
 pub mod boot;
 pub mod config;
 pub mod fleet;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kinds;
 mod metrics;
 mod outlets;

@@ -20,23 +20,38 @@ const NONCE_LEN: usize = 24;
 pub(super) const HEADER_LEN: usize = MAGIC.len() + 2 + 1 + NONCE_LEN;
 
 /// The whole file: header, then the sealed contents.
-pub(super) fn encode(contents: &Contents, key: &StoreKey, source: &KeySource) -> Vec<u8> {
+pub(crate) fn encode(contents: &Contents, key: &StoreKey, source: &KeySource) -> Vec<u8> {
     // Measure first, so that the plaintext buffer never reallocates (which would leave an
     // unwiped copy of the secrets behind).
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, contents).expect("the store contents serialize");
+    let mut body = Zeroizing::new(Vec::with_capacity(counter.0 + 16));
+    serde_json::to_writer(&mut *body, contents).expect("the store contents serialize");
+    seal_in_place(&mut body, key, source)
+}
+
+/// The whole file for serialized `contents` (which need not be valid: the fuzz targets seal
+/// arbitrary bytes to reach the contents parser).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn seal(contents: &[u8], key: &StoreKey, source: &KeySource) -> Vec<u8> {
+    let mut body = Zeroizing::new(Vec::with_capacity(contents.len() + 16));
+    body.extend_from_slice(contents);
+    seal_in_place(&mut body, key, source)
+}
+
+/// The header with a fresh nonce, then `body` encrypted in place (it needs 16 bytes of spare
+/// capacity for the tag, so that it never reallocates).
+fn seal_in_place(body: &mut Zeroizing<Vec<u8>>, key: &StoreKey, source: &KeySource) -> Vec<u8> {
     let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let mut file = Vec::with_capacity(HEADER_LEN + counter.0 + 16);
+    let mut file = Vec::with_capacity(HEADER_LEN + body.len() + 16);
     file.extend_from_slice(&MAGIC);
     file.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     file.push(source.id());
     file.extend_from_slice(&nonce);
-    let mut body = Zeroizing::new(Vec::with_capacity(counter.0 + 16));
-    serde_json::to_writer(&mut *body, contents).expect("the store contents serialize");
     key.cipher()
-        .encrypt_in_place(&nonce, &file, &mut *body)
+        .encrypt_in_place(&nonce, &file, &mut **body)
         .expect("the buffer has room for the tag");
-    file.extend_from_slice(&body);
+    file.extend_from_slice(body);
     file
 }
 
@@ -55,7 +70,7 @@ impl Write for Counter {
 }
 
 /// Opens a store file; the error says why it cannot be read.
-pub(super) fn decode(bytes: &[u8], key: &StoreKey, source: &KeySource) -> Result<Contents, String> {
+pub(crate) fn decode(bytes: &[u8], key: &StoreKey, source: &KeySource) -> Result<Contents, String> {
     if bytes.len() < HEADER_LEN || bytes[..MAGIC.len()] != MAGIC {
         return Err("bad header: it is not a tokend store, or it was truncated".to_owned());
     }

@@ -64,7 +64,7 @@ pub(super) fn keyring_backend() -> &'static str {
 }
 
 /// The 32-byte key; wiped on drop, never printed.
-pub(super) struct StoreKey(pub(super) Zeroizing<[u8; KEY_LEN]>);
+pub(crate) struct StoreKey(pub(super) Zeroizing<[u8; KEY_LEN]>);
 
 impl fmt::Debug for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -83,7 +83,7 @@ impl StoreKey {
         Self(bytes)
     }
 
-    pub(super) fn from_slice(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<Self> {
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         (bytes.len() == KEY_LEN).then(|| {
             key.copy_from_slice(bytes);

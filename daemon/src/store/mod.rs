@@ -33,7 +33,7 @@ use tokend_protocol::{Secret, SecretEntry, clock};
 pub(crate) use self::contents::{Contents, StoredAccess, StoredRefresh, StoredSecret};
 pub use self::format::FORMAT_VERSION;
 pub use self::key::KeySource;
-use self::key::StoreKey;
+pub(crate) use self::key::StoreKey;
 
 /// The store file's name inside the data directory.
 pub const STORE_FILE: &str = "store.tokend";

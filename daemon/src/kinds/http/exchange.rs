@@ -59,7 +59,17 @@ pub(crate) async fn fetch(
         .build()
         .map_err(|err| FetchError::Config(format!("{where_}: {err}")))?;
     let answer = cx.send(request).await?;
-    let document = parse_answer(&where_, &answer)?;
+    read_answer(exchange, &where_, &answer)
+}
+
+/// Reads the token and its lifetime from the endpoint's answer: the status, the `ok` check, the
+/// token pointer and the expiry (`where_` names the request in messages).
+pub(crate) fn read_answer(
+    exchange: &HttpExchange,
+    where_: &str,
+    answer: &Answer,
+) -> Result<Fetched, FetchError> {
+    let document = parse_answer(where_, answer)?;
     if let Some(check) = &exchange.ok {
         let value = document.pointer(&check.pointer).map(scalar_text);
         if value.as_deref() != Some(check.equals.as_str()) {
@@ -96,7 +106,7 @@ pub(crate) async fn fetch(
         })?;
     let lifetime = match &exchange.expires {
         ExpiresFrom::Jwt => {
-            lifetime_of(None, &token, exchange.ttl, true).map_err(|err| err.at(&where_))?
+            lifetime_of(None, &token, exchange.ttl, true).map_err(|err| err.at(where_))?
         }
         ExpiresFrom::Pointer(pointer) => {
             let seconds = document.pointer(pointer).and_then(seconds).ok_or_else(|| {
