@@ -115,6 +115,16 @@ pub fn oauth2_answer(status: u16, body: &[u8]) {
     let _ = status_error("https://idp.example.com/token", status, None, &description);
 }
 
+/// The auth proxy's side of one connection: the request heads (and bodies) a local client
+/// sends, parsed by hyper's HTTP/1.1 server and checked by the proxy (method, request-target
+/// form, `Host`, capability path, the upstream path built from it). Needs a tokio runtime with
+/// time enabled (the header-read timeout). Returns the start of the proxy's answer.
+pub async fn proxy_request(bytes: &[u8]) -> Vec<u8> {
+    static SERVICES: OnceLock<std::sync::Arc<crate::kinds::Services>> = OnceLock::new();
+    let services = SERVICES.get_or_init(|| std::sync::Arc::new(crate::kinds::Services::new(None)));
+    crate::outlets::proxy::serve_bytes(bytes, std::sync::Arc::clone(services)).await
+}
+
 /// A JWT's `exp` claim, and a number of seconds in every form upstream writes one.
 pub fn expiry(text: &str) {
     let _ = jwt_expiry(text);
@@ -192,6 +202,42 @@ mod tests {
         inputs("expiry")
             .iter()
             .for_each(|seed| super::expiry(text(seed)));
+    }
+
+    /// The status line of each answer in `answered`, in order.
+    fn statuses(answered: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(answered)
+            .lines()
+            .filter(|line| line.starts_with("HTTP/1.1 "))
+            .map(|line| line[9..12].to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_proxy_target_reaches_every_check() {
+        let seeds = inputs("proxy_request");
+        assert!(seeds.len() >= 6, "the proxy seeds are in fuzz/corpus/proxy_request");
+        for seed in &seeds {
+            super::proxy_request(seed).await;
+        }
+        let capability = "ab".repeat(16);
+        let cases = [
+            (format!("GET /{capability}/items HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n"), "502"),
+            ("GET /items HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(), "403"),
+            (format!("GET /{capability}/ HTTP/1.1\r\nHost: evil.example\r\n\r\n"), "421"),
+            ("CONNECT api.example.com:443 HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(), "405"),
+            ("GET http://other/ HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(), "400"),
+        ];
+        for (request, status) in cases {
+            let answered = super::proxy_request(request.as_bytes()).await;
+            assert_eq!(statuses(&answered), [status], "{request:?}");
+        }
+        let pipelined = format!(
+            "GET /{capability}/a HTTP/1.1\r\nHost: localhost:8701\r\n\r\n\
+             GET /b HTTP/1.1\r\nHost: localhost:8701\r\n\r\n"
+        );
+        let answered = super::proxy_request(pipelined.as_bytes()).await;
+        assert_eq!(statuses(&answered), ["502", "403"]);
     }
 
     #[test]

@@ -203,8 +203,9 @@ fn check_peer(stream: &tokio::net::UnixStream) -> Result<(), String> {
     }
 }
 
-/// Serves one connection as HTTP/1.1 until the client closes it.
-async fn connection<S>(stream: S, shared: Arc<Shared>)
+/// Serves one connection as HTTP/1.1 until the client closes it. A client that shuts down its
+/// sending side after its request (half-close, as `nc -N` does) still gets its answer.
+pub(super) async fn connection<S>(stream: S, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -212,6 +213,7 @@ where
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        .half_close(true)
         .serve_connection(TokioIo::new(stream), service)
         .await;
     if let Err(err) = served {

@@ -259,6 +259,53 @@ impl Proxy {
     }
 }
 
+/// (feature `fuzzing`) What one client sends to a loopback TCP proxy (127.0.0.1:8701, with a
+/// capability, in front of `https://api.example.com/base/`), through the same HTTP/1.1 server
+/// and request checks a real connection gets. No provider is configured, so a request that
+/// passes every check ends in a 502 here and nothing is sent upstream. Returns the start of
+/// what the proxy answered (at most 64 KiB).
+#[cfg(feature = "fuzzing")]
+pub(crate) async fn serve_bytes(input: &[u8], services: Arc<Services>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let bound = SocketAddr::from(([127, 0, 0, 1], 8701));
+    let config = ProxyConfig {
+        provider: "api".to_owned(),
+        listen: ProxyListen::Tcp(bound),
+        upstream: url::Url::parse("https://api.example.com/base/").expect("a valid URL"),
+        retry_on: vec![401],
+    };
+    let (_keep, providers) = watch::channel(Arc::new(Providers::new()));
+    let shared = Arc::new(Shared {
+        route: RwLock::new(Arc::new(Route {
+            config,
+            capability: Some(Secret::new("ab".repeat(16))),
+        })),
+        providers,
+        services,
+        bound: Mutex::new(Some(bound)),
+        stats: Stats::new(),
+    });
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (mut from_proxy, mut to_proxy) = tokio::io::split(client);
+    let send = async move {
+        let _ = to_proxy.write_all(input).await;
+        let _ = to_proxy.shutdown().await;
+    };
+    let receive = async move {
+        let mut answered = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(read @ 1..) = from_proxy.read(&mut chunk).await {
+            if answered.len() < 64 * 1024 {
+                answered.extend_from_slice(&chunk[..read]);
+            }
+        }
+        answered
+    };
+    let ((), (), answered) = tokio::join!(listen::connection(server, shared), send, receive);
+    answered
+}
+
 /// Every byte but the unreserved ones of RFC 3986 as `%XX` (`/` too: the path is the host part
 /// of an `http+unix` URL).
 fn percent_encode(text: &str) -> String {
