@@ -216,17 +216,35 @@ mod tests {
     #[tokio::test]
     async fn the_proxy_target_reaches_every_check() {
         let seeds = inputs("proxy_request");
-        assert!(seeds.len() >= 6, "the proxy seeds are in fuzz/corpus/proxy_request");
+        assert!(
+            seeds.len() >= 6,
+            "the proxy seeds are in fuzz/corpus/proxy_request"
+        );
         for seed in &seeds {
             super::proxy_request(seed).await;
         }
         let capability = "ab".repeat(16);
         let cases = [
-            (format!("GET /{capability}/items HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n"), "502"),
-            ("GET /items HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(), "403"),
-            (format!("GET /{capability}/ HTTP/1.1\r\nHost: evil.example\r\n\r\n"), "421"),
-            ("CONNECT api.example.com:443 HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(), "405"),
-            ("GET http://other/ HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(), "400"),
+            (
+                format!("GET /{capability}/items HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n"),
+                "502",
+            ),
+            (
+                "GET /items HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(),
+                "403",
+            ),
+            (
+                format!("GET /{capability}/ HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+                "421",
+            ),
+            (
+                "CONNECT api.example.com:443 HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(),
+                "405",
+            ),
+            (
+                "GET http://other/ HTTP/1.1\r\nHost: 127.0.0.1:8701\r\n\r\n".to_owned(),
+                "400",
+            ),
         ];
         for (request, status) in cases {
             let answered = super::proxy_request(request.as_bytes()).await;

@@ -23,6 +23,17 @@ pub fn from_unix_secs(secs: u64) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
+/// Time left until `secs` seconds after the Unix epoch, to the nanosecond (zero once it has
+/// passed); `None` past what the platform's clock can represent.
+#[must_use]
+pub fn until_unix_secs(secs: u64) -> Option<Duration> {
+    let at = from_unix_secs(secs)?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 /// RFC 3339 UTC timestamp (`2026-11-22T22:51:16Z`) for `secs` seconds since the Unix epoch (as
 /// the wire carries times; [`unix_secs`] converts a `SystemTime`).
 #[must_use]

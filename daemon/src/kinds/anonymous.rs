@@ -40,11 +40,7 @@ fn read(spec: &KindSpec, table: &Table<'_, '_>, _: &mut Vec<Literal>) -> Result<
 
 /// The empty token, valid until invalidated (nothing is ever sent with it).
 pub(crate) fn fetch() -> Fetched {
-    Fetched {
-        token: Secret::from(""),
-        lifetime: Lifetime::Unbounded,
-        refresh_token: None,
-    }
+    Fetched::new(Secret::from(""), Lifetime::Unbounded, None)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokend_protocol::{Secret, clock};
+use tokio::time::Instant;
 
 /// A token just obtained.
 #[derive(Debug)]
@@ -18,9 +19,40 @@ pub(crate) struct Fetched {
     pub(crate) lifetime: Lifetime,
     /// A new refresh token returned with the access token (rotation).
     pub(crate) refresh_token: Option<Secret>,
+    /// The instant `lifetime` counts from: when the answer was read, which the provider moves
+    /// back to when the request was sent (an `expires_in` counts from the server's answer, no
+    /// earlier than the request), so that neither a slow answer nor the time spent storing
+    /// the token makes it look longer-lived than it is.
+    pub(crate) since: Instant,
 }
 
-/// How long a fetched token lives, counted from when its response arrived.
+impl Fetched {
+    /// A token read just now.
+    pub(crate) fn new(token: Secret, lifetime: Lifetime, refresh_token: Option<Secret>) -> Self {
+        Self {
+            token,
+            lifetime,
+            refresh_token,
+            since: Instant::now(),
+        }
+    }
+
+    /// Time left from now (`None`: valid until invalidated; zero: expired already).
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        match self.lifetime {
+            Lifetime::Expires(lifetime) => Some(
+                self.since
+                    .checked_add(lifetime)
+                    .map_or(lifetime, |expires| {
+                        expires.saturating_duration_since(Instant::now())
+                    }),
+            ),
+            Lifetime::Unbounded => None,
+        }
+    }
+}
+
+/// How long a fetched token lives, counted from [`Fetched::since`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lifetime {
     Expires(Duration),
@@ -195,9 +227,9 @@ pub(crate) fn jwt_expiry(token: &str) -> JwtExpiry {
         return JwtExpiry::NoExp;
     };
     match seconds(exp) {
-        Some(exp) => {
-            JwtExpiry::Remaining(Duration::from_secs(exp.saturating_sub(clock::unix_now())))
-        }
+        // Measured against the clock to the nanosecond: `exp` is a whole second, and the
+        // current second may be nearly over.
+        Some(exp) => JwtExpiry::Remaining(clock::until_unix_secs(exp).unwrap_or(Duration::MAX)),
         None => JwtExpiry::Unusable("`exp` claim is not a number of seconds"),
     }
 }
@@ -265,6 +297,22 @@ mod tests {
         assert_eq!(jwt_expiry("not-a-jwt"), JwtExpiry::NotJwt);
         let past = jwt(r#"{"exp":1000}"#);
         assert_eq!(remaining_of(&past), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn jwt_time_left_is_never_more_than_the_clock_says() {
+        // `exp` is a whole second and the current one may be nearly over: what is left must be
+        // measured to the nanosecond (the soak found tokens served 0.9 s short of the minimum
+        // lifetime asked when it was counted in whole seconds).
+        let exp = now() + 2;
+        let token = jwt(&format!(r#"{{"exp":{exp}}}"#));
+        let before = std::time::SystemTime::now();
+        let left = remaining(&token).unwrap();
+        let deadline = before + left;
+        assert!(
+            deadline <= tokend_protocol::clock::from_unix_secs(exp).unwrap(),
+            "{left:?} runs past exp"
+        );
     }
 
     fn remaining_of(token: &str) -> Option<Duration> {

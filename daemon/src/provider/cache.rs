@@ -172,23 +172,25 @@ impl Provider {
                 retry_after: None,
             });
         }
+        let since = fetched.since;
         let (expires, expires_at_unix) = match fetched.lifetime {
             Lifetime::Unbounded => (None, None),
-            Lifetime::Expires(lifetime) if lifetime.is_zero() => {
-                return Err(FetchError::Transient {
-                    message: format!(
-                        "provider `{}`: the token endpoint returned a token that has already expired",
-                        self.config.name
-                    ),
-                    retry_after: None,
-                });
-            }
             Lifetime::Expires(lifetime) => {
                 // Upstream lifetimes are untrusted: a huge `expires_in` must not overflow.
-                let lifetime = lifetime.min(MAX_LIFETIME);
+                let expires = since + lifetime.min(MAX_LIFETIME);
+                if lifetime.is_zero() || expires <= now {
+                    return Err(FetchError::Transient {
+                        message: format!(
+                            "provider `{}`: the token endpoint returned a token that has already expired",
+                            self.config.name
+                        ),
+                        retry_after: None,
+                    });
+                }
+                let left = expires - now;
                 (
-                    Some(now + lifetime),
-                    Some(clock::unix_secs(SystemTime::now() + lifetime)),
+                    Some(expires),
+                    Some(clock::unix_secs(SystemTime::now() + left)),
                 )
             }
         };
@@ -214,7 +216,7 @@ impl Provider {
         Ok(Current {
             cached: Arc::new(cached),
             expires,
-            refresh_at: expires.map(|expires| advisory_start(now, expires)),
+            refresh_at: expires.map(|expires| advisory_start(since, expires)),
         })
     }
 }

@@ -4,7 +4,7 @@
 //! instance saved.
 
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokend_protocol::clock;
 use tokio::time::Instant;
@@ -60,17 +60,17 @@ impl Provider {
             return;
         }
         let now = Instant::now();
-        let now_unix = clock::unix_secs(SystemTime::now());
+        // To the nanosecond: the stored second is rounded down, the current one may be nearly
+        // over.
         let lifetime = match stored.expires_at_unix {
             None => Lifetime::Unbounded,
-            Some(at) if at > now_unix => Lifetime::Expires(Duration::from_secs(at - now_unix)),
-            Some(_) => return,
+            Some(at) => match clock::until_unix_secs(at) {
+                Some(left) if left.is_zero() => return,
+                Some(left) => Lifetime::Expires(left),
+                None => Lifetime::Unbounded,
+            },
         };
-        let fetched = Fetched {
-            token: stored.token,
-            lifetime,
-            refresh_token: None,
-        };
+        let fetched = Fetched::new(stored.token, lifetime, None);
         if let Ok(current) = self.cache_entry(fetched, now) {
             tracing::info!(provider = %name, "serving the token kept in the store");
             let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -148,10 +148,12 @@ impl Provider {
         let access = match fetched.lifetime {
             _ if !self.persists_access() => None,
             Lifetime::Unbounded => Some(None),
-            Lifetime::Expires(lifetime) if lifetime.is_zero() => None,
-            Lifetime::Expires(lifetime) => Some(Some(clock::unix_secs(
-                SystemTime::now() + lifetime.min(MAX_LIFETIME),
-            ))),
+            Lifetime::Expires(lifetime) => {
+                // Counted from the request, like the cache's expiry (see `Fetched::since`).
+                let left = (fetched.since + lifetime.min(MAX_LIFETIME))
+                    .saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| Some(clock::unix_secs(SystemTime::now() + left)))
+            }
         }
         .map(|expires_at_unix| StoredAccess {
             token: fetched.token.clone(),

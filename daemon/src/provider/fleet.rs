@@ -206,13 +206,13 @@ impl Provider {
         }
         self.counters.fleet_hit();
         tracing::debug!(provider = %self.config.name, share = %shared.share.name, "token from the fleet");
-        Some(Fetched {
-            token: access.token,
-            lifetime: access
+        Some(Fetched::new(
+            access.token,
+            access
                 .remaining
                 .map_or(Lifetime::Unbounded, Lifetime::Expires),
-            refresh_token: adopted_refresh,
-        })
+            adopted_refresh,
+        ))
     }
 
     /// Makes the fleet's refresh token the one in force (the chain the fleet rotates wins over
@@ -259,10 +259,7 @@ impl Provider {
                 return (Err(error), Origin::Upstream);
             }
         };
-        let remaining = match fetched.lifetime {
-            Lifetime::Expires(lifetime) => Some(lifetime),
-            Lifetime::Unbounded => None,
-        };
+        let remaining = fetched.remaining();
         let committed = fleet
             .commit(
                 &shared.share,

@@ -13,7 +13,7 @@ use super::{
     BACKOFF_BASE, BACKOFF_CAP, InFlight, Inner, Provider, REJECTED_COOLDOWN, RETRY_AFTER_CAP,
     RETRY_BUDGET, Trigger, WAITING_RETRIES,
 };
-use crate::kinds::{FetchError, FetchState, Fetched, Lifetime};
+use crate::kinds::{FetchError, FetchState, Fetched};
 
 #[derive(Debug)]
 pub(super) enum Failure {
@@ -79,16 +79,11 @@ impl Provider {
         }
         let started = Instant::now();
         let mut outcome = self.fetcher.fetch(state).await;
-        let elapsed = started.elapsed();
-        self.counters.fetched(outcome.is_ok(), elapsed);
+        self.counters.fetched(outcome.is_ok(), started.elapsed());
         // `expires_in` counts from when the server answered, which is no earlier than when we
         // asked: count from the request, so a slow endpoint never makes a token look longer-lived.
-        if let Ok(Fetched {
-            lifetime: Lifetime::Expires(lifetime),
-            ..
-        }) = &mut outcome
-        {
-            *lifetime = lifetime.saturating_sub(elapsed);
+        if let Ok(fetched) = &mut outcome {
+            fetched.since = started;
         }
         outcome
     }

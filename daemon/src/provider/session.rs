@@ -160,10 +160,7 @@ impl Provider {
             })
             .await?;
         }
-        let remaining = match fetched.lifetime {
-            crate::kinds::Lifetime::Expires(lifetime) => Some(lifetime),
-            crate::kinds::Lifetime::Unbounded => None,
-        };
+        let remaining = fetched.remaining();
         let shared_token = self.shared.as_ref().map(|_| fetched.token.clone());
         let shared_refresh = fetched.refresh_token.clone();
         let outcome = self.persist(Ok(fetched), &mut state).await;

@@ -56,11 +56,11 @@ impl Fetch for SeesRefreshToken {
         let seen = state.refresh_token.as_ref().map(|t| t.expose().to_owned());
         self.0.lock().unwrap().push(seen);
         Box::pin(async move {
-            Ok(Fetched {
-                token: Secret::from("access"),
-                lifetime: Lifetime::Expires(Duration::from_secs(3600)),
-                refresh_token: None,
-            })
+            Ok(Fetched::new(
+                Secret::from("access"),
+                Lifetime::Expires(Duration::from_secs(3600)),
+                None,
+            ))
         })
     }
 }
@@ -164,13 +164,13 @@ impl Fetch for Scripted {
             let (delay, step) = next.expect("the script ran out of steps: an unexpected fetch");
             tokio::time::sleep(delay).await;
             match step {
-                Step::Token(value, lifetime) => Ok(Fetched {
-                    token: Secret::from(value),
-                    lifetime: lifetime.map_or(Lifetime::Unbounded, |secs| {
+                Step::Token(value, lifetime) => Ok(Fetched::new(
+                    Secret::from(value),
+                    lifetime.map_or(Lifetime::Unbounded, |secs| {
                         Lifetime::Expires(Duration::from_secs(secs))
                     }),
-                    refresh_token: None,
-                }),
+                    None,
+                )),
                 Step::Fail(error) => Err(error),
             }
         })
@@ -438,6 +438,40 @@ async fn a_huge_upstream_lifetime_is_capped_instead_of_overflowing() {
     let status = provider.status();
     assert_eq!(status.state, ProviderState::Fresh);
     assert!(status.expires_at_unix.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_answer_counts_its_lifetime_from_the_request() {
+    // The endpoint took 5 s to say "60 s": the token lives until 60 s after the request, not
+    // after the answer (the soak's slow drips showed tokens reported as living longer).
+    let script = Script::new(vec![(5, Step::Token("t1", Some(60)))]);
+    let provider = provider(&script);
+    let asked = Instant::now();
+    let served = provider.token(Duration::from_secs(30)).await.unwrap();
+    let expires = provider.inner().current.as_ref().unwrap().expires;
+    assert_eq!(expires, Some(asked + Duration::from_secs(60)));
+    let reported = served.cached.grant.expires_at_unix.unwrap();
+    assert!(
+        reported <= tokend_protocol::clock::unix_now() + 55,
+        "reported {reported}, 55 s left"
+    );
+    // Whatever happens between the answer and the cache (the store's fsync) does not lengthen
+    // it either: the entry counts from the fetch's `since`.
+    let fetched = Fetched::new(
+        Secret::from("t2"),
+        Lifetime::Expires(Duration::from_secs(60)),
+        None,
+    );
+    let since = fetched.since;
+    advance(3).await;
+    let cached = provider
+        .cache(Ok(fetched), Trigger::Caller, Origin::Upstream)
+        .unwrap();
+    assert_eq!(
+        provider.inner().current.as_ref().unwrap().expires,
+        Some(since + Duration::from_secs(60))
+    );
+    assert!(cached.grant.expires_at_unix.unwrap() <= tokend_protocol::clock::unix_now() + 57);
 }
 
 #[tokio::test(start_paused = true)]

@@ -121,11 +121,7 @@ pub(crate) fn read_answer(
         }
         ExpiresFrom::Unknown => exchange.ttl.map_or(Lifetime::Unbounded, Lifetime::Expires),
     };
-    Ok(Fetched {
-        token,
-        lifetime,
-        refresh_token: None,
-    })
+    Ok(Fetched::new(token, lifetime, None))
 }
 
 /// Classifies a non-2xx answer, or parses a 2xx one as JSON.

@@ -229,12 +229,9 @@ async fn jwt_bearer_fetch(
         .get("expires_in")
         .and_then(seconds)
         .map(Duration::from_secs);
-    Ok(Fetched {
-        lifetime: lifetime_of(expires_in, &token, config.ttl, false)
-            .map_err(|err| err.at(&where_))?,
-        token,
-        refresh_token: None,
-    })
+    let lifetime =
+        lifetime_of(expires_in, &token, config.ttl, false).map_err(|err| err.at(&where_))?;
+    Ok(Fetched::new(token, lifetime, None))
 }
 
 /// A token endpoint's answer as the engine's [`Fetched`]: the access token (never empty), its
@@ -253,13 +250,10 @@ pub(crate) fn fetched_from(
     }
     let lifetime = lifetime_of(response.expires_in(), &token, config.ttl, false)
         .map_err(|err| err.at(where_))?;
-    Ok(Fetched {
-        token,
-        lifetime,
-        refresh_token: response
-            .refresh_token()
-            .map(|rt| Secret::new(rt.secret().clone())),
-    })
+    let refresh_token = response
+        .refresh_token()
+        .map(|rt| Secret::new(rt.secret().clone()));
+    Ok(Fetched::new(token, lifetime, refresh_token))
 }
 
 /// An OAuth 2.0 error response as `code: description`, each part in one bounded line (it is

@@ -52,9 +52,9 @@ pub(crate) async fn fetch(
     cx: &FetchCx<'_>,
     secret: &SecretTemplate,
 ) -> Result<Fetched, FetchError> {
-    Ok(Fetched {
-        token: cx.resolve("secret", secret).await?,
-        lifetime: Lifetime::Unbounded,
-        refresh_token: None,
-    })
+    Ok(Fetched::new(
+        cx.resolve("secret", secret).await?,
+        Lifetime::Unbounded,
+        None,
+    ))
 }
