@@ -237,6 +237,19 @@ pub(crate) fn render<'a>(
     text
 }
 
+/// The daemon's own gauges: tasks alive on its runtime (one per connection, scheduled refresh,
+/// proxy connection…), so that a leak shows in `tok metrics`.
+pub(crate) fn render_runtime(text: &mut String) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let _ = write!(
+            text,
+            "# HELP tokend_runtime_tasks Tasks alive on the daemon's runtime.\n\
+             # TYPE tokend_runtime_tasks gauge\ntokend_runtime_tasks {}\n",
+            runtime.metrics().num_alive_tasks()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

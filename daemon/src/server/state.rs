@@ -171,6 +171,7 @@ impl State {
             self.services.fleet.as_deref(),
         );
         self.outlets.render_metrics(&mut text);
+        crate::metrics::render_runtime(&mut text);
         text
     }
 

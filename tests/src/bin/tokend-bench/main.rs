@@ -60,7 +60,8 @@
 //! phase (1500; quick 250).
 //!
 //! Other modes: `tokend-bench fleet [--quick]` (the Redis fleet, see `fleet.rs`) and
-//! `tokend-bench proxy [--quick]` (the auth proxy against direct requests, see `proxy.rs`).
+//! `tokend-bench proxy [--quick]` (the auth proxy against direct requests, see `proxy.rs`), and
+//! `tokend-bench soak [--minutes N]` (a long run under chaos and kill -9, see `soak/mod.rs`).
 
 // The benchmark's output is its report: printing the table to stdout is the point.
 #![allow(clippy::print_stdout)]
@@ -83,6 +84,7 @@ mod fleet;
 mod proxy;
 mod refresh;
 mod report;
+mod soak;
 mod stampede;
 mod upstream;
 
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
             proxy::run(args.get(1).is_some_and(|arg| arg == "--quick"));
             ExitCode::SUCCESS
         }
+        Some("soak") => soak::run(&args[1..]),
         None => {
             let quick = std::env::var("QUICK").is_ok_and(|v| v == "1");
             bench(&Knobs::from_env(quick));
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "unknown argument {other:?}\nusage: tokend-bench [--quick]\n       \
                  tokend-bench fleet [--quick]\n       tokend-bench proxy [--quick]\n       \
+                 tokend-bench soak [--minutes N] [--kill-every SECONDS] [--faults RATE]\n       \
                  tokend-bench serve-raw SOCKET RESPONSE_LEN"
             );
             ExitCode::from(2)
