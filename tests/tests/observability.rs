@@ -56,6 +56,15 @@ fn metrics_are_prometheus_text_without_secrets() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     assert!(!text.contains("pat-observed-0123"));
+    // The runtime's tasks: at least the connection asking for the metrics.
+    let tasks = text
+        .lines()
+        .find_map(|line| line.strip_prefix("tokend_runtime_tasks "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        tasks.is_some_and(|n| n >= 1) && text.contains("# TYPE tokend_runtime_tasks gauge"),
+        "no tokend_runtime_tasks gauge in:\n{text}"
+    );
 }
 
 #[test]
