@@ -99,6 +99,18 @@ impl Provider {
         }
     }
 
+    /// Obtains a token ([`Provider::obtain`]) and makes the outcome durable ([`Provider::persist`])
+    /// under the chain lock, which the instance a reload replaced shares.
+    pub(super) async fn obtain_durably(
+        &self,
+        state: &mut FetchState,
+        want: super::fleet::Want,
+    ) -> (Result<Fetched, FetchError>, super::Origin) {
+        let _chain = self.chain.lock().await;
+        let (outcome, origin) = self.obtain(state, want).await;
+        (self.persist(outcome, state).await, origin)
+    }
+
     /// Follows a rotated refresh token, and makes the outcome durable before anyone can use
     /// it: the rotated refresh token and (unless `persist = false`) the access token with its
     /// absolute expiry are in the store, fsynced, before `store` caches the token for callers.

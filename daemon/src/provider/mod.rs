@@ -131,6 +131,11 @@ pub(crate) struct Provider {
     flight: tokio::sync::Mutex<FetchState>,
     /// Removed or replaced by a reload: scheduled refreshes stand down.
     retired: std::sync::atomic::AtomicBool,
+    /// Held across each upstream attempt and the writing of its outcome to the store; shared
+    /// with the instance a reload puts in this one's place, so that a refresh the replaced
+    /// instance is still running saves its rotated refresh token before the new instance
+    /// presents the chain's token (else it would present the superseded one).
+    chain: Arc<tokio::sync::Mutex<()>>,
     counters: Counters,
     /// Where fetched tokens are made durable (none in engine tests).
     store: Option<Arc<Store>>,
@@ -291,6 +296,7 @@ impl Provider {
             inner: Mutex::new(Inner::default()),
             flight: tokio::sync::Mutex::new(FetchState::default()),
             retired: std::sync::atomic::AtomicBool::new(false),
+            chain: Arc::default(),
             counters: Counters::default(),
             login: tokio::sync::Mutex::new(None),
             store: None,
@@ -310,6 +316,14 @@ impl Provider {
     /// The configuration this provider runs with (a reload compares it with the new one).
     pub(crate) fn config(&self) -> &ProviderConfig {
         &self.config
+    }
+
+    /// This instance replaces `previous` (a reload changed its config): their fetches take
+    /// turns, so that one's rotation is saved before the other presents the chain's token.
+    #[must_use]
+    pub(crate) fn succeeding(mut self, previous: &Self) -> Self {
+        self.chain = Arc::clone(&previous.chain);
+        self
     }
 
     /// A reload removed or replaced this provider: no more background refreshes.
@@ -402,8 +416,9 @@ impl Provider {
             inner.refreshing = true;
         }
         let in_flight = InFlight(Some(self));
-        let (outcome, origin) = self.obtain(&mut state, fleet::Want::Caller(min_ttl)).await;
-        let outcome = self.persist(outcome, &mut state).await;
+        let (outcome, origin) = self
+            .obtain_durably(&mut state, fleet::Want::Caller(min_ttl))
+            .await;
         let stored = self.cache(outcome, Trigger::Caller, origin);
         in_flight.done();
         drop(state);

@@ -148,8 +148,9 @@ impl Provider {
                 .and_then(|current| current.expires)
                 .map(|expires| expires.saturating_duration_since(now))
         };
-        let (outcome, origin) = self.obtain(&mut state, Want::Fresher(remaining)).await;
-        let outcome = self.persist(outcome, &mut state).await;
+        let (outcome, origin) = self
+            .obtain_durably(&mut state, Want::Fresher(remaining))
+            .await;
         let _ = self.cache(outcome, trigger, origin);
         in_flight.done();
     }

@@ -156,6 +156,101 @@ async fn a_rotation_saved_by_a_replaced_instance_is_followed_but_not_an_older_on
     );
 }
 
+/// Rotates the refresh token in force into its successor (`rt-N` → `rt-N+1`) after `delay`,
+/// recording each token it was handed.
+#[derive(Debug)]
+struct Rotating {
+    delay: Duration,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fetch for Rotating {
+    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a> {
+        let presented = state
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default();
+        self.seen.lock().unwrap().push(presented.clone());
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            let n: u32 = presented.trim_start_matches("rt-").parse().unwrap_or(0);
+            Ok(Fetched::new(
+                Secret::from("access"),
+                Lifetime::Expires(Duration::from_secs(3600)),
+                Some(Secret::from(format!("rt-{}", n + 1))),
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_replacement_waits_for_the_rotation_its_predecessor_is_running() {
+    // A reload replaced the provider while the old instance's refresh was in flight: the new
+    // instance must present the token that refresh rotates to, not the one it spent (the soak
+    // saw a refresh token presented twice after a reload).
+    use crate::store::{KeySource, Store, StoredRefresh};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        Store::open(
+            &dir.path().join("data"),
+            &KeySource::File(dir.path().join("store.key")),
+        )
+        .unwrap(),
+    );
+    store
+        .update(|contents| {
+            contents.refresh_tokens.insert(
+                "api".into(),
+                StoredRefresh {
+                    token: Secret::from("rt-1"),
+                    origin: Secret::from("chain"),
+                },
+            );
+        })
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let instance = |delay: u64| {
+        let config = ProviderConfig {
+            name: "api".into(),
+            kind: ProviderKind::Static {
+                secret: SecretTemplate::parse("${env:UNUSED}").unwrap(),
+            },
+            presentation: Presentation::default(),
+            persist: true,
+            share: None,
+        };
+        let mut provider = Provider::with_fetcher(
+            config,
+            Box::new(Rotating {
+                delay: Duration::from_millis(delay),
+                seen: Arc::clone(&seen),
+            }),
+            Arc::new(Services::new(None)),
+        );
+        provider.store = Some(Arc::clone(&store));
+        let state = provider.flight.get_mut();
+        state.refresh_token = Some(Secret::from("rt-1"));
+        state.origin = Some(Secret::from("chain"));
+        provider
+    };
+    let old = Arc::new(instance(300));
+    let new = Arc::new(instance(0).succeeding(&old));
+    let refreshing = {
+        let old = Arc::clone(&old);
+        tokio::spawn(async move { old.token(Duration::from_secs(1)).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    new.token(Duration::from_secs(1)).await.unwrap();
+    refreshing.await.unwrap().unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["rt-1", "rt-2"]);
+    assert_eq!(
+        store.refresh_token("api").unwrap().token.expose(),
+        "rt-3",
+        "the new instance's rotation is the one in force"
+    );
+}
+
 impl Fetch for Scripted {
     fn fetch<'a>(&'a self, _state: &'a mut FetchState) -> FetchFuture<'a> {
         Box::pin(async move {

@@ -216,11 +216,14 @@ impl State {
                     summary.kept.push(name.clone());
                     next.insert(name, Arc::clone(current));
                 }
-                Some(_) => {
+                Some(current) => {
                     summary.changed.push(name.clone());
                     next.insert(
                         name,
-                        Arc::new(Provider::new(provider, self.store.clone(), &self.services)),
+                        Arc::new(
+                            Provider::new(provider, self.store.clone(), &self.services)
+                                .succeeding(current),
+                        ),
                     );
                 }
                 None => {
