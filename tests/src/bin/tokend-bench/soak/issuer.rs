@@ -449,6 +449,15 @@ impl Issuer {
         }
     }
 
+    /// Rotations of `provider`'s refresh-token chain so far (0 for other providers).
+    pub(crate) fn rotations_of(&self, provider: &str) -> u64 {
+        self.chains
+            .lock()
+            .expect("chains")
+            .get(provider)
+            .map_or(0, |chain| chain.serial)
+    }
+
     /// Reuses of the previous refresh token so far.
     pub(crate) fn reuses(&self) -> Vec<Reuse> {
         self.reuses.lock().expect("reuses").clone()

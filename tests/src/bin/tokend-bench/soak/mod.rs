@@ -222,22 +222,39 @@ pub(super) fn run(args: &[String]) -> std::process::ExitCode {
     }
 
     // Faults off: every fetching provider must give a token again, and every refresh-token
-    // chain must still be spendable (invalidate, then a get has to refresh).
+    // chain must still be spendable (invalidate, then a get has to refresh). A provider may
+    // still be backing off after the last faults (callers get its last error at once until
+    // then): each gets up to a minute, all together.
     chaos.set_faults(false);
+    // Invalidations closer than 5 s to the previous one of a provider are ignored.
+    std::thread::sleep(Duration::from_secs(5));
     let mut unhealthy = Vec::new();
     let mut chains_lost = Vec::new();
+    let settle = Instant::now() + Duration::from_secs(60);
     for spec in cx.specs.iter().filter(|spec| spec.kind.fetches()) {
+        let rotations = issuer.rotations_of(&spec.name);
         if spec.kind == Kind::RefreshToken {
-            // An invalidation less than 5 s after the last one is ignored: wait it out.
-            std::thread::sleep(Duration::from_millis(100));
             let _ = control.invalidate(&spec.name);
         }
-        let got = control.get_with(
-            &spec.name,
-            &GetOptions {
-                min_ttl: Duration::from_secs(5),
-            },
-        );
+        let got = loop {
+            let got = control.get_with(
+                &spec.name,
+                &GetOptions {
+                    min_ttl: Duration::from_secs(5),
+                },
+            );
+            if got.is_ok() || Instant::now() >= settle {
+                break got;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let got = got.map_err(|error| error.to_string()).and_then(|_| {
+            if spec.kind == Kind::RefreshToken && issuer.rotations_of(&spec.name) == rotations {
+                Err("the get after the invalidation did not spend the refresh token".to_owned())
+            } else {
+                Ok(())
+            }
+        });
         if let Err(error) = got {
             if spec.kind == Kind::RefreshToken {
                 chains_lost.push(format!("{}: {error}", spec.name));
@@ -271,6 +288,19 @@ pub(super) fn run(args: &[String]) -> std::process::ExitCode {
         })
         .count();
     let outside = reuses.len() - mid_rotation;
+    for reuse in &reuses {
+        eprintln!(
+            "soak: a refresh token was given again after its successor was issued at {:.1} s{}",
+            reuse.successor_issued.duration_since(started).as_secs_f64(),
+            if kills.iter().any(|kill| *kill >= reuse.successor_asked
+                && *kill <= reuse.successor_issued + Duration::from_secs(1))
+            {
+                " (a kill -9 landed between that answer and the store's fsync)"
+            } else {
+                ", with no kill near it"
+            }
+        );
+    }
 
     report(&Report {
         knobs,
