@@ -16,6 +16,7 @@ pub(crate) const KIND: KindSpec = KindSpec {
     summary: "No credentials at all: no header is sent (`tok header` prints nothing, exit 0).",
     keys: &[&[PROXY]],
     read,
+    route_username: crate::kinds::DEFAULT_ROUTE_USERNAME,
 };
 
 fn read(spec: &KindSpec, table: &Table<'_, '_>, _: &mut Vec<Literal>) -> Result<Read, ConfigError> {
@@ -44,6 +45,7 @@ pub(crate) fn fetch() -> Fetched {
         token: Secret::from(""),
         lifetime: Lifetime::Unbounded,
         refresh_token: None,
+        id_token: None,
     }
 }
 

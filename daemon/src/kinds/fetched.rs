@@ -18,6 +18,21 @@ pub(crate) struct Fetched {
     pub(crate) lifetime: Lifetime,
     /// A new refresh token returned with the access token (rotation).
     pub(crate) refresh_token: Option<Secret>,
+    /// The OpenID Connect id_token returned with it, if any: served on its own (`tok get
+    /// --id-token`) with the expiry of its own `exp` claim.
+    pub(crate) id_token: Option<Secret>,
+}
+
+impl Fetched {
+    /// A token with no refresh token and no id_token.
+    pub(crate) fn new(token: Secret, lifetime: Lifetime) -> Self {
+        Self {
+            token,
+            lifetime,
+            refresh_token: None,
+            id_token: None,
+        }
+    }
 }
 
 /// How long a fetched token lives, counted from when its response arrived.

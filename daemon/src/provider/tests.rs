@@ -17,7 +17,23 @@ use tokend_protocol::ProviderState;
 #[derive(Debug)]
 enum Step {
     Token(&'static str, Option<u64>),
+    /// A token living `.1` s with an id_token whose `exp` is `.2` s from now.
+    WithIdToken(&'static str, u64, u64),
     Fail(FetchError),
+}
+
+/// An unsigned JWT with `sub` and `exp` `secs` from now (wall clock).
+fn id_jwt(sub: &str, secs: u64) -> String {
+    use base64::Engine as _;
+    let b64 = |text: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    format!(
+        "{}.{}.sig",
+        b64(r#"{"alg":"RS256"}"#.to_owned()),
+        b64(format!(
+            r#"{{"sub":"{sub}","exp":{}}}"#,
+            tokend_protocol::clock::unix_now() + secs
+        ))
+    )
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +76,7 @@ impl Fetch for SeesRefreshToken {
                 token: Secret::from("access"),
                 lifetime: Lifetime::Expires(Duration::from_secs(3600)),
                 refresh_token: None,
+                id_token: None,
             })
         })
     }
@@ -101,6 +118,7 @@ async fn a_rotation_saved_by_a_replaced_instance_is_followed_but_not_an_older_on
         name: "api".into(),
         kind: ProviderKind::Static {
             secret: SecretTemplate::parse("${env:UNUSED}").unwrap(),
+            rotate: None,
         },
         presentation: Presentation::default(),
         persist: true,
@@ -170,6 +188,13 @@ impl Fetch for Scripted {
                         Lifetime::Expires(Duration::from_secs(secs))
                     }),
                     refresh_token: None,
+                    id_token: None,
+                }),
+                Step::WithIdToken(value, lifetime, id_exp) => Ok(Fetched {
+                    token: Secret::from(value),
+                    lifetime: Lifetime::Expires(Duration::from_secs(lifetime)),
+                    refresh_token: None,
+                    id_token: Some(Secret::new(id_jwt(value, id_exp))),
                 }),
                 Step::Fail(error) => Err(error),
             }
@@ -182,6 +207,7 @@ fn provider(script: &Arc<Script>) -> Arc<Provider> {
         name: "api".into(),
         kind: ProviderKind::Static {
             secret: SecretTemplate::parse("${env:UNUSED}").unwrap(),
+            rotate: None,
         },
         presentation: Presentation::default(),
         persist: true,
@@ -501,4 +527,65 @@ fn backoff_doubles_with_jitter_caps_and_honours_retry_after() {
             RETRY_AFTER_CAP
         );
     }
+}
+
+async fn get_id(provider: &Arc<Provider>, min_ttl: u64) -> Result<String, Response> {
+    provider
+        .token_for(Wanted::IdToken, Duration::from_secs(min_ttl))
+        .await
+        .map(|served| {
+            let id = served.cached.id_token().expect("an id_token was served");
+            id.grant().token.expose().to_owned()
+        })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_id_token_is_refreshed_ahead_of_its_own_expiry() {
+    // The access token lives an hour, its id_token ten minutes.
+    let script = Script::new(vec![
+        (0, Step::WithIdToken("a1", 3600, 600)),
+        (0, Step::WithIdToken("a2", 3600, 600)),
+    ]);
+    let provider = provider(&script);
+    let first = get_id(&provider, 30).await.unwrap();
+    assert_eq!(jwt_sub(&first), "a1");
+    let status = provider.status();
+    let id_exp = status.id_token_expires_at_unix.unwrap();
+    assert!(
+        status.expires_at_unix.unwrap() > id_exp + 2900,
+        "{status:?}"
+    );
+    // A caller of the id_token keeps the provider warm by the id_token's expiry: the refresh
+    // runs in its advisory window, long before the access token's.
+    advance(500).await;
+    assert_eq!(script.calls(), 2);
+    assert_eq!(jwt_sub(&get_id(&provider, 30).await.unwrap()), "a2");
+    assert_eq!(get(&provider, 30).await.unwrap(), "a2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_without_an_id_token_says_so_at_once() {
+    let script = Script::new(vec![(0, Step::Token("t1", Some(3600)))]);
+    let provider = provider(&script);
+    let (code, message) = error_text(get_id(&provider, 30).await.unwrap_err());
+    assert_eq!(code, ErrorCode::Upstream);
+    assert!(
+        message.contains("no id_token") && message.contains("openid"),
+        "{message}"
+    );
+    // The token it fetched is cached: asking again fetches nothing.
+    let (_, again) = error_text(get_id(&provider, 30).await.unwrap_err());
+    assert_eq!(again, message);
+    assert_eq!(get(&provider, 30).await.unwrap(), "t1");
+    assert_eq!(script.calls(), 1);
+}
+
+fn jwt_sub(jwt: &str) -> String {
+    use base64::Engine as _;
+    let claims = jwt.split('.').nth(1).unwrap();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+    claims["sub"].as_str().unwrap().to_owned()
 }
