@@ -262,6 +262,10 @@ client_secret = "${{env:SVC_SECRET}}"
     // A grant without openid returns no id_token: said at once, exit 5.
     let out = daemon.tok(&["get", "api", "--id-token"]);
     assert_eq!(code(&out), 5, "{}", stderr(&out));
-    assert!(stderr(&out).contains("no id_token"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("without an id_token"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("openid"), "{}", stderr(&out));
 }

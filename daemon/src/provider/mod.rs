@@ -539,9 +539,9 @@ impl Provider {
         Response::error(
             ErrorCode::Upstream,
             format!(
-                "provider `{}`: the token endpoint returned no id_token with the token; ask for \
-                 one with the `openid` scope (an OpenID Connect grant), then run `tok \
-                 invalidate {}`",
+                "provider `{}`: its token came without an id_token (only OpenID Connect grants \
+                 return one: ask for the `openid` scope), so there is none to serve; then run \
+                 `tok invalidate {}`",
                 self.config.name, self.config.name
             ),
         )

@@ -128,9 +128,23 @@ impl Provider {
         })
     }
 
-    /// Writes a rotated key that is not in the store yet (before anything serves it).
+    /// Writes a rotated key that is not in the store yet (before anything serves it); else
+    /// takes over a newer one the store holds (a rotation the instance this one replaced on a
+    /// reload finished after this one started).
     pub(super) async fn save_rotated(&self, state: &mut FetchState) -> Result<(), FetchError> {
         if !state.rotation_unsaved {
+            if self.rotation().is_some()
+                && let Some(stored) = self
+                    .store
+                    .as_ref()
+                    .and_then(|store| store.rotated_key(&self.config.name))
+                && state.rotated_key.as_ref() != Some(&stored.key)
+            {
+                tracing::debug!(provider = %self.config.name, "following a key rotated by a replaced instance");
+                state.rotated_key = Some(stored.key);
+                state.rotated_origin = Some(stored.origin);
+                self.inner().rotation.rotated_at_unix = Some(stored.rotated_at_unix);
+            }
             return Ok(());
         }
         let (Some(key), Some(origin)) = (state.rotated_key.clone(), state.rotated_origin.clone())

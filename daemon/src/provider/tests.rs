@@ -570,7 +570,7 @@ async fn a_grant_without_an_id_token_says_so_at_once() {
     let (code, message) = error_text(get_id(&provider, 30).await.unwrap_err());
     assert_eq!(code, ErrorCode::Upstream);
     assert!(
-        message.contains("no id_token") && message.contains("openid"),
+        message.contains("without an id_token") && message.contains("openid"),
         "{message}"
     );
     // The token it fetched is cached: asking again fetches nothing.
