@@ -182,7 +182,7 @@ mod tests {
         let (config, _) =
             crate::config::parse(super::HTTP_PROVIDERS, std::path::Path::new("/fuzz/c.toml"))
                 .expect("the fuzz target's providers load");
-        assert_eq!(config.providers.len(), 4);
+        assert_eq!(config.providers.len(), 5);
     }
 
     #[test]
