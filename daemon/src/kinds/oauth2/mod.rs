@@ -1,6 +1,7 @@
 //! `kind = "oauth2"`: OAuth 2.0 grants against a token endpoint, through the `oauth2` crate.
 //!
-//! - [`keys`]: its keys and their documentation; [`config`]: reading its table;
+//! - [`keys`]: its keys and their documentation; [`config`]: reading its table, with
+//!   [`client_config`]: how the client authenticates and the token exchange's keys;
 //! - [`endpoints`]: the token, authorization, device and revocation endpoints, as configured or
 //!   from OpenID Connect discovery;
 //! - [`client`]: the `oauth2` client and its client authentication, the HTTP plumbing;
@@ -16,6 +17,7 @@
 pub(crate) mod assertion;
 pub(crate) mod azure_ad;
 pub(crate) mod client;
+mod client_config;
 mod config;
 pub(crate) mod endpoints;
 pub(crate) mod exchange;
