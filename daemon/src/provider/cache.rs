@@ -88,9 +88,12 @@ impl Provider {
         inner.refreshing = false;
         match outcome {
             Ok(mut current) => {
-                // A caller uses the id_token: refresh ahead of whichever expires first.
+                // A caller uses the id_token: refresh ahead of whichever expires first (not
+                // of an id_token that came expired: that would refresh in a loop).
                 if inner.id_used
-                    && let Some(id_at) = current.id.and_then(|id| id.refresh_at)
+                    && let Some(id) = current.id
+                    && id.expires.is_none_or(|expires| expires > now)
+                    && let Some(id_at) = id.refresh_at
                 {
                     current.refresh_at = Some(current.refresh_at.map_or(id_at, |at| at.min(id_at)));
                 }
@@ -257,7 +260,9 @@ impl Provider {
     }
 
     /// The cache entry of an id_token: its own expiry from its `exp` claim (the access token's
-    /// when it has none that can be read); `None` for one that has expired or cannot be sent.
+    /// when it has none that can be read); `None` for one that cannot be sent. One that has
+    /// expired (kept in the store past its `exp`) is kept as expired: a caller who wants it gets
+    /// a fetch, not "there is none".
     fn id_entry(
         &self,
         id_token: tokend_protocol::Secret,
@@ -270,10 +275,6 @@ impl Provider {
             return None;
         }
         let (expires, expires_at_unix) = match jwt_expiry(id_token.expose()) {
-            JwtExpiry::Remaining(left) if left.is_zero() => {
-                tracing::warn!(provider = %self.config.name, "the id_token has already expired; not kept");
-                return None;
-            }
             JwtExpiry::Remaining(left) => {
                 let left = left.min(MAX_LIFETIME);
                 (

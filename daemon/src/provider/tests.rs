@@ -589,3 +589,23 @@ fn jwt_sub(jwt: &str) -> String {
     let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
     claims["sub"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_id_token_is_fetched_anew_not_reported_missing() {
+    // The server hands out an id_token that has already expired, then a good one.
+    let script = Script::new(vec![
+        (0, Step::WithIdToken("a1", 3600, 0)),
+        (0, Step::WithIdToken("a2", 3600, 600)),
+    ]);
+    let provider = provider(&script);
+    assert_eq!(get(&provider, 30).await.unwrap(), "a1");
+    assert!(provider.status().id_token_expires_at_unix.is_some());
+    // Right after such an answer, asking again would only repeat it: said, not fetched.
+    let (_, message) = error_text(get_id(&provider, 30).await.unwrap_err());
+    assert!(message.contains("live 0 s"), "{message}");
+    assert_eq!(script.calls(), 1);
+    // Later (or after a restart, from the store) the expired id_token is fetched anew.
+    advance(61).await;
+    assert_eq!(jwt_sub(&get_id(&provider, 30).await.unwrap()), "a2");
+    assert_eq!(script.calls(), 2);
+}
