@@ -4,7 +4,10 @@
 //!
 //! Both map the host a tool asks about to a provider through the daemon's routes (a provider's
 //! `git = { host = ... }` or `docker = { host = ... }` table) and answer with the route's user
-//! name and the provider's token as the password. tokend issues tokens; it does not keep
+//! name and the provider's token as the password. A git route may also have a path prefix
+//! (git sends the path with `credential.useHttpPath`) and a user name (git sends the one in the
+//! remote URL): of the routes of the host whose prefix covers the path and whose user name is
+//! the one asked for, the longest prefix wins, so several accounts share a host. tokend issues tokens; it does not keep
 //! passwords that tools hand to it, so git's `store` does nothing and Docker's `store` and
 //! `erase` refuse with a message. Git's `erase` (sent after the server rejected the credential)
 //! invalidates the provider's cached token, so the next request fetches a new one.
@@ -94,8 +97,23 @@ pub(crate) fn git(
         return Ok(());
     };
     let routes = client.credential_routes()?;
-    let Some(route) = find_route(&routes, CredentialTool::Git, host, scheme) else {
-        return Ok(());
+    let route = match find_git_route(
+        &routes,
+        host,
+        scheme,
+        request.path.as_deref(),
+        request.username.as_deref(),
+    ) {
+        GitMatch::Route(route) => route,
+        GitMatch::Nothing => return Ok(()),
+        GitMatch::Ambiguous(names) => {
+            return Err(HelperError::Input(format!(
+                "several routes of {host} match ({}) and the request names no user; put the \
+                 user name in the remote URL (https://USER@{host}/…), or set git config \
+                 credential.https://{host}.useHttpPath true and give each route a path",
+                names.join(", ")
+            )));
+        }
     };
     match action {
         GitAction::Get => {
@@ -128,10 +146,14 @@ pub(crate) fn git(
 struct GitRequest {
     protocol: Option<String>,
     host: Option<String>,
+    /// Only with `credential.useHttpPath`.
+    path: Option<String>,
+    /// The user name of the remote URL, or the one a helper answered before.
+    username: Option<String>,
 }
 
 impl GitRequest {
-    /// `key=value` lines up to a blank line or the end; unknown keys (path, username, password,
+    /// `key=value` lines up to a blank line or the end; unknown keys (password,
     /// `capability[]`, `wwwauth[]`, …) are ignored.
     fn parse(input: &[u8]) -> Result<Self, HelperError> {
         let text = std::str::from_utf8(input).map_err(|_| {
@@ -156,6 +178,8 @@ impl GitRequest {
             match key {
                 "protocol" => request.protocol = Some(value.to_ascii_lowercase()),
                 "host" => request.host = Some(value.to_owned()),
+                "path" => request.path = Some(value.to_owned()),
+                "username" if !value.is_empty() => request.username = Some(value.to_owned()),
                 _ => {}
             }
         }
@@ -303,6 +327,67 @@ fn registry_host(server_url: &str) -> Option<(Option<Scheme>, &str)> {
     (!host.is_empty()).then(|| (Scheme::of(protocol, host), host))
 }
 
+/// What the git routes say about a request.
+#[derive(Debug, PartialEq, Eq)]
+enum GitMatch<'a> {
+    Route(&'a CredentialRoute),
+    Nothing,
+    /// Several routes (these providers) match equally and the request names no user.
+    Ambiguous(Vec<String>),
+}
+
+/// The git route for a request of `host`: among the routes whose path prefix covers `path`
+/// (whole segments, a `.git` ending ignored; a route without a path covers everything, a
+/// route with one needs the request's path) and whose user name is `username` (when the
+/// request names one), the one with the longest prefix.
+fn find_git_route<'a>(
+    routes: &'a [CredentialRoute],
+    host: &str,
+    scheme: Scheme,
+    path: Option<&str>,
+    username: Option<&str>,
+) -> GitMatch<'a> {
+    let asked = scheme.without_default_port(host);
+    fn segments(path: &str) -> Vec<&str> {
+        path.split('/')
+            .filter(|segment| !segment.is_empty())
+            .map(|segment| segment.strip_suffix(".git").unwrap_or(segment))
+            .collect()
+    }
+    let requested = path.map(segments).unwrap_or_default();
+    let candidates: Vec<(&CredentialRoute, usize)> = routes
+        .iter()
+        .filter(|route| {
+            route.tool == CredentialTool::Git
+                && scheme
+                    .without_default_port(&route.host)
+                    .eq_ignore_ascii_case(asked)
+                && username.is_none_or(|user| user == route.username)
+        })
+        .filter_map(|route| {
+            let prefix = segments(&route.path);
+            (requested.len() >= prefix.len() && requested[..prefix.len()] == prefix[..])
+                .then_some((route, prefix.len()))
+        })
+        .collect();
+    let Some(longest) = candidates.iter().map(|(_, depth)| *depth).max() else {
+        return GitMatch::Nothing;
+    };
+    let best: Vec<&CredentialRoute> = candidates
+        .iter()
+        .filter(|(_, depth)| *depth == longest)
+        .map(|(route, _)| *route)
+        .collect();
+    match best[..] {
+        [route] => GitMatch::Route(route),
+        _ => GitMatch::Ambiguous(
+            best.iter()
+                .map(|route| format!("{} (user {})", route.provider, route.username))
+                .collect(),
+        ),
+    }
+}
+
 /// The route of `tool` for `host`, comparing as the module docs say.
 fn find_route<'a>(
     routes: &'a [CredentialRoute],
@@ -357,12 +442,14 @@ pub fn fuzz_request(input: &[u8]) {
             tool: CredentialTool::Git,
             host: "git.example.com".to_owned(),
             username: "x-access-token".to_owned(),
+            path: "org".to_owned(),
         },
         CredentialRoute {
             provider: "registry".to_owned(),
             tool: CredentialTool::Docker,
             host: "127.0.0.1:5000".to_owned(),
             username: "oauth2accesstoken".to_owned(),
+            path: String::new(),
         },
     ];
     let Ok(request) = read_input(&mut &input[..]) else {
@@ -372,7 +459,13 @@ pub fn fuzz_request(input: &[u8]) {
         && let (Some(protocol), Some(host)) = (git.protocol.as_deref(), git.host.as_deref())
         && let Some(scheme) = Scheme::of(protocol, host)
     {
-        let _ = find_route(&routes, CredentialTool::Git, host, scheme);
+        let _ = find_git_route(
+            &routes,
+            host,
+            scheme,
+            git.path.as_deref(),
+            git.username.as_deref(),
+        );
     }
     if let Ok(server_url) = std::str::from_utf8(&request) {
         let _ = registry_host(server_url.trim())
@@ -390,7 +483,63 @@ mod tests {
             tool,
             host: host.to_owned(),
             username: "oauth2".to_owned(),
+            path: String::new(),
         }
+    }
+
+    fn git_route(provider: &str, path: &str, username: &str) -> CredentialRoute {
+        CredentialRoute {
+            provider: provider.to_owned(),
+            tool: CredentialTool::Git,
+            host: "git.example.com".to_owned(),
+            username: username.to_owned(),
+            path: path.to_owned(),
+        }
+    }
+
+    #[test]
+    fn git_routes_pick_the_longest_prefix_and_the_named_user() {
+        let routes = [
+            git_route("host-wide", "", "oauth2"),
+            git_route("org", "acme", "oauth2"),
+            git_route("repo", "acme/tools", "oauth2"),
+            git_route("alice", "", "alice"),
+            git_route("bob", "", "bob"),
+            route(CredentialTool::Docker, "git.example.com", "registry"),
+        ];
+        let pick = |path: Option<&str>, user: Option<&str>| match find_git_route(
+            &routes,
+            "git.example.com",
+            Scheme::Https,
+            path,
+            user,
+        ) {
+            GitMatch::Route(route) => route.provider.clone(),
+            GitMatch::Nothing => "-".to_owned(),
+            GitMatch::Ambiguous(names) => format!("ambiguous {}", names.join(",")),
+        };
+        assert_eq!(pick(Some("acme/tools.git"), Some("oauth2")), "repo");
+        assert_eq!(pick(Some("acme/tools/sub"), Some("oauth2")), "repo");
+        assert_eq!(pick(Some("acme/tool.git"), Some("oauth2")), "org");
+        assert_eq!(pick(Some("acme"), Some("oauth2")), "org");
+        // Whole segments only: `acme-corp` is not under `acme`.
+        assert_eq!(pick(Some("acme-corp/x.git"), Some("oauth2")), "host-wide");
+        assert_eq!(pick(None, Some("oauth2")), "host-wide");
+        assert_eq!(pick(Some("acme/tools.git"), Some("alice")), "alice");
+        assert_eq!(pick(Some("other/x.git"), Some("bob")), "bob");
+        assert_eq!(pick(Some("x"), Some("carol")), "-");
+        // No user named and three host-wide routes: git must be told which.
+        assert!(
+            pick(None, None).starts_with("ambiguous"),
+            "{}",
+            pick(None, None)
+        );
+        assert_eq!(pick(Some("acme/tools"), None), "repo");
+        let single = [git_route("only", "", "oauth2")];
+        assert_eq!(
+            find_git_route(&single, "git.example.com", Scheme::Https, None, None),
+            GitMatch::Route(&single[0])
+        );
     }
 
     #[test]
@@ -405,6 +554,8 @@ mod tests {
             GitRequest {
                 protocol: Some("https".to_owned()),
                 host: Some("git.example.com:8443".to_owned()),
+                path: Some("a/b.git".to_owned()),
+                username: None,
             }
         );
         assert_eq!(GitRequest::parse(b"").unwrap(), GitRequest::default());

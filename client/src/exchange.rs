@@ -3,17 +3,40 @@
 //! [`Error::Daemon`]; any other response than the expected one, [`Error::UnexpectedResponse`].
 
 use tokend_protocol::{
-    DaemonStatus, GetToken, Invalidation, PingInfo, Request, Response, SecretEntry,
+    DaemonStatus, GetToken, Invalidation, PingInfo, Request, Response, RotationOutcome, SecretEntry,
 };
 
 use crate::{Error, GetOptions, Token};
 
 /// The request of [`crate::Client::get_with`] (the lifetime in whole seconds, saturated).
 pub(crate) fn get_request(provider: &str, options: &GetOptions) -> Request {
-    Request::GetToken(GetToken {
+    Request::GetToken(get_token(provider, options))
+}
+
+/// The request of [`crate::Client::get_id_token_with`].
+pub(crate) fn get_id_token_request(provider: &str, options: &GetOptions) -> Request {
+    Request::GetIdToken(get_token(provider, options))
+}
+
+fn get_token(provider: &str, options: &GetOptions) -> GetToken {
+    GetToken {
         provider: provider.to_owned(),
         min_ttl_secs: u32::try_from(options.min_ttl.as_secs()).unwrap_or(u32::MAX),
+    }
+}
+
+/// The request of [`crate::Client::rotate`].
+pub(crate) fn rotate_request(provider: &str) -> Request {
+    Request::Rotate(tokend_protocol::Rotate {
+        provider: provider.to_owned(),
     })
+}
+
+pub(crate) fn expect_rotated(response: Response) -> Result<RotationOutcome, Error> {
+    match response {
+        Response::Rotated(outcome) => Ok(outcome),
+        other => Err(daemon_error(other, "rotate")),
+    }
 }
 
 fn unexpected(request: &'static str, response: &Response) -> Error {
@@ -32,6 +55,7 @@ fn unexpected(request: &'static str, response: &Response) -> Error {
         Response::Reloaded(_) => "reloaded",
         Response::Secrets(_) => "secrets",
         Response::ProxyUrl(_) => "a proxy URL",
+        Response::Rotated(_) => "rotated",
     };
     Error::UnexpectedResponse { request, got }
 }

@@ -80,7 +80,7 @@ pub use nonblocking::AsyncClient;
 pub use tokend_protocol::{
     CredentialRoute, CredentialTool, DaemonStatus, Endpoint, ErrorCode, Invalidation, LoginOutcome,
     LoginPrompt, LogoutOutcome, PingInfo, ProviderState, ProviderStatus, ProxyStatus,
-    ReloadSummary, Secret, SecretEntry, TokenFileStatus,
+    ReloadSummary, RotationOutcome, Secret, SecretEntry, TokenFileStatus,
 };
 use tokend_protocol::{
     Invalidate, LoginRequest, Request, Response, SecretRemove, SecretSet, TokenGrant, clock,
@@ -88,8 +88,8 @@ use tokend_protocol::{
 
 use crate::connection::{Connection, connection_lost};
 use crate::exchange::{
-    daemon_error, expect_invalidated, expect_pong, expect_shutting_down, expect_status,
-    expect_token, get_request, one_secret,
+    daemon_error, expect_invalidated, expect_pong, expect_rotated, expect_shutting_down,
+    expect_status, expect_token, get_id_token_request, get_request, one_secret, rotate_request,
 };
 
 /// Default minimum remaining lifetime of a token handed out.
@@ -305,6 +305,38 @@ impl Client {
     pub fn get_with(&self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
         let response = self.call(&get_request(provider, options), Start::IfNeeded)?;
         expect_token(response)
+    }
+
+    /// The OpenID Connect id_token that came with the provider's token (kubelogin's default
+    /// credential), valid for at least the default 30 s by its own `exp`: [`Token::value`] is
+    /// the id_token, [`Token::header`] `Authorization: Bearer <id_token>`, [`Token::expires_at`]
+    /// its expiry.
+    ///
+    /// # Errors
+    /// [`Error::Daemon`] with [`ErrorCode::Upstream`] when the grant returns no id_token (ask
+    /// for the `openid` scope); see [`Error`].
+    pub fn get_id_token(&self, provider: &str) -> Result<Token, Error> {
+        self.get_id_token_with(provider, &GetOptions::default())
+    }
+
+    /// [`Client::get_id_token`] with explicit options.
+    ///
+    /// # Errors
+    /// See [`Client::get_id_token`].
+    pub fn get_id_token_with(&self, provider: &str, options: &GetOptions) -> Result<Token, Error> {
+        let response = self.call(&get_id_token_request(provider, options), Start::IfNeeded)?;
+        expect_token(response)
+    }
+
+    /// Replaces a static provider's key now through its `rotate` table (`tok rotate`): the new
+    /// key is in the daemon's store before it is served, and the old one is never served
+    /// again. Starts the daemon if needed.
+    ///
+    /// # Errors
+    /// [`Error::Daemon`] with [`ErrorCode::Config`] when the provider has no `rotate` table, or
+    /// [`ErrorCode::Upstream`] when the rotation failed (the old key stays); see [`Error`].
+    pub fn rotate(&self, provider: &str) -> Result<RotationOutcome, Error> {
+        expect_rotated(self.call(&rotate_request(provider), Start::IfNeeded)?)
     }
 
     /// The daemon's view of every provider (starts the daemon if needed).

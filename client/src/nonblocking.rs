@@ -63,6 +63,38 @@ impl AsyncClient {
         exchange::expect_token(self.call(&request, Start::IfNeeded).await?)
     }
 
+    /// The id_token that came with the provider's token (see
+    /// [`crate::Client::get_id_token`]).
+    ///
+    /// # Errors
+    /// See [`crate::Client::get_id_token`].
+    pub async fn get_id_token(&self, provider: &str) -> Result<Token, Error> {
+        self.get_id_token_with(provider, &GetOptions::default())
+            .await
+    }
+
+    /// [`AsyncClient::get_id_token`] with explicit options.
+    ///
+    /// # Errors
+    /// See [`crate::Client::get_id_token`].
+    pub async fn get_id_token_with(
+        &self,
+        provider: &str,
+        options: &GetOptions,
+    ) -> Result<Token, Error> {
+        let request = exchange::get_id_token_request(provider, options);
+        exchange::expect_token(self.call(&request, Start::IfNeeded).await?)
+    }
+
+    /// Replaces a static provider's key now (see [`crate::Client::rotate`]).
+    ///
+    /// # Errors
+    /// See [`crate::Client::rotate`].
+    pub async fn rotate(&self, provider: &str) -> Result<tokend_protocol::RotationOutcome, Error> {
+        let request = exchange::rotate_request(provider);
+        exchange::expect_rotated(self.call(&request, Start::IfNeeded).await?)
+    }
+
     /// The daemon's view of every provider (starts the daemon if needed).
     ///
     /// # Errors

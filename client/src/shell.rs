@@ -89,6 +89,18 @@ pub(crate) fn fetch(client: &mut Client, name: &str, options: &GetOptions) -> Re
     result
 }
 
+/// [`fetch`] of the provider's id_token.
+pub(crate) fn fetch_id_token(
+    client: &mut Client,
+    name: &str,
+    options: &GetOptions,
+) -> Result<Token, Error> {
+    let notice = Notice::start(name);
+    let result = client.get_id_token_with(name, options);
+    notice.finish();
+    result
+}
+
 struct Notice {
     done: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,

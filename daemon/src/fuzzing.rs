@@ -62,6 +62,12 @@ kind = "http"
 url = "https://api.example.com/token"
 token = "/token"
 
+[providers.timestamp]
+kind = "http"
+url = "https://api.example.com/token"
+token = "/token"
+expires_at = "/expires_at"
+
 [providers.crm]
 preset = "crm.com"
 base_url = "https://crm.example.com/crmapi/rest/v2"
@@ -99,15 +105,35 @@ pub fn http_answer(status: u16, retry_after: &str, body: &[u8]) {
 }
 
 /// An OAuth 2.0 token endpoint's answer (RFC 6749 section 5): the token response as the
-/// `oauth2` crate reads it, its lifetime as the engine takes it (`expires_in`, else the JWT
-/// `exp`), and the error response as messages show it.
+/// `oauth2` crate reads it (with its OpenID Connect id_token), its lifetime as the engine takes
+/// it (`expires_in`, else the JWT `exp`), the answer of the grants whose form tokend builds
+/// (token exchange, JWT bearer, Google's service accounts), and the error response as messages
+/// show it.
 pub fn oauth2_answer(status: u16, body: &[u8]) {
-    if let Ok(response) = serde_json::from_slice::<oauth2::basic::BasicTokenResponse>(body) {
+    if let Ok(response) =
+        serde_json::from_slice::<crate::kinds::oauth2::client::TokenResponse>(body)
+    {
         use oauth2::TokenResponse as _;
         let token = Secret::new(response.access_token().secret().clone());
         let _ = lifetime_of(response.expires_in(), &token, None, false);
         let _ = lifetime_of(None, &token, Some(Duration::from_secs(60)), true);
+        if let Some(id_token) = &response.extra_fields().id_token {
+            let _ = jwt_expiry(id_token);
+        }
     }
+    let answer = Answer {
+        status,
+        retry_after: None,
+        content_type: Some("application/json".to_owned()),
+        headers: http::HeaderMap::new(),
+        body: SecretBuf::new(body.to_vec()),
+    };
+    let _ = crate::kinds::oauth2::grants::form_grant_answer(
+        "token endpoint https://idp.example.com/token",
+        &answer,
+        None,
+        "refused ({})",
+    );
     let description = match serde_json::from_slice::<oauth2::basic::BasicErrorResponse>(body) {
         Ok(error) => described(&error),
         Err(_) => String::from_utf8_lossy(body).into_owned(),
@@ -166,7 +192,7 @@ mod tests {
         let (config, _) =
             crate::config::parse(super::HTTP_PROVIDERS, std::path::Path::new("/fuzz/c.toml"))
                 .expect("the fuzz target's providers load");
-        assert_eq!(config.providers.len(), 4);
+        assert_eq!(config.providers.len(), 5);
     }
 
     #[test]

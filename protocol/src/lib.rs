@@ -53,7 +53,8 @@ pub use message::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorReply, GetToken, HeaderLine, Invalidate,
     Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PingInfo,
     ProviderCounters, ProviderState, ProviderStatus, ProxyStatus, ProxyUrl, ReloadSummary, Request,
-    Response, SecretEntry, SecretRemove, SecretSet, TokenFileStatus, TokenGrant,
+    Response, Rotate, RotationOutcome, SecretEntry, SecretRemove, SecretSet, TokenFileStatus,
+    TokenGrant,
 };
 pub use name::{NAME_RULE, is_valid_name, token_var};
 pub use secret::{Secret, SecretBuf};

@@ -61,6 +61,23 @@ pub enum Request {
     /// ([`ErrorCode::UnknownProvider`], or [`ErrorCode::Config`] when the provider has no
     /// proxy). Added in protocol 10.
     ProxyUrl(ProxyUrl),
+    /// Get the OpenID Connect id_token the provider's grant returned with its access token,
+    /// valid for at least `min_ttl_secs` by its own `exp`. Answered by [`Response::Token`]
+    /// (the id_token as the token, presented as `Authorization: Bearer`, with its own expiry)
+    /// or [`Response::Error`] ([`ErrorCode::Upstream`] when the grant returns no id_token).
+    /// Added in protocol 11.
+    GetIdToken(GetToken),
+    /// Replace a static provider's key now through its `rotate` table (`tok rotate NAME`).
+    /// Answered by [`Response::Rotated`] once the new key is in the store, or
+    /// [`Response::Error`] (the old key stays in force). Added in protocol 11.
+    Rotate(Rotate),
+}
+
+/// Body of [`Request::Rotate`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Rotate {
+    /// The provider's name.
+    pub provider: String,
 }
 
 /// Body of [`Request::ProxyUrl`].
@@ -159,6 +176,20 @@ pub enum Response {
     /// or `http+unix://%2Fhome%2Fa%2F.cache%2Ftokend%2Fcrm.sock`. A secret: whoever has the
     /// URL of a TCP listener can use the proxy. Added in protocol 10.
     ProxyUrl(Secret),
+    /// Answer to [`Request::Rotate`]: the new key is in force (and durably stored). Added in
+    /// protocol 11.
+    Rotated(RotationOutcome),
+}
+
+/// Body of [`Response::Rotated`]. Contains no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct RotationOutcome {
+    /// The provider.
+    pub provider: String,
+    /// When the new key was obtained (seconds since the Unix epoch).
+    pub rotated_at_unix: u64,
+    /// When the next scheduled rotation is due (`every`), if one is.
+    pub next_rotation_unix: Option<u64>,
 }
 
 /// Body of [`Response::LoginStarted`]. Contains no secret (the `state` in the URL is a one-time
@@ -218,6 +249,10 @@ pub struct CredentialRoute {
     pub host: String,
     /// The user name to answer with.
     pub username: String,
+    /// The path prefix (`org/repo`, no leading or trailing `/`) git's request must be under
+    /// (git sends the path with `credential.useHttpPath`); empty for the whole host. Added in
+    /// protocol 11.
+    pub path: String,
 }
 
 /// Body of [`Response::Reloaded`]: provider names by what the reload did to them.
@@ -345,6 +380,16 @@ pub struct ProviderStatus {
     pub origin: String,
     /// The fleet-wide name of a shared provider (`share`); empty otherwise. Added in protocol 9.
     pub share: String,
+    /// Expiry of the cached id_token (seconds since the Unix epoch), when the grant returned
+    /// one. Added in protocol 11.
+    pub id_token_expires_at_unix: Option<u64>,
+    /// When tokend last replaced the provider's key through its `rotate` table (seconds since
+    /// the Unix epoch). Added in protocol 11.
+    pub rotated_at_unix: Option<u64>,
+    /// When the next scheduled rotation (`every`) is due. Added in protocol 11.
+    pub next_rotation_unix: Option<u64>,
+    /// Why the last rotation failed (the key in force stayed), if it did. Added in protocol 11.
+    pub rotation_error: Option<String>,
 }
 
 /// Per-provider counters. Contains no secret.

@@ -11,8 +11,8 @@ use tokend_protocol::{
     CredentialRoute, CredentialTool, DaemonStatus, ErrorCode, GetToken, HeaderLine, Invalidate,
     Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PROTOCOL_VERSION,
     PingInfo, ProviderCounters, ProviderState, ProviderStatus, ProxyStatus, ProxyUrl,
-    ReloadSummary, Request, Response, Secret, SecretEntry, SecretRemove, SecretSet,
-    TokenFileStatus, TokenGrant, codec,
+    ReloadSummary, Request, Response, Rotate, RotationOutcome, Secret, SecretEntry, SecretRemove,
+    SecretSet, TokenFileStatus, TokenGrant, codec,
 };
 
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
@@ -72,6 +72,19 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             "request_invalidate",
             Request::Invalidate(Invalidate {
                 provider: "crm".into(),
+            }),
+        ),
+        (
+            "request_get_id_token",
+            Request::GetIdToken(GetToken {
+                provider: "lab".into(),
+                min_ttl_secs: 30,
+            }),
+        ),
+        (
+            "request_rotate",
+            Request::Rotate(Rotate {
+                provider: "salestim".into(),
             }),
         ),
     ];
@@ -136,6 +149,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         },
                         origin: "upstream".into(),
                         share: String::new(),
+                        id_token_expires_at_unix: Some(1_800_003_600),
+                        rotated_at_unix: Some(1_799_000_000),
+                        next_rotation_unix: Some(1_801_592_000),
+                        rotation_error: Some("HTTP 500".into()),
                     },
                     ProviderStatus {
                         name: "broken".into(),
@@ -148,6 +165,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         counters: ProviderCounters::default(),
                         origin: "upstream".into(),
                         share: String::new(),
+                        id_token_expires_at_unix: None,
+                        rotated_at_unix: None,
+                        next_rotation_unix: None,
+                        rotation_error: None,
                     },
                     ProviderStatus {
                         name: "later".into(),
@@ -165,6 +186,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         },
                         origin: "upstream".into(),
                         share: String::new(),
+                        id_token_expires_at_unix: None,
+                        rotated_at_unix: None,
+                        next_rotation_unix: None,
+                        rotation_error: None,
                     },
                     ProviderStatus {
                         name: "busy".into(),
@@ -177,6 +202,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         counters: ProviderCounters::default(),
                         origin: "upstream".into(),
                         share: String::new(),
+                        id_token_expires_at_unix: None,
+                        rotated_at_unix: None,
+                        next_rotation_unix: None,
+                        rotation_error: None,
                     },
                     ProviderStatus {
                         name: "old".into(),
@@ -189,6 +218,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         counters: ProviderCounters::default(),
                         origin: "upstream".into(),
                         share: String::new(),
+                        id_token_expires_at_unix: None,
+                        rotated_at_unix: None,
+                        next_rotation_unix: None,
+                        rotation_error: None,
                     },
                     ProviderStatus {
                         name: "person".into(),
@@ -201,6 +234,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                         counters: ProviderCounters::default(),
                         origin: "upstream".into(),
                         share: String::new(),
+                        id_token_expires_at_unix: None,
+                        rotated_at_unix: None,
+                        next_rotation_unix: None,
+                        rotation_error: None,
                     },
                 ],
             })),
@@ -248,6 +285,14 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             }),
         ),
         (
+            "response_rotated",
+            Response::Rotated(RotationOutcome {
+                provider: "salestim".into(),
+                rotated_at_unix: 1_800_000_000,
+                next_rotation_unix: Some(1_802_592_000),
+            }),
+        ),
+        (
             "response_invalidated",
             Response::Invalidated(Invalidation {
                 dropped: true,
@@ -286,12 +331,21 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                     tool: CredentialTool::Git,
                     host: "gitlab.example.com".into(),
                     username: "oauth2".into(),
+                    path: String::new(),
+                },
+                CredentialRoute {
+                    provider: "gitlab-bob".into(),
+                    tool: CredentialTool::Git,
+                    host: "gitlab.example.com".into(),
+                    username: "bob".into(),
+                    path: "bob-org/tools".into(),
                 },
                 CredentialRoute {
                     provider: "registry".into(),
                     tool: CredentialTool::Docker,
                     host: "registry.example.com:5000".into(),
                     username: "tokend".into(),
+                    path: String::new(),
                 },
             ]),
         ),

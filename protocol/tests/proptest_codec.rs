@@ -28,6 +28,13 @@ fn any_request() -> impl Strategy<Value = Request> {
         ".{0,64}".prop_map(|provider| Request::Logout(LoginRequest { provider })),
         ".{0,64}"
             .prop_map(|provider| Request::Invalidate(tokend_protocol::Invalidate { provider })),
+        (".{0,64}", any::<u32>()).prop_map(|(provider, min_ttl_secs)| Request::GetIdToken(
+            GetToken {
+                provider,
+                min_ttl_secs
+            }
+        )),
+        ".{0,64}".prop_map(|provider| Request::Rotate(tokend_protocol::Rotate { provider })),
     ]
 }
 
@@ -88,25 +95,37 @@ fn any_response() -> impl Strategy<Value = Response> {
         ),
         (any::<bool>(), ".{0,128}")
             .prop_map(|(revoked, message)| Response::LoggedOut(LogoutOutcome { revoked, message })),
-        proptest::collection::vec((".{0,32}", any::<bool>(), ".{0,64}", ".{0,32}"), 0..4).prop_map(
-            |routes| {
-                Response::CredentialRoutes(
-                    routes
-                        .into_iter()
-                        .map(|(provider, git, host, username)| CredentialRoute {
-                            provider,
-                            tool: if git {
-                                CredentialTool::Git
-                            } else {
-                                CredentialTool::Docker
-                            },
-                            host,
-                            username,
-                        })
-                        .collect(),
-                )
+        (".{0,32}", any::<u64>(), any::<Option<u64>>()).prop_map(
+            |(provider, rotated_at_unix, next_rotation_unix)| {
+                Response::Rotated(tokend_protocol::RotationOutcome {
+                    provider,
+                    rotated_at_unix,
+                    next_rotation_unix,
+                })
             }
         ),
+        proptest::collection::vec(
+            (".{0,32}", any::<bool>(), ".{0,64}", ".{0,32}", ".{0,32}"),
+            0..4
+        )
+        .prop_map(|routes| {
+            Response::CredentialRoutes(
+                routes
+                    .into_iter()
+                    .map(|(provider, git, host, username, path)| CredentialRoute {
+                        provider,
+                        tool: if git {
+                            CredentialTool::Git
+                        } else {
+                            CredentialTool::Docker
+                        },
+                        host,
+                        username,
+                        path,
+                    })
+                    .collect(),
+            )
+        }),
     ]
 }
 

@@ -32,6 +32,8 @@
 //                      DEVICE_INTERVAL and see whether a client backs off after one `slow_down`
 //   AZURE_TENANT       when set, the server also serves the Azure AD v2.0 endpoint layout for that
 //                      tenant (see "Azure AD layout" below)
+//   ID_TOKEN_TTL       lifetime in seconds of id_tokens (issued with the `openid` scope by the
+//                      authorization code, device and refresh token grants); default 3600
 //
 // Clients (fixed test credentials, never used outside tests):
 //   svc-basic / svc-basic-secret  client_secret_basic, client_credentials, scope "api.read api.write"
@@ -57,6 +59,8 @@
 //   sa        (no secret)         public client for the jwt-bearer grant only (below); sends
 //                                 `client_id=sa` in the form; scope "api.read api.write"
 //   svc-basic (above) may use the jwt-bearer grant too, authenticating with its secret
+//   exchanger / exchanger-secret  client_secret_post, the token exchange grant only (below);
+//                                 scope "api.read api.write"
 //
 // JWT bearer authorization grant (RFC 7523 §2.1, grant_type
 // urn:ietf:params:oauth:grant-type:jwt-bearer, form parameter `assertion`; oidc-provider has no
@@ -69,6 +73,18 @@
 // for DEFAULT_RESOURCE (sub = the assertion's sub, client_id = the authenticated client) living
 // ACCESS_TOKEN_TTL seconds, scope = the `scope` parameter (default "api.read api.write"; a scope
 // outside "api.read api.write" is `invalid_scope`); no refresh token.
+//
+// Token exchange grant (RFC 8693, grant_type urn:ietf:params:oauth:grant-type:token-exchange;
+// oidc-provider has no implementation, this script registers one): `subject_token` must be a JWT
+// access token this server issued (signature checked against its own JWKS, `iss` = the issuer,
+// not expired) with `subject_token_type` urn:ietf:params:oauth:token-type:jwt or
+// …:access_token; an `actor_token` (optional, with `actor_token_type`) is checked the same way.
+// The answer is a Bearer JWT access token for `audience` when it is a known resource (below),
+// else for `resource` when given and known, else DEFAULT_RESOURCE; `sub` = the subject token's
+// `sub`, client_id = the authenticated client, living ACCESS_TOKEN_TTL seconds, with
+// `issued_token_type` …:access_token. Anything else is `invalid_request` / `invalid_grant` /
+// `invalid_target` with a description. The last exchange's parameters and the subject's and
+// actor's `sub` are in GET /__test/stats as `last_exchange`.
 //
 // Device flow (RFC 8628): device authorization endpoint /device/auth, user page /device (the
 // user-code form, then a confirmation form, then devInteractions' login and consent). Polling an
@@ -153,6 +169,7 @@ function positiveIntFromEnv(name, fallback) {
 }
 
 const ACCESS_TOKEN_TTL = positiveIntFromEnv('ACCESS_TOKEN_TTL', 60);
+const ID_TOKEN_TTL = positiveIntFromEnv('ID_TOKEN_TTL', 3600);
 const REFRESH_TOKEN_TTL = positiveIntFromEnv('REFRESH_TOKEN_TTL', 3600);
 const DEVICE_CODE_TTL = positiveIntFromEnv('DEVICE_CODE_TTL', 600);
 const DEVICE_INTERVAL = positiveIntFromEnv('DEVICE_INTERVAL', undefined);
@@ -166,6 +183,9 @@ if (AZURE_TENANT !== undefined && !/^[A-Za-z0-9._-]+$/.test(AZURE_TENANT)) {
 
 const SERVICE_ACCOUNT = 'svc-account@tokend.test';
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+const TOKEN_TYPE_ACCESS = 'urn:ietf:params:oauth:token-type:access_token';
 const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 // The most an assertion's `exp` may lie ahead, and the clock skew allowed on `iat`/`exp`.
 const JWT_BEARER_MAX_LIFETIME = 3600;
@@ -198,6 +218,7 @@ function resetStats() {
     failures: 0,
     errors: {},
     revocation_requests: 0,
+    last_exchange: null,
   };
 }
 resetStats();
@@ -257,6 +278,15 @@ const configuration = {
       client_id: 'sa',
       token_endpoint_auth_method: 'none',
       grant_types: [JWT_BEARER],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'api.read api.write',
+    },
+    {
+      client_id: 'exchanger',
+      client_secret: 'exchanger-secret',
+      token_endpoint_auth_method: 'client_secret_post',
+      grant_types: [TOKEN_EXCHANGE],
       response_types: [],
       redirect_uris: [],
       scope: 'api.read api.write',
@@ -321,7 +351,7 @@ const configuration = {
     ClientCredentials: ACCESS_TOKEN_TTL,
     RefreshToken: REFRESH_TOKEN_TTL,
     Grant: Math.max(REFRESH_TOKEN_TTL, 14 * 24 * 60 * 60),
-    IdToken: 3600,
+    IdToken: ID_TOKEN_TTL,
     AuthorizationCode: 60,
     DeviceCode: DEVICE_CODE_TTL,
     Interaction: 3600,
@@ -433,6 +463,80 @@ async function jwtBearerGrant(ctx) {
   const value = await token.save();
   ctx.body = {
     access_token: value,
+    token_type: 'Bearer',
+    expires_in: token.expiration,
+    ...(token.scope ? { scope: token.scope } : undefined),
+  };
+}
+
+// ---- the token exchange grant (RFC 8693) ---------------------------------------------------------
+
+let ownKeys;
+
+async function verifyOwnToken(token, type, name) {
+  if (typeof token !== 'string' || token === '') {
+    throw new errors.InvalidRequest(`missing required parameter '${name}'`);
+  }
+  if (type !== TOKEN_TYPE_JWT && type !== TOKEN_TYPE_ACCESS) {
+    throw new errors.InvalidRequest(`unsupported ${name}_type ${JSON.stringify(type)}`);
+  }
+  ownKeys ??= jose.createRemoteJWKSet(new URL(provider.urlFor('jwks')));
+  try {
+    const { payload } = await jose.jwtVerify(token, ownKeys, { issuer: provider.issuer });
+    if (typeof payload.sub !== 'string' || payload.sub === '') throw new Error('no sub');
+    return payload;
+  } catch (err) {
+    throw invalidGrant(`${name} rejected: ${err.code ?? err.name}: ${err.message}`);
+  }
+}
+
+async function tokenExchangeGrant(ctx) {
+  const params = ctx.oidc.params;
+  const subject = await verifyOwnToken(params.subject_token, params.subject_token_type, 'subject_token');
+  let actor;
+  if (params.actor_token !== undefined) {
+    actor = await verifyOwnToken(params.actor_token, params.actor_token_type, 'actor_token');
+  }
+  let resource = DEFAULT_RESOURCE;
+  for (const candidate of [params.audience, params.resource]) {
+    if (candidate === undefined) continue;
+    if (!isKnownResource(candidate)) {
+      throw new errors.InvalidTarget(`unknown audience or resource ${candidate}`);
+    }
+    resource = candidate;
+    break;
+  }
+  const allowed = new Set(RESOURCE_SCOPE.split(' '));
+  const requested = params.scope ? [...new Set(params.scope.split(' ').filter(Boolean))] : [...allowed];
+  for (const s of requested) {
+    if (!allowed.has(s)) throw new errors.InvalidScope('requested scope is not allowed', s);
+  }
+  stats.last_exchange = {
+    client_id: ctx.oidc.client.clientId,
+    subject: subject.sub,
+    subject_token_type: params.subject_token_type,
+    actor: actor?.sub ?? null,
+    actor_token_type: params.actor_token_type ?? null,
+    requested_token_type: params.requested_token_type ?? null,
+    audience: params.audience ?? null,
+    resource: params.resource ?? null,
+    scope: params.scope ?? null,
+  };
+  const token = new provider.AccessToken({
+    accountId: subject.sub,
+    client: ctx.oidc.client,
+    gty: 'token-exchange',
+    scope: requested.join(' ') || undefined,
+  });
+  token.resourceServer = new provider.ResourceServer(resource, {
+    scope: RESOURCE_SCOPE,
+    accessTokenTTL: ACCESS_TOKEN_TTL,
+    accessTokenFormat: 'jwt',
+  });
+  const value = await token.save();
+  ctx.body = {
+    access_token: value,
+    issued_token_type: TOKEN_TYPE_ACCESS,
     token_type: 'Bearer',
     expires_in: token.expiration,
     ...(token.scope ? { scope: token.scope } : undefined),
@@ -577,6 +681,10 @@ server.listen(0, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${port}`;
   provider = new Provider(issuer, configuration);
   provider.registerGrantType(JWT_BEARER, jwtBearerGrant, ['assertion', 'scope']);
+  provider.registerGrantType(TOKEN_EXCHANGE, tokenExchangeGrant, [
+    'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
+    'requested_token_type', 'audience', 'resource', 'scope',
+  ]);
 
   tokenUrl = provider.urlFor('token');
   if (AZURE_TENANT !== undefined) {
@@ -623,7 +731,7 @@ server.listen(0, '127.0.0.1', () => {
   providerCallback = provider.callback();
 
   process.stdout.write(`${JSON.stringify({ issuer })}\n`);
-  console.error(`oidc test server ready: issuer ${issuer}, ACCESS_TOKEN_TTL=${ACCESS_TOKEN_TTL}, REFRESH_TOKEN_TTL=${REFRESH_TOKEN_TTL}, DEVICE_CODE_TTL=${DEVICE_CODE_TTL}, DEVICE_INTERVAL=${DEVICE_INTERVAL ?? 'unset'}, DEVICE_SLOW_DOWN=${DEVICE_SLOW_DOWN}, AZURE_TENANT=${AZURE_TENANT ?? 'unset'}`);
+  console.error(`oidc test server ready: issuer ${issuer}, ACCESS_TOKEN_TTL=${ACCESS_TOKEN_TTL}, REFRESH_TOKEN_TTL=${REFRESH_TOKEN_TTL}, DEVICE_CODE_TTL=${DEVICE_CODE_TTL}, DEVICE_INTERVAL=${DEVICE_INTERVAL ?? 'unset'}, DEVICE_SLOW_DOWN=${DEVICE_SLOW_DOWN}, AZURE_TENANT=${AZURE_TENANT ?? 'unset'}, ID_TOKEN_TTL=${ID_TOKEN_TTL}`);
 });
 
 // ---- shutdown -----------------------------------------------------------------------------------

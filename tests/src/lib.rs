@@ -80,11 +80,16 @@ pub struct Daemon {
 }
 
 /// Environment variables a test passes to the daemon that are not secrets.
-const NOT_SECRET_ENV: [&str; 4] = [
+const NOT_SECRET_ENV: [&str; 8] = [
     "RUST_LOG",
     "DBUS_SESSION_BUS_ADDRESS",
     "ACCESS_TOKEN_TTL",
     "REFRESH_TOKEN_TTL",
+    // Azure workload identity's: ids and a path.
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
 ];
 
 /// Values shorter than this are too common to be searched for (e.g. `1`).
@@ -118,7 +123,7 @@ impl Daemon {
             config,
             log,
             args: args.iter().map(|arg| (*arg).to_owned()).collect(),
-            secrets: [oidc::SVC_BASIC, oidc::SVC_POST, oidc::APP]
+            secrets: [oidc::SVC_BASIC, oidc::SVC_POST, oidc::APP, oidc::EXCHANGER]
                 .iter()
                 .map(|client| client.secret.to_owned())
                 .collect(),

@@ -135,6 +135,16 @@ pub const SA: TestClient = TestClient {
     secret: "",
 };
 
+/// The token exchange grant only ([`TOKEN_EXCHANGE_GRANT`], RFC 8693), `client_secret_post`,
+/// scopes `api.read api.write`.
+pub const EXCHANGER: TestClient = TestClient {
+    id: "exchanger",
+    secret: "exchanger-secret",
+};
+
+/// `grant_type` of the RFC 8693 token exchange grant.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 /// The redirect URI registered for [`CLI`], [`PKJWT`] and [`APP`]; for the native clients any
 /// port may be added (`http://127.0.0.1:PORT/callback`).
 pub const LOOPBACK_REDIRECT: &str = "http://127.0.0.1/callback";
@@ -208,8 +218,8 @@ impl OidcServer {
     }
 
     /// Like [`OidcServer::start`], with extra environment for the script (`ACCESS_TOKEN_TTL`,
-    /// `REFRESH_TOKEN_TTL`, `DEVICE_CODE_TTL`, `DEVICE_INTERVAL`, `DEVICE_SLOW_DOWN`,
-    /// `AZURE_TENANT`; see the header of `tests/oidc/server.mjs`).
+    /// `REFRESH_TOKEN_TTL`, `ID_TOKEN_TTL`, `DEVICE_CODE_TTL`, `DEVICE_INTERVAL`,
+    /// `DEVICE_SLOW_DOWN`, `AZURE_TENANT`; see the header of `tests/oidc/server.mjs`).
     ///
     /// # Panics
     ///
@@ -889,6 +899,51 @@ pub fn sign_rs256(pem: &Path, kid: Option<&str>, claims: &Value) -> String {
         "{signing_input}.{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
     )
+}
+
+/// Verifies a compact JWS signed with the RSA key at `pem` (the PKCS#8 private half: its public
+/// half is derived) with `alg` (`RS256` or `PS256`, which the header must name); returns the
+/// header and the claims. For HTTP fakes that check what tokend signs.
+///
+/// # Errors
+///
+/// Why the JWT does not verify.
+pub fn verify_jwt(jwt: &str, pem: &Path, alg: &str) -> Result<(Value, Value), String> {
+    let text = std::fs::read_to_string(pem).map_err(|err| format!("{}: {err}", pem.display()))?;
+    let b64: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|err| err.to_string())?;
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|err| err.to_string())?;
+    let mut parts = jwt.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("not a compact JWS".to_owned());
+    };
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|err| format!("not base64url: {err}"))
+    };
+    let header_json: Value =
+        serde_json::from_slice(&decode(header)?).map_err(|err| err.to_string())?;
+    if header_json["alg"] != alg {
+        return Err(format!("header alg is {}, not {alg}", header_json["alg"]));
+    }
+    let algorithm: &dyn ring::signature::VerificationAlgorithm = match alg {
+        "RS256" => &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        "PS256" => &ring::signature::RSA_PSS_2048_8192_SHA256,
+        other => return Err(format!("unsupported alg {other}")),
+    };
+    ring::signature::UnparsedPublicKey::new(algorithm, key.public().as_ref())
+        .verify(format!("{header}.{claims}").as_bytes(), &decode(signature)?)
+        .map_err(|_| "the signature does not verify with the public key".to_owned())?;
+    let claims: Value = serde_json::from_slice(&decode(claims)?).map_err(|err| err.to_string())?;
+    Ok((header_json, claims))
 }
 
 /// A `private_key_jwt` client assertion for [`PKJWT`] addressed to `audience` (the token

@@ -193,6 +193,88 @@ async fn git_uses_the_routes_username_and_ignores_other_hosts() {
     );
 }
 
+/// Two accounts on one host: `/alice/…` wants `alice`'s token, `/bob/…` `bob`'s.
+async fn two_account_server() -> MockServer {
+    let server = MockServer::start().await;
+    for (user, pat) in [("alice", PAT), ("bob", BOB_PAT)] {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pat}"));
+        Mock::given(method("GET"))
+            .and(path(format!("/{user}/repo.git/info/refs")))
+            .and(header("authorization", format!("Basic {basic}").as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "text/plain")
+                    .set_body_string(format!("{HEAD}\trefs/heads/{user}\n")),
+            )
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(401).insert_header("www-authenticate", "Basic realm=\"repo\""),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
+const BOB_PAT: &str = "glpat-b0b0b0b0b0b0b0b0b0b0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_on_one_host_are_told_apart_by_path() {
+    if !git_available() {
+        return;
+    }
+    let server = two_account_server().await;
+    let host = server.address().to_string();
+    let config = format!(
+        r#"
+[providers.alice]
+kind = "static"
+secret = "${{env:ALICE_PAT}}"
+git = {{ host = "{host}", path = "alice", username = "alice" }}
+
+[providers.bob]
+kind = "static"
+secret = "${{env:BOB_PAT}}"
+git = {{ host = "{host}", path = "bob/repo", username = "bob" }}
+"#
+    );
+    let daemon = Daemon::start_with_env(&config, &[("ALICE_PAT", PAT), ("BOB_PAT", BOB_PAT)]);
+    // As the README says: git sends the path only with credential.useHttpPath.
+    let use_path = format!("credential.{}.useHttpPath=true", server.uri());
+    for user in ["alice", "bob"] {
+        let url = format!("{}/{user}/repo.git", server.uri());
+        let output = run_git(&daemon, &["-c", &use_path, "ls-remote", &url], b"").await;
+        assert_eq!(code(&output), 0, "{user}: {}", stderr(&output));
+        assert_eq!(stdout(&output), format!("{HEAD}\trefs/heads/{user}\n"));
+    }
+    // Without the path, no route is specific enough: git gets no password.
+    let url = format!("{}/bob/repo.git", server.uri());
+    let output = run_git(&daemon, &["ls-remote", &url], b"").await;
+    assert_ne!(code(&output), 0, "{}", stdout(&output));
+    // The user name of the URL picks the account as well (the longest prefix of its routes).
+    let output = run_git(
+        &daemon,
+        &["-c", &use_path, "credential", "fill"],
+        format!("protocol=http\nhost={host}\nusername=alice\npath=alice/other.git\n\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let answer = fields(&output);
+    assert_eq!(field(&answer, "password"), Some(PAT));
+    let status = daemon.tok(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
+    for index in [0, 1] {
+        assert!(
+            status["providers"][index]["counters"]["requests"].as_u64() >= Some(1),
+            "{status}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_credential_fill_gives_the_expiry_and_reject_invalidates() {
     if !git_available() {

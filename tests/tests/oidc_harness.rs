@@ -5,10 +5,11 @@
 
 use serde_json::Value;
 use tokend_e2e::oidc::{
-    APP, CLI, CLIENT_ASSERTION_TYPE, DEFAULT_RESOURCE, DEVICE_CODE_GRANT, HttpReply,
+    APP, CLI, CLIENT_ASSERTION_TYPE, DEFAULT_RESOURCE, DEVICE_CODE_GRANT, EXCHANGER, HttpReply,
     JWT_BEARER_GRANT, JWT_BEARER_KEY, OidcServer, PKJWT, PKJWT_KEY, SA, SERVICE_ACCOUNT, SVC_BASIC,
-    SVC_POST, TestClient, deliver_redirect, fixture_key, http_agent, jwt_claims, now_secs,
-    pkce_pair, pkjwt_assertion, post_form, query_param, random_token, sign_rs256,
+    SVC_POST, TOKEN_EXCHANGE_GRANT, TestClient, deliver_redirect, fixture_key, http_agent,
+    jwt_claims, now_secs, pkce_pair, pkjwt_assertion, post_form, query_param, random_token,
+    sign_rs256,
 };
 
 fn token_request(
@@ -1175,4 +1176,86 @@ fn plain_oauth_without_openid_still_gets_a_refresh_token() {
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.str("refresh_token").is_none(), "{}", reply.body);
+}
+
+#[test]
+fn token_exchange_grant() {
+    let server = OidcServer::start(30);
+    let reply = token_request(
+        &server,
+        Some(SVC_BASIC),
+        &[("grant_type", "client_credentials"), ("scope", "api.read")],
+    );
+    let subject = reply.str("access_token").unwrap().to_owned();
+    let exchange = |form: &[(&str, &str)]| {
+        let mut fields = vec![
+            ("grant_type", TOKEN_EXCHANGE_GRANT),
+            ("client_id", EXCHANGER.id),
+            ("client_secret", EXCHANGER.secret),
+        ];
+        fields.extend_from_slice(form);
+        token_request(&server, None, &fields)
+    };
+    let access_token_type = "urn:ietf:params:oauth:token-type:access_token";
+    let reply = exchange(&[
+        ("subject_token", subject.as_str()),
+        ("subject_token_type", access_token_type),
+        ("audience", "https://other.example.test"),
+        ("scope", "api.write"),
+    ]);
+    let claims = assert_token_response(&reply, 30, "api.write");
+    assert_eq!(reply.str("issued_token_type"), Some(access_token_type));
+    assert_eq!(claims["sub"], SVC_BASIC.id, "{claims}");
+    assert_eq!(claims["client_id"], EXCHANGER.id, "{claims}");
+    assert_eq!(claims["aud"], "https://other.example.test", "{claims}");
+    let stats = server.stats();
+    assert_eq!(stats["last_exchange"]["subject"], SVC_BASIC.id, "{stats}");
+    assert_eq!(stats["by_grant"][TOKEN_EXCHANGE_GRANT], 1, "{stats}");
+
+    // Not one of the server's tokens, an unknown audience, a missing subject, another client.
+    let forged = sign_rs256(
+        &fixture_key(PKJWT_KEY),
+        None,
+        &serde_json::json!({"iss": server.issuer(), "sub": "x", "exp": now_secs() + 60}),
+    );
+    for (form, error) in [
+        (
+            vec![
+                ("subject_token", forged.as_str()),
+                ("subject_token_type", access_token_type),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("subject_token", subject.as_str()),
+                ("subject_token_type", access_token_type),
+                ("audience", "https://elsewhere.example.com"),
+            ],
+            "invalid_target",
+        ),
+        (
+            vec![("subject_token_type", access_token_type)],
+            "invalid_request",
+        ),
+    ] {
+        assert_oauth_error(&exchange(&form), 400, error);
+    }
+    let reply = token_request(
+        &server,
+        Some(SVC_BASIC),
+        &[
+            ("grant_type", TOKEN_EXCHANGE_GRANT),
+            ("subject_token", subject.as_str()),
+            ("subject_token_type", access_token_type),
+        ],
+    );
+    assert_oauth_error(&reply, 400, "invalid_request");
+    assert!(
+        reply
+            .str("error_description")
+            .is_some_and(|text| text.contains("not allowed for this client")),
+        "{}",
+        reply.body
+    );
 }

@@ -111,7 +111,18 @@ Example kubeconfig user (kubectl runs `tok kube NAME` whenever it needs a token)
 
 Prints a client.authentication.k8s.io/v1 ExecCredential as JSON on stdout, with
 status.expirationTimestamp (RFC 3339, UTC) when the token's expiry is known; without it, kubectl
-keeps the token for as long as it runs. Errors go to stderr with tok's exit codes.";
+keeps the token for as long as it runs. With --id-token (args: [kube, NAME, --id-token]) the
+credential is the OpenID Connect id_token with its own expiry, for API servers that check
+id_tokens (--oidc-issuer-url). Errors go to stderr with tok's exit codes.";
+
+const ROTATE_HELP: &str = "\
+Example (a provider with rotate = { url = \"…/regenerateSecret\", auth = \"admin\", secret =
+\"/apiKey\" } in tokend's config):
+  tok rotate salestim
+
+Nothing goes to stdout; what happened goes to stderr. On failure (exit 5) the old key stays in
+force and `tok status` shows the error. With `every` in the table, tokend also rotates on that
+schedule.";
 
 const PROXY_URL_HELP: &str = "\
 Examples:
@@ -153,6 +164,10 @@ pub(super) enum Command {
         /// Print {"provider","token","header","expires_at"} as JSON
         #[arg(long)]
         json: bool,
+        /// Print the OpenID Connect id_token that came with the token instead (its expiry is
+        /// its own `exp`)
+        #[arg(long)]
+        id_token: bool,
     },
     /// Print the header line to send, e.g. `Authorization: Bearer …`
     #[command(after_help = "Example:\n  curl -H \"$(tok header crm)\" https://api.example.com/")]
@@ -183,6 +198,13 @@ pub(super) enum Command {
     )]
     Invalidate {
         /// Provider name
+        name: String,
+    },
+    /// Replace a static provider's key now through its `rotate` table (the new key is stored
+    /// before it is served; the old one is never served again)
+    #[command(after_help = ROTATE_HELP)]
+    Rotate {
+        /// Provider name (a static provider with `rotate = { … }`)
         name: String,
     },
     /// Print the base URL of a provider's auth proxy (its `proxy = { … }`), capability included
@@ -264,6 +286,10 @@ pub(super) enum Command {
         /// The token must stay valid at least this long (30, 30s, 5m, 1h, 1d)
         #[arg(long, value_name = "DURATION", value_parser = duration::parse, default_value = "30s")]
         min_ttl: Duration,
+        /// Hand kubectl the OpenID Connect id_token instead of the access token (what an API
+        /// server configured with --oidc-issuer-url checks, as kubelogin does)
+        #[arg(long)]
+        id_token: bool,
     },
     /// Answer git's credential-helper protocol (set it as credential.helper)
     #[command(name = "git-credential", after_help = GIT_HELP)]

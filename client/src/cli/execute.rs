@@ -30,8 +30,14 @@ pub(super) fn execute(
             name,
             min_ttl,
             json,
+            id_token,
         } => {
-            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
+            let options = GetOptions { min_ttl };
+            let token = if id_token {
+                shell::fetch_id_token(client, &name, &options)?
+            } else {
+                shell::fetch(client, &name, &options)?
+            };
             if json {
                 writeln!(out, "{}", token_json(&token))?;
             } else {
@@ -148,9 +154,29 @@ pub(super) fn execute(
             client.disconnect();
             return Ok(shell::curl(&token, &args)?);
         }
-        Command::Kube { name, min_ttl } => {
-            let token = shell::fetch(client, &name, &GetOptions { min_ttl })?;
+        Command::Kube {
+            name,
+            min_ttl,
+            id_token,
+        } => {
+            let options = GetOptions { min_ttl };
+            let token = if id_token {
+                shell::fetch_id_token(client, &name, &options)?
+            } else {
+                shell::fetch(client, &name, &options)?
+            };
             writeln!(out, "{}", exec_credential(&token))?;
+        }
+        Command::Rotate { name } => {
+            let outcome = client.rotate(&name)?;
+            let next = outcome
+                .next_rotation_unix
+                .map(|at| format!("; the next rotation is due at {}", rfc3339(at)))
+                .unwrap_or_default();
+            return Err(Failure::Note(format!(
+                "provider `{name}`: the key was replaced at {} and the new one is in force{next}",
+                rfc3339(outcome.rotated_at_unix)
+            )));
         }
         Command::Login { name, no_browser } => login(client, &name, no_browser, notes)?,
         Command::Logout { name } => {

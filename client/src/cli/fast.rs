@@ -23,6 +23,7 @@ pub(super) fn fast_parse(args: &[OsString]) -> Option<Cli> {
             name: name.to_owned(),
             min_ttl,
             json: false,
+            id_token: false,
         },
         "header" => Command::Header {
             name: name.to_owned(),

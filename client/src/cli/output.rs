@@ -90,6 +90,10 @@ pub(super) fn status_json(status: &DaemonStatus) -> serde_json::Value {
                 "counters": p.counters,
                 "origin": (!p.origin.is_empty()).then_some(&p.origin),
                 "share": (!p.share.is_empty()).then_some(&p.share),
+                "id_token_expires_at": p.id_token_expires_at_unix.map(rfc3339),
+                "rotated_at": p.rotated_at_unix.map(rfc3339),
+                "next_rotation": p.next_rotation_unix.map(rfc3339),
+                "rotation_error": p.rotation_error,
             })
         })
         .collect();
@@ -203,6 +207,31 @@ pub(super) fn write_status_table(
         &rows,
         out,
     )?;
+    let rotating: Vec<[String; 4]> = status
+        .providers
+        .iter()
+        .filter(|p| {
+            p.rotated_at_unix.is_some()
+                || p.next_rotation_unix.is_some()
+                || p.rotation_error.is_some()
+        })
+        .map(|p| {
+            [
+                p.name.clone(),
+                relative(p.rotated_at_unix),
+                relative(p.next_rotation_unix),
+                p.rotation_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !rotating.is_empty() {
+        writeln!(out)?;
+        write_table(
+            ["ROTATED KEY", "ROTATED", "NEXT ROTATION", "ROTATION ERROR"],
+            &rotating,
+            out,
+        )?;
+    }
     if !status.proxies.is_empty() {
         writeln!(out)?;
         let rows: Vec<[String; 6]> = status

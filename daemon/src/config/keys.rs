@@ -8,7 +8,7 @@
 //! token file keys in [`super::outlets`].
 
 /// One key of a table, as the README documents it.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Key {
     /// The key as written in the file.
     pub(crate) name: &'static str,
@@ -61,9 +61,9 @@ pub(crate) const ROUTES: &[Key] = &[
     Key::new(
         "git",
         "no",
-        "`{ host = \"git.example.com\", username = \"oauth2\" }`: `tok git-credential` answers \
-         git for that host (with `:port` when not the default) with `username` (default \
-         `oauth2`) and the token as the password.",
+        "`{ host = \"git.example.com\", path = \"org\", username = \"oauth2\" }`: `tok \
+         git-credential` answers git for that host (with `:port` when not the default), and \
+         path prefix if given, with `username` and the token as the password.",
     ),
     Key::new(
         "docker",
@@ -176,8 +176,8 @@ pub fn reference() -> String {
     section(
         "Credential-helper routes",
         "Every kind except `anonymous`, and every preset: `git` and `docker` tables with these \
-         keys. A host belongs to at most one provider per tool; changing a route on reload \
-         keeps the cached token.",
+         keys. A host (with a path and user name) belongs to at most one provider per tool; \
+         changing a route on reload keeps the cached token.",
         &[super::routes::KEYS],
         false,
     );
@@ -206,6 +206,19 @@ pub fn reference() -> String {
         "`ok = { … }` (kind `http`)",
         "",
         &[crate::kinds::http::keys::OK],
+        false,
+    );
+    section(
+        "`jwt = { … }` (kind `http`)",
+        "A JWT signed for every request, which the request's templates use as `${jwt}` (e.g. \
+         `headers = { Authorization = \"Bearer ${jwt}\" }`).",
+        &[crate::kinds::http::keys::JWT],
+        false,
+    );
+    section(
+        "`rotate = { … }` (kind `static`, preset `salestim`)",
+        "How an API replaces the key (see [API-key rotation](#api-key-rotation)).",
+        &[crate::kinds::static_secret::rotate::KEYS],
         false,
     );
     section("`proxy = { … }`", "", &[super::outlets::PROXY_KEYS], false);

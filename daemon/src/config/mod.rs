@@ -11,6 +11,8 @@
 //!   (see [`crate::kinds`]);
 //! - [`presentation`], [`routes`] and [`outlets`]: what every provider has besides its kind
 //!   (how the token is presented, the credential-helper hosts, the auth proxy and token file);
+//! - `references`: the providers one provider needs the token of (`${provider:NAME}`,
+//!   `rotate.auth`): they exist and form no cycle;
 //! - [`store`]: the `[store]` table;
 //! - [`keys`]: every key with its documentation, the one source of the unknown-key hints and
 //!   of the README's key tables.
@@ -25,6 +27,7 @@ pub(crate) mod outlets;
 pub(crate) mod presentation;
 pub(crate) mod provider;
 pub(crate) mod reader;
+mod references;
 pub(crate) mod routes;
 pub(crate) mod store;
 #[cfg(test)]
@@ -164,7 +167,8 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
         path: path.to_owned(),
         line: line_at(&bytes, error.valid_up_to()),
     })?;
-    let parsed = parse_inner(text, path)?;
+    let env = |name: &str| std::env::var_os(name);
+    let parsed = parse_inner(text, path, &env)?;
     let mut warnings = parsed.warnings;
     warnings.extend(mode_warnings(&file, path, parsed.first_literal_line).map_err(read_error)?);
     Ok((parsed.config, warnings))
@@ -217,9 +221,19 @@ fn mode_warnings(
 }
 
 /// Validates config text; `path` is only used in messages and as [`ConfigSource::File`].
-/// Does not look at file permissions (see [`load`]).
+/// Does not look at file permissions (see [`load`]) nor at tokend's environment (defaults that
+/// come from it are absent).
 pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
-    let parsed = parse_inner(text, path)?;
+    parse_with_env(text, path, &|_| None)
+}
+
+/// [`parse`], with defaults from the environment `env` (as [`load`] takes them from tokend's).
+pub fn parse_with_env(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<(Config, Vec<Warning>), ConfigError> {
+    let parsed = parse_inner(text, path, env)?;
     Ok((parsed.config, parsed.warnings))
 }
 
@@ -230,8 +244,12 @@ struct Parsed {
     first_literal_line: Option<usize>,
 }
 
-fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
-    let ctx = Ctx { text, path };
+fn parse_inner(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Parsed, ConfigError> {
+    let ctx = Ctx { text, path, env };
     // A spanned tree: every key and value knows where it is, so every problem can name its line.
     let tree = Tree(DeTable::parse(text).map_err(|error| ConfigError::Syntax {
         path: path.to_owned(),
@@ -304,7 +322,9 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     let mut proxies: Vec<ProxyConfig> = Vec::new();
     let mut token_files: Vec<TokenFileConfig> = Vec::new();
     let fleet_literals = std::mem::take(&mut literals);
+    let mut spans = BTreeMap::new();
     for (name, value) in provider_entries {
+        spans.insert(name.get_ref().to_string(), name.span());
         let read = ctx.provider(name, value)?;
         let (provider, literals, provider_routes) = (read.config, read.literals, read.routes);
         if let Some((proxy, span)) = read.outlets.proxy {
@@ -368,18 +388,26 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
         }
         for located in provider_routes {
             let taken = routes.iter().find(|other| {
-                other.route.tool == located.route.tool && other.route.host == located.route.host
+                let (a, b) = (&other.route, &located.route);
+                a.tool == b.tool && a.host == b.host && a.path == b.path && a.username == b.username
             });
             if let Some(other) = taken {
+                let path = if located.route.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" path {:?}", located.route.path)
+                };
                 return Err(ctx.invalid(
                     &located.span,
                     Some(&provider.name),
                     Some(&located.key),
                     format!(
-                        "host {:?} is already routed to provider {:?}",
-                        located.route.host, other.route.provider
+                        "host {:?}{path} with user name {:?} is already routed to provider {:?}",
+                        located.route.host, located.route.username, other.route.provider
                     ),
-                    "each host may belong to one provider per tool; remove one of the two",
+                    "a host (with a path and user name) may belong to one provider per tool: \
+                     remove one, or tell the accounts apart with `path` (git, with \
+                     credential.useHttpPath) or `username`",
                 ));
             }
             routes.push(located);
@@ -411,6 +439,7 @@ fn parse_inner(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
             ),
         });
     }
+    references::check(&ctx, &providers, &spans)?;
     warnings.sort_by_key(|warning| warning.line);
     let mut routes: Vec<CredentialRoute> =
         routes.into_iter().map(|located| located.route).collect();

@@ -11,7 +11,7 @@ use std::ops::Range;
 use super::reader::{Ctx, Literal, Table, article};
 use super::routes::LocatedRoute;
 use super::{ConfigError, ProviderConfig, fleet, keys, outlets, presentation, routes};
-use crate::kinds::{KINDS, KindSpec, PRESETS};
+use crate::kinds::{KINDS, KindSpec, PRESETS, ProviderKind};
 
 /// `use one of: static, anonymous, oauth2, http (or a preset instead of kind: …)`.
 pub(crate) fn unknown_kind_hint() -> String {
@@ -100,7 +100,7 @@ impl Ctx<'_> {
                 "write it as a [providers.NAME] table with keys such as kind and secret",
             ));
         };
-        let table = Table::new(self, name, String::new(), name_span, fields);
+        let table = Table::new(self, name, String::new(), name_span.clone(), fields);
         let mut literals = Vec::new();
 
         let spec = match (table.str("kind")?, table.str("preset")?) {
@@ -170,10 +170,25 @@ impl Ctx<'_> {
             ));
         }
         let (kind, defaults) = (spec.read)(spec, &table, &mut literals)?;
+        let signs_jwt = match &kind {
+            ProviderKind::Http(exchange) => exchange.jwt.is_some(),
+            ProviderKind::GitHubApp(app) => app.exchange.jwt.is_some(),
+            _ => false,
+        };
+        if !signs_jwt && kind.templates().iter().any(|t| t.refers_to_jwt()) {
+            return Err(self.invalid(
+                &name_span,
+                Some(name),
+                None,
+                "a template uses `${jwt}`, but nothing here signs a JWT".to_owned(),
+                "`${jwt}` is the JWT a kind \"http\" provider signs from its `jwt = { … }` \
+                 table: add one, or remove ${jwt}",
+            ));
+        }
         let share = fleet::read_share(&table)?;
 
         let presentation = presentation::read(&table, defaults)?;
-        let routes = routes::read(&table)?;
+        let routes = routes::read(&table, spec.route_username)?;
         let outlets = outlets::read(&table)?;
         // Only the key lists of fetching kinds have `persist`; `check_keys` refused it elsewhere.
         let persist = match table.entry("persist") {

@@ -63,10 +63,16 @@ pub(crate) fn in_file_order<'a, 'i>(table: &'a DeTable<'i>) -> Vec<Entry<'a, 'i>
     entries
 }
 
-/// The text being parsed and its path, for turning spans into located errors.
+/// Looks a variable of tokend's environment up (presets that default keys from the platform's
+/// variables, such as Azure workload identity's).
+pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<std::ffi::OsString>;
+
+/// The text being parsed and its path, for turning spans into located errors; and the
+/// environment defaults may come from.
 pub(crate) struct Ctx<'a> {
     pub(crate) text: &'a str,
     pub(crate) path: &'a Path,
+    pub(crate) env: EnvLookup<'a>,
 }
 
 impl Ctx<'_> {
@@ -164,6 +170,11 @@ impl<'a, 'i> Table<'a, 'i> {
         table: &'a DeTable<'i>,
     ) -> Self {
         Self::new(ctx, "", name.to_owned(), anchor, table)
+    }
+
+    /// The variable `name` of tokend's environment, if set and valid Unicode.
+    pub(crate) fn env(&self, name: &str) -> Option<String> {
+        (self.ctx.env)(name).and_then(|value| value.into_string().ok())
     }
 
     /// The path of `key` in this table, as shown in messages.

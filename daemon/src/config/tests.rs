@@ -52,7 +52,8 @@ fn examples_parse() {
     assert_eq!(
         salestim.kind,
         ProviderKind::Static {
-            secret: SecretTemplate::parse("${env:SALESTIM_API_KEY}").unwrap()
+            secret: SecretTemplate::parse("${env:SALESTIM_API_KEY}").unwrap(),
+            rotate: None,
         }
     );
     assert_eq!(salestim.presentation.header, "X-API-KEY");
@@ -65,7 +66,8 @@ fn examples_parse() {
     assert_eq!(
         gitlab.kind,
         ProviderKind::Static {
-            secret: SecretTemplate::parse("${file:~/.config/gitlab.pat}").unwrap()
+            secret: SecretTemplate::parse("${file:~/.config/gitlab.pat}").unwrap(),
+            rotate: None,
         }
     );
 }
@@ -361,7 +363,7 @@ fn errors_name_file_line_and_key() {
                 .to_owned(),
             4,
             Some("[providers.a] key `git.hots`"),
-            "known keys: host, username",
+            "known keys: host, path, username",
         ),
         (
             "route username with a colon",
@@ -560,7 +562,7 @@ fn literal_secret_warns_without_leaking() {
 
     let shown = format!("{config:?} {warnings:?} {warning}");
     assert!(!shown.contains(SECRET), "{shown}");
-    let ProviderKind::Static { secret } = &config.providers["lit"].kind else {
+    let ProviderKind::Static { secret, .. } = &config.providers["lit"].kind else {
         panic!("expected a static provider: {config:?}");
     };
     assert!(secret.is_literal());
@@ -739,7 +741,7 @@ fn hints_list_what_the_format_allows() {
     assert!(
         error
             .to_string()
-            .ends_with("authorization_code, device_code, jwt_bearer"),
+            .ends_with("authorization_code, device_code, jwt_bearer, token_exchange"),
         "{error}"
     );
     // The timeout hint states the real limit.
@@ -823,6 +825,7 @@ fn new_kinds_parse() {
             timeout: None,
             revocation_url: None,
             signing_key: None,
+            client_assertion: None,
         })
     );
     assert_eq!(api.presentation, Presentation::default());
@@ -843,6 +846,7 @@ fn new_kinds_parse() {
             timeout: None,
             revocation_url: None,
             signing_key: None,
+            client_assertion: None,
         })
     );
 
@@ -869,6 +873,7 @@ fn new_kinds_parse() {
                 message: Some("/status/description".to_owned()),
             }),
             timeout: None,
+            jwt: None,
         }
     );
     assert_eq!(

@@ -85,6 +85,17 @@ impl<'a> Table<'a, '_> {
                 TEMPLATE_HINT,
             )
         })?;
+        // A top-level table ([fleet]) is resolved when tokend starts, outside any provider.
+        if self.provider.is_empty()
+            && (template.refers_to_jwt() || template.provider_refs().next().is_some())
+        {
+            return Err(self.error(
+                &found.span,
+                &found.key,
+                "`${provider:…}` and `${jwt}` only work in a provider's keys".to_owned(),
+                SECRET_REF_HINT,
+            ));
+        }
         if rules.credential && template.is_literal() && !found.text.is_empty() {
             literals.push(Literal {
                 line: self.ctx.line(found.span.start),

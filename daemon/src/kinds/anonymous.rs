@@ -16,6 +16,7 @@ pub(crate) const KIND: KindSpec = KindSpec {
     summary: "No credentials at all: no header is sent (`tok header` prints nothing, exit 0).",
     keys: &[&[PROXY]],
     read,
+    route_username: crate::kinds::DEFAULT_ROUTE_USERNAME,
 };
 
 fn read(spec: &KindSpec, table: &Table<'_, '_>, _: &mut Vec<Literal>) -> Result<Read, ConfigError> {
@@ -40,7 +41,7 @@ fn read(spec: &KindSpec, table: &Table<'_, '_>, _: &mut Vec<Literal>) -> Result<
 
 /// The empty token, valid until invalidated (nothing is ever sent with it).
 pub(crate) fn fetch() -> Fetched {
-    Fetched::new(Secret::from(""), Lifetime::Unbounded, None)
+    Fetched::new(Secret::from(""), Lifetime::Unbounded)
 }
 
 #[cfg(test)]

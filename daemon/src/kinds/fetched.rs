@@ -19,6 +19,9 @@ pub(crate) struct Fetched {
     pub(crate) lifetime: Lifetime,
     /// A new refresh token returned with the access token (rotation).
     pub(crate) refresh_token: Option<Secret>,
+    /// The OpenID Connect id_token returned with it, if any: served on its own (`tok get
+    /// --id-token`) with the expiry of its own `exp` claim.
+    pub(crate) id_token: Option<Secret>,
     /// The instant `lifetime` counts from: when the answer was read, which the provider moves
     /// back to when the request was sent (an `expires_in` counts from the server's answer, no
     /// earlier than the request), so that neither a slow answer nor the time spent storing
@@ -27,12 +30,13 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
-    /// A token read just now.
-    pub(crate) fn new(token: Secret, lifetime: Lifetime, refresh_token: Option<Secret>) -> Self {
+    /// A token read just now, with no refresh token and no id_token.
+    pub(crate) fn new(token: Secret, lifetime: Lifetime) -> Self {
         Self {
             token,
             lifetime,
-            refresh_token,
+            refresh_token: None,
+            id_token: None,
             since: Instant::now(),
         }
     }

@@ -4,12 +4,14 @@
 //! (a [`Keys`] list, the one source of its hints and README table), their validation (reading
 //! its `[providers.NAME]` table into a [`ProviderKind`]), its model and its fetch:
 //!
-//! - [`static_secret`]: `kind = "static"`, a fixed secret; with the `salestim` preset;
+//! - [`static_secret`]: `kind = "static"`, a fixed secret, optionally rotated through an API
+//!   (`rotate`); with the `salestim` preset;
 //! - [`anonymous`]: `kind = "anonymous"`, no credentials at all;
-//! - [`oauth2`]: `kind = "oauth2"`, OAuth 2.0 grants, discovery, client assertions and the
-//!   interactive logins; with the `azure-ad` preset;
-//! - [`http`]: `kind = "http"`, any HTTP token exchange; with the `timekit` and `crm.com`
-//!   presets.
+//! - [`oauth2`]: `kind = "oauth2"`, OAuth 2.0 grants (token exchange included), discovery,
+//!   client assertions and the interactive logins; with the `azure-ad` and
+//!   `google-service-account` presets;
+//! - [`http`]: `kind = "http"`, any HTTP token exchange (with a signed `${jwt}` and RFC 3339
+//!   expiries); with the `timekit`, `crm.com` and `github-app` presets.
 //!
 //! [`KINDS`] and [`PRESETS`] register them: adding a preset is one file that defines its
 //! [`KindSpec`] plus one line in [`PRESETS`].
@@ -20,6 +22,7 @@
 pub(crate) mod anonymous;
 pub(crate) mod fetched;
 pub(crate) mod http;
+pub(crate) mod jwt;
 pub(crate) mod oauth2;
 pub(crate) mod static_secret;
 
@@ -32,7 +35,7 @@ use crate::config::ConfigError;
 use crate::config::keys::Keys;
 use crate::config::presentation::Presentation;
 use crate::config::reader::{Literal, Table};
-use crate::secret::{ResolveError, Resolver, SecretTemplate};
+use crate::secret::{ResolveError, ResolveOptions, Resolver, SecretTemplate};
 use crate::store::Store;
 use crate::upstream::{Answer, TransportError, Upstream};
 
@@ -42,14 +45,24 @@ use crate::upstream::{Answer, TransportError, Upstream};
 // would save a few hundred bytes per provider and cost an indirection on every fetch.
 #[allow(clippy::large_enum_variant)]
 pub enum ProviderKind {
-    /// A fixed secret (API key, personal access token), resolved from its template.
-    Static { secret: SecretTemplate },
+    /// A fixed secret (API key, personal access token), resolved from its template; with
+    /// `rotate`, replaced through an API on demand or on a schedule.
+    Static {
+        secret: SecretTemplate,
+        rotate: Option<static_secret::Rotation>,
+    },
     /// No credentials at all: no header is sent (SalesTim's anonymous `/store` access).
     Anonymous,
     /// An OAuth 2.0 grant against a token endpoint.
     OAuth2(oauth2::OAuth2Config),
     /// Any HTTP token exchange (also what the `timekit` and `crm.com` presets expand to).
     Http(http::HttpExchange),
+    /// A GitHub App installation token (`preset = "github-app"`): an `http` exchange after the
+    /// installation is looked up.
+    GitHubApp(http::github::GitHubApp),
+    /// A Google service account's key file and the JWT-bearer grant
+    /// (`preset = "google-service-account"`).
+    Google(oauth2::google::ServiceAccount),
 }
 
 impl ProviderKind {
@@ -59,9 +72,43 @@ impl ProviderKind {
         match self {
             Self::Static { .. } => "static",
             Self::Anonymous => "anonymous",
-            Self::OAuth2(_) => "oauth2",
-            Self::Http(_) => "http",
+            Self::OAuth2(_) | Self::Google(_) => "oauth2",
+            Self::Http(_) | Self::GitHubApp(_) => "http",
         }
+    }
+
+    /// Every template of the kind's model (to check their references).
+    #[must_use]
+    pub fn templates(&self) -> Vec<&SecretTemplate> {
+        match self {
+            Self::Static { secret, .. } => vec![secret],
+            Self::Anonymous => Vec::new(),
+            Self::OAuth2(config) => config.templates(),
+            Self::Http(exchange) => exchange.templates(),
+            Self::GitHubApp(app) => app.exchange.templates(),
+            Self::Google(account) => vec![&account.key_file],
+        }
+    }
+
+    /// The other providers this one needs a token of: `${provider:NAME}` in its templates,
+    /// and the `auth` provider of a `rotate` table.
+    #[must_use]
+    pub fn provider_refs(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .templates()
+            .into_iter()
+            .flat_map(SecretTemplate::provider_refs)
+            .collect();
+        if let Self::Static {
+            rotate: Some(rotate),
+            ..
+        } = self
+        {
+            names.push(&rotate.auth);
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Obtains one token.
@@ -71,10 +118,14 @@ impl ProviderKind {
         state: &mut FetchState,
     ) -> Result<Fetched, FetchError> {
         match self {
-            Self::Static { secret } => static_secret::fetch(cx, secret).await,
+            Self::Static { secret, rotate } => {
+                static_secret::fetch(cx, secret, rotate.as_ref(), state).await
+            }
             Self::Anonymous => Ok(anonymous::fetch()),
             Self::OAuth2(config) => oauth2::fetch(cx, config, state).await,
             Self::Http(exchange) => http::fetch(cx, exchange).await,
+            Self::GitHubApp(app) => http::github::fetch(cx, app, state).await,
+            Self::Google(account) => oauth2::google::fetch(cx, account).await,
         }
     }
 }
@@ -101,6 +152,8 @@ pub(crate) struct KindSpec {
     /// The keys it accepts besides [`KindSpec::key`].
     pub(crate) keys: Keys,
     pub(crate) read: ReadFn,
+    /// The user name its `git` and `docker` routes answer with unless they say otherwise.
+    pub(crate) route_username: &'static str,
 }
 
 impl KindSpec {
@@ -119,12 +172,19 @@ pub(crate) const KINDS: [&KindSpec; 4] = [
 ];
 
 /// Every preset, in the order hints list them.
-pub(crate) const PRESETS: [&KindSpec; 4] = [
+pub(crate) const PRESETS: [&KindSpec; 6] = [
     &http::timekit::PRESET,
     &http::crm::PRESET,
     &static_secret::salestim::PRESET,
     &oauth2::azure_ad::PRESET,
+    &http::github::PRESET,
+    &oauth2::google::PRESET,
 ];
+
+/// The user name of a credential-helper route unless the kind or the route says otherwise:
+/// GitLab wants exactly this for OAuth 2.0 tokens, and hosts that take personal access tokens
+/// accept any.
+pub(crate) const DEFAULT_ROUTE_USERNAME: &str = "oauth2";
 
 /// What every fetch of a daemon uses, one of each: the resolver of secret references, the HTTP
 /// client, and the fleet.
@@ -153,6 +213,7 @@ impl Services {
             secrets: &self.secrets,
             http: &self.http,
             sent,
+            jwt: None,
         }
     }
 }
@@ -237,19 +298,65 @@ pub(crate) struct FetchCx<'a> {
     pub(crate) http: &'a Arc<Upstream>,
     /// What this fetch sent upstream, to mask in what comes back.
     pub(crate) sent: &'a SentSecrets,
+    /// The JWT `${jwt}` stands for in this request (kind `http` with a `jwt` table).
+    pub(crate) jwt: Option<&'a Secret>,
 }
 
 impl FetchCx<'_> {
-    /// Resolves the template of `key`; a failure is a configuration problem.
+    fn options(&self) -> ResolveOptions<'_> {
+        ResolveOptions {
+            jwt: self.jwt,
+            ..ResolveOptions::default()
+        }
+    }
+
+    /// Resolves the template of `key`; a failure is a configuration problem, except that a
+    /// `${provider:NAME}` whose provider failed fails the same way.
     pub(crate) async fn resolve(
         &self,
         key: &str,
         template: &SecretTemplate,
     ) -> Result<Secret, FetchError> {
+        self.resolve_with(key, template, self.options()).await
+    }
+
+    /// [`resolve`](Self::resolve) of a token the platform hands the job (a federated token
+    /// file, a subject token): a `${file:…}` there may be readable by others.
+    pub(crate) async fn resolve_platform(
+        &self,
+        key: &str,
+        template: &SecretTemplate,
+    ) -> Result<Secret, FetchError> {
+        let options = ResolveOptions {
+            platform_file: true,
+            ..self.options()
+        };
+        self.resolve_with(key, template, options).await
+    }
+
+    /// [`resolve`](Self::resolve) of a value that may span lines (a PEM key, a JSON key file).
+    pub(crate) async fn resolve_multiline(
+        &self,
+        key: &str,
+        template: &SecretTemplate,
+    ) -> Result<Secret, FetchError> {
+        let options = ResolveOptions {
+            multiline: true,
+            ..self.options()
+        };
+        self.resolve_with(key, template, options).await
+    }
+
+    async fn resolve_with(
+        &self,
+        key: &str,
+        template: &SecretTemplate,
+        options: ResolveOptions<'_>,
+    ) -> Result<Secret, FetchError> {
         let value = template
-            .resolve(self.secrets)
+            .resolve_with(self.secrets, options)
             .await
-            .map_err(|err| FetchError::Config(format!("{key}: {err}")))?;
+            .map_err(|err| resolve_failure(key, err))?;
         self.sent.record(value.expose());
         Ok(value)
     }
@@ -261,13 +368,13 @@ impl FetchCx<'_> {
         key: &str,
         template: &SecretTemplate,
     ) -> Result<Secret, FetchError> {
-        match template.resolve(self.secrets).await {
+        match template.resolve_with(self.secrets, self.options()).await {
             Ok(value) => {
                 self.sent.record(value.expose());
                 Ok(value)
             }
             Err(ResolveError::Empty { .. }) => Ok(Secret::from("")),
-            Err(err) => Err(FetchError::Config(format!("{key}: {err}"))),
+            Err(err) => Err(resolve_failure(key, err)),
         }
     }
 
@@ -277,6 +384,19 @@ impl FetchCx<'_> {
             .send(request)
             .await
             .map_err(|err| transport_failure(&err))
+    }
+}
+
+/// A template of `key` that did not resolve: a configuration problem, except another
+/// provider's failure (`${provider:NAME}`), which is retried as that provider's own is (its
+/// backoff keeps it from being hammered).
+fn resolve_failure(key: &str, err: ResolveError) -> FetchError {
+    match err {
+        ResolveError::ProviderFailed { .. } => FetchError::Transient {
+            message: format!("{key}: {err}"),
+            retry_after: None,
+        },
+        err => FetchError::Config(format!("{key}: {err}")),
     }
 }
 
@@ -302,6 +422,16 @@ pub(crate) struct FetchState {
     pub(crate) unsaved_rotation: bool,
     /// The endpoints found through OpenID Connect discovery.
     pub(crate) discovered: Option<oauth2::endpoints::Endpoints>,
+    /// A GitHub App's installation id, looked up once from its `owner`.
+    pub(crate) installation: Option<u64>,
+    /// A static provider's key as its `rotate` table last replaced it (`None`: the configured
+    /// one is in force).
+    pub(crate) rotated_key: Option<Secret>,
+    /// The configured key that [`FetchState::rotated_key`] descends from: when the configured
+    /// one changes (the user put a new key in place), the rotated one is abandoned for it.
+    pub(crate) rotated_origin: Option<Secret>,
+    /// [`FetchState::rotated_key`] is not in the store yet: it is not served until it is.
+    pub(crate) rotation_unsaved: bool,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The cache entry of a provider: the token ready to serve with its response frame already
-//! encoded ([`CachedGrant`]), its expiry and the start of its advisory window, and how a fetch's
+//! encoded ([`CachedGrant`]; with the id_token that came with it, ready the same way), its
+//! expiry and the start of its advisory window (and the id_token's own), and how a fetch's
 //! outcome becomes the entry callers get (or the failure they get instead).
 
 use std::sync::Arc;
@@ -10,14 +11,19 @@ use tokend_protocol::{HeaderLine, MAX_FRAME_LEN, Response, TokenGrant, clock, co
 use tokio::time::Instant;
 
 use super::refresh::{Failure, backoff};
-use super::{ADVISORY_DIVISOR, Current, MAX_LIFETIME, MIN_ADVISORY, Origin, Provider, Trigger};
+use super::{
+    ADVISORY_DIVISOR, Current, IdToken, MAX_LIFETIME, MIN_ADVISORY, Origin, Provider, Trigger,
+};
+use crate::kinds::fetched::{JwtExpiry, jwt_expiry};
 use crate::kinds::{FetchError, Fetched, Lifetime, ProviderKind};
 
-/// A token ready to serve: the grant, and the `Response::Token` frame that carries it.
+/// A token ready to serve: the grant, and the `Response::Token` frame that carries it; and the
+/// id_token that came with it, ready the same way.
 #[derive(Debug)]
 pub(crate) struct CachedGrant {
     pub(super) grant: TokenGrant,
     frame: FrameBuf,
+    pub(super) id: Option<Box<CachedGrant>>,
 }
 
 impl CachedGrant {
@@ -29,7 +35,11 @@ impl CachedGrant {
                 MAX_FRAME_LEN / 1024
             )
         })?;
-        Ok(Self { grant, frame })
+        Ok(Self {
+            grant,
+            frame,
+            id: None,
+        })
     }
 
     /// The token and how to present it.
@@ -40,6 +50,11 @@ impl CachedGrant {
     /// The encoded `Response::Token` frame, length prefix included.
     pub(crate) fn frame(&self) -> &[u8] {
         &self.frame
+    }
+
+    /// The id_token that came with the token (presented as `Authorization: Bearer`), if any.
+    pub(crate) fn id_token(&self) -> Option<&CachedGrant> {
+        self.id.as_deref()
     }
 }
 
@@ -72,7 +87,20 @@ impl Provider {
         inner.attempts += 1;
         inner.refreshing = false;
         match outcome {
-            Ok(current) => {
+            Ok(mut current) => {
+                // A caller uses the id_token: refresh ahead of whichever expires first (not
+                // of an id_token that came expired: that would refresh in a loop).
+                if inner.id_used
+                    && let Some(id) = current.id
+                    && id.expires.is_none_or(|expires| expires > now)
+                    && let Some(id_at) = id.refresh_at
+                {
+                    current.refresh_at = Some(current.refresh_at.map_or(id_at, |at| at.min(id_at)));
+                }
+                inner.last_id_lifetime = current
+                    .id
+                    .and_then(|id| id.expires)
+                    .map(|expires| (now, expires.saturating_duration_since(now)));
                 let cached = Arc::clone(&current.cached);
                 let refresh_at = current.refresh_at;
                 let current_lifetime = current.expires.map(|e| e.saturating_duration_since(now));
@@ -209,14 +237,71 @@ impl Provider {
             expires_at_unix,
         };
         // A token too large for a frame will be too large next time as well: no retry loop.
-        let cached = CachedGrant::new(grant).map_err(|message| FetchError::Rejected {
+        let too_large = |message| FetchError::Rejected {
             message,
             needs_login: false,
-        })?;
+        };
+        let mut cached = CachedGrant::new(grant).map_err(too_large)?;
+        let id = match fetched.id_token {
+            Some(id_token) => self.id_entry(id_token, now, expires, expires_at_unix),
+            None => None,
+        };
+        let id = match id {
+            Some((grant, id)) => {
+                cached.id = Some(Box::new(CachedGrant::new(grant).map_err(too_large)?));
+                Some(id)
+            }
+            None => None,
+        };
         Ok(Current {
             cached: Arc::new(cached),
             expires,
             refresh_at: expires.map(|expires| advisory_start(since, expires)),
+            id,
         })
+    }
+
+    /// The cache entry of an id_token: its own expiry from its `exp` claim (the access token's
+    /// when it has none that can be read); `None` for one that cannot be sent. One that has
+    /// expired (kept in the store past its `exp`) is kept as expired: a caller who wants it gets
+    /// a fetch, not "there is none".
+    fn id_entry(
+        &self,
+        id_token: tokend_protocol::Secret,
+        now: Instant,
+        access_expires: Option<Instant>,
+        access_expires_unix: Option<u64>,
+    ) -> Option<(TokenGrant, IdToken)> {
+        if id_token.expose().chars().any(char::is_control) {
+            tracing::warn!(provider = %self.config.name, "the id_token has a control character; not kept");
+            return None;
+        }
+        let (expires, expires_at_unix) = match jwt_expiry(id_token.expose()) {
+            JwtExpiry::Remaining(left) => {
+                let left = left.min(MAX_LIFETIME);
+                (
+                    Some(now + left),
+                    Some(clock::unix_secs(SystemTime::now() + left)),
+                )
+            }
+            JwtExpiry::NotJwt | JwtExpiry::NoExp | JwtExpiry::Unusable(_) => {
+                (access_expires, access_expires_unix)
+            }
+        };
+        let header = HeaderLine {
+            name: "Authorization".to_owned(),
+            value: tokend_protocol::Secret::new(format!("Bearer {}", id_token.expose())),
+        };
+        let grant = TokenGrant {
+            provider: self.config.name.clone(),
+            token: id_token,
+            header: Some(header),
+            expires_at_unix,
+        };
+        let id = IdToken {
+            expires,
+            refresh_at: expires.map(|expires| advisory_start(now, expires)),
+        };
+        Some((grant, id))
     }
 }

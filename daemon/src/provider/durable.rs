@@ -1,7 +1,7 @@
 //! Durable state: what a provider restores from the encrypted store when it starts (a rotated
-//! refresh token, a still-valid access token obtained under the same configuration), what it
-//! writes there before any caller sees a new token, and following a rotation that a replaced
-//! instance saved.
+//! refresh token, a rotated key, a still-valid access token obtained under the same
+//! configuration, with its id_token), what it writes there before any caller sees a new token,
+//! and following a rotation that a replaced instance saved.
 
 use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
@@ -21,7 +21,10 @@ impl Provider {
         self.config.persist
             && matches!(
                 self.config.kind,
-                ProviderKind::OAuth2(_) | ProviderKind::Http(_)
+                ProviderKind::OAuth2(_)
+                    | ProviderKind::Http(_)
+                    | ProviderKind::GitHubApp(_)
+                    | ProviderKind::Google(_)
             )
     }
 
@@ -52,6 +55,25 @@ impl Provider {
                 }
             }
         }
+        let rotates = matches!(
+            self.config.kind,
+            ProviderKind::Static {
+                rotate: Some(_),
+                ..
+            }
+        );
+        if let Some(rotated) = store.rotated_key(name).filter(|_| rotates) {
+            // Whether it is still in force is decided at the first fetch, against the
+            // configured key it descends from.
+            let state = self.flight.get_mut();
+            state.rotated_key = Some(rotated.key);
+            state.rotated_origin = Some(rotated.origin);
+            self.inner
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner)
+                .rotation
+                .rotated_at_unix = Some(rotated.rotated_at_unix);
+        }
         let Some(stored) = store.access_token(name).filter(|_| self.persists_access()) else {
             return;
         };
@@ -70,7 +92,10 @@ impl Provider {
                 None => Lifetime::Unbounded,
             },
         };
-        let fetched = Fetched::new(stored.token, lifetime, None);
+        let fetched = Fetched {
+            id_token: stored.id_token,
+            ..Fetched::new(stored.token, lifetime)
+        };
         if let Ok(current) = self.cache_entry(fetched, now) {
             tracing::info!(provider = %name, "serving the token kept in the store");
             let inner = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
@@ -171,6 +196,7 @@ impl Provider {
             token: fetched.token.clone(),
             expires_at_unix,
             config: self.fingerprint.clone(),
+            id_token: fetched.id_token.clone(),
         });
         if rotated.is_none() && access.is_none() {
             return Ok(fetched);

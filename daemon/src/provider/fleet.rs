@@ -97,6 +97,14 @@ pub(crate) fn identity(kind: &ProviderKind) -> String {
             exchange.url,
             exchange.token
         ),
+        ProviderKind::GitHubApp(app) => format!(
+            "github-app {} {:?} {:?}",
+            app.base_url, app.installation, app.exchange.body
+        ),
+        ProviderKind::Google(account) => format!(
+            "google-service-account {:?} {:?}",
+            account.wants, account.subject
+        ),
         other => other.name().to_owned(),
     }
 }
@@ -179,6 +187,8 @@ impl Provider {
         let timeout = match &self.config.kind {
             ProviderKind::OAuth2(config) => config.timeout,
             ProviderKind::Http(exchange) => exchange.timeout,
+            ProviderKind::GitHubApp(app) => app.exchange.timeout,
+            ProviderKind::Google(account) => account.timeout,
             _ => None,
         };
         timeout.unwrap_or(crate::upstream::REQUEST_TIMEOUT) + LOCK_MARGIN
@@ -206,13 +216,16 @@ impl Provider {
         }
         self.counters.fleet_hit();
         tracing::debug!(provider = %self.config.name, share = %shared.share.name, "token from the fleet");
-        Some(Fetched::new(
-            access.token,
-            access
-                .remaining
-                .map_or(Lifetime::Unbounded, Lifetime::Expires),
-            adopted_refresh,
-        ))
+        // Id tokens stay on the machine that fetched them.
+        Some(Fetched {
+            refresh_token: adopted_refresh,
+            ..Fetched::new(
+                access.token,
+                access
+                    .remaining
+                    .map_or(Lifetime::Unbounded, Lifetime::Expires),
+            )
+        })
     }
 
     /// Makes the fleet's refresh token the one in force (the chain the fleet rotates wins over

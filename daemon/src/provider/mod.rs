@@ -1,6 +1,10 @@
 //! The runtime of one provider: the token cache and single flight (here and [`cache`]),
 //! refresh-ahead and backoff ([`refresh`]), durable state ([`durable`]), login sessions
-//! ([`session`]) and status ([`status`]).
+//! ([`session`]), key rotation ([`rotation`]) and status ([`status`]).
+//!
+//! A token may come with an id_token (OpenID Connect). It is cached with it and served on its
+//! own (`tok get --id-token`), by its own expiry: a caller that wants it waits for a fetch only
+//! when the id_token, not the access token, would not last.
 //!
 //! Each provider caches one token (the cache key is the provider: its scopes and parameters are
 //! part of its configuration; no secret is part of any key). A request is served from the cache
@@ -34,6 +38,7 @@ mod cache;
 mod durable;
 mod fleet;
 mod refresh;
+pub(crate) mod rotation;
 mod session;
 mod status;
 #[cfg(test)]
@@ -153,6 +158,17 @@ pub(crate) struct Provider {
     changes: tokio::sync::watch::Sender<u64>,
     /// Standing users (token files): they keep the provider warm.
     standing: std::sync::atomic::AtomicUsize,
+    /// The schedule of a rotating key (`rotate.every`), while it runs.
+    rotation_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Which of a provider's tokens a caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// The token (an access token, a key…).
+    Access,
+    /// The OpenID Connect id_token that came with it.
+    IdToken,
 }
 
 /// Where the cached token came from (for `tok status`).
@@ -202,6 +218,12 @@ struct Inner {
     has_session: bool,
     /// Where `current` came from.
     origin: Origin,
+    /// A caller asked for the id_token: its expiry also schedules refreshes.
+    id_used: bool,
+    /// When the last id_token was stored and how long it was issued for.
+    last_id_lifetime: Option<(Instant, Duration)>,
+    /// Key rotation (`rotate`), for status.
+    rotation: rotation::RotationState,
 }
 
 #[derive(Debug)]
@@ -209,14 +231,45 @@ struct Current {
     cached: Arc<CachedGrant>,
     expires: Option<Instant>,
     refresh_at: Option<Instant>,
+    /// The id_token's own expiry and advisory window, when one came with the token.
+    id: Option<IdToken>,
+}
+
+/// When a cached id_token expires, and when its advisory window starts.
+#[derive(Debug, Clone, Copy)]
+struct IdToken {
+    expires: Option<Instant>,
+    refresh_at: Option<Instant>,
+}
+
+/// Whether something expiring at `expires` stays valid for `min_ttl` from `now`.
+fn lasts(expires: Option<Instant>, now: Instant, min_ttl: Duration) -> bool {
+    expires.is_none_or(|expires| expires.saturating_duration_since(now) >= min_ttl && expires > now)
 }
 
 impl Current {
     /// Whether this token stays valid for `min_ttl` from `now`.
     fn serves(&self, now: Instant, min_ttl: Duration) -> bool {
-        self.expires.is_none_or(|expires| {
-            expires.saturating_duration_since(now) >= min_ttl && expires > now
-        })
+        lasts(self.expires, now, min_ttl)
+    }
+
+    /// Whether the token `wanted` stays valid for `min_ttl` from `now`.
+    fn serves_for(&self, wanted: Wanted, now: Instant, min_ttl: Duration) -> bool {
+        match wanted {
+            Wanted::Access => self.serves(now, min_ttl),
+            Wanted::IdToken => self
+                .id
+                .as_ref()
+                .is_some_and(|id| lasts(id.expires, now, min_ttl)),
+        }
+    }
+
+    /// When the advisory window of the token `wanted` starts.
+    fn refresh_at_for(&self, wanted: Wanted) -> Option<Instant> {
+        match wanted {
+            Wanted::Access => self.refresh_at,
+            Wanted::IdToken => self.id.as_ref().and_then(|id| id.refresh_at),
+        }
     }
 
     fn valid(&self, now: Instant) -> bool {
@@ -305,6 +358,7 @@ impl Provider {
             fingerprint,
             changes: tokio::sync::watch::Sender::new(0),
             standing: std::sync::atomic::AtomicUsize::new(0),
+            rotation_task: Mutex::new(None),
         }
     }
 
@@ -330,6 +384,14 @@ impl Provider {
     pub(crate) fn retire(&self) {
         self.retired
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(task) = self
+            .rotation_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
         // A login would end in a provider nobody can reach any more.
         if let Ok(mut login) = self.login.try_lock()
             && let Some(state) = login.take()
@@ -346,14 +408,39 @@ impl Provider {
 
     /// A token valid for at least `min_ttl`. Errors are ready-made responses.
     pub(crate) async fn token(self: &Arc<Self>, min_ttl: Duration) -> Result<Served, Response> {
+        self.token_for(Wanted::Access, min_ttl).await
+    }
+
+    /// The token `wanted`, valid for at least `min_ttl` by its own expiry (the id_token's
+    /// `CachedGrant` is [`CachedGrant::id_token`] of the one served). Errors are ready-made
+    /// responses.
+    pub(crate) async fn token_for(
+        self: &Arc<Self>,
+        wanted: Wanted,
+        min_ttl: Duration,
+    ) -> Result<Served, Response> {
+        if wanted == Wanted::IdToken {
+            self.inner().id_used = true;
+            if self.shared.is_some() {
+                return Err(Response::error(
+                    ErrorCode::Config,
+                    format!(
+                        "provider `{}` is shared through the fleet, which shares access tokens \
+                         only: its id_token is not kept; use a provider without `share` for \
+                         id_tokens",
+                        self.config.name
+                    ),
+                ));
+            }
+        }
         let seen = {
             let now = Instant::now();
             let mut inner = self.inner();
             if let Some(current) = &inner.current
-                && current.serves(now, min_ttl)
+                && current.serves_for(wanted, now, min_ttl)
             {
                 let cached = Arc::clone(&current.cached);
-                let advisory = current.refresh_at.is_some_and(|at| at <= now);
+                let advisory = current.refresh_at_for(wanted).is_some_and(|at| at <= now);
                 inner.used = true;
                 self.counters.request(true);
                 if advisory && !inner.refreshing && inner.blocking(now).is_none() {
@@ -364,6 +451,25 @@ impl Provider {
                 return Ok(Served { cached, hit: true });
             }
             self.counters.request(false);
+            if wanted == Wanted::IdToken
+                && let Some(current) = &inner.current
+                && current.valid(now)
+                && current.id.is_none()
+            {
+                return Err(self.no_id_token());
+            }
+            let id_lifetime = match (wanted, inner.last_id_lifetime) {
+                (Wanted::IdToken, Some((at, lifetime)))
+                    if min_ttl > lifetime
+                        && now.saturating_duration_since(at) < LIFETIME_MEMORY =>
+                {
+                    Some(lifetime)
+                }
+                _ => None,
+            };
+            if let Some(lifetime) = id_lifetime {
+                return Err(self.too_short(lifetime.as_secs(), min_ttl));
+            }
             match inner.blocking(now) {
                 // A shared provider that backs off may still take what the fleet holds (a
                 // token another machine fetched, a session another machine logged in to).
@@ -393,7 +499,7 @@ impl Provider {
             let now = Instant::now();
             let mut inner = self.inner();
             if let Some(current) = &inner.current
-                && current.serves(now, min_ttl)
+                && current.serves_for(wanted, now, min_ttl)
             {
                 let cached = Arc::clone(&current.cached);
                 inner.used = true;
@@ -426,14 +532,34 @@ impl Provider {
         let now = Instant::now();
         let inner = self.inner();
         match &inner.current {
-            Some(current) if !current.serves(now, min_ttl) => {
-                let left = current.expires.map_or(0, |expires| {
+            Some(current) if wanted == Wanted::IdToken && current.id.is_none() => {
+                Err(self.no_id_token())
+            }
+            Some(current) if !current.serves_for(wanted, now, min_ttl) => {
+                let expires = match wanted {
+                    Wanted::Access => current.expires,
+                    Wanted::IdToken => current.id.and_then(|id| id.expires),
+                };
+                let left = expires.map_or(0, |expires| {
                     expires.saturating_duration_since(now).as_secs()
                 });
                 Err(self.too_short(left, min_ttl))
             }
             _ => Ok(Served { cached, hit: false }),
         }
+    }
+
+    /// The answer to a caller who wants an id_token when the grant returned none.
+    fn no_id_token(&self) -> Response {
+        Response::error(
+            ErrorCode::Upstream,
+            format!(
+                "provider `{}`: its token came without an id_token (only OpenID Connect grants \
+                 return one: ask for the `openid` scope), so there is none to serve; then run \
+                 `tok invalidate {}`",
+                self.config.name, self.config.name
+            ),
+        )
     }
 
     /// A shared provider that backs off: serves what the fleet holds, else the refusal.
@@ -474,7 +600,7 @@ impl Provider {
     /// drops its cached value (and any failure), so the next request resolves it anew. Fetching
     /// kinds resolve their credentials at each fetch anyway.
     pub(crate) fn secret_changed(&self, name: &str) {
-        let ProviderKind::Static { secret } = &self.config.kind else {
+        let ProviderKind::Static { secret, .. } = &self.config.kind else {
             return;
         };
         if !secret.refers_to_secret(name) {

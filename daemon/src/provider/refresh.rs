@@ -77,6 +77,8 @@ impl Provider {
         if self.shared.is_none() {
             self.follow_stored_rotation(state);
         }
+        // A rotated key is served only once it is in the store.
+        self.save_rotated(state).await?;
         let started = Instant::now();
         let mut outcome = self.fetcher.fetch(state).await;
         self.counters.fetched(outcome.is_ok(), started.elapsed());

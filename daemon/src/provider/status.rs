@@ -1,5 +1,5 @@
-//! What `tok status` shows of a provider: its state, expiry, last error, last and next refresh,
-//! and counters.
+//! What `tok status` shows of a provider: its state, expiry (and its id_token's), last error,
+//! last and next refresh, counters, and the rotation of its key.
 
 use std::time::SystemTime;
 
@@ -71,6 +71,14 @@ impl Provider {
                 .as_ref()
                 .map(|share| share.name.clone())
                 .unwrap_or_default(),
+            id_token_expires_at_unix: inner
+                .current
+                .as_ref()
+                .and_then(|c| c.cached.id_token())
+                .and_then(|id| id.grant().expires_at_unix),
+            rotated_at_unix: inner.rotation.rotated_at_unix,
+            next_rotation_unix: inner.rotation.next_unix,
+            rotation_error: inner.rotation.error.clone(),
         }
     }
 }

@@ -12,7 +12,11 @@
 //! - `${cmd:PROGRAM ARGS...}`: the standard output of a command, trimmed. The command line is split
 //!   on whitespace with simple quoting (`'...'` is literal, `"..."` honours `\"` and `\\` only);
 //!   there is no shell, no variable or glob expansion. A `}` inside quotes does not end the
-//!   reference. The command gets no stdin, must exit 0 and must finish within 30 s.
+//!   reference. The command gets no stdin, must exit 0 and must finish within 30 s;
+//! - `${provider:NAME}`: provider `NAME`'s current token, through that provider's cache (valid
+//!   for at least 15 s); the config refuses references to unknown providers and cycles;
+//! - `${jwt}`: the JWT the provider signs for this request from its own `jwt` table (kind
+//!   `http` only; the config refuses it elsewhere).
 //!
 //! `$${` writes a literal `${`; any other `${` must start a complete, valid reference. A `$` not
 //! followed by `{` is literal.
@@ -33,7 +37,10 @@ use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
-pub use self::resolve::{CMD_TIMEOUT, MAX_FILE_SIZE, ResolveError, Resolver};
+pub use self::resolve::{
+    CMD_TIMEOUT, MAX_FILE_SIZE, PROVIDER_MIN_TTL, ResolveError, ResolveOptions, Resolver,
+    TokenSource,
+};
 
 /// A parsed secret template: literal text and references, in order.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,6 +57,10 @@ pub(crate) enum Segment {
     Cmd(CmdRef),
     /// A user secret from the store, by name.
     Secret(String),
+    /// Another provider's current token, by provider name.
+    Provider(String),
+    /// The JWT signed for this request from the provider's `jwt` table.
+    Jwt,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -69,6 +80,8 @@ impl Segment {
             // Arguments are left out: they are free text and could carry something sensitive.
             Self::Cmd(cmd) => format!("${{cmd:{} …}}", cmd.program),
             Self::Secret(name) => format!("${{secret:{name}}}"),
+            Self::Provider(name) => format!("${{provider:{name}}}"),
+            Self::Jwt => "${jwt}".to_owned(),
         }
     }
 }
@@ -87,6 +100,8 @@ impl fmt::Debug for SecretTemplate {
                 Segment::File(path) => write!(f, "file:{path}")?,
                 Segment::Cmd(cmd) => write!(f, "cmd:{} ({} args)", cmd.program, cmd.args.len())?,
                 Segment::Secret(name) => write!(f, "secret:{name}")?,
+                Segment::Provider(name) => write!(f, "provider:{name}")?,
+                Segment::Jwt => f.write_str("jwt")?,
             }
         }
         f.write_str("]")
@@ -130,6 +145,22 @@ impl SecretTemplate {
         self.segments
             .iter()
             .any(|segment| matches!(segment, Segment::Secret(n) if n == name))
+    }
+
+    /// The providers whose tokens the template refers to (`${provider:NAME}`), in order.
+    pub fn provider_refs(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::Provider(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// True when the template contains `${jwt}`.
+    #[must_use]
+    pub fn refers_to_jwt(&self) -> bool {
+        self.segments
+            .iter()
+            .any(|segment| matches!(segment, Segment::Jwt))
     }
 
     /// True when the template contains no reference at all: the secret is written in the config.
@@ -223,6 +254,26 @@ mod tests {
             debug,
             "SecretTemplate[literal(5 bytes), env:USER_X, literal(1 bytes), file:/tmp/t, literal(1 bytes)]"
         );
+    }
+
+    #[test]
+    fn parse_provider_and_jwt_references() {
+        let template = SecretTemplate::parse("Bearer ${jwt}").unwrap();
+        assert!(template.refers_to_jwt());
+        assert_eq!(template.provider_refs().count(), 0);
+        let template = SecretTemplate::parse("${provider:ci-oidc}x${provider:b}").unwrap();
+        assert_eq!(
+            template.provider_refs().collect::<Vec<_>>(),
+            ["ci-oidc", "b"]
+        );
+        assert!(!template.refers_to_jwt());
+        assert_eq!(
+            format!("{template:?}"),
+            "SecretTemplate[provider:ci-oidc, literal(1 bytes), provider:b]"
+        );
+        for bad in ["${provider:}", "${provider:a b}", "${jwt:x}", "${jwts}"] {
+            assert!(SecretTemplate::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

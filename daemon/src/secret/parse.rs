@@ -1,11 +1,13 @@
-//! The reference syntax: `${env:NAME}`, `${file:PATH}`, `${secret:NAME}`, `${cmd:PROGRAM
-//! ARGS...}`, and the splitting of a command line into words with simple quoting (no shell).
+//! The reference syntax: `${env:NAME}`, `${file:PATH}`, `${secret:NAME}`, `${provider:NAME}`,
+//! `${cmd:PROGRAM ARGS...}` and `${jwt}`, and the splitting of a command line into words with
+//! simple quoting (no shell).
 
 use tokend_protocol::{NAME_RULE, is_valid_name};
 
 use super::{CmdRef, Segment};
 
-const REFERENCE_FORMS: &str = "${env:NAME}, ${file:PATH}, ${secret:NAME} or ${cmd:PROGRAM ARGS...}";
+const REFERENCE_FORMS: &str = "${env:NAME}, ${file:PATH}, ${secret:NAME}, ${provider:NAME}, \
+     ${cmd:PROGRAM ARGS...} or ${jwt}";
 
 /// Parses the reference starting at the `${` at the start of `rest` (`at` is its offset in the
 /// whole template, for messages). Returns the segment and the length consumed, `}` included.
@@ -18,6 +20,10 @@ pub(super) fn parse_reference(rest: &str, at: usize) -> Result<(Segment, usize),
         ));
     };
     let scheme = &body[..colon];
+    if scheme == "jwt" && body.as_bytes()[colon] == b'}' {
+        // `${jwt}`: the signed JWT of the provider's own `jwt` table.
+        return Ok((Segment::Jwt, 2 + colon + 1));
+    }
     let not_a_reference = || {
         format!(
             "`${{` at byte {at} does not start a valid reference (expected {REFERENCE_FORMS}); \
@@ -30,23 +36,25 @@ pub(super) fn parse_reference(rest: &str, at: usize) -> Result<(Segment, usize),
     let value_start = colon + 1;
     let value = &body[value_start..];
     match scheme {
-        "secret" => {
+        "secret" | "provider" => {
             let Some(close) = value.find('}') else {
                 return Err(format!(
-                    "the ${{secret:…}} reference at byte {at} has no closing `}}`"
+                    "the ${{{scheme}:…}} reference at byte {at} has no closing `}}`"
                 ));
             };
             let name = &value[..close];
             if !is_valid_name(name) {
                 return Err(format!(
-                    "the name of the ${{secret:…}} reference at byte {at} must be non-empty; \
+                    "the name of the ${{{scheme}:…}} reference at byte {at} must be non-empty; \
                      {NAME_RULE}"
                 ));
             }
-            Ok((
-                Segment::Secret(name.to_owned()),
-                2 + value_start + close + 1,
-            ))
+            let segment = if scheme == "secret" {
+                Segment::Secret(name.to_owned())
+            } else {
+                Segment::Provider(name.to_owned())
+            };
+            Ok((segment, 2 + value_start + close + 1))
         }
         "env" | "file" => {
             let Some(close) = value.find('}') else {

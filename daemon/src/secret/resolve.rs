@@ -1,17 +1,21 @@
 //! Resolving a [`SecretTemplate`] to a [`Secret`] through a [`Resolver`]: the environment of
-//! the daemon, files, commands (no shell, 30 s timeout) and the user secrets of the store, then
-//! the checks on the value (non-empty, no control characters). Errors name the reference, never
+//! the daemon, files, commands (no shell, 30 s timeout), the user secrets of the store and other
+//! providers' tokens (a [`TokenSource`]), then the checks on the value (non-empty, no control
+//! characters). [`ResolveOptions`] say what one key allows: line breaks (PEM keys), a platform
+//! token file others may read, the request's signed `${jwt}`. Errors name the reference, never
 //! a value, and say what to do next.
 
 use std::ffi::OsString;
 use std::fmt;
+use std::future::Future;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokend_protocol::Secret;
+use tokend_protocol::{Secret, TokenGrant};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{CmdRef, SecretTemplate, Segment};
@@ -37,26 +41,58 @@ pub const FILE_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a failed command's first stderr line goes into the error.
 const STDERR_EXCERPT_CHARS: usize = 200;
 
+/// How long a token `${provider:NAME}` hands over stays valid at least: the request it goes
+/// into (bounded by the provider's timeout, 10 s by default), and the server's handling of it,
+/// fit in that time.
+pub const PROVIDER_MIN_TTL: Duration = Duration::from_secs(15);
+
 /// Looks an environment variable up.
 type EnvLookup = dyn Fn(&str) -> Option<OsString> + Send + Sync;
 /// Looks a user secret (`${secret:NAME}`) up.
 type SecretLookup = dyn Fn(&str) -> Option<Secret> + Send + Sync;
 
-/// Where references resolve from: the environment, the user secrets of `${secret:NAME}`, and how
-/// long a `${cmd:…}` may run. The daemon makes one from its own environment and store; tests
-/// inject their own.
+/// A future of [`TokenSource::token`].
+pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<TokenGrant, String>> + Send + 'a>>;
+
+/// Where `${provider:NAME}` (and a rotation's `auth`) get another provider's current token:
+/// the daemon's providers in force, through their caches. The error is a message for people
+/// that already names the provider.
+pub trait TokenSource: Send + Sync {
+    /// Provider `name`'s token, valid for at least `min_ttl`.
+    fn token<'a>(&'a self, name: &'a str, min_ttl: Duration) -> TokenFuture<'a>;
+}
+
+/// Where references resolve from: the environment, the user secrets of `${secret:NAME}`, the
+/// providers of `${provider:NAME}`, and how long a `${cmd:…}` may run. The daemon makes one from
+/// its own environment and store and hands it its providers once they exist; tests inject
+/// their own.
 pub struct Resolver {
     env: Box<EnvLookup>,
     secrets: Box<SecretLookup>,
     cmd_timeout: Duration,
+    providers: OnceLock<Arc<dyn TokenSource>>,
 }
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resolver")
             .field("cmd_timeout", &self.cmd_timeout)
+            .field("providers", &self.providers.get().is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// What one key's template may yield beyond a one-line value from private sources.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResolveOptions<'a> {
+    /// Line breaks are allowed: the value is not sent in a header (a PEM private key).
+    pub multiline: bool,
+    /// A `${file:…}` may be readable (never writable) by group or others: a short-lived token
+    /// the platform writes and rotates (a Kubernetes projected service-account token, which is
+    /// 0644 unless every container runs as one user), that tokend could not `chmod`.
+    pub platform_file: bool,
+    /// The JWT `${jwt}` stands for in this request.
+    pub jwt: Option<&'a Secret>,
 }
 
 impl Resolver {
@@ -81,7 +117,34 @@ impl Resolver {
             env: Box::new(env),
             secrets: Box::new(secrets),
             cmd_timeout,
+            providers: OnceLock::new(),
         }
+    }
+
+    /// Where `${provider:NAME}` resolves from (set once, when the daemon's providers exist).
+    pub fn set_token_source(&self, source: Arc<dyn TokenSource>) {
+        let _ = self.providers.set(source);
+    }
+
+    /// Provider `name`'s token through the [`TokenSource`], valid for `min_ttl`.
+    pub async fn provider_token(
+        &self,
+        name: &str,
+        min_ttl: Duration,
+    ) -> Result<TokenGrant, ResolveError> {
+        let source = self
+            .providers
+            .get()
+            .ok_or_else(|| ResolveError::NoProviders {
+                name: name.to_owned(),
+            })?;
+        source
+            .token(name, min_ttl)
+            .await
+            .map_err(|message| ResolveError::ProviderFailed {
+                name: name.to_owned(),
+                message,
+            })
     }
 }
 
@@ -89,20 +152,26 @@ impl SecretTemplate {
     /// Resolves every reference (environment of the daemon, files, commands with a 30 s timeout)
     /// and checks the result is non-empty and free of control characters.
     pub async fn resolve(&self, resolver: &Resolver) -> Result<Secret, ResolveError> {
-        self.resolve_inner(resolver, false).await
+        self.resolve_with(resolver, ResolveOptions::default()).await
     }
 
     /// [`resolve`](Self::resolve) for a value that is not sent in a header and may span lines
     /// (a PEM private key): line breaks are allowed, other control characters are not.
     pub async fn resolve_multiline(&self, resolver: &Resolver) -> Result<Secret, ResolveError> {
-        self.resolve_inner(resolver, true).await
+        let options = ResolveOptions {
+            multiline: true,
+            ..ResolveOptions::default()
+        };
+        self.resolve_with(resolver, options).await
     }
 
-    async fn resolve_inner(
+    /// [`resolve`](Self::resolve) with what this key allows besides.
+    pub async fn resolve_with(
         &self,
         resolver: &Resolver,
-        multiline: bool,
+        options: ResolveOptions<'_>,
     ) -> Result<Secret, ResolveError> {
+        let multiline = options.multiline;
         // One resolved value per non-literal segment; concatenated at the end into a buffer of
         // the exact size, so no partial copy of the secret is left in a reallocated buffer.
         let mut resolved: Vec<Option<Zeroizing<String>>> = Vec::with_capacity(self.segments.len());
@@ -114,7 +183,15 @@ impl SecretTemplate {
                     continue;
                 }
                 Segment::Env(name) => resolve_env(name, &*resolver.env)?,
-                Segment::File(path) => read_secret_file(path).await?,
+                Segment::File(path) => read_secret_file(path, options.platform_file).await?,
+                Segment::Provider(name) => {
+                    let grant = resolver.provider_token(name, PROVIDER_MIN_TTL).await?;
+                    Zeroizing::new(grant.token.expose().to_owned())
+                }
+                Segment::Jwt => match options.jwt {
+                    Some(jwt) => Zeroizing::new(jwt.expose().to_owned()),
+                    None => return Err(ResolveError::NoJwt),
+                },
                 Segment::Cmd(cmd) => run_command(cmd, resolver.cmd_timeout).await?,
                 Segment::Secret(name) => match (resolver.secrets)(name) {
                     Some(value) => Zeroizing::new(value.expose().to_owned()),
@@ -165,6 +242,21 @@ pub enum ResolveError {
     )]
     EnvNotSet { name: String },
 
+    #[error("${{provider:{name}}}: {message}")]
+    ProviderFailed { name: String, message: String },
+
+    #[error(
+        "${{provider:{name}}} cannot be resolved here: only a provider's token request may use \
+         another provider's token"
+    )]
+    NoProviders { name: String },
+
+    #[error(
+        "${{jwt}} is the JWT a kind \"http\" provider signs from its `jwt` table; nothing signs \
+         one here"
+    )]
+    NoJwt,
+
     #[error(
         "environment variable `{name}` (from ${{env:{name}}}) is not valid Unicode; \
          set it to the token text"
@@ -189,6 +281,12 @@ pub enum ResolveError {
          run chmod 600 {path}"
     )]
     FileInsecure { path: PathBuf, mode: u32 },
+
+    #[error(
+        "token file {path} is writable by group or others (mode 0{mode:03o}): anyone could put \
+         their own token in it; make the volume or file read-only for them (0644 or 0600)"
+    )]
+    FileWritable { path: PathBuf, mode: u32 },
 
     #[error(
         "secret file {path} is larger than {limit} bytes; \
@@ -312,12 +410,16 @@ fn expand_home(path: &str) -> Result<PathBuf, ResolveError> {
     }
 }
 
-async fn read_secret_file(path: &str) -> Result<Zeroizing<String>, ResolveError> {
+async fn read_secret_file(
+    path: &str,
+    platform_file: bool,
+) -> Result<Zeroizing<String>, ResolveError> {
     let path = expand_home(path)?;
     // Blocking file I/O runs off the async workers, bounded in time: the path may be on a slow
     // or hung mount (a FIFO or device is refused before any read, see below).
     let task_path = path.clone();
-    let read = tokio::task::spawn_blocking(move || read_secret_file_blocking(&task_path));
+    let read =
+        tokio::task::spawn_blocking(move || read_secret_file_blocking(&task_path, platform_file));
     match tokio::time::timeout(FILE_READ_TIMEOUT, read).await {
         Ok(Ok(result)) => result,
         Ok(Err(join_error)) => Err(ResolveError::FileRead {
@@ -334,7 +436,10 @@ async fn read_secret_file(path: &str) -> Result<Zeroizing<String>, ResolveError>
     }
 }
 
-fn read_secret_file_blocking(path: &Path) -> Result<Zeroizing<String>, ResolveError> {
+fn read_secret_file_blocking(
+    path: &Path,
+    platform_file: bool,
+) -> Result<Zeroizing<String>, ResolveError> {
     let read_error = |source: io::Error| ResolveError::FileRead {
         path: path.to_owned(),
         source,
@@ -361,13 +466,23 @@ fn read_secret_file_blocking(path: &Path) -> Result<Zeroizing<String>, ResolveEr
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
+        // A platform's token file may be read by others, never written.
+        if platform_file && mode & 0o022 != 0 {
+            return Err(ResolveError::FileWritable {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        if !platform_file && mode & 0o077 != 0 {
             return Err(ResolveError::FileInsecure {
                 path: path.to_owned(),
                 mode,
             });
         }
     }
+    // Other systems have no modes to check.
+    #[cfg(not(unix))]
+    let _ = platform_file;
     let too_large = || ResolveError::FileTooLarge {
         path: path.to_owned(),
         limit: MAX_FILE_SIZE,
@@ -657,6 +772,91 @@ mod tests {
         );
         assert!(message.contains("0644"), "{message}");
         assert!(!message.contains("file-token"), "{message}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_platform_token_file_may_be_read_by_others_but_not_written() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("platform");
+        let path = dir.path().join("azure-identity-token");
+        std::fs::write(&path, "eyJ.platform.token\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let template = SecretTemplate::parse(&format!("${{file:{}}}", path.display())).unwrap();
+        let resolver = Resolver::with(no_env, no_secrets, Duration::from_secs(1));
+        let platform = ResolveOptions {
+            platform_file: true,
+            ..ResolveOptions::default()
+        };
+        let value = template.resolve_with(&resolver, platform).await.unwrap();
+        assert_eq!(value.expose(), "eyJ.platform.token");
+        // Elsewhere the usual rule holds.
+        assert!(matches!(
+            template.resolve(&resolver).await,
+            Err(ResolveError::FileInsecure { .. })
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let error = template
+            .resolve_with(&resolver, platform)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ResolveError::FileWritable { mode: 0o666, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("writable by group or others"));
+    }
+
+    #[tokio::test]
+    async fn jwt_and_provider_references_resolve_from_their_sources() {
+        struct Tokens;
+        impl TokenSource for Tokens {
+            fn token<'a>(&'a self, name: &'a str, min_ttl: Duration) -> TokenFuture<'a> {
+                Box::pin(async move {
+                    assert_eq!(min_ttl, PROVIDER_MIN_TTL);
+                    match name {
+                        "ci" => Ok(TokenGrant {
+                            provider: name.to_owned(),
+                            token: Secret::from("subject-token"),
+                            header: None,
+                            expires_at_unix: None,
+                        }),
+                        _ => Err(format!("provider `{name}`: refused")),
+                    }
+                })
+            }
+        }
+        let resolver = Resolver::with(no_env, no_secrets, Duration::from_secs(1));
+        let template = SecretTemplate::parse("${provider:ci}").unwrap();
+        let error = template.resolve(&resolver).await.unwrap_err();
+        assert!(matches!(error, ResolveError::NoProviders { .. }), "{error}");
+        resolver.set_token_source(Arc::new(Tokens));
+        assert_eq!(
+            template.resolve(&resolver).await.unwrap().expose(),
+            "subject-token"
+        );
+        let error = SecretTemplate::parse("${provider:other}")
+            .unwrap()
+            .resolve(&resolver)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, "${provider:other}: provider `other`: refused");
+
+        let jwt = SecretTemplate::parse("Bearer ${jwt}").unwrap();
+        assert!(matches!(
+            jwt.resolve(&resolver).await,
+            Err(ResolveError::NoJwt)
+        ));
+        let signed = Secret::from("eyJhbGciOi.x.y");
+        let options = ResolveOptions {
+            jwt: Some(&signed),
+            ..ResolveOptions::default()
+        };
+        assert_eq!(
+            jwt.resolve_with(&resolver, options).await.unwrap().expose(),
+            "Bearer eyJhbGciOi.x.y"
+        );
     }
 
     #[tokio::test]

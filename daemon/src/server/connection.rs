@@ -167,6 +167,16 @@ async fn send(stream: &mut BufReader<Stream>, reply: &Reply) -> Result<(), Proto
     let encoded;
     let frame: &[u8] = match reply {
         Reply::Cached(cached) => cached.frame(),
+        Reply::CachedId(cached) => match cached.id_token() {
+            Some(id) => id.frame(),
+            None => {
+                encoded = codec::encode_frame(&Response::error(
+                    ErrorCode::Internal,
+                    format!("provider `{}` has no id_token", cached.grant().provider),
+                ))?;
+                &encoded
+            }
+        },
         Reply::Message(response) => {
             // Answers that grow with the config or the store may span several frames.
             encoded = match codec::encode_message(response) {

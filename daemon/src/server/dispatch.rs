@@ -8,14 +8,16 @@ use tokend_protocol::{ErrorCode, Request, Response};
 use super::handlers::{control, login, secrets, token};
 use super::peer::Peer;
 use super::state::State;
-use crate::provider::{CachedGrant, Provider};
+use crate::provider::{CachedGrant, Provider, Wanted};
 
-/// What the connection sends back: a response to encode, or a cached token whose response frame
-/// is already encoded.
+/// What the connection sends back: a response to encode, or a cached token (or the id_token that
+/// came with it) whose response frame is already encoded.
 #[derive(Debug)]
 pub(crate) enum Reply {
     Message(Response),
     Cached(Arc<CachedGrant>),
+    /// The id_token of the cached grant (the provider checked that it has one).
+    CachedId(Arc<CachedGrant>),
 }
 
 impl From<Response> for Reply {
@@ -27,7 +29,9 @@ impl From<Response> for Reply {
 /// Answers one request.
 pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Reply {
     match request {
-        Request::GetToken(get) => token::get_token(state, get, peer).await,
+        Request::GetToken(get) => token::get_token(state, get, peer, Wanted::Access).await,
+        Request::GetIdToken(get) => token::get_token(state, get, peer, Wanted::IdToken).await,
+        Request::Rotate(request) => control::rotate(state, &request).await.into(),
         Request::Metrics => Response::Metrics(state.metrics()).into(),
         Request::Status => Response::Status(Box::new(state.status())).into(),
         Request::Ping => Response::Pong(state.ping()).into(),

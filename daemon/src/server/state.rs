@@ -1,13 +1,16 @@
 //! [`State`]: what every connection shares: the providers (swapped whole on reload), the
 //! outlets that follow them (auth proxies, token files), identity, and the shutdown trigger.
+//! The providers in force are also where `${provider:NAME}` and a rotation's `auth` get
+//! another provider's token ([`ProviderTokens`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokend_protocol::{
     CredentialRoute, DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo, ReloadSummary,
+    Response,
 };
 use tokio::sync::watch;
 
@@ -16,6 +19,7 @@ use crate::fleet::Fleet;
 use crate::kinds::Services;
 use crate::outlets::Outlets;
 use crate::provider::Provider;
+use crate::secret::resolve::{TokenFuture, TokenSource};
 use crate::store::Store;
 
 /// The providers in force, by name.
@@ -79,6 +83,12 @@ impl State {
         let providers = Arc::new(build(config.providers, store.as_ref(), &services));
         let outlets = Outlets::new(store.clone(), Arc::clone(&services));
         let providers = watch::Sender::new(providers);
+        services
+            .secrets
+            .set_token_source(Arc::new(ProviderTokens(providers.subscribe())));
+        for provider in providers.borrow().values() {
+            provider.start_rotation_schedule();
+        }
         outlets.apply(&config.proxies, &config.token_files, &providers);
         Self {
             providers,
@@ -218,20 +228,11 @@ impl State {
                 }
                 Some(current) => {
                     summary.changed.push(name.clone());
-                    next.insert(
-                        name,
-                        Arc::new(
-                            Provider::new(provider, self.store.clone(), &self.services)
-                                .succeeding(current),
-                        ),
-                    );
+                    next.insert(name, self.started(provider, Some(current)));
                 }
                 None => {
                     summary.added.push(name.clone());
-                    next.insert(
-                        name,
-                        Arc::new(Provider::new(provider, self.store.clone(), &self.services)),
-                    );
+                    next.insert(name, self.started(provider, None));
                 }
             }
         }
@@ -265,6 +266,23 @@ impl State {
         Ok(summary)
     }
 
+    /// A new provider, with its rotation schedule running.
+    /// A new provider instance, started; `previous` is the one it replaces (a reload changed
+    /// its config), whose fetches it takes turns with.
+    fn started(
+        &self,
+        config: config::ProviderConfig,
+        previous: Option<&Provider>,
+    ) -> Arc<Provider> {
+        let mut provider = Provider::new(config, self.store.clone(), &self.services);
+        if let Some(previous) = previous {
+            provider = provider.succeeding(previous);
+        }
+        let provider = Arc::new(provider);
+        provider.start_rotation_schedule();
+        provider
+    }
+
     /// Asks the server to stop: no new connections, in-flight requests finish.
     pub(crate) fn request_shutdown(&self) {
         self.shutdown.send_replace(true);
@@ -273,5 +291,27 @@ impl State {
     /// Stops the auth proxies and token-file writers (the daemon is stopping).
     pub(crate) fn stop_outlets(&self) {
         self.outlets.stop();
+    }
+}
+
+/// The providers in force as the source of `${provider:NAME}`: each request goes through that
+/// provider's cache (and single flight), as a caller's would.
+struct ProviderTokens(watch::Receiver<Arc<Providers>>);
+
+impl TokenSource for ProviderTokens {
+    fn token<'a>(&'a self, name: &'a str, min_ttl: Duration) -> TokenFuture<'a> {
+        Box::pin(async move {
+            let provider = self
+                .0
+                .borrow()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("provider `{name}` is not configured"))?;
+            match provider.token(min_ttl).await {
+                Ok(served) => Ok(served.cached.grant().clone()),
+                Err(Response::Error(reply)) => Err(reply.message),
+                Err(_) => Err(format!("provider `{name}` gave no token")),
+            }
+        })
     }
 }

@@ -30,7 +30,9 @@ use std::sync::{Mutex, PoisonError};
 use tokend_protocol::private::{self, Locked};
 use tokend_protocol::{Secret, SecretEntry, clock};
 
-pub(crate) use self::contents::{Contents, StoredAccess, StoredRefresh, StoredSecret};
+pub(crate) use self::contents::{
+    Contents, StoredAccess, StoredRefresh, StoredRotated, StoredSecret,
+};
 pub use self::format::FORMAT_VERSION;
 pub use self::key::KeySource;
 pub(crate) use self::key::StoreKey;
@@ -258,6 +260,16 @@ impl Store {
         self.contents().access_tokens.get(provider).cloned()
     }
 
+    /// The key `provider`'s `rotate` table last obtained, if any.
+    pub(crate) fn rotated_key(&self, provider: &str) -> Option<StoredRotated> {
+        self.contents().rotated_keys.get(provider).cloned()
+    }
+
+    /// Since when `provider`'s configured key has been in use (its rotation schedule's start).
+    pub(crate) fn key_since(&self, provider: &str) -> Option<u64> {
+        self.contents().key_since.get(provider).copied()
+    }
+
     /// Applies `change` and writes the whole store durably before returning. Blocking (file
     /// writes and fsyncs): call it off the async threads where a wait matters.
     pub(crate) fn update(&self, change: impl FnOnce(&mut Contents)) -> Result<(), StoreError> {
@@ -339,6 +351,7 @@ mod tests {
                 token: Secret::from("fixture-access-token"),
                 expires_at_unix: Some(4_102_444_800),
                 config: "ProviderConfig { .. }".to_owned(),
+                id_token: None,
             },
         );
         contents.secrets.insert(

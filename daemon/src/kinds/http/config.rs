@@ -1,14 +1,20 @@
-//! Reading `kind = "http"`: the request (URL, method, Basic pair, headers, body), where the token
-//! and its expiry are in the answer, and the success check.
+//! Reading `kind = "http"`: the request (URL, method, Basic pair, headers, body, the signed
+//! `jwt`), where the token and its expiry are in the answer, and the success check.
+
+use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::{BasicPair, ExpiresFrom, HttpBody, HttpExchange, HttpMethod, METHODS, OkCheck, keys};
+use super::{
+    BasicPair, ExpiresFrom, HttpBody, HttpExchange, HttpJwt, HttpMethod, JsonTemplate, METHODS,
+    OkCheck, keys,
+};
 use crate::config::ConfigError;
 use crate::config::reader::{
     CREDENTIAL, CREDENTIAL_OR_EMPTY, Literal, Rules, STRING_HINT, Str, TEXT, Table,
 };
 use crate::config::values::{is_http_token, is_json_pointer, literal_template};
+use crate::kinds::jwt::read_signing_key;
 use crate::kinds::{KindSpec, ProviderKind, Read};
 use crate::secret::SecretTemplate;
 
@@ -160,24 +166,46 @@ pub(super) fn read(
         )
     })?;
 
-    let expires = match table.str("expires")? {
-        None => ExpiresFrom::Unknown,
-        Some(found) if found.text == "jwt" => ExpiresFrom::Jwt,
-        Some(found) if is_json_pointer(found.text) => ExpiresFrom::Pointer(found.text.to_owned()),
-        Some(found) => {
+    let expires_at = table.pointer("expires_at")?;
+    let expires = match (table.str("expires")?, expires_at) {
+        (Some(found), Some(_)) => {
             return Err(table.error(
                 &found.span,
                 &found.key,
-                "`expires` is neither \"jwt\" nor a JSON pointer".to_owned(),
-                "use expires = \"jwt\" when the token is a JWT, or a pointer to an expires_in \
-                 number of seconds, e.g. \"/expires_in\"; or remove it",
+                "`expires` and `expires_at` are both set".to_owned(),
+                "keep one: expires for a JWT or a number of seconds, expires_at for a timestamp",
             ));
         }
+        (None, Some(pointer)) => ExpiresFrom::At(pointer),
+        (found, None) => expires(table, found)?,
     };
 
     let ttl = table.duration("ttl")?;
     let ok = ok_check(table)?;
     let timeout = table.timeout()?;
+    let jwt = jwt(table, literals)?;
+    if let Some(span) = table.key_span("jwt")
+        && !(headers.iter().any(|(_, value)| value.refers_to_jwt())
+            || basic
+                .as_ref()
+                .is_some_and(|basic| basic.user.refers_to_jwt() || basic.password.refers_to_jwt())
+            || match &body {
+                Some(HttpBody::Form(fields)) => fields.iter().any(|(_, v)| v.refers_to_jwt()),
+                Some(HttpBody::Json(json)) => {
+                    let mut templates = Vec::new();
+                    json.templates(&mut templates);
+                    templates.iter().any(|t| t.refers_to_jwt())
+                }
+                None => false,
+            })
+    {
+        return Err(table.error(
+            &span,
+            "jwt",
+            "`jwt` is set but no template uses `${jwt}`".to_owned(),
+            "send it, e.g. headers = { Authorization = \"Bearer ${jwt}\" }, or remove jwt",
+        ));
+    }
 
     let exchange = HttpExchange {
         method,
@@ -190,8 +218,110 @@ pub(super) fn read(
         ttl,
         ok,
         timeout,
+        jwt,
     };
     Ok((ProviderKind::Http(exchange), None))
+}
+
+/// `expires = …`: `"jwt"` or a pointer to a number of seconds.
+fn expires(table: &Table<'_, '_>, found: Option<Str<'_>>) -> Result<ExpiresFrom, ConfigError> {
+    Ok(match found {
+        None => ExpiresFrom::Unknown,
+        Some(found) if found.text == "jwt" => ExpiresFrom::Jwt,
+        Some(found) if is_json_pointer(found.text) => ExpiresFrom::Pointer(found.text.to_owned()),
+        Some(found) => {
+            return Err(table.error(
+                &found.span,
+                &found.key,
+                "`expires` is neither \"jwt\" nor a JSON pointer".to_owned(),
+                "use expires = \"jwt\" when the token is a JWT, or a pointer to an expires_in \
+                 number of seconds, e.g. \"/expires_in\"; expires_at for an RFC 3339 \
+                 timestamp; or remove it",
+            ));
+        }
+    })
+}
+
+/// `jwt = { private_key, signing_alg, key_id, certificate, claims, lifetime, backdate }`.
+fn jwt(table: &Table<'_, '_>, literals: &mut Vec<Literal>) -> Result<Option<HttpJwt>, ConfigError> {
+    const LIFETIME: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+    const MAX_BACKDATE: Duration = Duration::from_secs(300);
+    let Some(jwt) = table.table(
+        "jwt",
+        "write it as jwt = { private_key = \"${file:…}\", claims = { iss = \"…\" } }",
+    )?
+    else {
+        return Ok(None);
+    };
+    jwt.check_keys_of(None, &[keys::JWT], "`jwt`")?;
+    let key = read_signing_key(&jwt, literals, true, "sign with the jwt table")?
+        .expect("a key is read when needed");
+    let claims = match jwt.entry("claims") {
+        None => JsonTemplate::Object(Vec::new()),
+        Some((name, value)) => {
+            if !matches!(value.get_ref(), DeValue::Table(_)) {
+                return Err(jwt.wrong_type(
+                    &name.span(),
+                    &jwt.key_path("claims"),
+                    "a table",
+                    value.get_ref(),
+                    "write the claims as a table, e.g. claims = { iss = \"123456\" }",
+                ));
+            }
+            let claims = jwt.json(&jwt.key_path("claims"), value)?;
+            if let JsonTemplate::Object(fields) = &claims
+                && let Some((reserved, _)) = fields
+                    .iter()
+                    .find(|(claim, _)| matches!(claim.as_str(), "iat" | "exp" | "jti"))
+            {
+                return Err(jwt.error(
+                    &name.span(),
+                    &jwt.key_path("claims"),
+                    format!("`{reserved}` is a claim tokend sets itself"),
+                    "remove it: iat and exp come from lifetime and backdate, jti is random",
+                ));
+            }
+            let mut templates = Vec::new();
+            claims.templates(&mut templates);
+            if templates.iter().any(|t| t.refers_to_jwt()) {
+                return Err(jwt.error(
+                    &name.span(),
+                    &jwt.key_path("claims"),
+                    "a claim refers to `${jwt}`, the JWT being signed".to_owned(),
+                    "give the claim its value",
+                ));
+            }
+            claims
+        }
+    };
+    let lifetime = jwt
+        .duration("lifetime")?
+        .unwrap_or(Duration::from_secs(300));
+    if !(LIFETIME.0..=LIFETIME.1).contains(&lifetime) {
+        let span = jwt.key_span("lifetime").unwrap_or_default();
+        return Err(jwt.error(
+            &span,
+            &jwt.key_path("lifetime"),
+            "`lifetime` is out of range".to_owned(),
+            "use a duration from 1s to 1h (default 5m)",
+        ));
+    }
+    let backdate = jwt.duration("backdate")?.unwrap_or_default();
+    if backdate > MAX_BACKDATE {
+        let span = jwt.key_span("backdate").unwrap_or_default();
+        return Err(jwt.error(
+            &span,
+            &jwt.key_path("backdate"),
+            "`backdate` is more than 5m".to_owned(),
+            "a minute covers the usual clock drift, e.g. backdate = \"60s\"",
+        ));
+    }
+    Ok(Some(HttpJwt {
+        key,
+        claims,
+        lifetime,
+        backdate,
+    }))
 }
 
 /// `basic = { user = …, password = … }`.

@@ -77,6 +77,7 @@ pub(crate) const PRESET: KindSpec = KindSpec {
     summary: "CRM.COM's consumer application key: `POST {base_url}/authentication/consumer_application_key/token` with Basic `api_key:` and the documented JSON body, e.g. `{\"access_token_identifier\": {\"authentication_code\": …}, \"unit\": …}`. Give exactly one way to identify the consumer: `authentication_code`; `identifier` and `pass_code`; or `jwt` and `organisation`. The exchange fails unless `status.code` is `\"OK\"` (the error then carries `status.description`). The token is at `/data/token`; its expiry comes from the JWT `exp`, else 2 hours. Presented as `authorization: <token>`.",
     keys: &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS],
     read,
+    route_username: crate::kinds::DEFAULT_ROUTE_USERNAME,
 };
 
 /// `preset = "crm.com"`: CRM.COM's consumer application key token endpoint.
@@ -196,6 +197,7 @@ fn read(
             message: Some("/status/description".to_owned()),
         }),
         timeout,
+        jwt: None,
     };
     let presentation = Presentation {
         header: "authorization".to_owned(),

@@ -1,14 +1,15 @@
-//! The exchange itself: builds the request from the templates (resolving every secret at each
-//! fetch, so a rotated secret file is picked up), sends it, classifies the answer and reads the
-//! token and its lifetime from the JSON.
+//! The exchange itself: signs the request's JWT (`${jwt}`) if it has one, builds the request from
+//! the templates (resolving every secret at each fetch, so a rotated secret file is picked up),
+//! sends it, classifies the answer and reads the token and its lifetime from the JSON.
 
 use std::time::Duration;
 
 use serde_json::Value;
-use tokend_protocol::Secret;
+use tokend_protocol::{Secret, clock};
 
-use super::{ExpiresFrom, HttpBody, HttpExchange, HttpMethod, JsonTemplate};
+use super::{ExpiresFrom, HttpBody, HttpExchange, HttpJwt, HttpMethod, JsonTemplate};
 use crate::kinds::fetched::{lifetime_of, one_line, seconds};
+use crate::kinds::jwt::{random_jti, sign};
 use crate::kinds::{FetchCx, FetchError, Fetched, Lifetime};
 use crate::upstream::{Answer, shown};
 
@@ -17,6 +18,14 @@ pub(crate) async fn fetch(
     cx: &FetchCx<'_>,
     exchange: &HttpExchange,
 ) -> Result<Fetched, FetchError> {
+    let signed = match &exchange.jwt {
+        Some(jwt) => Some(Secret::new(sign_jwt(cx, jwt).await?)),
+        None => None,
+    };
+    let cx = &FetchCx {
+        jwt: signed.as_ref(),
+        ..*cx
+    };
     let where_ = format!("{} {}", exchange.method.as_str(), shown(&exchange.url));
     let method = match exchange.method {
         HttpMethod::Get => reqwest::Method::GET,
@@ -119,9 +128,44 @@ pub(crate) fn read_answer(
             })?;
             Lifetime::Expires(Duration::from_secs(seconds))
         }
+        ExpiresFrom::At(pointer) => {
+            let at = document
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text.trim()).ok())
+                .ok_or_else(|| FetchError::Transient {
+                    message: format!(
+                        "{where_}: the response has no RFC 3339 timestamp at {pointer}"
+                    ),
+                    retry_after: None,
+                })?;
+            // Before the epoch or past: expired (the cache refuses it as such). Measured to
+            // the nanosecond against the whole second, rounded down, it names.
+            let at = u64::try_from(at.timestamp()).unwrap_or(0);
+            Lifetime::Expires(clock::until_unix_secs(at).unwrap_or(Duration::MAX))
+        }
         ExpiresFrom::Unknown => exchange.ttl.map_or(Lifetime::Unbounded, Lifetime::Expires),
     };
-    Ok(Fetched::new(token, lifetime, None))
+    Ok(Fetched::new(token, lifetime))
+}
+
+/// Signs the request's JWT: the configured claims, `iat` (`backdate` ago), `exp` (`lifetime`
+/// from now) and a random `jti`.
+pub(crate) async fn sign_jwt(cx: &FetchCx<'_>, jwt: &HttpJwt) -> Result<String, FetchError> {
+    let mut claims = match json_value(cx, &jwt.claims).await? {
+        Value::Object(claims) => claims,
+        _ => serde_json::Map::new(),
+    };
+    let now = clock::unix_now();
+    claims.insert(
+        "iat".to_owned(),
+        Value::from(now.saturating_sub(jwt.backdate.as_secs())),
+    );
+    claims.insert("exp".to_owned(), Value::from(now + jwt.lifetime.as_secs()));
+    claims.insert("jti".to_owned(), Value::from(random_jti()));
+    sign(cx, &jwt.key, &Value::Object(claims))
+        .await
+        .map_err(|err| err.map_message(|message| format!("jwt: {message}")))
 }
 
 /// Classifies a non-2xx answer, or parses a 2xx one as JSON.
@@ -240,6 +284,7 @@ mod tests {
             secrets: &secrets,
             http: &http,
             sent: &sent,
+            jwt: None,
         };
         let value = json_value(&cx, &template).await.unwrap();
         assert_eq!(

@@ -4,6 +4,7 @@
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, Keys, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
 use crate::config::outlets::OUTLETS;
+use crate::kinds::jwt::KEYS as SIGNING;
 
 const OWN: &[Key] = &[
     Key::new(
@@ -21,7 +22,14 @@ const OWN: &[Key] = &[
     Key::new(
         "headers",
         "no",
-        "Table of header name → template. No `Authorization` when `basic` is set.",
+        "Table of header name → template, e.g. `{ Authorization = \"Bearer ${jwt}\" }`. No \
+         `Authorization` when `basic` is set.",
+    ),
+    Key::new(
+        "jwt",
+        "no",
+        "`{ private_key, claims, lifetime, … }`: a JWT signed for every request, which the \
+         templates use as `${jwt}` (its keys: `jwt = { … }` below).",
     ),
     Key::new(
         "json",
@@ -46,6 +54,12 @@ const OWN: &[Key] = &[
          `expires_in` number of seconds.",
     ),
     Key::new(
+        "expires_at",
+        "no",
+        "Instead of `expires`: a JSON pointer to the expiry as an RFC 3339 timestamp, e.g. \
+         `/expires_at` for `\"2026-07-11T22:14:10Z\"`.",
+    ),
+    Key::new(
         "ttl",
         "no",
         "Lifetime when the response gives none. Without it the token is kept until \
@@ -64,6 +78,30 @@ const OWN: &[Key] = &[
 
 /// The keys of `kind = "http"`.
 pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS];
+
+/// The keys of `jwt = { … }`.
+pub(crate) const JWT: &[Key] = &[
+    SIGNING[0],
+    SIGNING[1],
+    SIGNING[2],
+    SIGNING[3],
+    Key::new(
+        "claims",
+        "no",
+        "Table of claims (strings are templates), e.g. `{ iss = \"123456\" }`; tokend adds \
+         `iat`, `exp` and a random `jti`.",
+    ),
+    Key::new(
+        "lifetime",
+        "no (`5m`)",
+        "`exp` is this long after now (`1s` to `1h`).",
+    ),
+    Key::new(
+        "backdate",
+        "no (`0s`)",
+        "`iat` is this long before now, for clock drift (at most `5m`).",
+    ),
+];
 
 /// The keys of `basic = { … }`.
 pub(crate) const BASIC: &[Key] = &[

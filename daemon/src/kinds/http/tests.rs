@@ -54,6 +54,7 @@ token = "/t"
             ttl: None,
             ok: None,
             timeout: None,
+            jwt: None,
         }
     );
     assert_eq!(
@@ -83,6 +84,7 @@ token = "/t"
                 message: None,
             }),
             timeout: None,
+            jwt: None,
         }
     );
     let get_upper = http(&config, "get-upper");
@@ -172,6 +174,7 @@ fn timekit_preset_expands() {
         ttl: None,
         ok: None,
         timeout: None,
+        jwt: None,
     };
     for (base_url, request_url) in [
         ("", "https://api.timekit.io/v2/app?include=app_token"),
@@ -307,6 +310,7 @@ fn crm_preset_expands() {
                     message: Some("/status/description".to_owned()),
                 }),
                 timeout: None,
+                jwt: None,
             },
             "{identify}"
         );

@@ -36,6 +36,7 @@ pub(crate) const PRESET: KindSpec = KindSpec {
     summary: "Timekit's App-Token: `GET {base_url}/v2/app?include=app_token` with Basic `email:api_key` and the headers `Content-Type: application/json` and `Timekit-App: {app}`. The token is at `/data/app_token/0/token`, has no expiry, and is presented as `Authorization: Basic base64(\":\" + token)`.",
     keys: &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS],
     read,
+    route_username: crate::kinds::DEFAULT_ROUTE_USERNAME,
 };
 
 /// `preset = "timekit"`: Timekit's App-Token endpoint.
@@ -97,6 +98,7 @@ fn read(
         ttl: None,
         ok: None,
         timeout,
+        jwt: None,
     };
     // The App-Token is then sent as HTTP Basic with an empty user name.
     let presentation = Presentation {

@@ -1,39 +1,57 @@
-//! Signed JWT assertions (RFC 7523): the client assertion of `client_auth = "private_key_jwt"`
-//! (section 2.2) and the assertion of `grant = "jwt_bearer"` (section 2.1).
+//! Client assertions (RFC 7521/7523): the one `client_auth = "private_key_jwt"` signs for each
+//! request (section 2.2), the one the platform hands the job (`client_auth =
+//! "client_assertion"`: a Kubernetes projected service-account token, an
+//! `AZURE_FEDERATED_TOKEN_FILE`, a CI job's OIDC token), re-read for each request because the
+//! platform rotates it, and the assertion of `grant = "jwt_bearer"` (section 2.1).
 
 use std::time::Duration;
 
 use tokend_protocol::clock;
 
 use super::endpoints::Endpoints;
-use super::{ClientAuth, OAuth2Config, SigningAlg, SigningKey};
+use super::{ClientAuth, JWT_CLIENT_ASSERTION, OAuth2Config, SigningKey};
+use crate::kinds::jwt::{random_jti, sign};
 use crate::kinds::{FetchCx, FetchError};
 
-/// The form parameters of `client_auth = "private_key_jwt"` (RFC 7523 section 2.2) for a
-/// request to `endpoints`; none for other client authentication.
+/// The form parameters that authenticate the client with an assertion for a request to
+/// `endpoints`; none for other client authentication.
 pub(crate) async fn client_assertion(
     cx: &FetchCx<'_>,
     config: &OAuth2Config,
     endpoints: &Endpoints,
 ) -> Result<Vec<(String, String)>, FetchError> {
-    if config.client_auth != ClientAuth::PrivateKeyJwt {
-        return Ok(Vec::new());
-    }
-    let key = config.signing_key.as_ref().ok_or_else(|| {
-        FetchError::Config("client_auth \"private_key_jwt\" without private_key".to_owned())
-    })?;
-    let assertion = sign_assertion(
-        cx,
-        key,
-        &config.client_id,
-        &config.client_id,
-        endpoints.token.as_str(),
-    )
-    .await?;
+    let assertion = match config.client_auth {
+        ClientAuth::PrivateKeyJwt => {
+            let key = config.signing_key.as_ref().ok_or_else(|| {
+                FetchError::Config("client_auth \"private_key_jwt\" without private_key".to_owned())
+            })?;
+            sign_assertion(
+                cx,
+                key,
+                &config.client_id,
+                &config.client_id,
+                endpoints.token.as_str(),
+            )
+            .await?
+        }
+        ClientAuth::ClientAssertion => {
+            let template = config.client_assertion.as_ref().ok_or_else(|| {
+                FetchError::Config(
+                    "client_auth \"client_assertion\" without client_assertion".to_owned(),
+                )
+            })?;
+            // Read now: the platform replaces the file before the old token expires.
+            cx.resolve_platform("client_assertion", template)
+                .await?
+                .expose()
+                .to_owned()
+        }
+        ClientAuth::Basic | ClientAuth::Post => return Ok(Vec::new()),
+    };
     Ok(vec![
         (
             "client_assertion_type".to_owned(),
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            JWT_CLIENT_ASSERTION.to_owned(),
         ),
         ("client_assertion".to_owned(), assertion),
     ])
@@ -43,7 +61,7 @@ pub(crate) async fn client_assertion(
 /// enough that a leaked one is soon useless.
 const ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// Signs an RFC 7523 assertion with `key`: `iss`, `sub`, `aud`, `iat`, `exp` (in
+/// Signs an RFC 7523 assertion with `key`: `iss`, `sub`, `aud`, `iat`, `nbf`, `exp` (in
 /// [`ASSERTION_LIFETIME`]) and a random `jti`, so that no two assertions are alike.
 pub(crate) async fn sign_assertion(
     cx: &FetchCx<'_>,
@@ -52,46 +70,15 @@ pub(crate) async fn sign_assertion(
     subject: &str,
     audience: &str,
 ) -> Result<String, FetchError> {
-    let pem = key
-        .private_key
-        .resolve_multiline(cx.secrets)
-        .await
-        .map_err(|err| FetchError::Config(format!("private_key: {err}")))?;
-    let (alg, encoding, kind) = match key.alg {
-        SigningAlg::Rs256 => (
-            jsonwebtoken::Algorithm::RS256,
-            jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose().as_bytes()),
-            "RSA",
-        ),
-        SigningAlg::Es256 => (
-            jsonwebtoken::Algorithm::ES256,
-            jsonwebtoken::EncodingKey::from_ec_pem(pem.expose().as_bytes()),
-            "EC P-256",
-        ),
-    };
-    let encoding = encoding.map_err(|_| {
-        FetchError::Config(format!(
-            "private_key is not a PEM {kind} private key; give the key in \
-             PEM (PKCS#8 \"BEGIN PRIVATE KEY\", or PKCS#1/SEC1), or set signing_alg to match it"
-        ))
-    })?;
-    let mut header = jsonwebtoken::Header::new(alg);
-    header.kid.clone_from(&key.key_id);
     let now = clock::unix_now();
     let claims = serde_json::json!({
         "iss": issuer,
         "sub": subject,
         "aud": audience,
         "iat": now,
+        "nbf": now,
         "exp": now + ASSERTION_LIFETIME.as_secs(),
-        "jti": oauth2::CsrfToken::new_random().secret(),
+        "jti": random_jti(),
     });
-    let assertion = jsonwebtoken::encode(&header, &claims, &encoding).map_err(|err| {
-        FetchError::Config(format!(
-            "cannot sign the assertion with private_key ({err})"
-        ))
-    })?;
-    // It authenticates the client for five minutes: as secret as a client secret.
-    cx.sent.record(&assertion);
-    Ok(assertion)
+    sign(cx, key, &claims).await
 }

@@ -7,10 +7,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oauth2::basic::BasicClient;
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
 use oauth2::{
     AuthType, AuthUrl, ClientId, ClientSecret, DeviceAuthorizationUrl, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, RevocationUrl, TokenUrl,
+    EndpointNotSet, EndpointSet, RevocationUrl, StandardRevocableToken, StandardTokenResponse,
+    TokenUrl,
 };
 use tokend_protocol::Secret;
 use url::Url;
@@ -29,9 +33,42 @@ pub(crate) struct ResponseMeta {
     pub(crate) body: String,
 }
 
-/// The `oauth2` client every flow of a provider uses.
-pub(crate) type OAuthClient =
-    BasicClient<EndpointMaybeSet, EndpointMaybeSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
+/// The OpenID Connect field of a token response the `oauth2` crate does not know: the
+/// `id_token` that comes with the access token when the scopes include `openid`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) id_token: Option<String>,
+}
+
+impl oauth2::ExtraTokenFields for IdTokenField {}
+
+/// A token response, with its id_token.
+pub(crate) type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+/// The crate's basic client with [`TokenResponse`], endpoints not set yet.
+type NewClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+>;
+
+/// The `oauth2` client every flow of a provider uses (the crate's basic client, with
+/// [`TokenResponse`]).
+pub(crate) type OAuthClient = oauth2::Client<
+    BasicErrorResponse,
+    TokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointSet,
+>;
 
 /// The `oauth2` client for `config` at `endpoints`, with its client authentication.
 pub(crate) async fn oauth_client(
@@ -39,7 +76,7 @@ pub(crate) async fn oauth_client(
     config: &OAuth2Config,
     endpoints: &Endpoints,
 ) -> Result<OAuthClient, FetchError> {
-    let mut client = BasicClient::new(ClientId::new(config.client_id.clone()))
+    let mut client = NewClient::new(ClientId::new(config.client_id.clone()))
         .set_token_uri(TokenUrl::from_url(endpoints.token.clone()))
         .set_auth_uri_option(endpoints.authorization.clone().map(AuthUrl::from_url))
         .set_device_authorization_url_option(
@@ -51,8 +88,10 @@ pub(crate) async fn oauth_client(
         .set_revocation_url_option(endpoints.revocation.clone().map(RevocationUrl::from_url))
         .set_auth_type(match config.client_auth {
             ClientAuth::Basic => AuthType::BasicAuth,
-            // private_key_jwt: `client_id` in the body, the assertion added per request.
-            ClientAuth::Post | ClientAuth::PrivateKeyJwt => AuthType::RequestBody,
+            // Assertions: `client_id` in the body, the assertion added per request.
+            ClientAuth::Post | ClientAuth::PrivateKeyJwt | ClientAuth::ClientAssertion => {
+                AuthType::RequestBody
+            }
         });
     if let Some(template) = &config.client_secret {
         let secret = cx.resolve("client_secret", template).await?;
@@ -70,7 +109,8 @@ pub(crate) async fn oauth_client(
 
 /// POSTs `pairs` as a form to `url` (an endpoint of the provider's authorization server) with
 /// the provider's client authentication: for what the `oauth2` crate does not cover (the
-/// `jwt_bearer` grant; revocation at an `http` endpoint, which the crate refuses).
+/// `jwt_bearer` and `token_exchange` grants; revocation at an `http` endpoint, which the crate
+/// refuses).
 pub(crate) async fn post_form(
     cx: &FetchCx<'_>,
     config: &OAuth2Config,

@@ -1,18 +1,21 @@
 //! Reading `kind = "oauth2"`: the grant and the keys that belong to it, the token endpoint or
-//! issuer, the client and how it authenticates, the signing key, scopes and parameters. Every
-//! combination that cannot work is refused here, naming the key.
+//! issuer, the client and how it authenticates (secret, signed or platform assertion), the
+//! signing key, scopes and parameters. Every combination that cannot work is refused here,
+//! naming the key.
 
 use std::time::Duration;
 
 use toml::de::DeValue;
 use url::Url;
 
+use super::client_config::{client_auth, token_exchange};
 use super::{
-    AuthorizationCodeLogin, CLIENT_AUTHS, ClientAuth, DeviceLogin, GRANTS, JwtBearer, OAuth2Config,
-    OAuth2Grant, SigningAlg, SigningKey, TokenEndpoint,
+    AuthorizationCodeLogin, ClientAuth, DeviceLogin, GRANTS, JwtBearer, OAuth2Config, OAuth2Grant,
+    TokenEndpoint,
 };
 use crate::config::ConfigError;
 use crate::config::reader::{CREDENTIAL, Literal, Table};
+use crate::kinds::jwt::read_signing_key;
 use crate::kinds::{KindSpec, ProviderKind, Read};
 
 /// Form parameters the `oauth2` kind sets itself; `params` may not override them.
@@ -34,8 +37,8 @@ const RESERVED_AUTH_PARAMS: [&str; 7] = [
     "code_challenge",
     "code_challenge_method",
 ];
-/// The keys that belong to one interactive grant, with that grant.
-const LOGIN_KEYS: [(&str, &str); 8] = [
+/// The keys that belong to one grant, with that grant.
+const LOGIN_KEYS: [(&str, &str); 15] = [
     ("auth_url", "authorization_code"),
     ("redirect_uri", "authorization_code"),
     ("login_timeout", "authorization_code"),
@@ -44,6 +47,13 @@ const LOGIN_KEYS: [(&str, &str); 8] = [
     ("assertion_issuer", "jwt_bearer"),
     ("assertion_subject", "jwt_bearer"),
     ("assertion_audience", "jwt_bearer"),
+    ("subject_token", "token_exchange"),
+    ("subject_token_type", "token_exchange"),
+    ("actor_token", "token_exchange"),
+    ("actor_token_type", "token_exchange"),
+    ("requested_token_type", "token_exchange"),
+    ("audience", "token_exchange"),
+    ("resource", "token_exchange"),
 ];
 /// `redirect_uri` when none is given: loopback, ephemeral port (RFC 8252 section 7.3).
 const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:0/callback";
@@ -129,6 +139,16 @@ pub(super) fn read(
                 audience: text("assertion_audience")?,
             })
         }
+        ("token_exchange", Some(_)) => {
+            let span = table.key_span("refresh_token").unwrap_or_default();
+            return Err(table.error(
+                &span,
+                "refresh_token",
+                "`refresh_token` is set but grant is \"token_exchange\"".to_owned(),
+                "remove it: subject_token is what is exchanged",
+            ));
+        }
+        ("token_exchange", None) => OAuth2Grant::TokenExchange(token_exchange(table, literals)?),
         (other, _) => {
             return Err(table.error(
                 &grant.span,
@@ -150,6 +170,7 @@ pub(super) fn read(
                 match owner {
                     "device_code" => "remove it, or set grant = \"device_code\"",
                     "jwt_bearer" => "remove it, or set grant = \"jwt_bearer\"",
+                    "token_exchange" => "remove it, or set grant = \"token_exchange\"",
                     _ => "remove it, or set grant = \"authorization_code\"",
                 },
             ));
@@ -223,70 +244,16 @@ pub(super) fn read(
     let revocation_url = table.url("revocation_url")?.map(|(url, _)| url);
 
     let client_secret = table.template("client_secret", CREDENTIAL, literals)?;
-    let signed_client = table
-        .str("client_auth")?
-        .is_some_and(|found| found.text == "private_key_jwt");
-    if client_secret.is_none() && !signed_client && matches!(grant, OAuth2Grant::ClientCredentials)
-    {
-        return Err(table.missing(
-            "client_secret",
-            "grant \"client_credentials\" needs a `client_secret`".to_owned(),
-            "add one, e.g. client_secret = \"${env:NAME}\", or authenticate with a key: \
-             client_auth = \"private_key_jwt\" and private_key",
-        ));
-    }
-
-    let client_auth = match table.str("client_auth")? {
-        None => ClientAuth::default(),
-        Some(found) => match found.text {
-            "basic" | "post" if client_secret.is_none() => {
-                return Err(table.error(
-                    &found.span,
-                    &found.key,
-                    format!(
-                        "`client_auth` is \"{}\" but there is no `client_secret`",
-                        found.text
-                    ),
-                    "remove client_auth (a public client only sends its client_id), add \
-                     client_secret, or use client_auth = \"private_key_jwt\" with private_key",
-                ));
-            }
-            "basic" => ClientAuth::Basic,
-            "post" => ClientAuth::Post,
-            "private_key_jwt" if client_secret.is_some() => {
-                let span = table.key_span("client_secret").unwrap_or_default();
-                return Err(table.error(
-                    &span,
-                    "client_secret",
-                    "`client_secret` is set but client_auth is \"private_key_jwt\"".to_owned(),
-                    "remove one: private_key_jwt authenticates with private_key instead",
-                ));
-            }
-            "private_key_jwt" => ClientAuth::PrivateKeyJwt,
-            other => {
-                return Err(table.error(
-                    &found.span,
-                    &found.key,
-                    format!("unknown client_auth {other:?}"),
-                    format!("use one of: {}", CLIENT_AUTHS.join(", ")),
-                ));
-            }
-        },
-    };
-    if client_auth == ClientAuth::PrivateKeyJwt && matches!(grant, OAuth2Grant::DeviceCode(_)) {
-        let span = table.key_span("client_auth").unwrap_or_default();
-        return Err(table.error(
-            &span,
-            "client_auth",
-            "client_auth \"private_key_jwt\" does not work with grant \"device_code\"".to_owned(),
-            "the device flow polls with one request many times, and a signed assertion may be \
-             used only once: use a public client (no client_auth) or grant = \
-             \"authorization_code\"",
-        ));
-    }
+    let (client_auth, client_assertion) =
+        client_auth(table, literals, client_secret.is_some(), &grant)?;
     let signs =
         client_auth == ClientAuth::PrivateKeyJwt || matches!(grant, OAuth2Grant::JwtBearer(_));
-    let signing_key = signing_key(table, literals, signs)?;
+    let signing_key = read_signing_key(
+        table,
+        literals,
+        signs,
+        "use client_auth = \"private_key_jwt\" or grant = \"jwt_bearer\"",
+    )?;
 
     let scopes = scopes(table)?;
     let params = oauth2_params(table)?;
@@ -305,72 +272,9 @@ pub(super) fn read(
         timeout,
         revocation_url,
         signing_key,
+        client_assertion,
     };
     Ok((ProviderKind::OAuth2(config), None))
-}
-
-/// `private_key`, `key_id` and `signing_alg`: required when `needed` (private_key_jwt or
-/// jwt_bearer), rejected otherwise.
-fn signing_key(
-    table: &Table<'_, '_>,
-    literals: &mut Vec<Literal>,
-    needed: bool,
-) -> Result<Option<SigningKey>, ConfigError> {
-    if !needed {
-        for key in ["private_key", "key_id", "signing_alg"] {
-            if let Some(span) = table.key_span(key) {
-                return Err(table.error(
-                    &span,
-                    key,
-                    format!("`{key}` is set but nothing signs with it"),
-                    "remove it, or use client_auth = \"private_key_jwt\" or \
-                     grant = \"jwt_bearer\"",
-                ));
-            }
-        }
-        return Ok(None);
-    }
-    let private_key = table
-        .template("private_key", CREDENTIAL, literals)?
-        .ok_or_else(|| {
-            table.missing(
-                "private_key",
-                "client_auth \"private_key_jwt\" and grant \"jwt_bearer\" need `private_key`"
-                    .to_owned(),
-                "add the PEM private key, e.g. \
-                 private_key = \"${file:~/.config/tokend/client-key.pem}\"",
-            )
-        })?;
-    let alg = match table.str("signing_alg")? {
-        None => SigningAlg::default(),
-        Some(found) => match found.text {
-            "RS256" => SigningAlg::Rs256,
-            "ES256" => SigningAlg::Es256,
-            other => {
-                return Err(table.error(
-                    &found.span,
-                    &found.key,
-                    format!("unknown signing_alg {other:?}"),
-                    "use one of: RS256 (an RSA key), ES256 (a P-256 key)",
-                ));
-            }
-        },
-    };
-    let key_id = match table.str("key_id")? {
-        Some(found) => {
-            table.non_empty(
-                &found,
-                "give the key's id as the server knows it, or remove it",
-            )?;
-            Some(found.text.to_owned())
-        }
-        None => None,
-    };
-    Ok(Some(SigningKey {
-        private_key,
-        alg,
-        key_id,
-    }))
 }
 
 /// The `authorization_code` grant's own keys.

@@ -1,22 +1,24 @@
 //! Obtaining an access token without a person: `client_credentials` (RFC 6749 section 4.4),
 //! `refresh_token` (section 6, following rotated refresh tokens) and the refresh of an
 //! interactive session, through the `oauth2` crate; and `jwt_bearer` (RFC 7523 section 2.1),
-//! whose form is built here. Token responses become [`Fetched`] here.
+//! whose form is built here. Token responses (with their id_token) become [`Fetched`] here,
+//! also those of the form-built grants ([`form_grant_answer`]).
 
 use std::time::Duration;
 
 use oauth2::basic::BasicErrorResponseType;
-use oauth2::{RequestTokenError, Scope, TokenResponse};
+use oauth2::{RequestTokenError, Scope, TokenResponse as _};
 use serde_json::Value;
 use tokend_protocol::Secret;
 
-use super::client::{oauth_client, post_form, status_error, token_http};
+use super::client::{TokenResponse, oauth_client, post_form, status_error, token_http};
 use super::endpoints::{Endpoints, endpoints};
 use super::{JwtBearer, OAuth2Config, OAuth2Grant, assertion};
 use crate::kinds::fetched::{lifetime_of, one_line, seconds};
 use crate::kinds::http::exchange::parse_answer;
 use crate::kinds::{FetchCx, FetchError, FetchState, Fetched, transport_failure};
 use crate::secret::SecretTemplate;
+use crate::upstream::Answer;
 use crate::upstream::shown;
 
 /// Fetches an access token with the provider's grant.
@@ -31,6 +33,9 @@ pub(crate) async fn fetch(
     let refresh = match &config.grant {
         OAuth2Grant::JwtBearer(bearer) => {
             return jwt_bearer_fetch(cx, config, bearer, &endpoints).await;
+        }
+        OAuth2Grant::TokenExchange(exchange) => {
+            return super::exchange::fetch(cx, config, exchange, &endpoints).await;
         }
         OAuth2Grant::ClientCredentials => None,
         OAuth2Grant::RefreshToken { refresh_token } => {
@@ -191,6 +196,28 @@ async fn jwt_bearer_fetch(
     }
     let answer = post_form(cx, config, endpoints, token_url, pairs).await?;
     let where_ = format!("token endpoint {}", shown(token_url));
+    form_grant_answer(
+        &where_,
+        &answer,
+        config.ttl,
+        &format!(
+            "the assertion was refused ({{}}); check private_key, key_id, the assertion_* keys \
+             and the key registered with the server, then run `tok invalidate {name}`"
+        ),
+    )
+}
+
+/// The answer to a grant whose form tokend built (`jwt_bearer`, `token_exchange`, a Google
+/// service account): an OAuth 2.0 error of a 400 or 401 is a rejection, described by
+/// `refused` (whose `{}` is replaced by the error code and description); otherwise a
+/// standard token response, whose `access_token` (or, without one, `id_token`: Google's ID
+/// token grant answers only that) is the token, with its id_token.
+pub(crate) fn form_grant_answer(
+    where_: &str,
+    answer: &Answer,
+    ttl: Option<Duration>,
+    refused: &str,
+) -> Result<Fetched, FetchError> {
     if answer.status == 400 || answer.status == 401 {
         let error: Option<Value> = serde_json::from_slice(&answer.body).ok();
         if let Some(code) = error
@@ -204,41 +231,52 @@ async fn jwt_bearer_fetch(
                 .and_then(Value::as_str)
                 .map(|text| format!(": {}", one_line(text)))
                 .unwrap_or_default();
+            let described = format!("{}{description}", one_line(code));
             return Err(FetchError::Rejected {
-                message: format!(
-                    "{where_}: the assertion was refused ({}{description}); check private_key, \
-                     key_id, the assertion_* keys and the key registered with the server, then \
-                     run `tok invalidate {name}`",
-                    one_line(code)
-                ),
+                message: format!("{where_}: {}", refused.replace("{}", &described)),
                 needs_login: false,
             });
         }
     }
-    let document = parse_answer(&where_, &answer)?;
-    let token = document
-        .get("access_token")
-        .and_then(Value::as_str)
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| FetchError::Transient {
-            message: format!("{where_}: the response has no access_token"),
-            retry_after: None,
-        })?;
-    let token = Secret::from(token);
-    let expires_in = document
-        .get("expires_in")
-        .and_then(seconds)
-        .map(Duration::from_secs);
-    let lifetime =
-        lifetime_of(expires_in, &token, config.ttl, false).map_err(|err| err.at(&where_))?;
-    Ok(Fetched::new(token, lifetime, None))
+    let document = parse_answer(where_, answer)?;
+    let text = |key: &str| {
+        document
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|token| !token.is_empty())
+            .map(Secret::from)
+    };
+    let id_token = text("id_token");
+    let (token, expires_in) = match (text("access_token"), &id_token) {
+        (Some(token), _) => (
+            token,
+            document
+                .get("expires_in")
+                .and_then(seconds)
+                .map(Duration::from_secs),
+        ),
+        // An ID token alone: its own `exp` says how long it lives.
+        (None, Some(id_token)) => (id_token.clone(), None),
+        (None, None) => {
+            return Err(FetchError::Transient {
+                message: format!("{where_}: the response has no access_token"),
+                retry_after: None,
+            });
+        }
+    };
+    let lifetime = lifetime_of(expires_in, &token, ttl, false).map_err(|err| err.at(where_))?;
+    // These grants are repeated as they are, never refreshed.
+    Ok(Fetched {
+        id_token,
+        ..Fetched::new(token, lifetime)
+    })
 }
 
 /// A token endpoint's answer as the engine's [`Fetched`]: the access token (never empty), its
 /// lifetime and the refresh token that came with it, if any. `where_` names the endpoint.
 pub(crate) fn fetched_from(
     config: &OAuth2Config,
-    response: &oauth2::basic::BasicTokenResponse,
+    response: &TokenResponse,
     where_: &str,
 ) -> Result<Fetched, FetchError> {
     let token = Secret::new(response.access_token().secret().clone());
@@ -250,10 +288,18 @@ pub(crate) fn fetched_from(
     }
     let lifetime = lifetime_of(response.expires_in(), &token, config.ttl, false)
         .map_err(|err| err.at(where_))?;
-    let refresh_token = response
-        .refresh_token()
-        .map(|rt| Secret::new(rt.secret().clone()));
-    Ok(Fetched::new(token, lifetime, refresh_token))
+    Ok(Fetched {
+        refresh_token: response
+            .refresh_token()
+            .map(|rt| Secret::new(rt.secret().clone())),
+        id_token: response
+            .extra_fields()
+            .id_token
+            .as_ref()
+            .filter(|token| !token.is_empty())
+            .map(|token| Secret::new(token.clone())),
+        ..Fetched::new(token, lifetime)
+    })
 }
 
 /// An OAuth 2.0 error response as `code: description`, each part in one bounded line (it is

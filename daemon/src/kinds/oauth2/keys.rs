@@ -1,9 +1,10 @@
 //! The keys of `kind = "oauth2"` with their documentation (the one source of its hints and its
-//! README table); the `azure-ad` preset shares some of them.
+//! README table); the `azure-ad` and `google-service-account` presets share some of them.
 
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
 use crate::config::keys::{Key, Keys, PERSIST, PRESENTATION, ROUTES, TIMEOUT};
 use crate::config::outlets::OUTLETS;
+use crate::kinds::jwt::KEYS as SIGNING;
 
 pub(crate) const SCOPES: Key = Key::new(
     "scopes",
@@ -23,6 +24,15 @@ pub(crate) const LOGIN_TIMEOUT: Key = Key::new(
     "`authorization_code` only: how long `tok login` waits for the redirect (`10s` to `30m`).",
 );
 
+pub(crate) const CLIENT_ASSERTION: Key = Key::new(
+    "client_assertion",
+    "with `client_assertion`",
+    "Template of the JWT the platform hands the job, e.g. \
+     `\"${file:/var/run/secrets/tokens/azure-identity-token}\"` (a Kubernetes projected \
+     service-account token; a `${file:…}` here may be readable by others, not writable), \
+     `${env:…}` or `${cmd:…}`; read anew for every token request.",
+);
+
 const OWN: &[Key] = &[
     Key::new(
         "grant",
@@ -31,7 +41,8 @@ const OWN: &[Key] = &[
          exchanged for access tokens; rotated refresh tokens are followed); \
          `authorization_code` or `device_code` (a person logs in with `tok login`, see \
          [Logins](#logins)); `jwt_bearer` (RFC 7523 2.1: a signed assertion is the grant, for \
-         service accounts).",
+         service accounts); `token_exchange` (RFC 8693: `subject_token` is exchanged, see \
+         [Identity federation](#identity-federation)).",
     ),
     Key::new(
         "token_url",
@@ -47,16 +58,18 @@ const OWN: &[Key] = &[
     Key::new("client_id", "yes", "Plain text."),
     Key::new(
         "client_secret",
-        "for `client_credentials` (unless `private_key_jwt`)",
+        "for `client_credentials` (unless an assertion authenticates)",
         "Credential template. Leave it out for a public client.",
     ),
     Key::new(
         "client_auth",
         "no (`basic`)",
-        "`basic` (HTTP Basic) or `post` (in the form body), with a `client_secret`; or \
+        "`basic` (HTTP Basic) or `post` (in the form body), with a `client_secret`; \
          `private_key_jwt` (RFC 7523 2.2: a JWT signed with `private_key` instead of a secret, \
-         signed anew for every request; not with `device_code`).",
+         signed anew for every request); or `client_assertion` (the JWT the platform issues, \
+         from `client_assertion`). Assertions do not work with `device_code`.",
     ),
+    CLIENT_ASSERTION,
     SCOPES,
     Key::new(
         "params",
@@ -94,18 +107,9 @@ const OWN: &[Key] = &[
         "Where `tok logout` revokes the refresh token (RFC 7009; with `issuer`: discovery's \
          `revocation_endpoint`).",
     ),
-    Key::new(
-        "private_key",
-        "with `private_key_jwt` or `jwt_bearer`",
-        "Credential template holding a PEM private key (PKCS#8, PKCS#1 or SEC1; line breaks \
-         allowed), e.g. `\"${file:~/.config/tokend/key.pem}\"`.",
-    ),
-    Key::new("key_id", "no", "The `kid` header of the signed assertions."),
-    Key::new(
-        "signing_alg",
-        "no (`RS256`)",
-        "`RS256` (RSA key) or `ES256` (P-256 key).",
-    ),
+];
+
+const ASSERTION_CLAIMS: &[Key] = &[
     Key::new(
         "assertion_issuer",
         "no (`client_id`)",
@@ -121,6 +125,52 @@ const OWN: &[Key] = &[
         "no (the token endpoint URL)",
         "`jwt_bearer` only: the assertion's `aud`.",
     ),
+];
+
+/// The keys of `grant = "token_exchange"`.
+const TOKEN_EXCHANGE: &[Key] = &[
+    Key::new(
+        "subject_token",
+        "with `token_exchange`",
+        "Credential template of the token to exchange: `${provider:NAME}` (another provider's \
+         current token), a platform token file `${file:…}` (may be readable by others), \
+         `${env:…}`, `${cmd:…}`; resolved for every request.",
+    ),
+    Key::new(
+        "subject_token_type",
+        "no (`urn:ietf:params:oauth:token-type:jwt`)",
+        "The subject token's type URI (RFC 8693 3), e.g. \
+         `urn:ietf:params:oauth:token-type:access_token`.",
+    ),
+    Key::new(
+        "actor_token",
+        "no",
+        "`token_exchange` only: credential template of the token of who acts for the subject \
+         (delegation), like `subject_token`.",
+    ),
+    Key::new(
+        "actor_token_type",
+        "with `actor_token` (`urn:ietf:params:oauth:token-type:jwt`)",
+        "The actor token's type URI.",
+    ),
+    Key::new(
+        "requested_token_type",
+        "no",
+        "`token_exchange` only: the type URI of the token wanted back.",
+    ),
+    Key::new(
+        "audience",
+        "no",
+        "`token_exchange` only: where the new token is used, a name or an array of names.",
+    ),
+    Key::new(
+        "resource",
+        "no",
+        "`token_exchange` only: where the new token is used, a URI or an array of URIs.",
+    ),
+];
+
+const LIFETIME: &[Key] = &[
     Key::new(
         "ttl",
         "no",
@@ -132,4 +182,14 @@ const OWN: &[Key] = &[
 ];
 
 /// The keys of `kind = "oauth2"`.
-pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS];
+pub(crate) const KEYS: Keys = &[
+    OWN,
+    SIGNING,
+    ASSERTION_CLAIMS,
+    TOKEN_EXCHANGE,
+    LIFETIME,
+    FLEET,
+    PRESENTATION,
+    ROUTES,
+    OUTLETS,
+];

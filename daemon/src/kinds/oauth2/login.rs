@@ -111,6 +111,7 @@ async fn authorization_code(
             secrets: &secrets,
             http: &http,
             sent: &sent,
+            jwt: None,
         };
         let outcome: Result<Fetched, String> = async {
             let callback = tokio::time::timeout(
@@ -291,7 +292,7 @@ fn token_outcome<RE: std::error::Error>(
     config: &OAuth2Config,
     last_response: &str,
     result: Result<
-        oauth2::basic::BasicTokenResponse,
+        super::client::TokenResponse,
         RequestTokenError<RE, StandardErrorResponse<BasicErrorResponseType>>,
     >,
 ) -> Result<Fetched, String> {

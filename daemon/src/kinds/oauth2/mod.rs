@@ -1,27 +1,35 @@
 //! `kind = "oauth2"`: OAuth 2.0 grants against a token endpoint, through the `oauth2` crate.
 //!
-//! - [`keys`]: its keys and their documentation; [`config`]: reading its table;
+//! - [`keys`]: its keys and their documentation; [`config`]: reading its table, with
+//!   [`client_config`]: how the client authenticates and the token exchange's keys;
 //! - [`endpoints`]: the token, authorization, device and revocation endpoints, as configured or
 //!   from OpenID Connect discovery;
 //! - [`client`]: the `oauth2` client and its client authentication, the HTTP plumbing;
-//! - [`assertion`]: signed JWT assertions (RFC 7523);
+//! - [`assertion`]: client assertions: signed (RFC 7523) or handed over by the platform;
 //! - [`grants`]: the grants that need no person (client credentials, refresh tokens,
-//!   `jwt_bearer`);
+//!   `jwt_bearer`) and the token responses (with their id_tokens);
+//! - [`exchange`]: the token exchange grant (RFC 8693);
 //! - [`login`] and [`redirect`]: the interactive logins of `tok login` (authorization code with
 //!   PKCE and a loopback redirect, device flow) and revocation for `tok logout`;
-//! - [`azure_ad`]: the `azure-ad` preset.
+//! - [`azure_ad`]: the `azure-ad` preset (with workload identity and certificate credentials);
+//! - [`google`]: the `google-service-account` preset.
 
 pub(crate) mod assertion;
 pub(crate) mod azure_ad;
 pub(crate) mod client;
+mod client_config;
 mod config;
 pub(crate) mod endpoints;
+pub(crate) mod exchange;
+pub(crate) mod google;
 pub(crate) mod grants;
 pub(crate) mod keys;
 pub(crate) mod login;
 pub(crate) mod redirect;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_federation;
 
 use std::time::Duration;
 
@@ -37,19 +45,27 @@ pub(crate) const KIND: KindSpec = KindSpec {
     summary: "An OAuth 2.0 grant against a token endpoint; see [Logins](#logins) for the grants a person logs in to.",
     keys: keys::KEYS,
     read: config::read,
+    route_username: crate::kinds::DEFAULT_ROUTE_USERNAME,
 };
 
+pub use crate::kinds::jwt::SigningKey;
+
 /// Every `grant` value, in the order hints list them.
-pub(crate) const GRANTS: [&str; 5] = [
+pub(crate) const GRANTS: [&str; 6] = [
     "client_credentials",
     "refresh_token",
     "authorization_code",
     "device_code",
     "jwt_bearer",
+    "token_exchange",
 ];
 
 /// Every `client_auth` value, in the order hints list them.
-pub(crate) const CLIENT_AUTHS: [&str; 3] = ["basic", "post", "private_key_jwt"];
+pub(crate) const CLIENT_AUTHS: [&str; 4] = ["basic", "post", "private_key_jwt", "client_assertion"];
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 section 2.2).
+pub(crate) const JWT_CLIENT_ASSERTION: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// `kind = "oauth2"`.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,30 +92,53 @@ pub struct OAuth2Config {
     /// `revocation_url`: where `tok logout` revokes the refresh token (RFC 7009); with an
     /// `issuer`, discovery's `revocation_endpoint` when this is not set.
     pub revocation_url: Option<Url>,
-    /// `private_key` (with `key_id`, `signing_alg`): signs the client assertion of
-    /// `client_auth = "private_key_jwt"` and the assertion of `grant = "jwt_bearer"`.
+    /// `private_key` (with `key_id`, `signing_alg`, `certificate`): signs the client assertion
+    /// of `client_auth = "private_key_jwt"` and the assertion of `grant = "jwt_bearer"`.
     pub signing_key: Option<SigningKey>,
+    /// `client_assertion`: the assertion the platform hands the job (`client_auth =
+    /// "client_assertion"`), read anew for every request.
+    pub client_assertion: Option<SecretTemplate>,
 }
 
-/// A private key that signs JWT assertions (RFC 7523).
+impl OAuth2Config {
+    /// Every template of the configuration.
+    #[must_use]
+    pub fn templates(&self) -> Vec<&SecretTemplate> {
+        let mut templates: Vec<&SecretTemplate> = Vec::new();
+        templates.extend(&self.client_secret);
+        templates.extend(&self.client_assertion);
+        if let Some(key) = &self.signing_key {
+            templates.push(&key.private_key);
+            templates.extend(&key.certificate);
+        }
+        match &self.grant {
+            OAuth2Grant::RefreshToken { refresh_token } => templates.push(refresh_token),
+            OAuth2Grant::TokenExchange(exchange) => {
+                templates.push(&exchange.subject_token);
+                templates.extend(exchange.actor_token.as_ref().map(|(token, _)| token));
+            }
+            _ => {}
+        }
+        templates
+    }
+}
+
+/// `grant = "token_exchange"` (RFC 8693): a token the job holds is exchanged for another.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SigningKey {
-    /// `private_key`: a PEM private key (PKCS#8, or PKCS#1 for RSA, SEC1 for EC).
-    pub private_key: SecretTemplate,
-    /// `signing_alg` (default `RS256`).
-    pub alg: SigningAlg,
-    /// `key_id`: the `kid` header, when the server needs it to pick the key.
-    pub key_id: Option<String>,
-}
-
-/// `signing_alg = …`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SigningAlg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    #[default]
-    Rs256,
-    /// ECDSA P-256 with SHA-256.
-    Es256,
+pub struct TokenExchange {
+    /// `subject_token`: whom the new token is for (a template, often `${provider:NAME}` or
+    /// a platform token file).
+    pub subject_token: SecretTemplate,
+    /// `subject_token_type` (default `urn:ietf:params:oauth:token-type:jwt`).
+    pub subject_token_type: String,
+    /// `actor_token` and `actor_token_type`: who acts for the subject (delegation).
+    pub actor_token: Option<(SecretTemplate, String)>,
+    /// `requested_token_type`.
+    pub requested_token_type: Option<String>,
+    /// `audience`: where the new token is used (logical names), in file order.
+    pub audience: Vec<String>,
+    /// `resource`: where the new token is used (URIs), in file order.
+    pub resource: Vec<String>,
 }
 
 /// `grant = "jwt_bearer"`: who the assertion speaks for (RFC 7523 section 2.1).
@@ -130,6 +169,8 @@ pub enum OAuth2Grant {
     DeviceCode(DeviceLogin),
     /// `jwt_bearer` (RFC 7523 section 2.1): a signed assertion is the grant (service accounts).
     JwtBearer(JwtBearer),
+    /// `token_exchange` (RFC 8693): a subject token is exchanged for an access token.
+    TokenExchange(TokenExchange),
 }
 
 /// How `tok login` runs the authorization code flow.
@@ -171,6 +212,7 @@ impl OAuth2Grant {
             Self::AuthorizationCode(_) => "authorization_code",
             Self::DeviceCode(_) => "device_code",
             Self::JwtBearer(_) => "jwt_bearer",
+            Self::TokenExchange(_) => "token_exchange",
         }
     }
 }
@@ -195,4 +237,7 @@ pub enum ClientAuth {
     Post,
     /// `private_key_jwt` (RFC 7523 section 2.2): a JWT signed with `private_key`.
     PrivateKeyJwt,
+    /// `client_assertion`: a JWT the platform issued (workload identity federation), read from
+    /// `client_assertion` for every request and sent as RFC 7523 section 2.2 says.
+    ClientAssertion,
 }

@@ -121,14 +121,14 @@ fn interactive_grants() {
         (
             "grant = \"jwt_bearer\"\ntoken_url = \"https://t/\"\n",
             "key `private_key`",
-            "need `private_key`",
+            "needs `private_key`",
         ),
         (
             "grant = \"client_credentials\"\nclient_secret = \"${env:S}\"\n\
              client_auth = \"private_key_jwt\"\ntoken_url = \"https://t/\"\n\
              private_key = \"${file:/k.pem}\"\n",
             "key `client_secret`",
-            "client_auth is \"private_key_jwt\"",
+            "an assertion authenticates the client",
         ),
         (
             "grant = \"device_code\"\nissuer = \"https://t/\"\n\
@@ -218,7 +218,7 @@ fn azure_ad_preset() {
             "tenant = \"t\"\nclient_id = \"c\"\nclient_secret = \"${env:S}\"\n\
              redirect_uri = \"http://127.0.0.1:0/cb\"\n",
             "key `redirect_uri`",
-            "app login",
+            "the app logs in as itself",
         ),
         (
             "tenant = \"t\"\nclient_id = \"c\"\ngrant = \"x\"\n",

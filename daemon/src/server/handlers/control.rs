@@ -1,7 +1,7 @@
-//! `Reload` and `Invalidate`: changing what the daemon holds without restarting it; `ProxyUrl`:
-//! where a provider's auth proxy is.
+//! `Reload`, `Invalidate` and `Rotate`: changing what the daemon holds without restarting it;
+//! `ProxyUrl`: where a provider's auth proxy is.
 
-use tokend_protocol::{ErrorCode, Invalidate, ProxyUrl, Response};
+use tokend_protocol::{ErrorCode, Invalidate, ProxyUrl, Response, Rotate};
 
 use crate::server::dispatch::find;
 use crate::server::state::State;
@@ -35,6 +35,17 @@ pub(crate) fn proxy_url(state: &State, request: &ProxyUrl) -> Response {
     }
     match state.outlets().proxy_url(&request.provider) {
         Ok(url) => Response::ProxyUrl(url),
+        Err(response) => response,
+    }
+}
+
+/// `Rotate`: replaces a static provider's key through its `rotate` table, now.
+pub(crate) async fn rotate(state: &State, request: &Rotate) -> Response {
+    match find(state, &request.provider) {
+        Ok(provider) => match provider.rotate().await {
+            Ok(outcome) => Response::Rotated(outcome),
+            Err(response) => response,
+        },
         Err(response) => response,
     }
 }

@@ -1,16 +1,19 @@
 //! `GetToken`: the hot path. A cache hit answers with the provider's pre-encoded response frame;
-//! with `tokend --audit`, one audit line per request.
+//! with `tokend --audit`, one audit line per request. `GetIdToken`: the same for the id_token
+//! that came with the token.
 
 use std::time::Duration;
 
 use tokend_protocol::GetToken;
 
+use crate::provider::Wanted;
 use crate::server::dispatch::{Reply, find};
 use crate::server::peer::Peer;
 use crate::server::state::State;
 
-/// `GetToken`: a token valid for at least the requested minimum lifetime.
-pub(crate) async fn get_token(state: &State, get: GetToken, peer: &Peer) -> Reply {
+/// `GetToken` (`Wanted::Access`) or `GetIdToken` (`Wanted::IdToken`): the token valid for at
+/// least the requested minimum lifetime.
+pub(crate) async fn get_token(state: &State, get: GetToken, peer: &Peer, wanted: Wanted) -> Reply {
     let provider = match find(state, &get.provider) {
         Ok(provider) => provider,
         Err(response) => {
@@ -19,7 +22,7 @@ pub(crate) async fn get_token(state: &State, get: GetToken, peer: &Peer) -> Repl
         }
     };
     match provider
-        .token(Duration::from_secs(u64::from(get.min_ttl_secs)))
+        .token_for(wanted, Duration::from_secs(u64::from(get.min_ttl_secs)))
         .await
     {
         Ok(served) => {
@@ -29,7 +32,10 @@ pub(crate) async fn get_token(state: &State, get: GetToken, peer: &Peer) -> Repl
                 &get.provider,
                 if served.hit { "hit" } else { "miss" },
             );
-            Reply::Cached(served.cached)
+            match wanted {
+                Wanted::Access => Reply::Cached(served.cached),
+                Wanted::IdToken => Reply::CachedId(served.cached),
+            }
         }
         Err(response) => {
             audit(state, peer, &get.provider, "error");

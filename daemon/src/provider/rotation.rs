@@ -1,0 +1,288 @@
+//! Replacing a static provider's key through its `rotate` table: now (`tok rotate NAME`) or on
+//! the `every` schedule.
+//!
+//! A rotation runs under the provider's single flight, so no fetch runs beside it:
+//! 1. the key in force stops being served (the API may invalidate it the moment the request
+//!    arrives; callers wait for the outcome instead of getting a key that may be dead);
+//! 2. the new key is requested (see [`crate::kinds::static_secret::rotate`]);
+//! 3. it is written to the store, fsynced, before anything serves it; then it is the cached
+//!    token. From then on the old key is never served again: the configured literal or
+//!    `${secret:…}` stays only the origin the rotated key descends from (a new configured key
+//!    replaces it, as a new refresh token replaces a rotated chain).
+//!
+//! A failed request keeps the old key (served again) and shows the error in `tok status`. A new
+//! key that could not be saved is held in memory and not served: the next request retries the
+//! save first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokend_protocol::{ErrorCode, Response, RotationOutcome, clock};
+
+use super::refresh::error_response;
+use super::{Origin, PoisonError, Provider, Trigger};
+use crate::kinds::static_secret::{self, Rotation};
+use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind, SentSecrets};
+use crate::secret::SecretTemplate;
+use crate::store::StoredRotated;
+
+/// What `tok status` shows of a rotating key.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RotationState {
+    /// When tokend last replaced the key (Unix seconds).
+    pub(crate) rotated_at_unix: Option<u64>,
+    /// When the schedule rotates next (Unix seconds).
+    pub(crate) next_unix: Option<u64>,
+    /// Why the last rotation failed.
+    pub(crate) error: Option<String>,
+}
+
+/// The longest a failed scheduled rotation waits before trying again.
+const RETRY_CAP: Duration = Duration::from_secs(3600);
+
+impl Provider {
+    /// The provider's key template and `rotate` table, if it has one.
+    fn rotation(&self) -> Option<(&SecretTemplate, &Rotation)> {
+        match &self.config.kind {
+            ProviderKind::Static {
+                secret,
+                rotate: Some(rotate),
+            } => Some((secret, rotate)),
+            _ => None,
+        }
+    }
+
+    /// Replaces the key now: durably stored, then served. The old key stays if it fails.
+    pub(crate) async fn rotate(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
+        let name = self.config.name.clone();
+        let Some((secret, rotation)) = self.rotation() else {
+            return Err(Response::error(
+                ErrorCode::Config,
+                format!(
+                    "provider `{name}` has no `rotate` table, so tokend cannot replace its key; \
+                     add rotate = {{ url = \"…\", auth = \"PROVIDER\", secret = \"/apiKey\" }} to \
+                     [providers.{name}]"
+                ),
+            ));
+        };
+        let mut state = self.flight.lock().await;
+        if let Err(error) = self.save_rotated(&mut state).await {
+            return Err(self.rotation_failed(&error));
+        }
+        // The key being replaced is not served from now on: the API may invalidate it as soon
+        // as the request arrives.
+        let previous = self.inner().current.take();
+        let sent = SentSecrets::default();
+        let cx = self.services.cx(&name, &sent);
+        let requested = async {
+            let origin = static_secret::rotation_origin(&cx, secret, &state).await?;
+            let key = static_secret::rotate::request_new_key(&cx, rotation).await?;
+            Ok::<_, FetchError>((key, origin))
+        }
+        .await
+        .map_err(|error| {
+            error
+                .map_message(|message| sent.mask(&message))
+                .in_provider(&name)
+        });
+        let (key, origin) = match requested {
+            Ok(new) => new,
+            Err(error) => {
+                // The old key stays in force (unless something replaced it meanwhile).
+                let mut inner = self.inner();
+                if inner.current.is_none() {
+                    inner.current = previous;
+                }
+                drop(inner);
+                return Err(self.rotation_failed(&error));
+            }
+        };
+        let rotated_at_unix = clock::unix_now();
+        state.rotated_key = Some(key.clone());
+        state.rotated_origin = Some(origin);
+        state.rotation_unsaved = true;
+        if let Err(error) = self.save_rotated(&mut state).await {
+            return Err(self.rotation_failed(&error));
+        }
+        let fetched = Fetched::new(key, Lifetime::Unbounded);
+        let cached = self.cache(Ok(fetched), Trigger::Caller, Origin::Upstream);
+        drop(state);
+        if let Err(error) = cached {
+            return Err(self.rotation_failed(&error));
+        }
+        let every = rotation.every;
+        let next_rotation_unix = every.map(|every| rotated_at_unix + every.as_secs());
+        {
+            let mut inner = self.inner();
+            inner.rotation.rotated_at_unix = Some(rotated_at_unix);
+            inner.rotation.error = None;
+            if next_rotation_unix.is_some() {
+                inner.rotation.next_unix = next_rotation_unix;
+            }
+        }
+        tracing::info!(provider = %name, "rotated the key; the new one is stored and in force");
+        Ok(RotationOutcome {
+            provider: name,
+            rotated_at_unix,
+            next_rotation_unix,
+        })
+    }
+
+    /// Writes a rotated key that is not in the store yet (before anything serves it); else
+    /// takes over a newer one the store holds (a rotation the instance this one replaced on a
+    /// reload finished after this one started).
+    pub(super) async fn save_rotated(&self, state: &mut FetchState) -> Result<(), FetchError> {
+        if !state.rotation_unsaved {
+            if self.rotation().is_some()
+                && let Some(stored) = self
+                    .store
+                    .as_ref()
+                    .and_then(|store| store.rotated_key(&self.config.name))
+                && state.rotated_key.as_ref() != Some(&stored.key)
+            {
+                tracing::debug!(provider = %self.config.name, "following a key rotated by a replaced instance");
+                state.rotated_key = Some(stored.key);
+                state.rotated_origin = Some(stored.origin);
+                self.inner().rotation.rotated_at_unix = Some(stored.rotated_at_unix);
+            }
+            return Ok(());
+        }
+        let (Some(key), Some(origin)) = (state.rotated_key.clone(), state.rotated_origin.clone())
+        else {
+            state.rotation_unsaved = false;
+            return Ok(());
+        };
+        let stored = StoredRotated {
+            key,
+            origin,
+            rotated_at_unix: clock::unix_now(),
+        };
+        self.write_store(move |contents, name| {
+            contents.rotated_keys.insert(name.to_owned(), stored);
+            contents.key_since.remove(name);
+        })
+        .await
+        .map_err(|message| {
+            FetchError::Config(format!(
+                "{message}; the new key could not be saved, so it is not served yet (the old \
+                 one was replaced at the API: the next request tries the save again)"
+            ))
+        })?;
+        state.rotation_unsaved = false;
+        Ok(())
+    }
+
+    /// Records a failed rotation for `tok status` and logs it.
+    fn rotation_failed(&self, error: &FetchError) -> Response {
+        tracing::warn!(provider = %self.config.name, "rotation failed: {}", error.message());
+        self.inner().rotation.error = Some(error.message().to_owned());
+        error_response(error, "")
+    }
+
+    /// Starts the `every` schedule, if the provider has one (a reload's retire stops it).
+    pub(crate) fn start_rotation_schedule(self: &Arc<Self>) {
+        let Some(every) = self.rotation().and_then(|(_, rotation)| rotation.every) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let me = Arc::clone(self);
+        let task = runtime.spawn(async move { me.rotation_schedule(every).await });
+        let previous = self
+            .rotation_task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(task.abort_handle());
+        if let Some(previous) = previous {
+            previous.abort();
+        }
+    }
+
+    /// Rotates every `every`, counted from the last rotation (from when the configured key was
+    /// first used when tokend never rotated it); after a failure, again after a backoff.
+    async fn rotation_schedule(self: Arc<Self>, every: Duration) {
+        let mut due = self.schedule_start().await + every.as_secs();
+        let mut failures: u32 = 0;
+        loop {
+            self.inner().rotation.next_unix = Some(due);
+            // By the wall clock, in steps: a machine that slept rotates soon after it wakes.
+            loop {
+                let now = clock::unix_now();
+                if now >= due {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs((due - now).min(60))).await;
+            }
+            if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            match self.rotate().await {
+                Ok(outcome) => {
+                    failures = 0;
+                    due = outcome.rotated_at_unix + every.as_secs();
+                }
+                Err(_) => {
+                    failures = failures.saturating_add(1);
+                    due = clock::unix_now() + retry_delay(failures, every).as_secs();
+                }
+            }
+        }
+    }
+
+    /// Where the schedule counts from: the last rotation, else when tokend first saw the
+    /// configured key (kept in the store, so a restart does not postpone the rotation).
+    async fn schedule_start(&self) -> u64 {
+        if let Some(at) = self.inner().rotation.rotated_at_unix {
+            return at;
+        }
+        if let Some(since) = self
+            .store
+            .as_ref()
+            .and_then(|store| store.key_since(&self.config.name))
+        {
+            return since;
+        }
+        let now = clock::unix_now();
+        let saved = self
+            .write_store(move |contents, name| {
+                contents.key_since.entry(name.to_owned()).or_insert(now);
+            })
+            .await;
+        if let Err(message) = saved {
+            tracing::warn!("{message}; the rotation schedule starts over at the next start");
+        }
+        now
+    }
+}
+
+/// How long a failed scheduled rotation waits: a tenth of `every` (at least a second), doubling
+/// with each failure, at most `every` or an hour.
+fn retry_delay(failures: u32, every: Duration) -> Duration {
+    let first = (every / 10).max(Duration::from_secs(1));
+    first
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(every.min(RETRY_CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_within_the_period() {
+        let day = Duration::from_secs(86_400);
+        // A tenth of a day is more than the cap.
+        assert_eq!(retry_delay(1, day), RETRY_CAP);
+        let hours = Duration::from_secs(6 * 3600);
+        assert_eq!(retry_delay(1, hours), Duration::from_secs(2160));
+        assert_eq!(retry_delay(2, hours), RETRY_CAP);
+        let minute = Duration::from_secs(60);
+        assert_eq!(retry_delay(1, minute), Duration::from_secs(6));
+        assert_eq!(retry_delay(2, minute), Duration::from_secs(12));
+        assert_eq!(retry_delay(9, minute), minute);
+        let short = Duration::from_secs(2);
+        assert_eq!(retry_delay(1, short), Duration::from_secs(1));
+        assert_eq!(retry_delay(5, short), short);
+    }
+}
