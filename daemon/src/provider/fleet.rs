@@ -65,8 +65,10 @@ impl Want {
             Self::Caller(min) | Self::AdoptOnly(min) => {
                 remaining >= min.max(Duration::from_secs(1))
             }
+            // The entry of the token this daemon holds has the same expiry, give or take the
+            // milliseconds of Redis's PTTL: anything later by more is a newer token.
             Self::Fresher(current) => {
-                remaining > current.unwrap_or_default() + Duration::from_secs(1)
+                remaining > current.unwrap_or_default() + Duration::from_millis(250)
             }
         }
     }
