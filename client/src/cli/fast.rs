@@ -7,12 +7,25 @@ use std::ffi::OsString;
 
 use super::args::{Cli, Command};
 
-/// `tok get NAME` or `tok header NAME` with no option, as clap would parse it; `None` for any
-/// other command line, including a NAME that could be an option: clap parses those.
+/// `tok get NAME` or `tok header NAME` with no option but a leading `--socket PATH` (or
+/// `--socket=PATH`), as clap would parse it; `None` for any other command line, including a
+/// NAME or PATH that could be an option: clap parses those.
 pub(super) fn fast_parse(args: &[OsString]) -> Option<Cli> {
-    let [_, command, name] = args else {
-        return None;
+    let (socket, command, name) = match args {
+        [_, command, name] => (None, command, name),
+        [_, flag, path, command, name] if flag == "--socket" => (Some(path.clone()), command, name),
+        [_, flag, command, name] => {
+            let path = flag.to_str()?.strip_prefix("--socket=")?;
+            (Some(OsString::from(path)), command, name)
+        }
+        _ => return None,
     };
+    if socket
+        .as_ref()
+        .is_some_and(|path| path.is_empty() || path.to_str().is_none_or(|p| p.starts_with('-')))
+    {
+        return None;
+    }
     let name = name.to_str()?;
     if name.is_empty() || name.starts_with('-') {
         return None;
@@ -32,7 +45,7 @@ pub(super) fn fast_parse(args: &[OsString]) -> Option<Cli> {
         _ => return None,
     };
     Some(Cli {
-        socket: None,
+        socket: socket.map(std::path::PathBuf::from),
         command,
     })
 }
@@ -46,9 +59,11 @@ mod tests {
     #[test]
     fn the_fast_path_parses_like_clap() {
         for line in [
-            ["tok", "get", "crm"],
-            ["tok", "header", "crm.com"],
-            ["tok", "get", "a_b-c"],
+            vec!["tok", "get", "crm"],
+            vec!["tok", "header", "crm.com"],
+            vec!["tok", "get", "a_b-c"],
+            vec!["tok", "--socket", "/run/t.sock", "get", "crm"],
+            vec!["tok", "--socket=/run/t.sock", "header", "crm"],
         ] {
             let args: Vec<OsString> = line.iter().map(OsString::from).collect();
             let fast = fast_parse(&args).expect("fast path");
@@ -59,7 +74,10 @@ mod tests {
             vec!["tok", "get", "--json"],
             vec!["tok", "get", "crm", "--json"],
             vec!["tok", "status", "x"],
-            vec!["tok", "--socket", "/s", "get", "crm"],
+            vec!["tok", "--socket", "-s", "get", "crm"],
+            vec!["tok", "--socket=", "get", "crm"],
+            vec!["tok", "--sock", "/s", "get", "crm"],
+            vec!["tok", "get", "crm", "--socket", "/s"],
             vec!["tok", "get", "-h"],
             vec!["tok", "get", ""],
         ] {
