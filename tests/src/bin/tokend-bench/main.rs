@@ -73,6 +73,7 @@ use std::time::{Duration, Instant};
 mod clients;
 mod fleet;
 mod measure;
+mod peers;
 mod process;
 mod proxy;
 mod raw;
@@ -150,6 +151,35 @@ fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+    }
+}
+
+/// One command of row c and its timings.
+struct Proc<'a> {
+    what: &'static str,
+    command: Command,
+    /// A file given to it as stdin at every run.
+    input: Option<&'a Path>,
+    times: ProcTimes,
+}
+
+impl<'a> Proc<'a> {
+    fn new(what: &'static str, command: Command, input: Option<&'a Path>) -> Self {
+        Self {
+            what,
+            command,
+            input,
+            times: ProcTimes::default(),
+        }
+    }
+
+    /// One timed run, spawn to exit.
+    fn time(&mut self) -> u64 {
+        if let Some(input) = self.input {
+            let file = std::fs::File::open(input).expect("the input file of a timed command");
+            self.command.stdin(file);
+        }
+        time_process(&mut self.command, self.what)
     }
 }
 
@@ -282,6 +312,16 @@ fn bench(knobs: &Knobs) {
         None,
     );
 
+    // The peers: Redis holding a value as large as tokend's answer, git's credential cache.
+    let redis = peers::Redis::start(dir.path(), response_len, &pinned);
+    if redis.is_none() {
+        eprintln!("tokend-bench: redis-server not found: the Redis rows are left out");
+    }
+    let git_cache = peers::GitCache::start(dir.path(), &secret);
+    if git_cache.is_none() {
+        eprintln!("tokend-bench: git not found: the git credential-cache row is left out");
+    }
+
     // d. idle RSS: right after start plus one request, connection closed again.
     LibClient::connect(&socket).expect("first get from tokend");
     RawClient::connect(&raw_socket, request_len, response_len)
@@ -311,6 +351,9 @@ fn bench(knobs: &Knobs) {
     };
     let mut single = Paired::default();
     let mut multi = Paired::default();
+    // tokend against Redis, in the same rounds as against the raw server.
+    let mut single_redis = Paired::default();
+    let mut multi_redis = Paired::default();
     let mut shared = Paired::default();
     let mut phases = refresh::Phases::default();
     for round in 0..knobs.rounds {
@@ -322,34 +365,66 @@ fn bench(knobs: &Knobs) {
         );
         let ours_first = round % 2 == 0;
 
-        // a. Everyone on the same CPU.
+        // a. Everyone on the same CPU; the three servers take turns in a rotating order.
         set_process_affinity(tokend.pid(), &pinned);
         set_process_affinity(raw.pid(), &pinned);
-        let (ours, base) = std::thread::scope(|scope| {
+        if let Some(redis) = &redis {
+            set_process_affinity(redis.guard.pid(), &pinned);
+        }
+        let (ours, base, peer) = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
                     pin_current_thread(&pinned);
-                    let run_ours = || {
-                        let mut conn = LibClient::connect(&socket).expect("connect to tokend");
-                        single_client(&mut conn, tokend.pid(), knobs.warmup, knobs.iters, "tokend")
-                    };
-                    let run_base = || {
-                        let mut conn = RawClient::connect(&raw_socket, request_len, response_len)
-                            .expect("connect to the raw server");
-                        single_client(&mut conn, raw.pid(), knobs.warmup, knobs.iters, "raw")
-                    };
-                    if ours_first {
-                        let ours = run_ours();
-                        (ours, run_base())
-                    } else {
-                        let base = run_base();
-                        (run_ours(), base)
+                    let mut results: [Option<Sample>; 3] = [None; 3];
+                    for k in 0..3 {
+                        let which = (round + k) % 3;
+                        results[which] = match which {
+                            0 => {
+                                let mut conn =
+                                    LibClient::connect(&socket).expect("connect to tokend");
+                                Some(single_client(
+                                    &mut conn,
+                                    tokend.pid(),
+                                    knobs.warmup,
+                                    knobs.iters,
+                                    "tokend",
+                                ))
+                            }
+                            1 => {
+                                let mut conn =
+                                    RawClient::connect(&raw_socket, request_len, response_len)
+                                        .expect("connect to the raw server");
+                                Some(single_client(
+                                    &mut conn,
+                                    raw.pid(),
+                                    knobs.warmup,
+                                    knobs.iters,
+                                    "raw",
+                                ))
+                            }
+                            _ => redis.as_ref().map(|redis| {
+                                let mut conn = peers::RedisClient::connect(redis, response_len)
+                                    .expect("connect to redis-server");
+                                single_client(
+                                    &mut conn,
+                                    redis.guard.pid(),
+                                    knobs.warmup,
+                                    knobs.iters,
+                                    "redis",
+                                )
+                            }),
+                        };
                     }
+                    let [ours, base, peer] = results;
+                    (ours.expect("measured"), base.expect("measured"), peer)
                 })
                 .join()
                 .expect("the pinned client thread panicked")
         });
         single.push(ours, base);
+        if let Some(peer) = peer {
+            single_redis.push(ours, peer);
+        }
 
         // b. Unpinned: servers and client threads may use every CPU.
         set_process_affinity(tokend.pid(), &allowed);
@@ -372,12 +447,32 @@ fn bench(knobs: &Knobs) {
                 "raw",
             )
         };
-        if ours_first {
+        if let Some(redis) = &redis {
+            set_process_affinity(redis.guard.pid(), &allowed);
+        }
+        let run_redis = || {
+            redis.as_ref().map(|redis| {
+                multi_client(
+                    || peers::RedisClient::connect(redis, response_len),
+                    redis.guard.pid(),
+                    knobs.clients,
+                    knobs.total,
+                    "redis",
+                )
+            })
+        };
+        let (ours, base, peer) = if ours_first {
             let ours = run_ours();
-            multi.push(ours, run_base());
-        } else {
             let base = run_base();
-            multi.push(run_ours(), base);
+            (ours, base, run_redis())
+        } else {
+            let peer = run_redis();
+            let base = run_base();
+            (run_ours(), base, peer)
+        };
+        multi.push(ours, base);
+        if let Some(peer) = peer {
+            multi_redis.push(ours, peer);
         }
         // b'. The same threads sharing one client, against one client each (run_ours).
         let one = LibClient::connect(&socket)
@@ -413,37 +508,30 @@ fn bench(knobs: &Knobs) {
         set_process_affinity(tokend.pid(), &allowed);
     }
 
-    // c. Whole process: tok get vs hello vs true, alternated run by run.
+    // c. Whole process: tok get vs hello vs true (and git's credential cache), alternated run
+    // by run. `tok get NAME` as scripts run it: the endpoint from the environment.
     eprintln!(
         "tokend-bench: whole-process timings ({} rounds x {} runs)",
         knobs.proc_rounds, knobs.proc_runs
     );
-    let quiet = |command: &mut Command| {
+    let quiet = |mut command: Command| {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        command
     };
-    let mut tok_cmd = Command::new(&tok_bin);
-    tok_cmd
-        .arg("--socket")
-        .arg(&socket)
-        .args(["get", PROVIDER])
-        .env("TOKEND_NO_AUTOSTART", "1")
-        .env_remove("TOKEND_SOCKET");
-    quiet(&mut tok_cmd);
-    let mut hello_cmd = Command::new(&hello_bin);
-    quiet(&mut hello_cmd);
-    let mut true_cmd = Command::new("true");
-    quiet(&mut true_cmd);
+    let tok_get = || {
+        let mut command = Command::new(&tok_bin);
+        command
+            .args(["get", PROVIDER])
+            .env("TOKEND_SOCKET", &socket)
+            .env("TOKEND_NO_AUTOSTART", "1");
+        command
+    };
     {
         // `tok get` must print exactly the token (checked once, outside the timings).
-        let output = Command::new(&tok_bin)
-            .arg("--socket")
-            .arg(&socket)
-            .args(["get", PROVIDER])
-            .env("TOKEND_NO_AUTOSTART", "1")
-            .env_remove("TOKEND_SOCKET")
+        let output = tok_get()
             .stdin(Stdio::null())
             .output()
             .expect("run tok get");
@@ -454,29 +542,50 @@ fn bench(knobs: &Knobs) {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let mut procs: [(&str, &mut Command, ProcTimes); 3] = [
-        ("tok get", &mut tok_cmd, ProcTimes::default()),
-        ("hello", &mut hello_cmd, ProcTimes::default()),
-        ("true", &mut true_cmd, ProcTimes::default()),
+    let git_input = dir.path().join("git-get-input");
+    tokend_e2e::write_private(
+        &git_input,
+        std::str::from_utf8(peers::GitCache::get_input()).expect("ASCII"),
+    );
+    let mut procs = vec![
+        Proc::new("tok get", quiet(tok_get()), None),
+        Proc::new("hello", quiet(Command::new(&hello_bin)), None),
+        Proc::new("true", quiet(Command::new("true")), None),
     ];
-    for (what, command, _) in &mut procs {
+    if let Some(cache) = &git_cache {
+        procs.push(Proc::new(
+            "git credential-cache get",
+            cache.command("get"),
+            Some(git_input.as_path()),
+        ));
+    }
+    for proc in &mut procs {
         for _ in 0..PROC_WARMUP {
-            time_process(command, what);
+            proc.time();
         }
     }
     for _ in 0..knobs.proc_rounds {
-        for (_, _, times) in &mut procs {
-            times.rounds.push(Vec::with_capacity(knobs.proc_runs));
+        for proc in &mut procs {
+            proc.times.rounds.push(Vec::with_capacity(knobs.proc_runs));
         }
         for run in 0..knobs.proc_runs {
             for k in 0..procs.len() {
-                let (what, command, times) = &mut procs[(run + k) % 3];
-                let ns = time_process(command, what);
-                times.rounds.last_mut().expect("round started").push(ns);
+                let index = (run + k) % procs.len();
+                let ns = procs[index].time();
+                procs[index]
+                    .times
+                    .rounds
+                    .last_mut()
+                    .expect("round started")
+                    .push(ns);
             }
         }
     }
-    let [(_, _, tok_times), (_, _, hello_times), (_, _, true_times)] = procs;
+    let mut procs = procs.into_iter().map(|proc| proc.times);
+    let tok_times = procs.next().expect("tok get");
+    let hello_times = procs.next().expect("hello");
+    let true_times = procs.next().expect("true");
+    let git_times = procs.next();
 
     // d. RSS after all the load (every client connection is closed by now).
     std::thread::sleep(Duration::from_millis(100));
@@ -506,10 +615,13 @@ fn bench(knobs: &Knobs) {
         response_len,
         single: &single,
         multi: &multi,
+        single_redis: &single_redis,
+        multi_redis: &multi_redis,
         shared: &shared,
         tok: &tok_times,
         hello: &hello_times,
         true_: &true_times,
+        git: git_times.as_ref(),
         tokend_idle,
         tokend_fetched,
         tokend_after,
