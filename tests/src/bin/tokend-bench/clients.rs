@@ -20,25 +20,41 @@ pub(crate) trait RoundTrip {
     fn round_trip(&mut self) -> Result<(), String>;
 }
 
-/// The library under test: a blocking `Client` on one persistent connection.
-pub(crate) struct LibClient(pub(crate) Client);
+/// The library under test: a blocking `Client` on one persistent connection, asking for one
+/// provider.
+pub(crate) struct LibClient {
+    pub(crate) client: Client,
+    provider: String,
+}
 
 impl LibClient {
+    /// A client of the bench's own provider.
     pub(crate) fn connect(socket: &Path) -> Result<Self, String> {
+        Self::connect_to(socket, PROVIDER)
+    }
+
+    /// A client asking for `provider`.
+    pub(crate) fn connect_to(socket: &Path, provider: &str) -> Result<Self, String> {
         let client = Client::builder()
             .endpoint(Endpoint::from_path(socket))
             .autostart(false)
             .timeout(IO_TIMEOUT)
             .build();
         // Connect and handshake now, outside any timed loop.
-        client.get(PROVIDER).map_err(|err| err.to_string())?;
-        Ok(Self(client))
+        client.get(provider).map_err(|err| err.to_string())?;
+        Ok(Self {
+            client,
+            provider: provider.to_owned(),
+        })
     }
 }
 
 impl RoundTrip for LibClient {
     fn round_trip(&mut self) -> Result<(), String> {
-        let token = self.0.get(PROVIDER).map_err(|err| err.to_string())?;
+        let token = self
+            .client
+            .get(&self.provider)
+            .map_err(|err| err.to_string())?;
         std::hint::black_box(&token);
         Ok(())
     }

@@ -61,7 +61,9 @@
 //!
 //! Other modes: `tokend-bench fleet [--quick]` (the Redis fleet, see `fleet.rs`) and
 //! `tokend-bench proxy [--quick]` (the auth proxy against direct requests, see `proxy.rs`), and
-//! `tokend-bench soak [--minutes N]` (a long run under chaos and kill -9, see `soak/mod.rs`).
+//! `tokend-bench scale [--quick]` (10 000 providers, 10 000 idle connections, 10 million hits,
+//! see `scale.rs`) and `tokend-bench soak [--minutes N]` (a long run under chaos and kill -9,
+//! see `soak/mod.rs`).
 
 // The benchmark's output is its report: printing the table to stdout is the point.
 #![allow(clippy::print_stdout)]
@@ -79,6 +81,7 @@ mod proxy;
 mod raw;
 mod refresh;
 mod report;
+mod scale;
 mod soak;
 mod stampede;
 mod upstream;
@@ -137,6 +140,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("soak") => soak::run(&args[1..]),
+        Some("scale") => {
+            scale::run(args.get(1).is_some_and(|arg| arg == "--quick"));
+            ExitCode::SUCCESS
+        }
         None => {
             let quick = std::env::var("QUICK").is_ok_and(|v| v == "1");
             bench(&Knobs::from_env(quick));
@@ -146,6 +153,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "unknown argument {other:?}\nusage: tokend-bench [--quick]\n       \
                  tokend-bench fleet [--quick]\n       tokend-bench proxy [--quick]\n       \
+                 tokend-bench scale [--quick]\n       \
                  tokend-bench soak [--minutes N] [--kill-every SECONDS] [--faults RATE]\n       \
                  tokend-bench serve-raw SOCKET RESPONSE_LEN"
             );
@@ -477,7 +485,7 @@ fn bench(knobs: &Knobs) {
         // b'. The same threads sharing one client, against one client each (run_ours).
         let one = LibClient::connect(&socket)
             .unwrap_or_else(|err| panic!("shared client connect: {err}"))
-            .0;
+            .client;
         let run_shared = || {
             multi_client(
                 || Ok(SharedClient(&one)),
