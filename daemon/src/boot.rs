@@ -30,7 +30,7 @@ pub struct Options {
     pub socket: Option<PathBuf>,
     /// `--notify-ready`: print `READY` on stdout once connections are accepted.
     pub notify_ready: bool,
-    /// `--audit`: one log line per token request.
+    /// The audit trail (`tokend --no-audit` turns it off; see `server::audit`).
     pub audit: bool,
     /// `--max-connections`: the connection cap (default [`server::MAX_CONNECTIONS`]).
     pub max_connections: Option<usize>,

@@ -1,5 +1,5 @@
-//! Counters in `tok status --json`, `tok metrics` (Prometheus text), and the audit line per token
-//! request, with the real daemon.
+//! Counters in `tok status --json`, `tok metrics` (Prometheus text), and the audit trail (on by
+//! default, aggregated per program and provider), with the real daemon.
 
 use tokend_e2e::{Daemon, code, stderr, stdout};
 
@@ -13,11 +13,11 @@ fn daemon() -> Daemon {
     Daemon::start_with_env(CONFIG, &[("E2E_OBS_PAT", "pat-observed-0123")])
 }
 
-fn audited_daemon() -> Daemon {
+fn unaudited_daemon() -> Daemon {
     Daemon::start_with_args(
         CONFIG,
         &[("E2E_OBS_PAT", "pat-observed-0123")],
-        &["--audit"],
+        &["--no-audit"],
     )
 }
 
@@ -68,40 +68,79 @@ fn metrics_are_prometheus_text_without_secrets() {
 }
 
 #[test]
-fn without_audit_there_are_no_audit_lines() {
-    let daemon = daemon();
+fn with_no_audit_there_are_no_audit_lines() {
+    let mut daemon = unaudited_daemon();
     assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    assert_eq!(daemon.terminate().code(), Some(0));
     assert!(!daemon.log().contains("tokend::audit"), "{}", daemon.log());
 }
 
+fn audit_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("tokend::audit"))
+        .collect()
+}
+
 #[test]
-fn with_audit_every_token_request_leaves_a_line_without_the_token() {
-    let daemon = audited_daemon();
+fn the_audit_trail_is_on_by_default_and_aggregated_per_program_and_provider() {
+    let mut daemon = daemon();
     assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
     assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
     assert_eq!(code(&daemon.tok(&["get", "nope"])), 4);
-    let log = daemon.log();
-    let audit: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("tokend::audit"))
-        .collect();
-    assert_eq!(audit.len(), 3, "{log}");
+    // The first token of a program (tok) for each provider is written at once.
     let uid = rustix::process::getuid().as_raw();
     assert!(
-        audit[0].contains("outcome=\"miss\"") || audit[0].contains("outcome=miss"),
+        tokend_e2e::eventually(std::time::Duration::from_secs(5), || {
+            audit_lines(&daemon.log()).len() >= 2
+        }),
         "{}",
-        audit[0]
+        daemon.log()
     );
-    assert!(audit[1].contains("hit"), "{}", audit[1]);
-    assert!(audit[2].contains("unknown-provider"), "{}", audit[2]);
-    for line in &audit {
-        assert!(
-            line.contains(&format!("uid={uid}")) && line.contains("pid="),
-            "{line}"
-        );
+    let log = daemon.log();
+    let first = audit_lines(&log);
+    assert_eq!(
+        first.len(),
+        2,
+        "one line per new program and provider: {log}"
+    );
+    assert!(
+        first[0].contains("provider=pat") && first[0].contains("granted"),
+        "{}",
+        first[0]
+    );
+    assert!(
+        first[1].contains("provider=nope") && first[1].contains("refused"),
+        "{}",
+        first[1]
+    );
+    // The counts follow once a minute, and when the daemon stops.
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let log = daemon.log();
+    let lines = audit_lines(&log);
+    let counts: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("in the last interval"))
+        .collect();
+    assert_eq!(counts.len(), 2, "{log}");
+    let pat = counts
+        .iter()
+        .find(|l| l.contains("provider=pat"))
+        .expect("the counts of pat");
+    for field in ["requests=2", "hits=1", "misses=1", "errors=0"] {
+        assert!(pat.contains(field), "{field} in {pat}");
+    }
+    assert!(
+        counts
+            .iter()
+            .any(|l| l.contains("provider=nope") && l.contains("unknown_provider=1")),
+        "{log}"
+    );
+    for line in &lines {
+        assert!(line.contains(&format!("uid={uid}")), "{line}");
         assert!(line.contains("/tok"), "the executable is named: {line}");
         assert!(line.contains("INFO"), "{line}");
     }
+    assert!(pat.contains("pids="), "{pat}");
     assert!(
         !log.contains("pat-observed-0123"),
         "no token in any log line"

@@ -26,9 +26,13 @@ struct Args {
     /// Print READY on stdout once connections are accepted (used by auto-start)
     #[arg(long)]
     notify_ready: bool,
-    /// Log one line per token request at info level: peer uid, pid and executable, provider,
-    /// and whether it was a cache hit (never the token). Costs a few microseconds per request.
+    /// Turn off the audit trail. It is on by default: the first token a program (uid,
+    /// executable) gets from a provider is logged at once, then once a minute the counts per
+    /// program and provider (hits, misses, errors, pids); never a token
     #[arg(long)]
+    no_audit: bool,
+    /// The audit trail is on by default; accepted so that older command lines keep working
+    #[arg(long, hide = true, conflicts_with = "no_audit")]
     audit: bool,
     /// Log line format on stderr: `text` for people, `json` (one object per line) for collectors
     #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
@@ -77,7 +81,7 @@ fn main() -> ExitCode {
         config: args.config,
         socket: args.socket,
         notify_ready: args.notify_ready,
-        audit: args.audit,
+        audit: !args.no_audit,
         max_connections: usize::try_from(args.max_connections).ok(),
     };
     match tokend::boot::run(options) {

@@ -17,6 +17,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
+use super::audit::ConnectionAudit;
 use super::dispatch::{Reply, dispatch};
 use super::peer::check_peer;
 use super::slots::Slot;
@@ -40,7 +41,7 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
     slot: &Slot,
 ) {
-    let peer = match check_peer(&stream, state.audit()) {
+    let mut peer = match check_peer(&stream) {
         Ok(peer) => peer,
         Err(refusal) => {
             tracing::warn!("refused a connection: {refusal}");
@@ -81,6 +82,8 @@ pub(crate) async fn serve(
     let mut last_request = Instant::now();
     // Request payloads, reused across requests (wiped when the connection ends).
     let mut payload = SecretBuf::default();
+    // This connection's token requests, handed to the audit trail once answered.
+    let mut audit = ConnectionAudit::new(&state.audit);
     let idle = tokio::time::sleep_until(last_request + IDLE_TIMEOUT);
     tokio::pin!(idle);
     loop {
@@ -128,7 +131,7 @@ pub(crate) async fn serve(
             }
         }
         let reply = match codec::decode(&payload) {
-            Ok(request) => dispatch(&state, request, &peer).await,
+            Ok(request) => dispatch(&state, request, &mut audit).await,
             Err(err) => {
                 tracing::debug!(peer_pid = peer.pid, "undecodable request: {err}");
                 let reply = Response::error(ErrorCode::BadRequest, format!("{err}"));
@@ -141,7 +144,12 @@ pub(crate) async fn serve(
             break;
         }
         slot.set_busy(false);
+        // After the answer, off the caller's wait.
+        if audit.due(last_request) {
+            state.audit.collect(&mut peer, &mut audit);
+        }
     }
+    state.audit.collect(&mut peer, &mut audit);
 }
 
 /// Reads the client's hello and answers it. `Ok(false)` when the client is incompatible.

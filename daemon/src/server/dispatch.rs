@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokend_protocol::{ErrorCode, Request, Response};
 
+use super::audit::ConnectionAudit;
 use super::handlers::{control, login, secrets, token};
-use super::peer::Peer;
 use super::state::State;
 use crate::provider::{CachedGrant, Provider, Wanted};
 
@@ -27,10 +27,14 @@ impl From<Response> for Reply {
 }
 
 /// Answers one request.
-pub(crate) async fn dispatch(state: &State, request: Request, peer: &Peer) -> Reply {
+pub(crate) async fn dispatch(
+    state: &State,
+    request: Request,
+    audit: &mut ConnectionAudit,
+) -> Reply {
     match request {
-        Request::GetToken(get) => token::get_token(state, get, peer, Wanted::Access).await,
-        Request::GetIdToken(get) => token::get_token(state, get, peer, Wanted::IdToken).await,
+        Request::GetToken(get) => token::get_token(state, get, audit, Wanted::Access).await,
+        Request::GetIdToken(get) => token::get_token(state, get, audit, Wanted::IdToken).await,
         Request::Rotate(request) => control::rotate(state, &request).await.into(),
         Request::Metrics => Response::Metrics(state.metrics()).into(),
         Request::Status => Response::Status(Box::new(state.status())).into(),

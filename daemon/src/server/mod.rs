@@ -6,6 +6,7 @@
 //!   activation).
 //! - `connection` serves one client: handshake, request/response loop, timeouts.
 //! - `peer` says who the client is (its uid must be ours).
+//! - `audit` keeps the audit trail: which program got which token, aggregated off the hot path.
 //! - `dispatch` is the one `match` on requests; `handlers` answer them, one file per family.
 //! - `state` is what every connection shares: the providers, swapped whole on reload.
 
@@ -17,6 +18,7 @@ use interprocess::local_socket::traits::tokio::Listener as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub(crate) mod audit;
 pub(crate) mod connection;
 pub(crate) mod dispatch;
 pub(crate) mod handlers;
@@ -51,7 +53,8 @@ pub struct Options {
     /// readiness, so that no SIGHUP can reach a ready daemon without its handler (the default
     /// action would terminate it). `None`: created here.
     pub hangups: Option<Hangups>,
-    /// Log one audit line per token request (peer uid, pid, executable, provider, outcome).
+    /// Keep the audit trail: which program (uid, pid, executable) got which provider's token,
+    /// aggregated per program and provider (see [`audit`]).
     pub audit: bool,
     /// The durable store tokens are kept in (see [`crate::store`]). `None`: memory only.
     pub store: Option<Arc<Store>>,
@@ -82,6 +85,10 @@ pub async fn run_with(
     let slots = slots::Slots::new(options.max_connections.unwrap_or(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
+    let mut audit_reports = tokio::time::interval_at(
+        tokio::time::Instant::now() + audit::REPORT_EVERY,
+        audit::REPORT_EVERY,
+    );
 
     loop {
         tokio::select! {
@@ -100,6 +107,7 @@ pub async fn run_with(
                 );
                 break;
             }
+            _ = audit_reports.tick() => state.audit.report(),
             () = hangups.next() => {
                 tracing::info!("SIGHUP: reloading the config");
                 if let Err(message) = state.reload() {
@@ -150,6 +158,8 @@ pub async fn run_with(
         );
         connections.shutdown().await;
     }
+    // What the connections handed over since the last report.
+    state.audit.report();
     drop(listener);
     tracing::info!("stopped");
 }

@@ -1,26 +1,37 @@
 //! Who is on the other end of a connection: the peer's uid (which must be the daemon's own) and,
-//! for the audit log, its pid and executable. Resolved once per connection.
+//! for the audit trail, its pid and executable. Resolved once per connection.
+
+use std::sync::Arc;
 
 use interprocess::local_socket::tokio::Stream;
 
-/// Who is on the other end (for the audit log), resolved once per connection.
+/// Who is on the other end (for the audit trail), resolved once per connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub(crate) pid: Option<u32>,
     pub(crate) uid: Option<u32>,
-    /// The peer's executable, where the OS tells it (`/proc/PID/exe` on Linux).
-    pub(crate) exe: Option<String>,
+    /// The peer's executable, where the OS tells it (`/proc/PID/exe` on Linux), `-` where it
+    /// does not; looked up the first time it is asked for ([`Peer::exe`]).
+    exe: Option<Arc<str>>,
 }
 
 impl Peer {
-    /// `with_exe`: look the executable up (a system call per connection: only for auditing).
-    fn new(pid: Option<u32>, uid: Option<u32>, with_exe: bool) -> Self {
-        let exe = if with_exe {
+    fn new(pid: Option<u32>, uid: Option<u32>) -> Self {
+        Self {
+            pid,
+            uid,
+            exe: None,
+        }
+    }
+
+    /// The peer's executable: a system call the first time, so the audit trail asks for it
+    /// only once an answer has been sent.
+    pub(crate) fn exe(&mut self) -> &Arc<str> {
+        let pid = self.pid;
+        self.exe.get_or_insert_with(|| {
             pid.and_then(executable_of)
-        } else {
-            None
-        };
-        Self { pid, uid, exe }
+                .map_or_else(|| "-".into(), Arc::from)
+        })
     }
 }
 
@@ -39,7 +50,7 @@ fn executable_of(_pid: u32) -> Option<String> {
 /// Only the daemon's own user may connect (the 0700 directory already keeps others out; this is
 /// the second wall).
 #[cfg(unix)]
-pub(crate) fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String> {
+pub(crate) fn check_peer(stream: &Stream) -> Result<Peer, String> {
     use interprocess::local_socket::traits::StreamCommon as _;
     let creds = stream
         .peer_creds()
@@ -47,7 +58,7 @@ pub(crate) fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String
     let me = rustix::process::geteuid().as_raw();
     let pid = creds.pid().and_then(|pid| u32::try_from(pid).ok());
     match creds.euid() {
-        Some(uid) if uid == me => Ok(Peer::new(pid, Some(uid), with_exe)),
+        Some(uid) if uid == me => Ok(Peer::new(pid, Some(uid))),
         Some(uid) => Err(format!(
             "peer uid {uid} (pid {}) is not this daemon's user (uid {me})",
             pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
@@ -58,9 +69,9 @@ pub(crate) fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String
 
 /// On Windows the pipe's security descriptor decides who may connect.
 #[cfg(not(unix))]
-pub(crate) fn check_peer(stream: &Stream, with_exe: bool) -> Result<Peer, String> {
+pub(crate) fn check_peer(stream: &Stream) -> Result<Peer, String> {
     use interprocess::local_socket::traits::StreamCommon as _;
     // Process ids are u32 on Windows.
     let pid = stream.peer_creds().ok().and_then(|creds| creds.pid());
-    Ok(Peer::new(pid, None, with_exe))
+    Ok(Peer::new(pid, None))
 }

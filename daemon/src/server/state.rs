@@ -40,8 +40,8 @@ pub(crate) struct State {
     endpoint: String,
     started: Instant,
     shutdown: watch::Sender<bool>,
-    /// One audit line per token request (`tokend --audit`).
-    audit: bool,
+    /// The audit trail (on unless `tokend --no-audit`).
+    pub(crate) audit: super::audit::Audit,
     /// The durable store (none: tokens live in memory only, as in in-process tests).
     store: Option<Arc<Store>>,
     /// The `[store]` table the store was opened with (a reload cannot change the key).
@@ -99,7 +99,7 @@ impl State {
             endpoint,
             started: Instant::now(),
             shutdown,
-            audit,
+            audit: super::audit::Audit::new(audit),
             store,
             store_config,
             fleet_config,
@@ -110,11 +110,6 @@ impl State {
     /// The durable store, if the daemon keeps one.
     pub(crate) fn store(&self) -> Option<&Arc<Store>> {
         self.store.as_ref()
-    }
-
-    /// Whether token requests are audited.
-    pub(crate) fn audit(&self) -> bool {
-        self.audit
     }
 
     /// The providers in force now (a snapshot: a concurrent reload does not change it).
