@@ -234,3 +234,24 @@ fn status_and_metrics_of_thousands_of_providers_arrive_whole() {
         3000
     );
 }
+
+#[test]
+fn rust_log_takes_a_level_and_target_directives() {
+    // Warnings only, except the audit trail.
+    let mut daemon = Daemon::start_with_env(
+        CONFIG,
+        &[
+            ("E2E_OBS_PAT", "pat-observed-0123"),
+            ("RUST_LOG", "warn,tokend::audit=info"),
+        ],
+    );
+    assert_eq!(code(&daemon.tok(&["get", "pat"])), 0);
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let log = daemon.log();
+    assert!(log.contains("tokend::audit"), "{log}");
+    assert!(
+        log.lines()
+            .all(|line| line.contains("tokend::audit") || !line.contains("INFO")),
+        "only the audit trail logs at info: {log}"
+    );
+}

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// tokend: keeps access tokens fresh and hands them to `tok` and the client library.
 #[derive(Debug, Parser)]
@@ -63,19 +65,33 @@ fn main() -> ExitCode {
             Err(_) => ExitCode::from(1),
         };
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `RUST_LOG`: a level, or `target=level` directives separated by commas (`info`,
+    // `warn,tokend::audit=info`). tracing-subscriber's `Targets`, not its `EnvFilter`: the
+    // regular expressions of span and field filters are a lot of code for a daemon to keep
+    // resident, and nobody filters its logs by span field.
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = rust_log
+        .as_deref()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     // A log line that cannot be written (stderr a closed pipe or terminal) is dropped: the
     // subscriber's own report of that failure would go to stderr too, and fail the same way
     // by panicking the daemon.
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
     match args.log_format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .finish()
+            .with(filter)
             .init(),
-        LogFormat::Json => logs.json().init(),
+        LogFormat::Json => logs.json().finish().with(filter).init(),
+    }
+    if let Some(directives) = rust_log.filter(|d| d.parse::<Targets>().is_err()) {
+        tracing::warn!(
+            "RUST_LOG={directives:?} is not a level or target=level list; logging at info"
+        );
     }
     let options = tokend::boot::Options {
         config: args.config,
