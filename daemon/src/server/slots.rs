@@ -73,6 +73,9 @@ pub(crate) struct Slots {
 struct Inner {
     next_id: u64,
     live: HashMap<u64, Arc<Slot>>,
+    /// Live connections not asked to close: what counts against the cap (kept as connections
+    /// come and go, so admitting one costs no scan of the others below the cap).
+    holding: usize,
     /// When the cap was last logged, and how often it acted since.
     warned_at: Option<Instant>,
     evicted_since: u64,
@@ -95,7 +98,12 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.slots.lock().live.remove(&self.id);
+        let mut inner = self.slots.lock();
+        inner.live.remove(&self.id);
+        // An evicted slot stopped counting when it was asked to close.
+        if !self.slot.evicted.load(Ordering::Relaxed) {
+            inner.holding -= 1;
+        }
     }
 }
 
@@ -118,12 +126,7 @@ impl Slots {
     /// `None`: every slot is busy with a request, so the newcomer is turned away.
     pub(crate) fn admit(self: &Arc<Self>) -> Option<Held> {
         let mut inner = self.lock();
-        let holding = inner
-            .live
-            .values()
-            .filter(|slot| !slot.evicted.load(Ordering::Relaxed))
-            .count();
-        if holding >= self.cap {
+        if inner.holding >= self.cap {
             let victim = inner
                 .live
                 .values()
@@ -141,6 +144,7 @@ impl Slots {
                 Some(victim) => {
                     victim.evicted.store(true, Ordering::Relaxed);
                     victim.close.notify_one();
+                    inner.holding -= 1;
                     inner.evicted_since += 1;
                 }
                 None => {
@@ -153,6 +157,7 @@ impl Slots {
         }
         let id = inner.next_id;
         inner.next_id += 1;
+        inner.holding += 1;
         let slot = Arc::new(Slot {
             last_active_ms: AtomicU64::new(millis_since(self.epoch)),
             greeted: AtomicBool::new(false),
@@ -225,5 +230,16 @@ mod tests {
         another.slot().set_busy(true);
         assert!(slots.admit().is_none());
         assert_eq!(slots.lock().live.len(), 3);
+        assert_eq!(slots.lock().holding, 3);
+        // As connections close, their slots come back: below the cap nobody is evicted.
+        drop((busy, idle_new, another));
+        assert_eq!(slots.lock().holding, 0);
+        let again: Vec<Held> = (0..3).map(|_| slots.admit().unwrap()).collect();
+        assert!(
+            again
+                .iter()
+                .all(|held| !held.slot().evicted.load(Ordering::Relaxed))
+        );
+        assert_eq!(slots.lock().holding, 3);
     }
 }
