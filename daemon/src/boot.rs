@@ -97,9 +97,20 @@ pub fn run(options: Options) -> Result<(), BootError> {
     #[cfg(unix)]
     let activation = listener::take_activation();
     crate::process_limits::forbid_core_dumps().map_err(BootError::Harden)?;
-    // Enough descriptors for the connection cap (best effort; the server backs off on EMFILE).
-    let cap = options.max_connections.unwrap_or(server::MAX_CONNECTIONS);
-    let _ = crate::process_limits::raise_descriptor_limit(cap);
+    // Enough descriptors for the connection cap, or a cap that fits the descriptors.
+    let wanted = options.max_connections.unwrap_or(server::MAX_CONNECTIONS);
+    let cap = crate::process_limits::fit_connection_cap(wanted);
+    if cap < wanted {
+        let advice = "raise the open-file hard limit (`ulimit -Hn`, or `LimitNOFILE=` in the \
+                      systemd unit) to serve more";
+        if options.max_connections.is_some() {
+            tracing::warn!(
+                "--max-connections {wanted}: serving at most {cap} connections; {advice}"
+            );
+        } else {
+            tracing::info!("serving at most {cap} connections (the open-file limit); {advice}");
+        }
+    }
 
     let env = |key: &str| std::env::var_os(key);
     let config_path = config::resolve_path(options.config.as_deref(), &env)?;

@@ -37,6 +37,20 @@ pub fn raise_descriptor_limit(connections: usize) -> Option<u64> {
     }
 }
 
+/// The connection cap that fits the descriptors this process may open: `wanted`, once the
+/// soft limit is raised towards it, or fewer when the hard limit leaves room for fewer (a cap
+/// above the descriptors would let a flood of idle connections use them all up before the cap
+/// makes room for a new client). Never below 16.
+#[must_use]
+pub fn fit_connection_cap(wanted: usize) -> usize {
+    #[cfg(unix)]
+    if let Some(limit) = raise_descriptor_limit(wanted) {
+        let room = usize::try_from(limit.saturating_sub(SPARE_DESCRIPTORS)).unwrap_or(usize::MAX);
+        return wanted.min(room).max(16);
+    }
+    wanted
+}
+
 /// Windows has no per-process descriptor limit to raise.
 #[cfg(not(unix))]
 pub fn raise_descriptor_limit(_connections: usize) -> Option<u64> {

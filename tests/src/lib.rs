@@ -75,6 +75,8 @@ pub struct Daemon {
     log: PathBuf,
     /// Extra `tokend` arguments (kept for restarts).
     args: Vec<String>,
+    /// A program tokend runs under (`prlimit --nofile=…  --`), if any (kept for restarts).
+    wrapper: Vec<String>,
     /// Fixture secret values that must never appear in the log.
     secrets: Vec<String>,
 }
@@ -111,6 +113,18 @@ impl Daemon {
     /// Starts `tokend` with extra environment variables and extra command-line arguments.
     #[must_use]
     pub fn start_with_args(config_toml: &str, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start_wrapped(config_toml, env, args, &[])
+    }
+
+    /// Starts `tokend` under `wrapper` (a program that then runs it, e.g. `prlimit
+    /// --nofile=300:300 --`), with extra environment variables and command-line arguments.
+    #[must_use]
+    pub fn start_wrapped(
+        config_toml: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        wrapper: &[&str],
+    ) -> Self {
         let dir = private_dir();
         let socket = dir.path().join("tokend.sock");
         let config = dir.path().join("config.toml");
@@ -123,6 +137,7 @@ impl Daemon {
             config,
             log,
             args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            wrapper: wrapper.iter().map(|arg| (*arg).to_owned()).collect(),
             secrets: [oidc::SVC_BASIC, oidc::SVC_POST, oidc::APP, oidc::EXCHANGER]
                 .iter()
                 .map(|client| client.secret.to_owned())
@@ -145,7 +160,14 @@ impl Daemon {
             }
         }
         let log = std::fs::File::create(&self.log).expect("log file");
-        let mut command = Command::new(bin("tokend"));
+        let mut command = match self.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(bin("tokend"));
+                command
+            }
+            None => Command::new(bin("tokend")),
+        };
         command
             .arg("--config")
             .arg(&self.config)

@@ -232,3 +232,25 @@ fn a_flood_of_idle_connections_cannot_keep_callers_out() {
         .count();
     assert_eq!(lines, 1, "{log}");
 }
+
+#[test]
+fn a_cap_above_the_open_file_limit_is_lowered_to_what_fits() {
+    // 300 descriptors, 256 of them kept for everything but clients: room for 44 connections,
+    // however many were asked for. Else idle connections could use every descriptor up before
+    // the cap makes room, and accept would fail for everyone.
+    let daemon = Daemon::start_wrapped(
+        CONFIG,
+        &[("E2E_HOSTILE_PAT", "pat-hostile")],
+        &["--max-connections", "1000"],
+        &["prlimit", "--nofile=300:300", "--"],
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("--max-connections 1000: serving at most 44 connections"),
+        "{log}"
+    );
+    let _flood: Vec<UnixStream> = (0..60).map(|_| handshaken(&daemon)).collect();
+    for _ in 0..3 {
+        still_serves(&daemon);
+    }
+}

@@ -33,10 +33,12 @@ use crate::config::Config;
 use crate::store::Store;
 
 /// Most connections served at once by default (`tokend --max-connections`). Applications keep
-/// connections open, so this is sized for many clients (each idle connection costs a few KiB);
-/// `tokend` raises its file-descriptor limit to match (see [`crate::process_limits`]). At the cap
-/// a new client still gets in: see [`slots`].
-pub const MAX_CONNECTIONS: usize = 1024;
+/// connections open, so this is sized for many clients (each idle connection costs a few KiB,
+/// and nothing is set aside for connections that are not there); `tokend` raises its
+/// file-descriptor limit to match, or serves fewer when the hard limit is lower (see
+/// [`crate::process_limits::fit_connection_cap`]). At the cap a new client still gets in: see
+/// [`slots`].
+pub const MAX_CONNECTIONS: usize = 16_384;
 /// How long shutdown waits for in-flight requests before cutting connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
