@@ -106,7 +106,7 @@ impl ConnectionAudit {
     /// Whether [`Audit::collect`] has something to do now: a provider new to this connection,
     /// or counts older than [`REPORT_EVERY`].
     pub(crate) fn due(&self, now: Instant) -> bool {
-        self.fresh || (!self.entries.is_empty() && now >= self.since + REPORT_EVERY)
+        self.fresh || now >= self.since + REPORT_EVERY
     }
 }
 
@@ -151,16 +151,24 @@ impl Audit {
     /// Takes over what `local` counted for `peer` (whose executable is then looked up, once):
     /// writes the first-grant line of every (program, provider) new since the daemon started.
     pub(crate) fn collect(&self, peer: &mut Peer, local: &mut ConnectionAudit) {
-        if !self.enabled || local.entries.is_empty() {
+        local.fresh = false;
+        local.since = Instant::now();
+        if !self.enabled || local.entries.iter().all(|(_, counts)| counts.total() == 0) {
             return;
         }
         let exe: Arc<str> = Arc::clone(peer.exe());
         let mut tallies = self.tallies.lock().unwrap_or_else(PoisonError::into_inner);
-        for (provider, counts) in local.entries.drain(..) {
+        // The providers stay listed (with their counts back at zero), so that asking again is
+        // not news on this connection.
+        for (provider, counts) in &mut local.entries {
+            let counts = std::mem::take(counts);
+            if counts.total() == 0 {
+                continue;
+            }
             let key = Key {
                 uid: peer.uid,
                 exe: Arc::clone(&exe),
-                provider,
+                provider: provider.clone(),
             };
             if !tallies.seen.contains(&key) {
                 let granted = counts.hits + counts.misses > 0;
@@ -187,8 +195,6 @@ impl Audit {
                 }
             }
         }
-        local.fresh = false;
-        local.since = Instant::now();
     }
 
     /// Writes one line per (uid, executable, provider) asked since the last report.
