@@ -93,8 +93,11 @@ pub(crate) async fn serve(
             let read = read_frame_into(&mut stream, MAX_FRAME_LEN, &mut payload);
             tokio::pin!(read);
             loop {
+                // The read first: a request that has arrived is answered without polling
+                // the rest (a stop lets in-flight requests finish anyway).
                 tokio::select! {
                     biased;
+                    read = &mut read => break Some(read),
                     _ = &mut stop => break None,
                     () = &mut evicted => {
                         tracing::debug!(peer_pid = peer.pid, "idle connection closed to make room");
@@ -108,13 +111,12 @@ pub(crate) async fn serve(
                         }
                         idle.as_mut().reset(quiet_since);
                     }
-                    read = &mut read => break Some(read),
                 }
             }
         };
         let Some(frame) = frame else { break };
         last_request = Instant::now();
-        slot.set_busy(true);
+        slot.set_busy(true, last_request);
         match frame {
             Ok(false) => break,
             Ok(true) => {}
@@ -143,7 +145,7 @@ pub(crate) async fn serve(
             tracing::debug!(peer_pid = peer.pid, "could not answer: {err}");
             break;
         }
-        slot.set_busy(false);
+        slot.set_busy(false, last_request);
         // After the answer, off the caller's wait.
         if audit.due(last_request) {
             state.audit.collect(&mut peer, &mut audit);
@@ -200,7 +202,24 @@ async fn send(stream: &mut BufReader<Stream>, reply: &Reply) -> Result<(), Proto
             &encoded
         }
     };
-    timeout(WRITE_TIMEOUT, stream.get_mut().write_all(frame))
+    // One write usually takes the whole answer (a client reads it at once): only what the
+    // socket did not take waits, under the write timeout (whose timer costs more than the
+    // write itself).
+    let stream = stream.get_mut();
+    let mut written = 0;
+    while written < frame.len() {
+        let mut write = std::pin::pin!(stream.write(&frame[written..]));
+        match futures_util::FutureExt::now_or_never(write.as_mut()) {
+            Some(Ok(0)) => return Err(ProtocolError::Io(std::io::ErrorKind::WriteZero.into())),
+            Some(Ok(n)) => written += n,
+            Some(Err(err)) => return Err(ProtocolError::Io(err)),
+            None => break,
+        }
+    }
+    if written == frame.len() {
+        return Ok(());
+    }
+    timeout(WRITE_TIMEOUT, stream.write_all(&frame[written..]))
         .await
         .map_err(|_| ProtocolError::Io(std::io::ErrorKind::TimedOut.into()))?
         .map_err(ProtocolError::Io)

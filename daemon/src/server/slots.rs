@@ -33,22 +33,24 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// The connection did something (a frame arrived, an answer went out).
-    pub(crate) fn touch(&self) {
+    /// The connection did something at `at` (a frame arrived, an answer went out).
+    fn touch(&self, at: Instant) {
+        let millis = at.saturating_duration_since(self.epoch).as_millis();
         self.last_active_ms
-            .store(millis_since(self.epoch), Ordering::Relaxed);
+            .store(u64::try_from(millis).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// The handshake is done.
     pub(crate) fn greeted(&self) {
         self.greeted.store(true, Ordering::Relaxed);
-        self.touch();
+        self.touch(Instant::now());
     }
 
-    /// A request starts (`true`) or its answer has been sent (`false`).
-    pub(crate) fn set_busy(&self, busy: bool) {
+    /// A request that arrived at `at` starts (`true`), or its answer has been sent (`false`):
+    /// the connection counts as active from its last request (no clock read per answer).
+    pub(crate) fn set_busy(&self, busy: bool, at: Instant) {
         self.busy.store(busy, Ordering::Relaxed);
-        self.touch();
+        self.touch(at);
     }
 
     /// Completes when the cap asks this connection to make room.
@@ -207,7 +209,7 @@ mod tests {
         let slots = Slots::new(3);
         let busy = slots.admit().unwrap();
         busy.slot().greeted();
-        busy.slot().set_busy(true);
+        busy.slot().set_busy(true, Instant::now());
         tokio::time::advance(Duration::from_secs(1)).await;
         let idle_old = slots.admit().unwrap();
         idle_old.slot().greeted();
@@ -226,8 +228,8 @@ mod tests {
         assert!(!busy.slot().evicted.load(Ordering::Relaxed));
         drop(idle_old);
         // Everyone busy: turned away.
-        idle_new.slot().set_busy(true);
-        another.slot().set_busy(true);
+        idle_new.slot().set_busy(true, Instant::now());
+        another.slot().set_busy(true, Instant::now());
         assert!(slots.admit().is_none());
         assert_eq!(slots.lock().live.len(), 3);
         assert_eq!(slots.lock().holding, 3);
