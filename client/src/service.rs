@@ -314,6 +314,16 @@ fn plan(manager: Manager) -> Result<Plan, ServiceError> {
     }
 }
 
+/// The socket and service units, with no config (`tokend` finds its default one).
+pub(crate) fn systemd_user_units(
+    tokend: &Path,
+) -> Result<Vec<(&'static str, String)>, ServiceError> {
+    Ok(vec![
+        (SOCKET_UNIT, systemd_socket_unit()),
+        (SERVICE_UNIT, systemd_service_unit(tokend, None)?),
+    ])
+}
+
 fn systemd_socket_unit() -> String {
     "\
 [Unit]
