@@ -4,8 +4,8 @@
 //! 2. Take the clients' startup lock (`<endpoint>.startup.lock`), so parallel callers start one
 //!    daemon; the caller probes again under the lock, since another caller may have won.
 //! 3. Spawn `tokend --socket <endpoint> --notify-ready` (binary: `TOKEND_BIN`, else next to the
-//!    current executable, else `PATH`) in its own process group, stdin closed, stderr appended
-//!    to `<endpoint>.log`, stdout a pipe.
+//!    current executable, else `PATH`) in its own process group (on Windows also detached: no
+//!    console window), stdin closed, stderr appended to `<endpoint>.log`, stdout a pipe.
 //! 4. Wait for the daemon's readiness line on that pipe (written after it listens), bounded by a
 //!    timeout. End of file instead means the daemon exited: report its exit status and last log
 //!    lines. No polling of the socket.
@@ -165,6 +165,21 @@ pub(crate) fn spawn_and_wait(
     // Its own process group: a Ctrl-C in the shell that started it must not stop the daemon.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    // Windows: no console at all (no window pops up, and closing the terminal that started it
+    // does not end it), and its own process group so a Ctrl-C there never reaches it.
+    #[cfg(windows)]
+    {
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        std::os::windows::process::CommandExt::creation_flags(
+            &mut command,
+            DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP,
+        );
+    }
+    // Windows hands every inheritable handle to a new process: keep our own stdin, stdout and
+    // stderr out of the daemon, or a caller reading our output would wait for the daemon's end.
+    #[cfg(windows)]
+    let _kept_out = StdHandlesNotInherited::new();
     let mut child = command.spawn().map_err(|err| {
         let hint = if err.kind() == std::io::ErrorKind::NotFound {
             format!("{err}; install tokend next to this program or on PATH, or set {BIN_ENV}")
@@ -216,6 +231,56 @@ pub(crate) fn spawn_and_wait(
     }
 }
 
+/// Windows: this process's standard handles made non-inheritable for as long as it lives, then
+/// restored (a host application may start other programs that inherit them).
+#[cfg(windows)]
+struct StdHandlesNotInherited {
+    /// Which of stdin (0), stdout (1), stderr (2) to make inheritable again.
+    restore: Vec<u8>,
+}
+
+#[cfg(windows)]
+impl StdHandlesNotInherited {
+    fn new() -> Self {
+        use tokend_protocol::win32;
+        let restore = (0..3)
+            .filter(|&index| {
+                // A missing standard handle (no console) reads as an error: left alone.
+                with_std_handle(index, |handle| {
+                    win32::is_inheritable(handle).unwrap_or(false)
+                        && win32::set_inheritable(handle, false).is_ok()
+                })
+            })
+            .collect();
+        Self { restore }
+    }
+}
+
+#[cfg(windows)]
+impl Drop for StdHandlesNotInherited {
+    fn drop(&mut self) {
+        for &index in &self.restore {
+            with_std_handle(index, |handle| {
+                let _ = tokend_protocol::win32::set_inheritable(handle, true);
+            });
+        }
+    }
+}
+
+/// Runs `f` on this process's stdin (0), stdout (1) or stderr (2) handle.
+#[cfg(windows)]
+fn with_std_handle<R>(
+    index: u8,
+    f: impl FnOnce(std::os::windows::io::BorrowedHandle<'_>) -> R,
+) -> R {
+    use std::os::windows::io::AsHandle as _;
+    match index {
+        0 => f(std::io::stdin().as_handle()),
+        1 => f(std::io::stdout().as_handle()),
+        _ => f(std::io::stderr().as_handle()),
+    }
+}
+
 /// The last few lines the daemon logged since `start`, for the error message.
 fn log_tail(path: &Path, start: u64) -> String {
     let Ok(mut file) = File::open(path) else {
@@ -236,4 +301,28 @@ fn log_tail(path: &Path, start: u64) -> String {
     }
     let shown = &lines[lines.len().saturating_sub(5)..];
     format!(":\n  {}", shown.join("\n  "))
+}
+
+#[cfg(all(test, windows))]
+mod tests {
+    use super::*;
+    use tokend_protocol::win32;
+
+    /// While a daemon is spawned our standard handles are not inheritable; afterwards they are
+    /// as they were.
+    #[test]
+    fn standard_handles_are_kept_out_of_the_daemon_and_restored() {
+        let stdout_inheritable = || with_std_handle(1, win32::is_inheritable);
+        let Ok(before) = stdout_inheritable() else {
+            // No standard output handle in this test process: nothing to keep out.
+            return;
+        };
+        with_std_handle(1, |handle| win32::set_inheritable(handle, true)).unwrap();
+        {
+            let _kept_out = StdHandlesNotInherited::new();
+            assert!(!stdout_inheritable().unwrap());
+        }
+        assert!(stdout_inheritable().unwrap());
+        with_std_handle(1, |handle| win32::set_inheritable(handle, before)).unwrap();
+    }
 }

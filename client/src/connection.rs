@@ -1,10 +1,16 @@
 //! One blocking connection to the daemon: connect, handshake, then request/response round trips.
+//!
+//! On Windows the connection is a named pipe opened directly: before anything is sent, the
+//! pipe's server process must run as this user (a squatter gets nothing), and since a
+//! synchronous pipe has no I/O timeouts, a [`Watchdog`] bounds each call instead.
 
 use std::io::{self, BufReader, Write};
 use std::time::Duration;
 
 use interprocess::ConnectWaitMode;
+#[cfg(not(windows))]
 use interprocess::local_socket::traits::Stream as _;
+#[cfg(not(windows))]
 use interprocess::local_socket::{ConnectOptions, Stream};
 use tokend_protocol::frame::{MAX_MESSAGE_LEN, read_frame, read_message_into, write_frame};
 use tokend_protocol::handshake::{Hello, Verdict, Welcome};
@@ -13,6 +19,14 @@ use tokend_protocol::{
 };
 
 use crate::error::Error;
+#[cfg(windows)]
+use crate::watchdog::Watchdog;
+
+/// The byte stream of a blocking connection.
+#[cfg(windows)]
+type Stream = interprocess::os::windows::named_pipe::DuplexPipeStream<
+    interprocess::os::windows::named_pipe::pipe_mode::Bytes,
+>;
 
 /// Read buffer: a whole typical response (about 1 KiB) arrives in one read system call.
 const READ_BUFFER: usize = 4096;
@@ -33,6 +47,9 @@ pub(crate) struct Connection {
     hello: Option<Vec<u8>>,
     endpoint: String,
     timeout: Duration,
+    /// Bounds each call's pipe I/O (Windows).
+    #[cfg(windows)]
+    watchdog: Watchdog,
 }
 
 impl std::fmt::Debug for Connection {
@@ -67,6 +84,22 @@ pub(crate) fn connect_error(endpoint: &str, source: io::Error) -> Error {
     }
 }
 
+/// Windows: accepts the pipe only if its server process runs as this user (see
+/// [`tokend_protocol::peer_user`]); `pid` is the server's, as the OS reports it.
+#[cfg(windows)]
+pub(crate) fn check_server_user(pid: io::Result<u32>, endpoint: &str) -> Result<(), Error> {
+    let refuse = |reason: String| Error::NotOurs {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let pid = pid.map_err(|err| {
+        refuse(format!(
+            "the OS does not say which process serves the pipe ({err})"
+        ))
+    })?;
+    tokend_protocol::peer_user::check_process("server", pid).map_err(refuse)
+}
+
 /// Accepts the daemon's welcome only if it speaks our protocol.
 pub(crate) fn check_welcome(welcome: Welcome, endpoint: &str) -> Result<(), Error> {
     match welcome.verdict {
@@ -96,18 +129,34 @@ impl Connection {
     pub(crate) fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Self, Error> {
         let shown = endpoint.to_string();
         let connect_error = |source| connect_error(&shown, source);
-        let name = endpoint.to_name().map_err(connect_error)?;
-        let stream = ConnectOptions::new()
-            .name(name)
-            .wait_mode(ConnectWaitMode::Timeout(timeout))
-            .connect_sync()
+        #[cfg(not(windows))]
+        let stream = {
+            let name = endpoint.to_name().map_err(connect_error)?;
+            let stream = ConnectOptions::new()
+                .name(name)
+                .wait_mode(ConnectWaitMode::Timeout(timeout))
+                .connect_sync()
+                .map_err(connect_error)?;
+            stream
+                .set_recv_timeout(Some(timeout))
+                .map_err(connect_error)?;
+            stream
+                .set_send_timeout(Some(timeout))
+                .map_err(connect_error)?;
+            stream
+        };
+        #[cfg(windows)]
+        let (stream, watchdog) = {
+            use std::os::windows::io::AsHandle as _;
+            let stream = Stream::connect_by_path_with_wait_mode(
+                shown.as_str(),
+                ConnectWaitMode::Timeout(timeout),
+            )
             .map_err(connect_error)?;
-        stream
-            .set_recv_timeout(Some(timeout))
-            .map_err(connect_error)?;
-        stream
-            .set_send_timeout(Some(timeout))
-            .map_err(connect_error)?;
+            check_server_user(stream.server_process_id(), &shown)?;
+            let watchdog = Watchdog::start(stream.as_handle()).map_err(connect_error)?;
+            (stream, watchdog)
+        };
         let mut hello = Vec::new();
         write_frame(&mut hello, &Hello::current().encode()).map_err(|e| Error::Protocol {
             endpoint: shown.clone(),
@@ -120,6 +169,8 @@ impl Connection {
             hello: Some(hello),
             endpoint: shown,
             timeout,
+            #[cfg(windows)]
+            watchdog,
         })
     }
 
@@ -135,6 +186,21 @@ impl Connection {
 
     /// Sends one request and reads its response.
     pub(crate) fn call(&mut self, request: &Request) -> Result<Response, Error> {
+        #[cfg(windows)]
+        {
+            self.watchdog.arm(std::time::Instant::now() + self.timeout);
+            let result = self.exchange(request);
+            let expired = self.watchdog.disarm();
+            match result {
+                Err(_) if expired => Err(self.timed_out()),
+                other => other,
+            }
+        }
+        #[cfg(not(windows))]
+        self.exchange(request)
+    }
+
+    fn exchange(&mut self, request: &Request) -> Result<Response, Error> {
         let frame = codec::encode_frame(request).map_err(|e| self.fail(e))?;
         let written = match self.hello.take() {
             Some(mut hello) => {
@@ -166,6 +232,13 @@ impl Connection {
         codec::decode_message(&self.response).map_err(|e| self.fail(e))
     }
 
+    fn timed_out(&self) -> Error {
+        Error::Timeout {
+            endpoint: self.endpoint.clone(),
+            seconds: self.timeout.as_secs(),
+        }
+    }
+
     /// Classifies a failure: timeouts are [`Error::Timeout`], the rest [`Error::Protocol`].
     fn fail(&self, source: ProtocolError) -> Error {
         if let ProtocolError::Io(io) = &source
@@ -174,10 +247,7 @@ impl Connection {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             )
         {
-            return Error::Timeout {
-                endpoint: self.endpoint.clone(),
-                seconds: self.timeout.as_secs(),
-            };
+            return self.timed_out();
         }
         Error::Protocol {
             endpoint: self.endpoint.clone(),

@@ -187,6 +187,44 @@ impl GitRequest {
     }
 }
 
+/// The actions `docker-credential-tok` answers; [`docker_main`] dispatches on them and
+/// [`docker_command`] documents them (a test keeps the two the same).
+const DOCKER_ACTIONS: [(&str, &str); 5] = [
+    (
+        "get",
+        "Read a registry URL on stdin; print its credential as JSON (the provider's token as \
+         Secret), or \"credentials not found in native keychain\" for a registry without a route",
+    ),
+    ("list", "Print the routed registries as JSON"),
+    (
+        "store",
+        "Refused: tokend issues registry tokens itself and keeps no credentials from Docker",
+    ),
+    ("erase", "Refused, as store"),
+    ("version", "Print the version"),
+];
+
+/// `docker-credential-tok` as a clap command, for its man page (`tokend-dist`). The helper
+/// itself parses its one argument by hand: Docker is its only caller.
+#[must_use]
+pub fn docker_command() -> clap::Command {
+    let mut command = clap::Command::new("docker-credential-tok")
+        .version(tokend_protocol::PACKAGE_VERSION)
+        .about("Docker's credential helper answered from tokend")
+        .long_about(
+            "Docker's credential helper answered from tokend. Docker runs it as the credential \
+             helper named \"tok\" in ~/.docker/config.json ({\"credHelpers\": \
+             {\"REGISTRY\": \"tok\"}} or {\"credsStore\": \"tok\"}); a registry routed \
+             to a provider with docker = { host = \"REGISTRY\" } in tokend's config gets that \
+             provider's token. Messages go to stdout, which Docker shows when a helper fails.",
+        )
+        .subcommand_required(true);
+    for (name, about) in DOCKER_ACTIONS {
+        command = command.subcommand(clap::Command::new(name).about(about));
+    }
+    command
+}
+
 /// Runs `docker-credential-tok` with `args` (program name first) and returns its exit code.
 /// Messages go to `out`: Docker shows a helper's stdout when it fails.
 pub fn docker_main<I, T>(args: I, input: &mut dyn Read, out: &mut dyn Write) -> u8
@@ -219,10 +257,12 @@ where
         )
         .map_err(HelperError::from),
         _ => {
+            let actions: Vec<&str> = DOCKER_ACTIONS.iter().map(|(name, _)| *name).collect();
             let _ = writeln!(
                 out,
-                "usage: docker-credential-tok get|list|store|erase|version (Docker runs it as \
-                 the credential helper named \"tok\" in ~/.docker/config.json)"
+                "usage: docker-credential-tok {} (Docker runs it as the credential helper named \
+                 \"tok\" in ~/.docker/config.json)",
+                actions.join("|")
             );
             return exit::USAGE_OR_CONFIG;
         }
@@ -475,6 +515,26 @@ pub fn fuzz_request(input: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_documented_docker_action_is_answered() {
+        let mut out = Vec::new();
+        super::docker_main(["docker-credential-tok", "nope"], &mut &b""[..], &mut out);
+        let usage = String::from_utf8(out).unwrap();
+        assert!(usage.contains(" get|list|store|erase|version "), "{usage}");
+        // get and list talk to tokend (tested end to end); the others answer here.
+        for (action, _) in &super::DOCKER_ACTIONS[2..] {
+            let mut out = Vec::new();
+            super::docker_main(["docker-credential-tok", action], &mut &b""[..], &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(!text.starts_with("usage:"), "{action}: {text}");
+        }
+        let names: Vec<String> = super::docker_command()
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        assert_eq!(names, ["get", "list", "store", "erase", "version"]);
+    }
+
     use super::*;
 
     fn route(tool: CredentialTool, host: &str, provider: &str) -> CredentialRoute {

@@ -42,6 +42,18 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// The endpoint is served by a process of another user (Windows: the pipe server's token):
+    /// nothing was sent to it.
+    #[error(
+        "refusing to talk to {endpoint}: {reason}; nothing was sent to it. Another user's \
+         program may hold the pipe name: stop it, or point TOKEND_SOCKET at another name"
+    )]
+    NotOurs {
+        /// The endpoint.
+        endpoint: String,
+        /// Who serves it, and who we are.
+        reason: String,
+    },
     /// Auto-start was attempted and failed.
     #[error("could not start tokend ({program}): {reason}{}", log_hint(log.as_ref()))]
     StartFailed {
@@ -129,6 +141,7 @@ impl Error {
         match self {
             Self::NotRunning { .. }
             | Self::Connect { .. }
+            | Self::NotOurs { .. }
             | Self::Incompatible { .. }
             | Self::Timeout { .. } => exit::UNREACHABLE,
             Self::StartFailed { config_error, .. } => {

@@ -45,6 +45,7 @@
 //! - `supervise` (feature `cli`) — `tok exec`: several providers' tokens in one program's
 //!   environment, and the supervisor that restarts or signals it when a token is replaced.
 //! - `timefmt` (feature `cli`) — RFC 3339 timestamps and short durations for `tok`'s output.
+//! - `watchdog` (Windows) — the deadline of each blocking call on a named pipe.
 
 pub mod autostart;
 #[cfg(feature = "cli")]
@@ -67,6 +68,8 @@ mod shell;
 mod supervise;
 #[cfg(feature = "cli")]
 mod timefmt;
+#[cfg(windows)]
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

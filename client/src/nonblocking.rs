@@ -208,6 +208,16 @@ async fn open(settings: &Settings) -> Result<Stream, Error> {
         .await
         .map_err(|_| timeout_error(settings))?
         .map_err(connect_error)?;
+    #[cfg(windows)]
+    {
+        use interprocess::local_socket::traits::StreamCommon as _;
+        let pid = stream.peer_creds().and_then(|creds| {
+            creds
+                .pid()
+                .ok_or_else(|| std::io::Error::other("no process id"))
+        });
+        crate::connection::check_server_user(pid, &shown)?;
+    }
     let handshake = async {
         write_frame(&mut stream, &Hello::current().encode()).await?;
         let payload = read_frame(&mut stream, MAX_HANDSHAKE_LEN)

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`boot`] — start-up order: harden the process, load the config, bind or adopt the
 //!   endpoint, open the store, serve; the exit codes.
+//! - [`cli`] — the command line of `tokend` (clap), shared with the packaging's man page.
 //! - [`config`] — the config file: finding and loading it, the spanned TOML readers
 //!   (`config::reader`, `config::values`), one provider table (`config::provider`),
 //!   presentation, credential-helper routes, `[store]`, and every key with its documentation
@@ -35,6 +36,7 @@
 //! - [`process_limits`] — the file-descriptor limit the connection cap needs; no core dumps.
 
 pub mod boot;
+pub mod cli;
 pub mod config;
 pub mod fleet;
 #[cfg(feature = "fuzzing")]

@@ -12,12 +12,17 @@ fn tokend() -> Command {
 }
 
 fn private_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
-        .prefix("tkd")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in("/tmp")
-        .unwrap()
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tempfile::Builder::new()
+            .prefix("tkd")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in("/tmp")
+            .unwrap()
+    }
+    #[cfg(not(unix))]
+    tempfile::Builder::new().prefix("tkd").tempdir().unwrap()
 }
 
 #[test]

@@ -29,6 +29,9 @@
 //! - [`name`] — the provider- and secret-name rule.
 //! - [`clock`] — seconds since the Unix epoch.
 //! - [`host`] — which hosts are loopback (where plain `http://` is allowed).
+//! - [`peer_user`] — the same-user rule both ends of a Windows pipe apply.
+//! - `win32` (Windows only) — a process's user SID, a pipe's security descriptor, cancelling
+//!   blocked I/O: the workspace's only `unsafe` code.
 
 pub mod clock;
 pub mod codec;
@@ -41,9 +44,12 @@ pub mod handshake;
 pub mod host;
 pub mod message;
 pub mod name;
+pub mod peer_user;
 pub mod private;
 pub mod secret;
 pub mod version;
+#[cfg(windows)]
+pub mod win32;
 
 pub use endpoint::Endpoint;
 pub use error::ProtocolError;

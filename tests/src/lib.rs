@@ -1,8 +1,14 @@
 //! Shared fixtures for the end-to-end tests: the real `tokend` and `tok` binaries on a real
-//! socket in a short, private temporary directory.
+//! socket in a short, private temporary directory (on Windows: a named pipe of a unique name,
+//! and a private temporary directory for the config and logs).
 //!
 //! Every daemon a test starts is stopped when its [`Daemon`] drops (SIGTERM, then SIGKILL after a
-//! bounded wait), so no test leaves processes behind. [`oidc`] runs the real OAuth 2.0 server.
+//! bounded wait; on Windows a stop request over the pipe, then a kill), so no test leaves
+//! processes behind. [`oidc`] runs the real OAuth 2.0 server.
+//!
+//! The same fixtures build for Windows (`x86_64-pc-windows-gnu`), where the tests that make
+//! sense there run under Wine (`.ci/run`, `tests/wine/run`); [`redis`] and the helpers that send
+//! Unix signals or write shell scripts are Unix-only.
 //!
 //! Every daemon logs at trace level, and its log is checked for fixture secrets before a restart
 //! and when the [`Daemon`] drops: the values the test handed it in its environment (secret
@@ -10,6 +16,7 @@
 
 pub mod http_upstream;
 pub mod oidc;
+#[cfg(unix)]
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Write};
@@ -42,15 +49,63 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// A short private directory (0700) for one test's socket, config and logs. Unix socket paths
-/// must stay short, so this lives directly under /tmp rather than under `target/`.
+/// must stay short, so this lives directly under /tmp rather than under `target/`. On Windows:
+/// a new directory in the user's temp directory (private to the user there).
 #[must_use]
 pub fn private_dir() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tempfile::Builder::new()
+            .prefix("tkd")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in("/tmp")
+            .expect("temp dir")
+    }
+    #[cfg(not(unix))]
     tempfile::Builder::new()
         .prefix("tkd")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in("/tmp")
+        .tempdir()
         .expect("temp dir")
+}
+
+/// The endpoint of a test daemon whose files live in `dir`: `dir/tokend.sock` on Unix, a pipe
+/// named after the (unique) directory on Windows.
+#[must_use]
+pub fn test_socket(dir: &Path) -> PathBuf {
+    if cfg!(unix) {
+        dir.join("tokend.sock")
+    } else {
+        let unique = dir.file_name().expect("a directory name").to_string_lossy();
+        PathBuf::from(format!("tokend-test-{unique}"))
+    }
+}
+
+/// A raw connection to the endpoint `socket` (a Unix socket or a named pipe), for the tests
+/// that speak bytes. On Unix a read that hangs fails after 10 s; named pipes have no read
+/// timeouts, so there the daemon's own timeouts bound the test.
+#[must_use]
+pub fn raw_connect(socket: &Path) -> interprocess::local_socket::Stream {
+    use interprocess::local_socket::ConnectOptions;
+    use interprocess::local_socket::traits::Stream as _;
+    let endpoint = Endpoint::from_path(socket);
+    let stream = ConnectOptions::new()
+        .name(endpoint.to_name().expect("endpoint name"))
+        .connect_sync()
+        .expect("connect to the endpoint");
+    let _ = stream.set_recv_timeout(Some(Duration::from_secs(10)));
+    stream
+}
+
+/// Listens on the endpoint `socket` as a fake daemon would.
+#[must_use]
+pub fn raw_listen(socket: &Path) -> interprocess::local_socket::Listener {
+    use interprocess::local_socket::ListenerOptions;
+    let endpoint = Endpoint::from_path(socket);
+    ListenerOptions::new()
+        .name(endpoint.to_name().expect("endpoint name"))
+        .create_sync()
+        .expect("listen on the endpoint")
 }
 
 /// Writes `text` to `path` with mode 0600.
@@ -126,7 +181,7 @@ impl Daemon {
         wrapper: &[&str],
     ) -> Self {
         let dir = private_dir();
-        let socket = dir.path().join("tokend.sock");
+        let socket = test_socket(dir.path());
         let config = dir.path().join("config.toml");
         let log = dir.path().join("daemon.log");
         write_private(&config, config_toml);
@@ -278,11 +333,23 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit status.
+    /// Sends SIGTERM (Windows: a stop request, as `tok stop` sends) and waits (bounded) for the
+    /// exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let child = self.child.as_mut().expect("running");
+        self.ask_to_stop();
+        wait_bounded(self.child.as_mut().expect("running"))
+    }
+
+    /// SIGTERM on Unix; a `Shutdown` request on Windows, which has no signals to send.
+    fn ask_to_stop(&self) {
+        let child = self.child.as_ref().expect("running");
+        #[cfg(unix)]
         signal(child.id(), rustix::process::Signal::TERM);
-        wait_bounded(child)
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            let _ = self.client().shutdown();
+        }
     }
 
     /// Waits (bounded) for the daemon to exit by itself (after `tok stop`).
@@ -303,7 +370,8 @@ impl Drop for Daemon {
         if let Some(child) = self.child.as_mut()
             && matches!(child.try_wait(), Ok(None))
         {
-            signal(child.id(), rustix::process::Signal::TERM);
+            self.ask_to_stop();
+            let child = self.child.as_mut().expect("running");
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -347,6 +415,7 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 /// Sends a signal to a process we started.
+#[cfg(unix)]
 pub fn signal(pid: u32, signal: rustix::process::Signal) {
     let pid =
         rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("non-zero pid");
@@ -372,6 +441,51 @@ pub fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// A program started with its stdout and stderr going to files rather than pipes, for programs
+/// that may start a daemon (auto-start): reading a pipe to its end would wait for the daemon
+/// under Wine, which hands a starting process's Unix descriptors down to its children whatever
+/// Windows says about inheritance.
+#[derive(Debug)]
+pub struct Captured {
+    child: Child,
+    files: tempfile::TempDir,
+}
+
+impl Captured {
+    /// Starts `command` with stdin closed and its output captured in files.
+    #[must_use]
+    pub fn spawn(command: &mut Command) -> Self {
+        let files = tempfile::tempdir().expect("temp dir for the output");
+        let stdout = std::fs::File::create(files.path().join("stdout")).expect("stdout file");
+        let stderr = std::fs::File::create(files.path().join("stderr")).expect("stderr file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn");
+        Self { child, files }
+    }
+
+    /// Waits (bounded) for the exit, then reads what it wrote.
+    #[must_use]
+    pub fn finish(mut self) -> Output {
+        let status = wait_bounded(&mut self.child);
+        let read = |name: &str| std::fs::read(self.files.path().join(name)).unwrap_or_default();
+        Output {
+            status,
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+        }
+    }
+}
+
+/// Runs `command` to its end with [`Captured`] output.
+#[must_use]
+pub fn output_via_files(command: &mut Command) -> Output {
+    Captured::spawn(command).finish()
+}
+
 /// stdout of an [`Output`] as text.
 #[must_use]
 pub fn stdout(output: &Output) -> String {
@@ -392,6 +506,7 @@ pub fn code(output: &Output) -> i32 {
 
 /// Writes a shell script to `path` (mode 0700): a stand-in for a program the code under test
 /// runs (a browser, `systemctl`) that records how it was called.
+#[cfg(unix)]
 pub fn write_script(path: &Path, script: &str) {
     use std::os::unix::fs::PermissionsExt;
     write_private(path, script);
@@ -400,6 +515,7 @@ pub fn write_script(path: &Path, script: &str) {
 
 /// Runs `command` with `input` on its stdin and its output captured, killing it (and failing
 /// the test) if it does not exit within [`PROCESS_WAIT`].
+#[cfg(unix)]
 pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
     let mut child = command
         .stdin(Stdio::piped())

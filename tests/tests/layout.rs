@@ -79,3 +79,31 @@ fn the_readme_layout_names_every_module() {
          owns, in a few words)"
     );
 }
+
+/// The workspace denies `unsafe` code; one module alone, the Win32 calls nothing else wraps,
+/// may allow it. A second `allow(unsafe_code)` anywhere fails here, so it cannot slip in.
+#[test]
+fn unsafe_code_is_allowed_only_in_the_win32_module() {
+    let mut offenders = Vec::new();
+    for krate in ["protocol", "client", "daemon", "tests", "fuzz"] {
+        let mut paths = Vec::new();
+        walk(&root().join(krate), &mut paths);
+        for path in paths.iter().filter(|path| path.is_file()) {
+            let relative = path.strip_prefix(root()).unwrap().display().to_string();
+            if relative.contains("/target/") || relative.ends_with("tests/layout.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains("allow(unsafe_code)") && relative != "protocol/src/win32.rs" {
+                offenders.push(relative);
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "unsafe code is allowed outside protocol/src/win32.rs in {offenders:?}: put the call \
+         behind a safe function there"
+    );
+    let win32 = std::fs::read_to_string(root().join("protocol/src/win32.rs")).unwrap();
+    assert!(win32.contains("#![allow(unsafe_code)]"));
+}

@@ -1,8 +1,6 @@
 //! Config reload (`Client::reload`, `tok reload`, SIGHUP) with the real daemon: the new config is
 //! validated whole, then swapped in; unchanged providers keep their cached tokens.
 
-use std::time::{Duration, Instant};
-
 use tokend_client::{Error, ErrorCode};
 use tokend_e2e::{Daemon, code, stderr, write_private};
 use wiremock::matchers::path;
@@ -135,8 +133,12 @@ async fn reload_keeps_unchanged_providers_and_refuses_invalid_configs() {
     assert_eq!(requests_to(&server, "a").await, 2);
 }
 
+/// Unix: Windows has no SIGHUP (`tok reload` is the way there, tested above).
+#[cfg(unix)]
 #[test]
 fn sighup_reloads_the_config() {
+    use std::time::{Duration, Instant};
+
     let daemon = Daemon::start("[providers.one]\nkind = \"static\"\nsecret = \"${env:HOME}\"\n");
     write_private(
         &daemon.dir().join("config.toml"),

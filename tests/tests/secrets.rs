@@ -2,10 +2,10 @@
 //! from stdin (without echo on a terminal), never from argv; lists show names, never values;
 //! secrets survive a restart in the encrypted store; no value reaches the trace-level log.
 
-use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
+use std::io::Write;
+use std::process::{Output, Stdio};
 
-use tokend_e2e::{Daemon, bin, code, stderr, stdout, tok_command, wait_bounded};
+use tokend_e2e::{Daemon, code, stderr, stdout, tok_command};
 
 const CONFIG: &str = r#"
 [providers.gl]
@@ -140,6 +140,11 @@ fn bad_names_and_values_are_refused_with_exit_2() {
 #[cfg(unix)]
 #[test]
 fn on_a_terminal_the_value_is_read_without_echo() {
+    use std::io::Read;
+    use std::process::Command;
+
+    use tokend_e2e::{bin, wait_bounded};
+
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("SKIPPED: script (util-linux) is not installed");
         return;

@@ -228,6 +228,29 @@ fn service_install_reports_a_failing_service_manager() {
     let plist = stdout(&output);
     assert!(plist.contains("<string>--config</string>\n        <string>/etc/tokend.toml</string>"));
     assert!(plist.contains("launchctl bootstrap gui/"), "{plist}");
+
+    // So can the Windows logon task (installing it is tested under Wine: tests/windows.rs).
+    let output = tok_service(home.path(), 0)
+        .args(["install", "--print", "--manager", "windows"])
+        .env("LOCALAPPDATA", home.path().join("AppData/Local"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let task = stdout(&output);
+    assert!(task.contains("<LogonTrigger>"), "{task}");
+    assert!(
+        task.contains(&format!("--headless {}", bin("tokend").display())),
+        "{task}"
+    );
+    assert!(
+        task.contains("schtasks /Create /TN tokend /XML ")
+            && task.contains("tokend-task.xml /F\nschtasks /Run /TN tokend\n"),
+        "{task}"
+    );
+    assert!(
+        !home.path().join("AppData").exists(),
+        "--print must not write"
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ header = "X-API-KEY"
 
 [providers.gitlab]
 kind = "static"
-secret = "${cmd:printf %s glpat-from-a-command}"
+secret = "${cmd:PRINT_TOKEN}"
 
 [providers.timekit]
 kind = "static"
@@ -29,6 +29,18 @@ kind = "static"
 secret = "${env:E2E_NOT_SET_ANYWHERE}"
 "#;
 
+/// A program that prints the gitlab token: printf on Unix, cmd's echo on Windows (under Wine
+/// too). tokend trims what a command prints.
+const PRINT_TOKEN: &str = if cfg!(windows) {
+    "cmd /c echo glpat-from-a-command"
+} else {
+    "printf %s glpat-from-a-command"
+};
+
+fn config() -> String {
+    CONFIG.replace("PRINT_TOKEN", PRINT_TOKEN)
+}
+
 const ENV: &[(&str, &str)] = &[
     ("E2E_SALESTIM_KEY", "st-key-0123456789"),
     (
@@ -40,7 +52,7 @@ const ENV: &[(&str, &str)] = &[
 
 #[test]
 fn get_prints_only_the_token() {
-    let daemon = Daemon::start_with_env(CONFIG, ENV);
+    let daemon = Daemon::start_with_env(&config(), ENV);
     let out = daemon.tok(&["get", "salestim"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out), "st-key-0123456789\n");
@@ -52,7 +64,7 @@ fn get_prints_only_the_token() {
 
 #[test]
 fn header_presents_each_scheme() {
-    let daemon = Daemon::start_with_env(CONFIG, ENV);
+    let daemon = Daemon::start_with_env(&config(), ENV);
     let cases = [
         ("salestim", "X-API-KEY: st-key-0123456789\n"),
         ("gitlab", "Authorization: Bearer glpat-from-a-command\n"),
@@ -72,7 +84,7 @@ fn header_presents_each_scheme() {
 
 #[test]
 fn get_json_has_the_documented_fields() {
-    let daemon = Daemon::start_with_env(CONFIG, ENV);
+    let daemon = Daemon::start_with_env(&config(), ENV);
     let out = daemon.tok(&["get", "salestim", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -84,7 +96,7 @@ fn get_json_has_the_documented_fields() {
 
 #[test]
 fn status_lists_providers_without_secrets() {
-    let daemon = Daemon::start_with_env(CONFIG, ENV);
+    let daemon = Daemon::start_with_env(&config(), ENV);
     assert_eq!(code(&daemon.tok(&["get", "salestim"])), 0);
     assert_eq!(code(&daemon.tok(&["get", "broken"])), 2);
 
@@ -112,7 +124,8 @@ fn status_lists_providers_without_secrets() {
 
     let out = daemon.tok(&["status", "--json"]);
     let value: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(value["endpoint"], daemon.socket().display().to_string());
+    // The endpoint as tokend shows it: the socket path, or \\.\pipe\NAME on Windows.
+    assert_eq!(value["endpoint"], daemon.endpoint().to_string());
     let providers = value["providers"].as_array().unwrap();
     assert_eq!(providers.len(), 5);
     let salestim = providers.iter().find(|p| p["name"] == "salestim").unwrap();
@@ -122,7 +135,7 @@ fn status_lists_providers_without_secrets() {
 
 #[test]
 fn exit_codes_are_the_documented_ones() {
-    let daemon = Daemon::start_with_env(CONFIG, ENV);
+    let daemon = Daemon::start_with_env(&config(), ENV);
 
     let out = daemon.tok(&["get", "nope"]);
     assert_eq!(code(&out), 4);
@@ -149,7 +162,7 @@ fn exit_codes_are_the_documented_ones() {
 
 #[test]
 fn ping_reports_version_pid_and_uptime_and_stop_stops() {
-    let mut daemon = Daemon::start_with_env(CONFIG, ENV);
+    let mut daemon = Daemon::start_with_env(&config(), ENV);
     let out = daemon.tok(&["ping"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
@@ -176,7 +189,7 @@ fn ping_reports_version_pid_and_uptime_and_stop_stops() {
 
 #[test]
 fn no_secret_reaches_the_daemon_log_even_at_trace_level() {
-    let daemon = Daemon::start_with_env(CONFIG, ENV);
+    let daemon = Daemon::start_with_env(&config(), ENV);
     for provider in ["salestim", "gitlab", "timekit", "crm", "broken", "nope"] {
         let _ = daemon.tok(&["get", provider, "--json"]);
         let _ = daemon.tok(&["header", provider]);

@@ -96,7 +96,9 @@ Examples:
 
 systemd: tokend.socket listens on $XDG_RUNTIME_DIR/tokend/tokend.sock (the default endpoint)
 and starts tokend.service on the first connection. A tokend that auto-started earlier
-notices that the socket unit took the path over and stops; the service takes its place.";
+notices that the socket unit took the path over and stops; the service takes its place.
+launchd (macOS): a LaunchAgent that runs tokend at login. windows: a Task Scheduler task that
+starts tokend at logon (schtasks /Create /XML, then /Run).";
 
 const KUBE_HELP: &str = "\
 Example kubeconfig user (kubectl runs `tok kube NAME` whenever it needs a token):

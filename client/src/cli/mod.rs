@@ -30,6 +30,22 @@ use crate::{Client, Endpoint, Error};
 use crate::{credential, shell};
 use args::Cli;
 
+/// The clap command of `tok`: what the man page and the shell completions of the Debian package
+/// are generated from (`tokend-dist`), as `tok completions` is.
+#[must_use]
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// The systemd user units the Debian package installs in `/usr/lib/systemd/user/`, with tokend
+/// at `tokend`: the same files `tok service install` writes (file name, text).
+///
+/// # Errors
+/// When `tokend`'s path cannot stand in a unit file.
+pub fn systemd_user_units(tokend: &std::path::Path) -> Result<Vec<(&'static str, String)>, String> {
+    crate::service::systemd_user_units(tokend).map_err(|err| err.message)
+}
+
 /// Runs `tok` with `args` (program name first) and returns its exit code.
 pub fn run<I, T>(args: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> u8
 where

@@ -6,55 +6,13 @@
 //! cannot be reached); 3 another tokend already serves this endpoint.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokend::cli::{Args, LogFormat};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-
-/// tokend: keeps access tokens fresh and hands them to `tok` and the client library.
-#[derive(Debug, Parser)]
-#[command(name = "tokend", version)]
-struct Args {
-    /// Config file [default: $TOKEND_CONFIG, else <config dir>/tokend/config.toml]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Socket path [default: $TOKEND_SOCKET, else $XDG_RUNTIME_DIR/tokend/tokend.sock, else
-    /// <tmp>/tokend-<uid>/tokend.sock]
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Print READY on stdout once connections are accepted (used by auto-start)
-    #[arg(long)]
-    notify_ready: bool,
-    /// Turn off the audit trail. It is on by default: the first token a program (uid,
-    /// executable) gets from a provider is logged at once, then once a minute the counts per
-    /// program and provider (hits, misses, errors, pids); never a token
-    #[arg(long)]
-    no_audit: bool,
-    /// The audit trail is on by default; accepted so that older command lines keep working
-    #[arg(long, hide = true, conflicts_with = "no_audit")]
-    audit: bool,
-    /// Log line format on stderr: `text` for people, `json` (one object per line) for collectors
-    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
-    log_format: LogFormat,
-    /// Most client connections served at once; at the cap the idlest one makes room for a new
-    /// client
-    #[arg(long, value_name = "N", default_value_t = tokend::server::MAX_CONNECTIONS as u32,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    max_connections: u32,
-    /// Print the reference of every config key (Markdown) and exit
-    #[arg(long)]
-    config_keys: bool,
-}
-
-/// `--log-format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

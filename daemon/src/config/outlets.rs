@@ -339,11 +339,23 @@ mod tests {
 
     #[test]
     fn proxies_and_files_are_read_apart_from_the_provider() {
+        // Unix-socket listeners exist on Unix only; elsewhere the second proxy is on TCP.
+        let (open_listen, open_expected) = if cfg!(unix) {
+            (
+                "unix:/run/x/open.sock",
+                ProxyListen::Unix("/run/x/open.sock".into()),
+            )
+        } else {
+            (
+                "127.0.0.1:9",
+                ProxyListen::Tcp("127.0.0.1:9".parse().unwrap()),
+            )
+        };
         let (config, _) = parse_ok(&format!(
             "{STATIC}proxy = {{ listen = \"127.0.0.1:0\", upstream = \"https://crm.example.com/api/\" }}\n\
              file = {{ path = \"tokens/crm.token\", format = \"env\" }}\n\
              [providers.open]\nkind = \"anonymous\"\n\
-             proxy = {{ listen = \"unix:/run/x/open.sock\", upstream = \"http://127.0.0.1:9/\", retry_on = [] }}\n"
+             proxy = {{ listen = \"{open_listen}\", upstream = \"http://127.0.0.1:9/\", retry_on = [] }}\n"
         ));
         assert_eq!(config.proxies.len(), 2);
         let crm = &config.proxies[0];
@@ -352,7 +364,7 @@ mod tests {
         assert_eq!(crm.upstream.as_str(), "https://crm.example.com/api");
         assert_eq!(crm.retry_on, [401]);
         let open = &config.proxies[1];
-        assert_eq!(open.listen, ProxyListen::Unix("/run/x/open.sock".into()));
+        assert_eq!(open.listen, open_expected);
         assert!(open.retry_on.is_empty());
         assert_eq!(
             config.token_files,

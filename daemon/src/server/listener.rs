@@ -43,6 +43,17 @@ pub enum BindError {
         /// The running daemon's pid, when its lock file says.
         pid: Option<u32>,
     },
+    /// Windows: the pipe name exists though this daemon holds the endpoint's lock, so another
+    /// program created it first (`FILE_FLAG_FIRST_PIPE_INSTANCE` refused our first instance).
+    #[error(
+        "the named pipe {endpoint} already exists, created by another program (no tokend holds \
+         this endpoint's lock); tokend refuses to serve behind it. Find and stop that program, \
+         or pick another --socket / TOKEND_SOCKET"
+    )]
+    Squatted {
+        /// The endpoint.
+        endpoint: String,
+    },
     /// Something exists at the socket path that is not a socket.
     #[error("{path} exists and is not a socket; remove it or pick another --socket")]
     NotASocket {
@@ -173,6 +184,8 @@ pub fn bind(endpoint: &Endpoint) -> Result<BoundListener, BindError> {
     let lock = take_daemon_lock(endpoint)?;
     #[cfg(unix)]
     replace_stale_socket(endpoint)?;
+    #[cfg(windows)]
+    refuse_squatter(endpoint)?;
 
     let name = endpoint
         .to_name()
@@ -187,7 +200,21 @@ pub fn bind(endpoint: &Endpoint) -> Result<BoundListener, BindError> {
         // fchmod before bind: the socket never exists with a wider mode.
         options.mode(0o600)
     };
+    // Windows: interprocess creates the first instance with FILE_FLAG_FIRST_PIPE_INSTANCE and
+    // every instance with PIPE_REJECT_REMOTE_CLIENTS; the DACL grants this user alone.
+    #[cfg(windows)]
+    let options = {
+        use interprocess::os::windows::local_socket::ListenerOptionsExt;
+        options.security_descriptor(pipe_security(endpoint)?)
+    };
     let listener = options.create_tokio().map_err(|source| {
+        #[cfg(windows)]
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            // The name exists, and not as ours: we hold the daemon lock.
+            return BindError::Squatted {
+                endpoint: endpoint.to_string(),
+            };
+        }
         if source.kind() == io::ErrorKind::AddrInUse {
             BindError::AlreadyRunning {
                 endpoint: endpoint.to_string(),
@@ -214,6 +241,51 @@ pub fn bind(endpoint: &Endpoint) -> Result<BoundListener, BindError> {
         socket_file: file_identity(endpoint.socket()),
         activated: false,
     })
+}
+
+/// Windows: we hold the endpoint's lock, so no tokend serves its pipe; if the pipe name answers
+/// anyway, another program created it. Checked before creating the pipe (Wine does not enforce
+/// `FILE_FLAG_FIRST_PIPE_INSTANCE`; on Windows that flag also closes the race of a squatter
+/// that comes between this check and the creation). Nothing is sent to it.
+#[cfg(windows)]
+fn refuse_squatter(endpoint: &Endpoint) -> Result<(), BindError> {
+    use interprocess::ConnectWaitMode;
+    use interprocess::os::windows::named_pipe::DuplexPipeStream;
+    use interprocess::os::windows::named_pipe::pipe_mode::Bytes;
+    let name = endpoint.to_string();
+    let probe = DuplexPipeStream::<Bytes>::connect_by_path_with_wait_mode(
+        name.as_str(),
+        ConnectWaitMode::Timeout(Duration::from_millis(100)),
+    );
+    match probe {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        // Connected, busy or refused: the name exists.
+        _ => Err(BindError::Squatted { endpoint: name }),
+    }
+}
+
+/// The pipe's security descriptor in the string format: owned by this user, and a protected
+/// DACL (nothing inherited) whose one entry grants this user full access. Nobody else, not
+/// even SYSTEM or Administrators, is listed: no other account needs tokend's pipe.
+#[must_use]
+pub fn pipe_sddl(user_sid: &str) -> String {
+    format!("O:{user_sid}D:P(A;;GA;;;{user_sid})")
+}
+
+#[cfg(windows)]
+fn pipe_security(
+    endpoint: &Endpoint,
+) -> Result<interprocess::os::windows::security_descriptor::SecurityDescriptor, BindError> {
+    let sid = tokend_protocol::win32::current_user_sid().map_err(io_error(
+        "cannot read this user's SID for",
+        endpoint.socket(),
+    ))?;
+    let text = widestring::U16CString::from_str(pipe_sddl(&sid)).map_err(|err| {
+        io_error("invalid security descriptor for", endpoint.socket())(io::Error::other(err))
+    })?;
+    interprocess::os::windows::security_descriptor::SecurityDescriptor::deserialize(&text).map_err(
+        io_error("cannot build the security descriptor of", endpoint.socket()),
+    )
 }
 
 /// The listening socket systemd passed (`LISTEN_PID` is this process, `LISTEN_FDS` is 1).

@@ -1,5 +1,6 @@
-//! Who is on the other end of a connection: the peer's uid (which must be the daemon's own) and,
-//! for the audit trail, its pid and executable. Resolved once per connection.
+//! Who is on the other end of a connection: the peer's uid (which must be the daemon's own; on
+//! Windows its user SID) and, for the audit trail, its pid and executable. Resolved once per
+//! connection.
 
 use std::sync::Arc;
 
@@ -67,11 +68,18 @@ pub(crate) fn check_peer(stream: &Stream) -> Result<Peer, String> {
     }
 }
 
-/// On Windows the pipe's security descriptor decides who may connect.
-#[cfg(not(unix))]
+/// Windows: only a process of the daemon's own user may connect. The pipe's DACL grants only
+/// this user already; this is the second wall, as on Unix: the client's pid
+/// (`GetNamedPipeClientProcessId`) and its process token's user SID
+/// ([`tokend_protocol::peer_user`]).
+#[cfg(windows)]
 pub(crate) fn check_peer(stream: &Stream) -> Result<Peer, String> {
     use interprocess::local_socket::traits::StreamCommon as _;
-    // Process ids are u32 on Windows.
-    let pid = stream.peer_creds().ok().and_then(|creds| creds.pid());
-    Ok(Peer::new(pid, None))
+    let pid = stream
+        .peer_creds()
+        .map_err(|err| format!("cannot read the client's process id: {err}"))?
+        .pid()
+        .ok_or_else(|| "the OS did not report the client's process id".to_owned())?;
+    tokend_protocol::peer_user::check_process("client", pid)?;
+    Ok(Peer::new(Some(pid), None))
 }

@@ -368,6 +368,7 @@ mod tests {
         KeySource::File(dir.join("config").join(KEY_FILE))
     }
 
+    #[cfg(unix)]
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -383,10 +384,13 @@ mod tests {
             .update(|contents| *contents = fixture_contents())
             .unwrap();
         drop(store);
-        assert_eq!(mode(&data), 0o700);
-        assert_eq!(mode(&data.join(STORE_FILE)), 0o600);
-        assert_eq!(mode(&dir.path().join("config").join(KEY_FILE)), 0o600);
-        assert_eq!(mode(&data.join(LOCK_FILE)), 0o600);
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&data), 0o700);
+            assert_eq!(mode(&data.join(STORE_FILE)), 0o600);
+            assert_eq!(mode(&dir.path().join("config").join(KEY_FILE)), 0o600);
+            assert_eq!(mode(&data.join(LOCK_FILE)), 0o600);
+        }
         let mut names: Vec<_> = fs::read_dir(&data)
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -534,6 +538,7 @@ mod tests {
         reopen_damaged(|bytes| bytes[9] = 2, false);
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_key_file_others_can_read_is_refused() {
         use std::os::unix::fs::PermissionsExt;
@@ -565,6 +570,7 @@ mod tests {
         assert!(err.contains("holds 9 bytes, not a 32-byte key"), "{err}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn an_open_data_directory_is_refused() {
         use std::os::unix::fs::PermissionsExt;
@@ -600,6 +606,7 @@ mod tests {
     fn write_0600(path: &Path, bytes: &[u8]) {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
+        #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         options.open(path).unwrap().write_all(bytes).unwrap();
     }

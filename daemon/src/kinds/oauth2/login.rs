@@ -31,6 +31,16 @@ use super::{AuthorizationCodeLogin, OAuth2Config, OAuth2Grant};
 use crate::kinds::{FetchCx, Fetched};
 use crate::upstream::shown;
 
+/// What the failure page says happened.
+fn failed_text(name: &str, message: &str) -> String {
+    format!("tokend did not log in to {name}: {message}.")
+}
+
+/// The failure page's next step.
+fn retry_hint(name: &str) -> String {
+    format!("Nothing was saved. Run `tok login {name}` to try again. You can close this tab.")
+}
+
 /// The rest of a login once the person has been told what to do.
 pub(crate) type Flow = Pin<Box<dyn Future<Output = Result<Fetched, String>> + Send>>;
 
@@ -132,7 +142,14 @@ async fn authorization_code(
                     mut stream,
                     message,
                 } => {
-                    answer_page(&mut stream, 400, "Login failed", &message).await;
+                    answer_page(
+                        &mut stream,
+                        400,
+                        "Login failed",
+                        &failed_text(&name, &message),
+                        &retry_hint(&name),
+                    )
+                    .await;
                     return Err(message);
                 }
             };
@@ -142,7 +159,14 @@ async fn authorization_code(
                 Ok(assertion) => assertion,
                 Err(err) => {
                     let mut stream = stream;
-                    answer_page(&mut stream, 400, "Login failed", err.message()).await;
+                    answer_page(
+                        &mut stream,
+                        400,
+                        "Login failed",
+                        &failed_text(&name, err.message()),
+                        &retry_hint(&name),
+                    )
+                    .await;
                     return Err(err.message().to_owned());
                 }
             };
@@ -162,11 +186,22 @@ async fn authorization_code(
                         &mut stream,
                         200,
                         "Logged in",
-                        &format!("tokend is logged in to {name}. You can close this tab."),
+                        &format!("tokend is logged in to {name}."),
+                        "You can close this tab: tok has the outcome, and tokend keeps the \
+                         session fresh from now on.",
                     )
                     .await;
                 }
-                Err(message) => answer_page(&mut stream, 400, "Login failed", message).await,
+                Err(message) => {
+                    answer_page(
+                        &mut stream,
+                        400,
+                        "Login failed",
+                        &failed_text(&name, message),
+                        &retry_hint(&name),
+                    )
+                    .await;
+                }
             }
             outcome
         }

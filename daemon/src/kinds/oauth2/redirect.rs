@@ -100,6 +100,7 @@ async fn examine(mut stream: TcpStream, path: &str, state: &str) -> Option<Callb
             400,
             "Bad request",
             "This is not an HTTP GET request.",
+            "",
         )
         .await;
         return None;
@@ -111,12 +112,13 @@ async fn examine(mut stream: TcpStream, path: &str, state: &str) -> Option<Callb
             400,
             "Bad request",
             "The request target is invalid.",
+            "",
         )
         .await;
         return None;
     };
     if url.path() != path {
-        answer_page(&mut stream, 404, "Not found", "Nothing here.").await;
+        answer_page(&mut stream, 404, "Not found", "Nothing here.", "").await;
         return None;
     }
     let query = |key: &str| {
@@ -135,6 +137,7 @@ async fn examine(mut stream: TcpStream, path: &str, state: &str) -> Option<Callb
             "Login refused",
             "The redirect's state does not match the login request (a forged or stale \
              redirect). Nothing was done; the login in progress goes on.",
+            "If you started a login, finish it in the tab that tok login opened.",
         )
         .await;
         return None;
@@ -188,29 +191,58 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     }
 }
 
-/// Writes a small HTML page and closes the connection.
-pub(crate) async fn answer_page(stream: &mut TcpStream, status: u16, title: &str, text: &str) {
-    let reason = match status {
-        200 => "OK",
-        404 => "Not Found",
-        _ => "Bad Request",
-    };
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>tokend: {title}</title>\
-         </head><body><h1>{title}</h1><p>{}</p></body></html>\n",
-        html_escape(text)
-    );
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\n\
-         content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
+/// Writes a small HTML page and closes the connection: the title, what happened, and (when
+/// there is one) the next step. Readable on any screen (a viewport meta, system fonts, text
+/// that wraps), and nothing but its own inline style may load (a content security policy).
+pub(crate) async fn answer_page(
+    stream: &mut TcpStream,
+    status: u16,
+    title: &str,
+    text: &str,
+    next: &str,
+) {
+    let response = render_page(status, title, text, next);
     // The person may already have closed the tab: nothing to do about a failed write.
     let _ = tokio::time::timeout(REQUEST_READ_TIMEOUT, async {
         let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+/// The whole HTTP response of [`answer_page`].
+fn render_page(status: u16, title: &str, text: &str, next: &str) -> String {
+    let (reason, accent, mark) = match status {
+        200 => ("OK", "#1a7f37", "&#10003;"),
+        404 => ("Not Found", "#57606a", "&#8226;"),
+        _ => ("Bad Request", "#cf222e", "&#10007;"),
+    };
+    let next = if next.is_empty() {
+        String::new()
+    } else {
+        format!("<p class=\"next\">{}</p>", html_escape(next))
+    };
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>tokend: {title}</title><style>\
+         body{{margin:0;padding:0 1rem;background:#f6f8fa;color:#1f2328;\
+         font:16px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif}}\
+         main{{max-width:36rem;margin:12vh auto;padding:1.5rem 2rem;background:#fff;\
+         border-radius:12px;border-top:6px solid {accent};box-shadow:0 1px 4px #0002}}\
+         h1{{font-size:1.5rem;margin:0 0 .75rem;color:{accent}}}\
+         p{{margin:.5rem 0;overflow-wrap:anywhere}}.next{{color:#57606a}}\
+         </style></head><body><main><h1>{mark} {title}</h1><p>{}</p>{next}</main></body>\
+         </html>\n",
+        html_escape(text)
+    );
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\n\
+         content-length: {}\r\ncache-control: no-store\r\n\
+         content-security-policy: default-src 'none'; style-src 'unsafe-inline'\r\n\
+         x-content-type-options: nosniff\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 fn html_escape(text: &str) -> String {
@@ -223,6 +255,34 @@ fn html_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_say_what_happened_and_what_next_and_load_nothing() {
+        let page = render_page(
+            400,
+            "Login failed",
+            "refused <x>",
+            "Run `tok login a` again.",
+        );
+        assert!(page.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{page}");
+        assert!(
+            page.contains("<title>tokend: Login failed</title>"),
+            "{page}"
+        );
+        assert!(page.contains("<p>refused &lt;x&gt;</p>"), "{page}");
+        assert!(
+            page.contains("<p class=\"next\">Run `tok login a` again.</p>"),
+            "{page}"
+        );
+        assert!(page.contains("name=\"viewport\""), "{page}");
+        assert!(
+            page.contains("content-security-policy: default-src 'none'"),
+            "{page}"
+        );
+        let (head, body) = page.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}\r\n", body.len())));
+        assert!(!render_page(404, "Not found", "Nothing here.", "").contains("class=\"next\""));
+    }
 
     #[test]
     fn pages_escape_server_text() {
