@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     // A log line that cannot be written (stderr a closed pipe or terminal) is dropped: the
     // subscriber's own report of that failure would go to stderr too, and fail the same way
     // by panicking the daemon.
+    // The builder's own filter lets everything through: `filter` decides.
     let logs = tracing_subscriber::fmt()
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
     match args.log_format {

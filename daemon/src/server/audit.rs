@@ -11,8 +11,8 @@
 //! - then, once a minute, one line per (uid, executable, provider) that was asked meanwhile,
 //!   with its counts (hits, misses, errors, unknown provider) and the pids it saw.
 //!
-//! The executable is read once per connection (`/proc/PID/exe` on Linux), after the first
-//! answer has been sent, while the peer is still connected. Lines go to the `tokend::audit`
+//! The executable is read once per connection (`/proc/PID/exe` on Linux), when it is
+//! accepted: a program as short-lived as `tok get` may be gone right after its answer. Lines go to the `tokend::audit`
 //! target at info level and never carry a token.
 
 use std::collections::{BTreeSet, HashMap};
@@ -146,6 +146,10 @@ impl Audit {
             enabled,
             tallies: Mutex::new(Tallies::default()),
         }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Takes over what `local` counted for `peer` (whose executable is then looked up, once):

@@ -48,6 +48,9 @@ pub(crate) async fn serve(
             return;
         }
     };
+    if state.audit.enabled() {
+        peer.exe();
+    }
     let mut stream = BufReader::with_capacity(READ_BUFFER, stream);
     let greeting = tokio::select! {
         greeting = timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)) => greeting,

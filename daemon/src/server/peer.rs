@@ -25,8 +25,8 @@ impl Peer {
         }
     }
 
-    /// The peer's executable: a system call the first time, so the audit trail asks for it
-    /// only once an answer has been sent.
+    /// The peer's executable: a system call the first time (the audit trail asks for it as the
+    /// connection is accepted, while the peer surely still runs).
     pub(crate) fn exe(&mut self) -> &Arc<str> {
         let pid = self.pid;
         self.exe.get_or_insert_with(|| {
