@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokend_protocol::{ErrorCode, Response, RotationOutcome, clock};
+use tokio::time::Instant;
 
 use super::refresh::error_response;
-use super::{Origin, PoisonError, Provider, Trigger};
-use crate::kinds::static_secret::{self, Rotation};
-use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind, SentSecrets};
+use super::{NewKey, Origin, PoisonError, Provider, Trigger};
+use crate::kinds::static_secret::Rotation;
+use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
 use crate::secret::SecretTemplate;
 use crate::store::StoredRotated;
 
@@ -39,6 +40,8 @@ pub(crate) struct RotationState {
 
 /// The longest a failed scheduled rotation waits before trying again.
 const RETRY_CAP: Duration = Duration::from_secs(3600);
+/// How often a waiting schedule looks at the wall clock.
+const WALL_CLOCK_CHECK: Duration = Duration::from_secs(60);
 
 impl Provider {
     /// The provider's key template and `rotate` table, if it has one.
@@ -55,7 +58,7 @@ impl Provider {
     /// Replaces the key now: durably stored, then served. The old key stays if it fails.
     pub(crate) async fn rotate(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
         let name = self.config.name.clone();
-        let Some((secret, rotation)) = self.rotation() else {
+        let Some((_, rotation)) = self.rotation() else {
             return Err(Response::error(
                 ErrorCode::Config,
                 format!(
@@ -72,21 +75,8 @@ impl Provider {
         // The key being replaced is not served from now on: the API may invalidate it as soon
         // as the request arrives.
         let previous = self.inner().current.take();
-        let sent = SentSecrets::default();
-        let cx = self.services.cx(&name, &sent);
-        let requested = async {
-            let origin = static_secret::rotation_origin(&cx, secret, &state).await?;
-            let key = static_secret::rotate::request_new_key(&cx, rotation).await?;
-            Ok::<_, FetchError>((key, origin))
-        }
-        .await
-        .map_err(|error| {
-            error
-                .map_message(|message| sent.mask(&message))
-                .in_provider(&name)
-        });
-        let (key, origin) = match requested {
-            Ok(new) => new,
+        let (key, origin) = match self.fetcher.new_key(&state).await {
+            Ok(NewKey { key, origin }) => (key, origin),
             Err(error) => {
                 // The old key stays in force (unless something replaced it meanwhile).
                 let mut inner = self.inner();
@@ -206,14 +196,7 @@ impl Provider {
         let mut failures: u32 = 0;
         loop {
             self.inner().rotation.next_unix = Some(due);
-            // By the wall clock, in steps: a machine that slept rotates soon after it wakes.
-            loop {
-                let now = clock::unix_now();
-                if now >= due {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_secs((due - now).min(60))).await;
-            }
+            wait_until_unix(due).await;
             if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
             }
@@ -253,6 +236,21 @@ impl Provider {
             tracing::warn!("{message}; the rotation schedule starts over at the next start");
         }
         now
+    }
+}
+
+/// Waits until `due` (Unix seconds) by the wall clock or until as long has passed on the
+/// monotonic one, whichever comes first: checked at least every minute, so a machine that slept
+/// rotates soon after it wakes (the monotonic clock stops during sleep), while tests run under
+/// tokio's paused time (which the wall clock does not follow).
+async fn wait_until_unix(due: u64) {
+    let deadline = Instant::now() + Duration::from_secs(due.saturating_sub(clock::unix_now()));
+    loop {
+        let now = Instant::now();
+        if clock::unix_now() >= due || now >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline.min(now + WALL_CLOCK_CHECK)).await;
     }
 }
 
