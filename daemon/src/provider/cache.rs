@@ -101,6 +101,7 @@ impl Provider {
                     .id
                     .and_then(|id| id.expires)
                     .map(|expires| (now, expires.saturating_duration_since(now)));
+                current.key_epoch = inner.key_epoch;
                 let cached = Arc::clone(&current.cached);
                 let refresh_at = current.refresh_at;
                 let current_lifetime = current.expires.map(|e| e.saturating_duration_since(now));
@@ -255,6 +256,8 @@ impl Provider {
         };
         Ok(Current {
             cached: Arc::new(cached),
+            // The caller sets the turn's (see `cache`).
+            key_epoch: 0,
             expires,
             refresh_at: expires.map(|expires| advisory_start(since, expires)),
             id,

@@ -2,7 +2,13 @@
 //! refresh token, a rotated key, a still-valid access token obtained under the same
 //! configuration, with its id_token), what it writes there before any caller sees a new token,
 //! and following a rotation that a replaced instance saved.
+//!
+//! An instance a reload puts in another's place shares its [`Chain`]: their upstream attempts
+//! (fetches and key rotations) take turns, so the one's rotated refresh token or key is saved
+//! before the other presents the chain's; and a key rotation one starts makes the other stop
+//! serving the key it cached.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
@@ -13,6 +19,30 @@ use super::session::LOGIN_ORIGIN;
 use super::{MAX_LIFETIME, Provider};
 use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
 use crate::store::{Contents, Store, StoredAccess, StoredRefresh};
+
+/// What a provider shares with the instances a reload puts in its place.
+#[derive(Debug, Default)]
+pub(super) struct Chain {
+    /// Held across each upstream attempt (a fetch, a key rotation) and the writing of its
+    /// outcome to the store.
+    turn: tokio::sync::Mutex<()>,
+    /// Bumped when a key rotation starts: a key cached before it is not served again (the
+    /// API may invalidate it as soon as the request arrives); the next request waits for the
+    /// rotation's turn to end and takes what it stored.
+    key_changes: AtomicU64,
+}
+
+impl Chain {
+    /// How many key rotations have started on this chain.
+    pub(super) fn key_changes(&self) -> u64 {
+        self.key_changes.load(Ordering::SeqCst)
+    }
+
+    /// A key rotation starts (its caller holds the turn).
+    pub(super) fn key_changing(&self) -> u64 {
+        self.key_changes.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
 
 impl Provider {
     /// Whether this provider's access tokens go to the store: fetched ones only (a static
@@ -125,15 +155,26 @@ impl Provider {
     }
 
     /// Obtains a token ([`Provider::obtain`]) and makes the outcome durable ([`Provider::persist`])
-    /// under the chain lock, which the instance a reload replaced shares.
+    /// in the chain's turn, which the instance a reload replaced shares.
     pub(super) async fn obtain_durably(
         &self,
         state: &mut FetchState,
         want: super::fleet::Want,
     ) -> (Result<Fetched, FetchError>, super::Origin) {
-        let _chain = self.chain.lock().await;
+        let _turn = match self.take_turn().await {
+            Ok(turn) => turn,
+            Err(error) => return (Err(error), super::Origin::Upstream),
+        };
+        self.inner().key_epoch = self.chain.key_changes();
         let (outcome, origin) = self.obtain(state, want).await;
         (self.persist(outcome, state).await, origin)
+    }
+
+    /// Waits for the chain's turn.
+    pub(super) async fn take_turn(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, FetchError> {
+        Ok(self.chain.turn.lock().await)
     }
 
     /// Follows a rotated refresh token, and makes the outcome durable before anyone can use

@@ -43,6 +43,8 @@ mod session;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rotation;
 mod watch;
 
 use std::future::Future;
@@ -183,11 +185,11 @@ pub(crate) struct Provider {
     flight: tokio::sync::Mutex<FetchState>,
     /// Removed or replaced by a reload: scheduled refreshes stand down.
     retired: std::sync::atomic::AtomicBool,
-    /// Held across each upstream attempt and the writing of its outcome to the store; shared
-    /// with the instance a reload puts in this one's place, so that a refresh the replaced
-    /// instance is still running saves its rotated refresh token before the new instance
-    /// presents the chain's token (else it would present the superseded one).
-    chain: Arc<tokio::sync::Mutex<()>>,
+    /// Shared with the instance a reload puts in this one's place (see [`durable::Chain`]), so
+    /// that a refresh or key rotation the replaced instance is still running saves its outcome
+    /// before the new instance presents the chain's token (else it would present the superseded
+    /// one), and the new one stops serving a key the old one is replacing.
+    chain: Arc<durable::Chain>,
     counters: Counters,
     /// Where fetched tokens are made durable (none in engine tests).
     store: Option<Arc<Store>>,
@@ -269,6 +271,9 @@ struct Inner {
     id_used: bool,
     /// When the last id_token was stored and how long it was issued for.
     last_id_lifetime: Option<(Instant, Duration)>,
+    /// The chain's key changes (see [`durable::Chain`]) when the last fetch took its turn: the
+    /// cached token is served only while no key rotation started since.
+    key_epoch: u64,
     /// Key rotation (`rotate`), for status.
     rotation: rotation::RotationState,
 }
@@ -276,6 +281,8 @@ struct Inner {
 #[derive(Debug)]
 struct Current {
     cached: Arc<CachedGrant>,
+    /// The chain's key changes when it was obtained (see [`Inner::key_epoch`]).
+    key_epoch: u64,
     expires: Option<Instant>,
     refresh_at: Option<Instant>,
     /// The id_token's own expiry and advisory window, when one came with the token.
@@ -483,7 +490,7 @@ impl Provider {
         let seen = {
             let now = Instant::now();
             let mut inner = self.inner();
-            if let Some(current) = &inner.current
+            if let Some(current) = self.in_force(&inner)
                 && current.serves_for(wanted, now, min_ttl)
             {
                 let cached = Arc::clone(&current.cached);
@@ -499,7 +506,7 @@ impl Provider {
             }
             self.counters.request(false);
             if wanted == Wanted::IdToken
-                && let Some(current) = &inner.current
+                && let Some(current) = self.in_force(&inner)
                 && current.valid(now)
                 && current.id.is_none()
             {
@@ -545,7 +552,7 @@ impl Provider {
         {
             let now = Instant::now();
             let mut inner = self.inner();
-            if let Some(current) = &inner.current
+            if let Some(current) = self.in_force(&inner)
                 && current.serves_for(wanted, now, min_ttl)
             {
                 let cached = Arc::clone(&current.cached);
@@ -558,7 +565,7 @@ impl Provider {
                 if let Some(refusal) = inner.blocking(now) {
                     return Err(refusal);
                 }
-                if let Some(current) = &inner.current
+                if let Some(current) = self.in_force(&inner)
                     && let Some(expires) = current.expires
                     && current.valid(now)
                 {
@@ -594,6 +601,15 @@ impl Provider {
             }
             _ => Ok(Served { cached, hit: false }),
         }
+    }
+
+    /// The cached token, unless a key rotation started on the chain since it was obtained (the
+    /// key may be dead: the next request waits for the rotation and takes what it stored).
+    fn in_force<'a>(&self, inner: &'a Inner) -> Option<&'a Current> {
+        inner
+            .current
+            .as_ref()
+            .filter(|current| current.key_epoch == self.chain.key_changes())
     }
 
     /// The answer to a caller who wants an id_token when the grant returned none.

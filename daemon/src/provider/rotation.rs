@@ -21,7 +21,7 @@ use tokend_protocol::{ErrorCode, Response, RotationOutcome, clock};
 use tokio::time::Instant;
 
 use super::refresh::error_response;
-use super::{NewKey, Origin, PoisonError, Provider, Trigger};
+use super::{Current, NewKey, Origin, PoisonError, Provider, Trigger};
 use crate::kinds::static_secret::Rotation;
 use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
 use crate::secret::SecretTemplate;
@@ -69,19 +69,33 @@ impl Provider {
             ));
         };
         let mut state = self.flight.lock().await;
+        // In the chain's turn: an instance a reload replaced (or put in this one's place) neither
+        // fetches nor rotates meanwhile, and takes over what this rotation stores.
+        let _turn = match self.take_turn().await {
+            Ok(turn) => turn,
+            Err(error) => return Err(self.rotation_failed(&error)),
+        };
         if let Err(error) = self.save_rotated(&mut state).await {
             return Err(self.rotation_failed(&error));
         }
-        // The key being replaced is not served from now on: the API may invalidate it as soon
-        // as the request arrives.
-        let previous = self.inner().current.take();
+        // The key being replaced is not served from now on, by this instance or one sharing its
+        // chain: the API may invalidate it as soon as the request arrives.
+        let epoch = self.chain.key_changing();
+        let previous = {
+            let mut inner = self.inner();
+            inner.key_epoch = epoch;
+            inner.current.take()
+        };
         let (key, origin) = match self.fetcher.new_key(&state).await {
             Ok(NewKey { key, origin }) => (key, origin),
             Err(error) => {
                 // The old key stays in force (unless something replaced it meanwhile).
                 let mut inner = self.inner();
                 if inner.current.is_none() {
-                    inner.current = previous;
+                    inner.current = previous.map(|previous| Current {
+                        key_epoch: epoch,
+                        ..previous
+                    });
                 }
                 drop(inner);
                 return Err(self.rotation_failed(&error));

@@ -1,0 +1,183 @@
+//! Key rotation in the provider runtime under tokio's paused time: a scripted API issues the new
+//! keys (no network), the store is a real one in a temporary directory.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::*;
+use crate::config::Presentation;
+use crate::kinds::static_secret::Rotation;
+use crate::kinds::static_secret::rotate::RotateMethod;
+use crate::secret::SecretTemplate;
+use crate::store::{KeySource, Store};
+
+/// The API that issues keys: the `n`th new key is `kN`, issued (and in force at the API) as
+/// soon as the request arrives, answered after `delay`; `failing` answers 500 instead.
+#[derive(Debug, Default)]
+struct Api {
+    issued: AtomicUsize,
+    failing: AtomicBool,
+    delay: Duration,
+}
+
+impl Api {
+    fn with_delay(secs: u64) -> Arc<Self> {
+        Arc::new(Self {
+            delay: Duration::from_secs(secs),
+            ..Self::default()
+        })
+    }
+
+    fn issued(&self) -> usize {
+        self.issued.load(Ordering::SeqCst)
+    }
+}
+
+/// A static provider's source: its configured key (a literal template) through the static
+/// kind's own rules, and new keys from [`Api`].
+#[derive(Debug)]
+struct Keys {
+    api: Arc<Api>,
+    services: Arc<Services>,
+    configured: SecretTemplate,
+    rotate: Option<Rotation>,
+}
+
+impl Fetch for Keys {
+    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let sent = SentSecrets::default();
+            let cx = self.services.cx("api", &sent);
+            static_secret::fetch(&cx, &self.configured, self.rotate.as_ref(), state).await
+        })
+    }
+
+    fn new_key<'a>(&'a self, state: &'a FetchState) -> NewKeyFuture<'a> {
+        Box::pin(async move {
+            let sent = SentSecrets::default();
+            let cx = self.services.cx("api", &sent);
+            let origin = static_secret::rotation_origin(&cx, &self.configured, state).await?;
+            if self.api.failing.load(Ordering::SeqCst) {
+                tokio::time::sleep(self.api.delay).await;
+                return Err(FetchError::Transient {
+                    message: "rotation POST https://api.example/rotate: HTTP 500".to_owned(),
+                    retry_after: None,
+                });
+            }
+            let n = self.api.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(self.api.delay).await;
+            Ok(NewKey {
+                key: Secret::new(format!("k{n}")),
+                origin,
+            })
+        })
+    }
+}
+
+fn store(dir: &tempfile::TempDir) -> Arc<Store> {
+    Arc::new(
+        Store::open(
+            &dir.path().join("data"),
+            &KeySource::File(dir.path().join("store.key")),
+        )
+        .unwrap(),
+    )
+}
+
+/// Provider `api`: the static key `configured`, with a `rotate` table (`every` seconds, if
+/// any) when `rotates`, restored from `store` (none: no store).
+fn instance(
+    api: &Arc<Api>,
+    store: Option<&Arc<Store>>,
+    configured: &str,
+    rotates: bool,
+    every: Option<u64>,
+) -> Provider {
+    let secret = SecretTemplate::parse(configured).unwrap();
+    let rotate = rotates.then(|| Rotation {
+        method: RotateMethod::Post,
+        url: "https://api.example/rotate".parse().unwrap(),
+        auth: "admin".to_owned(),
+        secret: "/apiKey".to_owned(),
+        every: every.map(Duration::from_secs),
+        timeout: None,
+    });
+    let config = ProviderConfig {
+        name: "api".into(),
+        kind: ProviderKind::Static {
+            secret: secret.clone(),
+            rotate: rotate.clone(),
+        },
+        presentation: Presentation::default(),
+        persist: true,
+        share: None,
+    };
+    let services = Arc::new(Services::new(store.cloned()));
+    let keys = Keys {
+        api: Arc::clone(api),
+        services: Arc::clone(&services),
+        configured: secret,
+        rotate,
+    };
+    let mut provider = Provider::with_fetcher(config, Box::new(keys), services);
+    if let Some(store) = store {
+        provider.restore(store);
+        provider.store = Some(Arc::clone(store));
+    }
+    provider
+}
+
+async fn key(provider: &Arc<Provider>) -> Result<String, Response> {
+    provider
+        .token(Duration::from_secs(1))
+        .await
+        .map(|served| served.cached.grant.token.expose().to_owned())
+}
+
+fn stored_key(store: &Store) -> Option<String> {
+    store
+        .rotated_key("api")
+        .map(|rotated| rotated.key.expose().to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_during_a_rotation_serves_the_new_key_never_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(5);
+    let old = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    assert_eq!(key(&old).await.unwrap(), "k0");
+    // The reload put a new instance in its place, which served the key too.
+    let new = Arc::new(instance(&api, Some(&store), "k0", true, None).succeeding(&old));
+    old.retire();
+    assert_eq!(key(&new).await.unwrap(), "k0");
+    // The replaced instance's rotation is in flight: the API invalidated k0 already.
+    let rotation = tokio::spawn({
+        let old = Arc::clone(&old);
+        async move { old.rotate().await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.issued(), 1);
+    // The new instance waits for its outcome instead of serving the dead key, and takes it.
+    assert_eq!(key(&new).await.unwrap(), "k1");
+    rotation.await.unwrap().unwrap();
+    assert_eq!(key(&new).await.unwrap(), "k1");
+    assert_eq!(stored_key(&store).as_deref(), Some("k1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_a_replaced_instance_rotated_later_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(1);
+    let old = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    let new = Arc::new(instance(&api, Some(&store), "k0", true, None).succeeding(&old));
+    assert_eq!(key(&new).await.unwrap(), "k0");
+    old.rotate().await.unwrap();
+    assert_eq!(key(&new).await.unwrap(), "k1");
+    // And the next rotation, the new instance's own, descends from the same configured key.
+    new.rotate().await.unwrap();
+    assert_eq!(key(&new).await.unwrap(), "k2");
+    let stored = store.rotated_key("api").unwrap();
+    assert_eq!(stored.key.expose(), "k2");
+    assert_eq!(stored.origin.expose(), "k0");
+}
