@@ -212,6 +212,27 @@ rotate = {{ url = "{api}/apps/app-2/regenerateSecret", auth = "salestim-admin", 
     assert!(provider["rotated_at"].is_string(), "{provider}");
     *salestim.failing.lock().unwrap() = false;
 
+    // Removing the `rotate` table stops rotations; it does not bring back the key SalesTim
+    // invalidated (the config still names it).
+    let without_rotate = config.replace(
+        &format!(
+            "rotate = {{ method = \"POST\", url = \"{api}/apps/app-1/regenerateSecret\", auth = \"salestim-admin\", secret = \"/apiKey\" }}\n"
+        ),
+        "",
+    );
+    assert_ne!(without_rotate, config);
+    std::fs::write(daemon.dir().join("config.toml"), &without_rotate).unwrap();
+    let served = blocking({
+        let (tok, key_of) = (tok.clone(), key_of.clone());
+        move || {
+            let reload = tok(&["reload"]);
+            assert_eq!(code(&reload), 0, "{}", stderr(&reload));
+            key_of("salestim")
+        }
+    })
+    .await;
+    assert_eq!(served, after, "the invalidated key came back");
+
     // `every` rotates on its own: the scheduled provider's key is replaced, and served.
     let (auto, salestim_clone) = (key_of.clone(), salestim.clone());
     let replaced = blocking(move || {

@@ -118,9 +118,7 @@ impl ProviderKind {
         state: &mut FetchState,
     ) -> Result<Fetched, FetchError> {
         match self {
-            Self::Static { secret, rotate } => {
-                static_secret::fetch(cx, secret, rotate.as_ref(), state).await
-            }
+            Self::Static { secret, .. } => static_secret::fetch(cx, secret, state).await,
             Self::Anonymous => Ok(anonymous::fetch()),
             Self::OAuth2(config) => oauth2::fetch(cx, config, state).await,
             Self::Http(exchange) => http::fetch(cx, exchange).await,

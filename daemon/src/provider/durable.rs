@@ -45,6 +45,11 @@ impl Chain {
 }
 
 impl Provider {
+    /// Whether this provider is a static key (which a rotation may have replaced).
+    pub(super) fn is_static(&self) -> bool {
+        matches!(self.config.kind, ProviderKind::Static { .. })
+    }
+
     /// Whether this provider's access tokens go to the store: fetched ones only (a static
     /// secret comes from the config each start), and not with `persist = false`.
     fn persists_access(&self) -> bool {
@@ -85,16 +90,9 @@ impl Provider {
                 }
             }
         }
-        let rotates = matches!(
-            self.config.kind,
-            ProviderKind::Static {
-                rotate: Some(_),
-                ..
-            }
-        );
-        if let Some(rotated) = store.rotated_key(name).filter(|_| rotates) {
+        if let Some(rotated) = store.rotated_key(name).filter(|_| self.is_static()) {
             // Whether it is still in force is decided at the first fetch, against the
-            // configured key it descends from.
+            // configured key it descends from (with or without a `rotate` table now).
             let state = self.flight.get_mut();
             state.rotated_key = Some(rotated.key);
             state.rotated_origin = Some(rotated.origin);

@@ -137,7 +137,7 @@ impl Provider {
     /// reload finished after this one started).
     pub(super) async fn save_rotated(&self, state: &mut FetchState) -> Result<(), FetchError> {
         if !state.rotation_unsaved {
-            if self.rotation().is_some()
+            if self.is_static()
                 && let Some(stored) = self
                     .store
                     .as_ref()

@@ -39,7 +39,6 @@ struct Keys {
     api: Arc<Api>,
     services: Arc<Services>,
     configured: SecretTemplate,
-    rotate: Option<Rotation>,
 }
 
 impl Fetch for Keys {
@@ -47,7 +46,7 @@ impl Fetch for Keys {
         Box::pin(async move {
             let sent = SentSecrets::default();
             let cx = self.services.cx("api", &sent);
-            static_secret::fetch(&cx, &self.configured, self.rotate.as_ref(), state).await
+            static_secret::fetch(&cx, &self.configured, state).await
         })
     }
 
@@ -105,7 +104,7 @@ fn instance(
         name: "api".into(),
         kind: ProviderKind::Static {
             secret: secret.clone(),
-            rotate: rotate.clone(),
+            rotate,
         },
         presentation: Presentation::default(),
         persist: true,
@@ -116,7 +115,6 @@ fn instance(
         api: Arc::clone(api),
         services: Arc::clone(&services),
         configured: secret,
-        rotate,
     };
     let mut provider = Provider::with_fetcher(config, Box::new(keys), services);
     if let Some(store) = store {
@@ -137,6 +135,13 @@ fn stored_key(store: &Store) -> Option<String> {
     store
         .rotated_key("api")
         .map(|rotated| rotated.key.expose().to_owned())
+}
+
+fn error_message(response: Response) -> (ErrorCode, String) {
+    match response {
+        Response::Error(reply) => (reply.code, reply.message),
+        other => panic!("expected an error, got {other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -180,4 +185,23 @@ async fn a_key_a_replaced_instance_rotated_later_is_followed() {
     let stored = store.rotated_key("api").unwrap();
     assert_eq!(stored.key.expose(), "k2");
     assert_eq!(stored.origin.expose(), "k0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_rotate_table_the_rotated_key_stays_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(0);
+    let rotating = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    rotating.rotate().await.unwrap();
+    // The table was removed from the config (or the provider restarted without it): the key
+    // the API invalidated does not come back.
+    let plain = Arc::new(instance(&api, Some(&store), "k0", false, None));
+    assert_eq!(key(&plain).await.unwrap(), "k1");
+    // Replacing a running instance: it follows the store as well.
+    let again = Arc::new(instance(&api, Some(&store), "k0", false, None).succeeding(&rotating));
+    assert_eq!(key(&again).await.unwrap(), "k1");
+    let (code, message) = error_message(again.rotate().await.unwrap_err());
+    assert_eq!(code, ErrorCode::Config);
+    assert!(message.contains("no `rotate` table"), "{message}");
 }
