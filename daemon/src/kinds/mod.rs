@@ -185,13 +185,17 @@ pub(crate) const PRESETS: [&KindSpec; 6] = [
 pub(crate) const DEFAULT_ROUTE_USERNAME: &str = "oauth2";
 
 /// What every fetch of a daemon uses, one of each: the resolver of secret references, the HTTP
-/// client, and the fleet.
+/// client, and the fleet; and the key rotations in flight.
 #[derive(Debug)]
 pub(crate) struct Services {
     pub(crate) secrets: Arc<Resolver>,
     pub(crate) http: Arc<Upstream>,
     /// The fleet of `share`d providers, with `[fleet]`.
     pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Key rotations in flight, each in its own task: once the request is out, the API may
+    /// have issued a key only the rotation can store, so neither a caller that hangs up nor a
+    /// reload ends one halfway, and shutdown waits for them (bounded).
+    pub(crate) rotations: tokio_util::task::TaskTracker,
 }
 
 impl Services {
@@ -201,6 +205,7 @@ impl Services {
             secrets: Arc::new(Resolver::new(store)),
             http: Arc::new(Upstream::default()),
             fleet: None,
+            rotations: tokio_util::task::TaskTracker::new(),
         }
     }
 

@@ -56,7 +56,32 @@ impl Provider {
     }
 
     /// Replaces the key now: durably stored, then served. The old key stays if it fails.
+    ///
+    /// The rotation runs in a task of its own (tracked in [`Services::rotations`]), which this
+    /// only waits for: the caller going away (a `tok rotate` that hangs up, the schedule a
+    /// reload stops) does not end it halfway, after the API issued a key only it can store.
+    ///
+    /// [`Services::rotations`]: crate::kinds::Services::rotations
     pub(crate) async fn rotate(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
+        let me = Arc::clone(self);
+        let rotation = self
+            .services
+            .rotations
+            .spawn(async move { me.rotate_to_the_end().await });
+        rotation.await.unwrap_or_else(|err| {
+            Err(Response::error(
+                ErrorCode::Internal,
+                format!(
+                    "provider `{}`: the rotation stopped unexpectedly ({err}); see tokend's log \
+                     and `tok status`",
+                    self.config.name
+                ),
+            ))
+        })
+    }
+
+    /// The rotation itself (see [`Provider::rotate`]).
+    async fn rotate_to_the_end(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
         let name = self.config.name.clone();
         let Some((_, rotation)) = self.rotation() else {
             return Err(Response::error(

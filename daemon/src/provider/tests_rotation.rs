@@ -205,3 +205,46 @@ async fn without_the_rotate_table_the_rotated_key_stays_in_force() {
     assert_eq!(code, ErrorCode::Config);
     assert!(message.contains("no `rotate` table"), "{message}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_runs_to_the_end_when_a_reload_stops_its_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(5);
+    let old = Arc::new(instance(&api, Some(&store), "k0", true, Some(60)));
+    assert_eq!(key(&old).await.unwrap(), "k0");
+    old.start_rotation_schedule();
+    // The schedule rotates after a minute; the API issues k1 at once and answers 5 s later.
+    tokio::time::sleep(Duration::from_secs(62)).await;
+    assert_eq!(api.issued(), 1);
+    // A reload replaces the provider meanwhile, which stops its schedule.
+    let new = Arc::new(instance(&api, Some(&store), "k0", true, Some(60)).succeeding(&old));
+    old.retire();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        stored_key(&store).as_deref(),
+        Some("k1"),
+        "the key the API issued was lost"
+    );
+    assert_eq!(key(&new).await.unwrap(), "k1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_runs_to_the_end_when_its_caller_hangs_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(5);
+    let provider = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    let caller = tokio::spawn({
+        let provider = Arc::clone(&provider);
+        async move { provider.rotate().await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(api.issued(), 1);
+    // `tok rotate` was interrupted: its connection (and the request's future) went away.
+    caller.abort();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(stored_key(&store).as_deref(), Some("k1"));
+    assert_eq!(key(&provider).await.unwrap(), "k1");
+    assert!(provider.status().rotation_error.is_none());
+}

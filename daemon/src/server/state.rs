@@ -292,6 +292,21 @@ impl State {
     pub(crate) fn stop_outlets(&self) {
         self.outlets.stop();
     }
+
+    /// Waits, at most `limit`, for the key rotations in flight (the daemon is stopping): the
+    /// API may have issued a key that only they can store. Whether they all finished.
+    pub(crate) async fn finish_rotations(&self, limit: Duration) -> bool {
+        let rotations = &self.services.rotations;
+        rotations.close();
+        if rotations.is_empty() {
+            return true;
+        }
+        tracing::info!(
+            "waiting for {} key rotation(s) in flight to store their new key",
+            rotations.len()
+        );
+        tokio::time::timeout(limit, rotations.wait()).await.is_ok()
+    }
 }
 
 /// The providers in force as the source of `${provider:NAME}`: each request goes through that
