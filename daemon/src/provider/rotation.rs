@@ -34,8 +34,19 @@ pub(crate) struct RotationState {
     pub(crate) rotated_at_unix: Option<u64>,
     /// When the schedule rotates next (Unix seconds).
     pub(crate) next_unix: Option<u64>,
+    /// The same moment on the monotonic clock, from when it was set (see [`Provider::wait_until_due`]).
+    next_at: Option<Instant>,
     /// Why the last rotation failed.
     pub(crate) error: Option<String>,
+}
+
+impl RotationState {
+    /// The schedule rotates next at `unix` (Unix seconds).
+    fn due_at(&mut self, unix: u64) {
+        self.next_unix = Some(unix);
+        self.next_at =
+            Some(Instant::now() + Duration::from_secs(unix.saturating_sub(clock::unix_now())));
+    }
 }
 
 /// The longest a failed scheduled rotation waits before trying again.
@@ -145,8 +156,8 @@ impl Provider {
             let mut inner = self.inner();
             inner.rotation.rotated_at_unix = Some(rotated_at_unix);
             inner.rotation.error = None;
-            if next_rotation_unix.is_some() {
-                inner.rotation.next_unix = next_rotation_unix;
+            if let Some(next) = next_rotation_unix {
+                inner.rotation.due_at(next);
             }
         }
         tracing::info!(provider = %name, "rotated the key; the new one is stored and in force");
@@ -229,26 +240,53 @@ impl Provider {
     }
 
     /// Rotates every `every`, counted from the last rotation (from when the configured key was
-    /// first used when tokend never rotated it); after a failure, again after a backoff.
+    /// first used when tokend never rotated it); after a failure, again after a backoff. The due
+    /// time is `next_unix` of the rotation state, which every successful rotation moves (`tok
+    /// rotate` too): the schedule follows it.
     async fn rotation_schedule(self: Arc<Self>, every: Duration) {
-        let mut due = self.schedule_start().await + every.as_secs();
+        let start = self.schedule_start().await + every.as_secs();
+        {
+            let mut inner = self.inner();
+            // A rotation that finished meanwhile has set a later one.
+            if inner.rotation.next_unix.is_none_or(|next| next < start) {
+                inner.rotation.due_at(start);
+            }
+        }
         let mut failures: u32 = 0;
         loop {
-            self.inner().rotation.next_unix = Some(due);
-            wait_until_unix(due).await;
+            self.wait_until_due().await;
             if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
             }
-            match self.rotate().await {
-                Ok(outcome) => {
-                    failures = 0;
-                    due = outcome.rotated_at_unix + every.as_secs();
-                }
-                Err(_) => {
-                    failures = failures.saturating_add(1);
-                    due = clock::unix_now() + retry_delay(failures, every).as_secs();
-                }
+            // A success sets the next due time itself.
+            if self.rotate().await.is_ok() {
+                failures = 0;
+            } else {
+                failures = failures.saturating_add(1);
+                let retry = clock::unix_now() + retry_delay(failures, every).as_secs();
+                self.inner().rotation.due_at(retry);
             }
+        }
+    }
+
+    /// Waits until the rotation state's next due time, by the wall clock or by the monotonic
+    /// one, whichever comes first; a due time that moves meanwhile (`tok rotate`) is followed.
+    /// Checked at least every minute, so a machine that slept rotates soon after it wakes (the
+    /// monotonic clock stops during sleep), while tests run under tokio's paused time (which the
+    /// wall clock does not follow).
+    async fn wait_until_due(&self) {
+        loop {
+            let (Some(due), Some(at)) = ({
+                let inner = self.inner();
+                (inner.rotation.next_unix, inner.rotation.next_at)
+            }) else {
+                return;
+            };
+            let now = Instant::now();
+            if clock::unix_now() >= due || now >= at {
+                return;
+            }
+            tokio::time::sleep_until(at.min(now + WALL_CLOCK_CHECK)).await;
         }
     }
 
@@ -275,21 +313,6 @@ impl Provider {
             tracing::warn!("{message}; the rotation schedule starts over at the next start");
         }
         now
-    }
-}
-
-/// Waits until `due` (Unix seconds) by the wall clock or until as long has passed on the
-/// monotonic one, whichever comes first: checked at least every minute, so a machine that slept
-/// rotates soon after it wakes (the monotonic clock stops during sleep), while tests run under
-/// tokio's paused time (which the wall clock does not follow).
-async fn wait_until_unix(due: u64) {
-    let deadline = Instant::now() + Duration::from_secs(due.saturating_sub(clock::unix_now()));
-    loop {
-        let now = Instant::now();
-        if clock::unix_now() >= due || now >= deadline {
-            return;
-        }
-        tokio::time::sleep_until(deadline.min(now + WALL_CLOCK_CHECK)).await;
     }
 }
 

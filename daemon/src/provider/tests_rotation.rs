@@ -248,3 +248,28 @@ async fn a_rotation_runs_to_the_end_when_its_caller_hangs_up() {
     assert_eq!(key(&provider).await.unwrap(), "k1");
     assert!(provider.status().rotation_error.is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn tok_rotate_moves_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(0);
+    let provider = Arc::new(instance(&api, Some(&store), "k0", true, Some(60)));
+    provider.start_rotation_schedule();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let first_due = provider.status().next_rotation_unix.unwrap();
+    // Half-way through the period, `tok rotate`: the next scheduled rotation is a whole period
+    // after it, in the schedule and in `tok status` alike.
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    let outcome = provider.rotate().await.unwrap();
+    let next = outcome.next_rotation_unix.unwrap();
+    assert_eq!(next, outcome.rotated_at_unix + 60);
+    assert!(next >= first_due, "{next} {first_due}");
+    assert_eq!(provider.status().next_rotation_unix, Some(next));
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_eq!(api.issued(), 1, "the schedule rotated at its old due time");
+    assert_eq!(provider.status().next_rotation_unix, Some(next));
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(api.issued(), 2, "the schedule did not rotate a period after tok rotate");
+    assert_eq!(key(&provider).await.unwrap(), "k2");
+}

@@ -49,8 +49,9 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new(
         "every",
         "no",
-        "Rotate on a schedule, e.g. `30d`: counted from the last rotation (from when tokend \
-         first served a key it never rotated). Without it, only `tok rotate NAME` rotates.",
+        "Rotate on a schedule, e.g. `30d` (at least `1m`): counted from the last rotation, `tok \
+         rotate` included (from when tokend first served a key it never rotated). Without it, \
+         only `tok rotate NAME` rotates.",
     ),
     Key::new(
         "timeout",
@@ -97,6 +98,9 @@ impl RotateMethod {
         }
     }
 }
+
+/// The shortest `every`: each rotation asks the API for a key and writes the store.
+pub(crate) const MIN_EVERY: Duration = Duration::from_secs(60);
 
 const HINT: &str = "write it as rotate = { url = \"https://…/regenerateSecret\", auth = \
      \"PROVIDER\", secret = \"/apiKey\" } (optionally with method and every)";
@@ -156,6 +160,18 @@ pub(crate) fn read(table: &Table<'_, '_>) -> Result<Option<Rotation>, ConfigErro
     })?;
     // The duration grammar refuses zero.
     let every = rotate.duration("every")?;
+    if let Some(every) = every
+        && every < MIN_EVERY
+        && let Some(found) = rotate.str("every")?
+    {
+        return Err(rotate.error(
+            &found.span,
+            &found.key,
+            format!("`every` = {:?} is shorter than a minute", found.text),
+            "rotate at most once a minute, e.g. every = \"30d\" (`tok rotate NAME` rotates \
+             now)",
+        ));
+    }
     let timeout = rotate.timeout()?;
     Ok(Some(Rotation {
         method,
