@@ -24,6 +24,8 @@ struct SalesTim {
     keys: Arc<Mutex<BTreeMap<String, String>>>,
     regenerated: Arc<Mutex<BTreeMap<String, u32>>>,
     failing: Arc<Mutex<bool>>,
+    /// Answers 200 without the key (another format than the one configured).
+    keyless: Arc<Mutex<bool>>,
     delay: Arc<Mutex<Duration>>,
 }
 
@@ -59,6 +61,9 @@ impl Respond for SalesTim {
             }
             if *self.failing.lock().unwrap() {
                 return ResponseTemplate::new(500).set_body_json(json!({"error": "try later"}));
+            }
+            if *self.keyless.lock().unwrap() {
+                return ResponseTemplate::new(200).set_body_json(json!({"id": app}));
             }
             let mut regenerated = self.regenerated.lock().unwrap();
             let count = regenerated.entry(app.to_owned()).or_default();
@@ -201,6 +206,22 @@ rotate = {{ method = "POST", url = "{api}/apps/app-1/regenerateSecret", auth = "
     );
     assert!(provider["rotated_at"].is_string(), "{provider}");
     *salestim.failing.lock().unwrap() = false;
+
+    // A 2xx answer without the key: the error says the key in force may be dead and what to do.
+    *salestim.keyless.lock().unwrap() = true;
+    let keyless = blocking({
+        let tok = tok.clone();
+        move || tok(&["rotate", "salestim"])
+    })
+    .await;
+    assert_eq!(code(&keyless), 5, "{}", stderr(&keyless));
+    assert!(
+        stderr(&keyless).contains("may already have replaced the key")
+            && stderr(&keyless).contains("tok reload"),
+        "{}",
+        stderr(&keyless)
+    );
+    *salestim.keyless.lock().unwrap() = false;
 
     // Removing the `rotate` table stops rotations; it does not bring back the key SalesTim
     // invalidated (the config still names it).

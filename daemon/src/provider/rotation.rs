@@ -74,6 +74,27 @@ impl Provider {
     ///
     /// [`Services::rotations`]: crate::kinds::Services::rotations
     pub(crate) async fn rotate(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
+        let name = &self.config.name;
+        if self.rotation().is_none() {
+            return Err(Response::error(
+                ErrorCode::Config,
+                format!(
+                    "provider `{name}` has no `rotate` table, so tokend cannot replace its key; \
+                     add rotate = {{ url = \"…\", auth = \"PROVIDER\", secret = \"/apiKey\" }} to \
+                     [providers.{name}]"
+                ),
+            ));
+        }
+        if self.store.is_none() {
+            return Err(Response::error(
+                ErrorCode::Config,
+                format!(
+                    "provider `{name}`: this tokend keeps no store, so a new key could not be \
+                     written durably before it is served (a restart would lose it after the API \
+                     invalidated the old one); rotate it through a tokend that has its store"
+                ),
+            ));
+        }
         let me = Arc::clone(self);
         let rotation = self
             .services
@@ -94,16 +115,7 @@ impl Provider {
     /// The rotation itself (see [`Provider::rotate`]).
     async fn rotate_to_the_end(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
         let name = self.config.name.clone();
-        let Some((_, rotation)) = self.rotation() else {
-            return Err(Response::error(
-                ErrorCode::Config,
-                format!(
-                    "provider `{name}` has no `rotate` table, so tokend cannot replace its key; \
-                     add rotate = {{ url = \"…\", auth = \"PROVIDER\", secret = \"/apiKey\" }} to \
-                     [providers.{name}]"
-                ),
-            ));
-        };
+        let every = self.rotation().and_then(|(_, rotation)| rotation.every);
         let mut state = self.flight.lock().await;
         // In the chain's turn: an instance a reload replaced (or put in this one's place) neither
         // fetches nor rotates meanwhile, and takes over what this rotation stores.
@@ -150,7 +162,6 @@ impl Provider {
         if let Err(error) = cached {
             return Err(self.rotation_failed(&error));
         }
-        let every = rotation.every;
         let next_rotation_unix = every.map(|every| rotated_at_unix + every.as_secs());
         {
             let mut inner = self.inner();
@@ -224,6 +235,13 @@ impl Provider {
         let Some(every) = self.rotation().and_then(|(_, rotation)| rotation.every) else {
             return;
         };
+        if self.store.is_none() {
+            tracing::warn!(
+                provider = %self.config.name,
+                "no store: the `every` schedule does not run (a rotated key must be stored first)"
+            );
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -273,3 +273,72 @@ async fn tok_rotate_moves_the_schedule() {
     assert_eq!(api.issued(), 2, "the schedule did not rotate a period after tok rotate");
     assert_eq!(key(&provider).await.unwrap(), "k2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_configured_key_abandons_the_rotated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(0);
+    let first = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    first.rotate().await.unwrap();
+    assert_eq!(key(&first).await.unwrap(), "k1");
+    // The user put another key in the config: it is in force, and the next rotation descends
+    // from it.
+    let replaced = Arc::new(instance(&api, Some(&store), "fresh", true, None));
+    assert_eq!(key(&replaced).await.unwrap(), "fresh");
+    replaced.rotate().await.unwrap();
+    assert_eq!(key(&replaced).await.unwrap(), "k2");
+    assert_eq!(store.rotated_key("api").unwrap().origin.expose(), "fresh");
+    // Back to the old configured key: the key rotated from the new one is not its successor.
+    let back = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    assert_eq!(key(&back).await.unwrap(), "k0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_key_that_cannot_be_saved_is_not_served_until_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let api = Api::with_delay(0);
+    let provider = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    assert_eq!(key(&provider).await.unwrap(), "k0");
+    // The store cannot be written (a directory where its file goes).
+    let file = dir.path().join("data").join(crate::store::STORE_FILE);
+    let _ = std::fs::remove_file(&file);
+    std::fs::create_dir(&file).unwrap();
+    let (code, message) = error_message(provider.rotate().await.unwrap_err());
+    assert_eq!(code, ErrorCode::Config);
+    assert!(message.contains("could not be saved"), "{message}");
+    assert_eq!(api.issued(), 1);
+    assert!(provider.status().rotation_error.is_some());
+    // Neither key is served: the old one is dead at the API, the new one not durable yet.
+    for _ in 0..3 {
+        let (_, message) = error_message(key(&provider).await.unwrap_err());
+        assert!(message.contains("could not be saved"), "{message}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // The store works again: the next request saves the key first, then serves it; the API
+    // is not asked for another.
+    std::fs::remove_dir(&file).unwrap();
+    // (After the backoff its failures earned.)
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(key(&provider).await.unwrap(), "k1");
+    assert_eq!(stored_key(&store).as_deref(), Some("k1"));
+    assert_eq!(api.issued(), 1);
+    // A restart finds it.
+    drop(provider);
+    let restarted = Arc::new(instance(&api, Some(&store), "k0", true, None));
+    assert_eq!(key(&restarted).await.unwrap(), "k1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_store_a_rotation_is_refused_before_the_api_is_asked() {
+    let api = Api::with_delay(0);
+    let provider = Arc::new(instance(&api, None, "k0", true, Some(60)));
+    let (code, message) = error_message(provider.rotate().await.unwrap_err());
+    assert_eq!(code, ErrorCode::Config);
+    assert!(message.contains("keeps no store"), "{message}");
+    provider.start_rotation_schedule();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(api.issued(), 0);
+    assert_eq!(key(&provider).await.unwrap(), "k0");
+}

@@ -231,7 +231,10 @@ pub(crate) async fn request_new_key(
         .filter(|key| !key.is_empty())
         .ok_or_else(|| FetchError::Transient {
             message: format!(
-                "{where_}: the answer has no new key (a string) at {}",
+                "{where_}: the 2xx answer has no new key (a string) at {}; the API may already \
+                 have replaced the key, so the one tokend keeps serving may be dead: check \
+                 `secret` against the answer's format, then get the app's current key from the \
+                 API (or its console), put it in the config and run `tok reload`",
                 rotation.secret
             ),
             retry_after: None,
