@@ -6,17 +6,18 @@
 //! An instance a reload puts in another's place shares its [`Chain`]: their upstream attempts
 //! (fetches and key rotations) take turns, so the one's rotated refresh token or key is saved
 //! before the other presents the chain's; and a key rotation one starts makes the other stop
-//! serving the key it cached.
+//! serving the key it cached. A turn is waited for a bounded time: across a reload two
+//! instances of different configs may each wait for the other through `${provider:…}`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokend_protocol::clock;
 use tokio::time::Instant;
 
 use super::session::LOGIN_ORIGIN;
-use super::{MAX_LIFETIME, Provider};
+use super::{MAX_LIFETIME, Provider, RETRY_BUDGET};
 use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
 use crate::store::{Contents, Store, StoredAccess, StoredRefresh};
 
@@ -31,6 +32,11 @@ pub(super) struct Chain {
     /// rotation's turn to end and takes what it stored.
     key_changes: AtomicU64,
 }
+
+/// How much longer than its request timeout a turn may be waited for: the retries a waiting
+/// caller gets, another provider's token (`${provider:…}`, a rotation's `auth`) and the store's
+/// fsync.
+const TURN_MARGIN: Duration = Duration::from_secs(RETRY_BUDGET.as_secs() + 25);
 
 impl Chain {
     /// How many key rotations have started on this chain.
@@ -168,11 +174,41 @@ impl Provider {
         (self.persist(outcome, state).await, origin)
     }
 
-    /// Waits for the chain's turn.
+    /// Waits for the chain's turn, for a bounded time: an instance a reload replaced may hold
+    /// it while it waits for this one (each resolving the other's `${provider:…}` through the
+    /// providers in force), which would otherwise never end.
     pub(super) async fn take_turn(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, ()>, FetchError> {
-        Ok(self.chain.turn.lock().await)
+        let wait = self.request_timeout() + TURN_MARGIN;
+        tokio::time::timeout(wait, self.chain.turn.lock())
+            .await
+            .map_err(|_| FetchError::Transient {
+                message: format!(
+                    "provider `{}`: the instance a reload replaced did not finish its request \
+                     within {} s (it may be waiting for this one through ${{provider:…}}); \
+                     try again",
+                    self.config.name,
+                    wait.as_secs()
+                ),
+                retry_after: None,
+            })
+    }
+
+    /// The longest one upstream request of this provider may take.
+    pub(super) fn request_timeout(&self) -> Duration {
+        let timeout = match &self.config.kind {
+            ProviderKind::OAuth2(config) => config.timeout,
+            ProviderKind::Http(exchange) => exchange.timeout,
+            ProviderKind::GitHubApp(app) => app.exchange.timeout,
+            ProviderKind::Google(account) => account.timeout,
+            ProviderKind::Static {
+                rotate: Some(rotation),
+                ..
+            } => rotation.timeout,
+            ProviderKind::Static { rotate: None, .. } | ProviderKind::Anonymous => None,
+        };
+        timeout.unwrap_or(crate::upstream::REQUEST_TIMEOUT)
     }
 
     /// Follows a rotated refresh token, and makes the outcome durable before anyone can use

@@ -186,14 +186,7 @@ impl Provider {
 
     /// How long the fleet lock is held at most: one upstream attempt and the commit.
     fn lock_ttl(&self) -> Duration {
-        let timeout = match &self.config.kind {
-            ProviderKind::OAuth2(config) => config.timeout,
-            ProviderKind::Http(exchange) => exchange.timeout,
-            ProviderKind::GitHubApp(app) => app.exchange.timeout,
-            ProviderKind::Google(account) => account.timeout,
-            _ => None,
-        };
-        timeout.unwrap_or(crate::upstream::REQUEST_TIMEOUT) + LOCK_MARGIN
+        self.request_timeout() + LOCK_MARGIN
     }
 
     /// Takes over what the fleet holds: its refresh token chain always, its access token when

@@ -737,3 +737,84 @@ async fn an_expired_id_token_is_fetched_anew_not_reported_missing() {
     assert_eq!(jwt_sub(&get_id(&provider, 30).await.unwrap()), "a2");
     assert_eq!(script.calls(), 2);
 }
+
+/// Asks another provider for its token after `delay`, as `${provider:NAME}` does through the
+/// providers in force; wired once both exist.
+#[derive(Debug, Default)]
+struct Refers {
+    delay: Duration,
+    other: Mutex<Option<Arc<Provider>>>,
+}
+
+impl Fetch for Arc<Refers> {
+    fn fetch<'a>(&'a self, _state: &'a mut FetchState) -> FetchFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            let other = self.other.lock().unwrap().clone().expect("wired");
+            match other.token(Duration::from_secs(1)).await {
+                Ok(served) => Ok(Fetched::new(
+                    served.cached.grant.token.clone(),
+                    Lifetime::Expires(Duration::from_secs(3600)),
+                )),
+                Err(response) => Err(FetchError::Transient {
+                    message: error_text(response).1,
+                    retry_after: None,
+                }),
+            }
+        })
+    }
+}
+
+fn bare(name: &str, fetcher: Box<dyn Fetch>) -> Provider {
+    let config = ProviderConfig {
+        name: name.into(),
+        kind: ProviderKind::Static {
+            secret: SecretTemplate::parse("${env:UNUSED}").unwrap(),
+            rotate: None,
+        },
+        presentation: Presentation::default(),
+        persist: true,
+        share: None,
+    };
+    Provider::with_fetcher(config, fetcher, Arc::new(Services::new(None)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn providers_that_refer_to_each_other_across_a_reload_never_hang() {
+    // The old config: a → b. The new one: b → a. Old a's fetch holds the chain's turn it shares
+    // with new a while it resolves b through the providers in force (new b), whose fetch
+    // resolves new a, which waits for that turn.
+    let old_a_refers = Arc::new(Refers {
+        delay: Duration::from_secs(2),
+        ..Refers::default()
+    });
+    let new_b_refers = Arc::new(Refers::default());
+    let script = Script::new(vec![(0, Step::Token("a2", Some(3600)))]);
+    let old_a = Arc::new(bare("a", Box::new(Arc::clone(&old_a_refers))));
+    let new_a = Arc::new(bare("a", Box::new(Scripted(Arc::clone(&script)))).succeeding(&old_a));
+    let new_b = Arc::new(bare("b", Box::new(Arc::clone(&new_b_refers))));
+    *old_a_refers.other.lock().unwrap() = Some(Arc::clone(&new_b));
+    *new_b_refers.other.lock().unwrap() = Some(Arc::clone(&new_a));
+
+    let old_a_get = tokio::spawn({
+        let old_a = Arc::clone(&old_a);
+        async move { get(&old_a, 1).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let new_b_get = tokio::spawn({
+        let new_b = Arc::clone(&new_b);
+        async move { get(&new_b, 1).await }
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(600), async {
+        (old_a_get.await.unwrap(), new_b_get.await.unwrap())
+    })
+    .await;
+    let (old_a_got, new_b_got) = ended.expect("the providers waited for each other forever");
+    // One side gave up waiting (with an error saying why); the other is then free.
+    let (_, message) = error_text(new_b_got.unwrap_err());
+    assert!(message.contains("did not finish its request"), "{message}");
+    assert!(old_a_got.is_err());
+    // Once their backoffs pass, the new config works.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(get(&new_b, 1).await.unwrap(), "a2");
+}
