@@ -220,7 +220,7 @@ client_secret = "${{env:SVC_SECRET}}"
     assert_eq!(claims["sub"], "tester");
     assert_eq!(claims["aud"], APP.id);
     assert_eq!(id["header"], format!("Authorization: Bearer {id_token}"));
-    // Each expiry is its own: the id_token's is its `exp`, an hour away; the access token's 3 s.
+    // Each expiry is its own: the id_token's is its `exp`, an hour away; the access token's 20 s.
     let exp = claims["exp"].as_u64().unwrap();
     assert_eq!(
         id["expires_at"],
@@ -258,6 +258,13 @@ client_secret = "${{env:SVC_SECRET}}"
     // The library's equivalent.
     let token = daemon.client().get_id_token("user").unwrap();
     assert_eq!(token.value.expose(), id_token);
+
+    // After an invalidation the id_token wanted for a minute is fetched anew: that the access
+    // tokens live 20 s says nothing about it.
+    assert_eq!(code(&daemon.tok(&["invalidate", "user"])), 0);
+    let renewed = get(&daemon, &["get", "user", "--id-token", "--min-ttl", "60"]);
+    assert_eq!(jwt_claims(&renewed)["sub"], "tester");
+    assert_eq!(server.token_requests(), 2, "the invalidation's refresh");
 
     // A grant without openid returns no id_token: said at once, exit 5.
     let out = daemon.tok(&["get", "api", "--id-token"]);

@@ -318,6 +318,14 @@ impl Current {
         }
     }
 
+    /// When the token `wanted` expires (`None`: it does not, or there is no id_token).
+    fn expires_of(&self, wanted: Wanted) -> Option<Instant> {
+        match wanted {
+            Wanted::Access => self.expires,
+            Wanted::IdToken => self.id.and_then(|id| id.expires),
+        }
+    }
+
     /// When the advisory window of the token `wanted` starts.
     fn refresh_at_for(&self, wanted: Wanted) -> Option<Instant> {
         match wanted {
@@ -531,10 +539,11 @@ impl Provider {
                 Some(refusal) => return Err(refusal),
                 // The endpoint issued shorter tokens than this caller needs a minute ago:
                 // asking again would only replace a good token (and let callers hammer the
-                // endpoint).
+                // endpoint). An id_token has its own lifetime (remembered above).
                 None => match inner.last_lifetime {
                     Some((at, lifetime))
-                        if min_ttl > lifetime
+                        if wanted == Wanted::Access
+                            && min_ttl > lifetime
                             && now.saturating_duration_since(at) < LIFETIME_MEMORY =>
                     {
                         return Err(self.too_short(lifetime.as_secs(), min_ttl));
@@ -566,11 +575,15 @@ impl Provider {
                     return Err(refusal);
                 }
                 if let Some(current) = self.in_force(&inner)
-                    && let Some(expires) = current.expires
                     && current.valid(now)
                 {
-                    let left = expires.saturating_duration_since(now).as_secs();
-                    return Err(self.too_short(left, min_ttl));
+                    if wanted == Wanted::IdToken && current.id.is_none() {
+                        return Err(self.no_id_token());
+                    }
+                    if let Some(expires) = current.expires_of(wanted) {
+                        let left = expires.saturating_duration_since(now).as_secs();
+                        return Err(self.too_short(left, min_ttl));
+                    }
                 }
             }
             inner.refreshing = true;
@@ -590,11 +603,7 @@ impl Provider {
                 Err(self.no_id_token())
             }
             Some(current) if !current.serves_for(wanted, now, min_ttl) => {
-                let expires = match wanted {
-                    Wanted::Access => current.expires,
-                    Wanted::IdToken => current.id.and_then(|id| id.expires),
-                };
-                let left = expires.map_or(0, |expires| {
+                let left = current.expires_of(wanted).map_or(0, |expires| {
                     expires.saturating_duration_since(now).as_secs()
                 });
                 Err(self.too_short(left, min_ttl))

@@ -818,3 +818,43 @@ async fn providers_that_refer_to_each_other_across_a_reload_never_hang() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(get(&new_b, 1).await.unwrap(), "a2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_id_token_is_judged_by_its_own_lifetime_not_the_access_tokens() {
+    // The access token lives 20 s, its id_token an hour (the end-to-end test's setup).
+    let script = Script::new(vec![
+        (0, Step::WithIdToken("a1", 20, 3600)),
+        (0, Step::WithIdToken("a2", 20, 3600)),
+    ]);
+    let provider = provider(&script);
+    assert_eq!(jwt_sub(&get_id(&provider, 60).await.unwrap()), "a1");
+    assert!(provider.invalidate().dropped);
+    // That the access tokens live 20 s says nothing about an id_token wanted for a minute.
+    assert_eq!(jwt_sub(&get_id(&provider, 60).await.unwrap()), "a2");
+    assert_eq!(script.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_too_short_id_token_is_reported_with_its_own_time_left() {
+    // The access token lives an hour, its id_token 20 s; two callers want the id_token for a
+    // minute at once: both are told the id_token's 20 s, not the access token's hour.
+    let script = Script::new(vec![(1, Step::WithIdToken("a1", 3600, 20))]);
+    let provider = provider(&script);
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let provider = Arc::clone(&provider);
+            tokio::spawn(async move { get_id(&provider, 60).await })
+        })
+        .collect();
+    for caller in callers {
+        let (_, message) = error_text(caller.await.unwrap().unwrap_err());
+        let left: u64 = message
+            .split("live ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|secs| secs.parse().ok())
+            .unwrap_or_else(|| panic!("{message}"));
+        assert!((18..=20).contains(&left), "{message}");
+    }
+    assert_eq!(script.calls(), 1);
+}
