@@ -89,8 +89,17 @@ impl Provider {
         match outcome {
             Ok(mut current) => {
                 // A caller uses the id_token: refresh ahead of whichever expires first (not
-                // of an id_token that came expired: that would refresh in a loop).
+                // of an id_token that came expired, nor of the one carried over from the token
+                // before: a refresh brings no new one, that would refresh in a loop).
+                let carried = match (&inner.current, current.cached.id_token()) {
+                    (Some(before), Some(id)) => before
+                        .cached
+                        .id_token()
+                        .is_some_and(|previous| previous.grant.token == id.grant.token),
+                    _ => false,
+                };
                 if inner.id_used
+                    && !carried
                     && let Some(id) = current.id
                     && id.expires.is_none_or(|expires| expires > now)
                     && let Some(id_at) = id.refresh_at

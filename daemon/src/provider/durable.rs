@@ -170,7 +170,10 @@ impl Provider {
             Err(error) => return (Err(error), super::Origin::Upstream),
         };
         self.inner().key_epoch = self.chain.key_changes();
-        let (outcome, origin) = self.obtain(state, want).await;
+        let (mut outcome, origin) = self.obtain(state, want).await;
+        if let Ok(fetched) = &mut outcome {
+            self.carry_id_token(fetched);
+        }
         (self.persist(outcome, state).await, origin)
     }
 

@@ -56,6 +56,7 @@ use tokend_protocol::{ErrorCode, Invalidation, Response, Secret};
 use tokio::time::Instant;
 
 pub(crate) use self::cache::CachedGrant;
+use crate::kinds::fetched::{JwtExpiry, jwt_expiry};
 use self::refresh::{Failure, error_response};
 use self::session::LoginState;
 use crate::config::ProviderConfig;
@@ -619,6 +620,29 @@ impl Provider {
             .current
             .as_ref()
             .filter(|current| current.key_epoch == self.chain.key_changes())
+    }
+
+    /// A refresh answer may leave the id_token out (OpenID Connect Core 1.0, 12.2): the one
+    /// that came before goes on with the new token while its own `exp` lasts (one without a
+    /// readable `exp` had the access token's expiry, and so does not).
+    fn carry_id_token(&self, fetched: &mut Fetched) {
+        if fetched.id_token.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let inner = self.inner();
+        let Some(current) = &inner.current else {
+            return;
+        };
+        if let (Some(id), Some(cached)) = (current.id, current.cached.id_token())
+            && id.expires.is_some_and(|expires| expires > now)
+            && matches!(
+                jwt_expiry(cached.grant.token.expose()),
+                JwtExpiry::Remaining(_)
+            )
+        {
+            fetched.id_token = Some(cached.grant.token.clone());
+        }
     }
 
     /// The answer to a caller who wants an id_token when the grant returned none.

@@ -858,3 +858,25 @@ async fn a_too_short_id_token_is_reported_with_its_own_time_left() {
     }
     assert_eq!(script.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_without_an_id_token_keeps_the_one_still_valid() {
+    // OpenID Connect lets a refresh answer leave the id_token out: the one that came before is
+    // served on while its own `exp` lasts, and does not make the provider refresh more often.
+    let script = Script::new(vec![
+        (0, Step::WithIdToken("a1", 300, 120)),
+        (0, Step::Token("a2", Some(300))),
+    ]);
+    let provider = provider(&script);
+    let id_token = get_id(&provider, 30).await.unwrap();
+    advance(20).await;
+    // 280 s left: this caller needs a new access token.
+    assert_eq!(get(&provider, 290).await.unwrap(), "a2");
+    assert_eq!(get_id(&provider, 30).await.unwrap(), id_token);
+    assert!(provider.status().id_token_expires_at_unix.is_some());
+    // Its advisory window opens (50 to 60 s before its end) without a refresh: refreshing
+    // would bring no new one; only the access token's own schedule (much later) refreshes.
+    advance(60).await;
+    assert_eq!(script.calls(), 2);
+    assert_eq!(get_id(&provider, 30).await.unwrap(), id_token);
+}
