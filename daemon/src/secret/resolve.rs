@@ -89,7 +89,8 @@ pub struct ResolveOptions<'a> {
     pub multiline: bool,
     /// A `${file:…}` may be readable (never writable) by group or others: a short-lived token
     /// the platform writes and rotates (a Kubernetes projected service-account token, which is
-    /// 0644 unless every container runs as one user), that tokend could not `chmod`.
+    /// 0644 unless every container runs as one user), that tokend could not `chmod`. It must
+    /// belong to tokend's user or root.
     pub platform_file: bool,
     /// The JWT `${jwt}` stands for in this request.
     pub jwt: Option<&'a Secret>,
@@ -289,6 +290,17 @@ pub enum ResolveError {
     FileWritable { path: PathBuf, mode: u32 },
 
     #[error(
+        "token file {path} belongs to uid {owner}, neither tokend's user (uid {daemon}) nor \
+         root: its owner could put their own token in it; use the file the platform (root) or \
+         tokend's user writes"
+    )]
+    FileOwner {
+        path: PathBuf,
+        owner: u32,
+        daemon: u32,
+    },
+
+    #[error(
         "secret file {path} is larger than {limit} bytes; \
          point ${{file:…}} at a file holding only the token"
     )]
@@ -464,21 +476,13 @@ fn read_secret_file_blocking(
     }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = metadata.permissions().mode() & 0o7777;
-        // A platform's token file may be read by others, never written.
-        if platform_file && mode & 0o022 != 0 {
-            return Err(ResolveError::FileWritable {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        if !platform_file && mode & 0o077 != 0 {
-            return Err(ResolveError::FileInsecure {
-                path: path.to_owned(),
-                mode,
-            });
-        }
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let access = FileAccess {
+            mode: metadata.permissions().mode() & 0o7777,
+            owner: metadata.uid(),
+            daemon: rustix::process::geteuid().as_raw(),
+        };
+        access.check(path, platform_file)?;
     }
     // Other systems have no modes to check.
     #[cfg(not(unix))]
@@ -503,6 +507,53 @@ fn read_secret_file_blocking(
         path: path.to_owned(),
     })?;
     Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+/// Who may change a secret file, as its metadata says (unix).
+#[cfg(unix)]
+#[derive(Debug, Clone, Copy)]
+struct FileAccess {
+    /// Permission bits.
+    mode: u32,
+    /// The owner's uid.
+    owner: u32,
+    /// The daemon's effective uid.
+    daemon: u32,
+}
+
+#[cfg(unix)]
+impl FileAccess {
+    /// A secret file is for the daemon's user alone (0600). A platform's token file may be read
+    /// by others, never written, and must belong to the daemon's user or to root (the platform):
+    /// its owner can always rewrite it, whatever its mode.
+    fn check(self, path: &Path, platform_file: bool) -> Result<(), ResolveError> {
+        let Self {
+            mode,
+            owner,
+            daemon,
+        } = self;
+        if platform_file {
+            if mode & 0o022 != 0 {
+                return Err(ResolveError::FileWritable {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+            if owner != daemon && owner != 0 {
+                return Err(ResolveError::FileOwner {
+                    path: path.to_owned(),
+                    owner,
+                    daemon,
+                });
+            }
+        } else if mode & 0o077 != 0 {
+            return Err(ResolveError::FileInsecure {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        Ok(())
+    }
 }
 
 async fn run_command(cmd: &CmdRef, timeout: Duration) -> Result<Zeroizing<String>, ResolveError> {
@@ -805,6 +856,66 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("writable by group or others"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_platform_token_file_belongs_to_the_daemons_user_or_root() {
+        let path = Path::new("/var/run/secrets/tokens/token");
+        let access = |mode, owner| FileAccess {
+            mode,
+            owner,
+            daemon: 1000,
+        };
+        assert!(access(0o644, 1000).check(path, true).is_ok());
+        assert!(access(0o644, 0).check(path, true).is_ok());
+        let error = access(0o644, 1001).check(path, true).unwrap_err();
+        assert!(
+            matches!(error, ResolveError::FileOwner { owner: 1001, .. }),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("uid 1001") && message.contains("uid 1000"),
+            "{message}"
+        );
+        // Even 0400: its owner may chmod it and write.
+        assert!(access(0o400, 1001).check(path, true).is_err());
+        // Elsewhere the mode is the rule (only the daemon's user or root could read a 0600
+        // file of another user anyway).
+        assert!(access(0o600, 1001).check(path, false).is_ok());
+        assert!(access(0o644, 1000).check(path, false).is_err());
+    }
+
+    /// Through the real file system: as root, a file handed to another user is refused.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_platform_token_file_of_another_user_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        if !rustix::process::geteuid().is_root() {
+            // Only root can give a file away; the rule itself is tested above.
+            return;
+        }
+        let dir = temp_dir("owner");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "eyJ.platform.token\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let template = SecretTemplate::parse(&format!("${{file:{}}}", path.display())).unwrap();
+        let resolver = Resolver::with(no_env, no_secrets, Duration::from_secs(1));
+        let platform = ResolveOptions {
+            platform_file: true,
+            ..ResolveOptions::default()
+        };
+        assert!(template.resolve_with(&resolver, platform).await.is_ok());
+        std::os::unix::fs::chown(&path, Some(65_534), None).unwrap();
+        let error = template
+            .resolve_with(&resolver, platform)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ResolveError::FileOwner { owner: 65_534, .. }),
+            "{error}"
+        );
     }
 
     #[tokio::test]
