@@ -391,13 +391,13 @@ impl FetchCx<'_> {
 }
 
 /// A template of `key` that did not resolve: a configuration problem, except another
-/// provider's failure (`${provider:NAME}`), which is retried as that provider's own is (its
-/// backoff keeps it from being hammered).
-fn resolve_failure(key: &str, err: ResolveError) -> FetchError {
+/// provider's failure (`${provider:NAME}`), which keeps that provider's error code (see
+/// [`FetchError::Referenced`]; its own backoff keeps it from being hammered).
+pub(crate) fn resolve_failure(key: &str, err: ResolveError) -> FetchError {
     match err {
-        ResolveError::ProviderFailed { .. } => FetchError::Transient {
+        ResolveError::ProviderFailed { code, .. } => FetchError::Referenced {
             message: format!("{key}: {err}"),
-            retry_after: None,
+            code,
         },
         err => FetchError::Config(format!("{key}: {err}")),
     }

@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use super::refresh::{Failure, backoff};
 use super::{
-    ADVISORY_DIVISOR, Current, IdToken, MAX_LIFETIME, MIN_ADVISORY, Origin, Provider, Trigger,
+    ADVISORY_DIVISOR, Current, IdToken, MAX_LIFETIME, MIN_ADVISORY, Origin, Provider,
+    REFERENCED_HOLD, Trigger,
 };
 use crate::kinds::fetched::{JwtExpiry, jwt_expiry};
 use crate::kinds::{FetchError, Fetched, Lifetime, ProviderKind};
@@ -135,7 +136,15 @@ impl Provider {
                 Ok(cached)
             }
             Err(error) => {
-                tracing::warn!(provider = %self.config.name, "{}", error.message());
+                // Another provider's failure repeats at every caller's attempt (nothing holds
+                // them back): logged when it changes.
+                if matches!(error, FetchError::Referenced { .. })
+                    && inner.last_error.as_deref() == Some(error.message())
+                {
+                    tracing::debug!(provider = %self.config.name, "{}", error.message());
+                } else {
+                    tracing::warn!(provider = %self.config.name, "{}", error.message());
+                }
                 inner.last_error = Some(error.message().to_owned());
                 let retry_at = match &error {
                     FetchError::Transient { retry_after, .. } => {
@@ -157,6 +166,14 @@ impl Provider {
                             error: error.clone(),
                         });
                         None
+                    }
+                    // Not this provider's failure: nothing to back off from (see `Failure`).
+                    FetchError::Referenced { .. } => {
+                        inner.failure = Some(Failure::Referenced {
+                            since: now,
+                            error: error.clone(),
+                        });
+                        Some(now + REFERENCED_HOLD)
                     }
                     // Local problems (a secret that does not resolve, a command that fails) back
                     // off as well, so that concurrent and repeated callers do not re-run them.

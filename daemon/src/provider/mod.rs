@@ -52,7 +52,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use tokend_protocol::{ErrorCode, Invalidation, Response, Secret};
+use tokend_protocol::{ErrorCode, Invalidation, Response, Secret, TokenGrant};
 use tokio::time::Instant;
 
 pub(crate) use self::cache::CachedGrant;
@@ -64,6 +64,7 @@ use crate::kinds::{
     FetchError, FetchState, Fetched, ProviderKind, SentSecrets, Services, static_secret,
 };
 use crate::metrics::Counters;
+use crate::secret::TokenFailure;
 use crate::store::Store;
 
 /// Advisory window: at least this long before expiry…
@@ -82,6 +83,9 @@ const RETRY_BUDGET: Duration = Duration::from_secs(20);
 const WAITING_RETRIES: u32 = 2;
 /// After a rejection, callers get the error without an upstream request for this long.
 const REJECTED_COOLDOWN: Duration = Duration::from_secs(600);
+/// After another provider this one needs gave no token, background refreshes wait this long
+/// (callers are not held back).
+const REFERENCED_HOLD: Duration = Duration::from_secs(30);
 /// Longest lifetime believed from upstream (`expires_in`, `exp`): ten years.
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// How long the lifetime of the last issued token is remembered to refuse longer `--min-ttl`s.
@@ -474,6 +478,28 @@ impl Provider {
         self.token_for(Wanted::Access, min_ttl).await
     }
 
+    /// A token for another provider's `${provider:NAME}` (or a rotation's `auth`): its grant,
+    /// or why there is none with this provider's error code.
+    pub(crate) async fn token_for_reference(
+        self: &Arc<Self>,
+        min_ttl: Duration,
+    ) -> Result<TokenGrant, TokenFailure> {
+        match self.token(min_ttl).await {
+            Ok(served) => Ok(served.cached.grant().clone()),
+            Err(Response::Error(reply)) => Err(TokenFailure {
+                code: reply.code,
+                message: reply.message,
+            }),
+            Err(other) => Err(TokenFailure {
+                code: ErrorCode::Internal,
+                message: format!(
+                    "provider `{}` gave no token but {other:?}",
+                    self.config.name
+                ),
+            }),
+        }
+    }
+
     /// The token `wanted`, valid for at least `min_ttl` by its own expiry (the id_token's
     /// `CachedGrant` is [`CachedGrant::id_token`] of the one served). Errors are ready-made
     /// responses.
@@ -506,7 +532,7 @@ impl Provider {
                 let advisory = current.refresh_at_for(wanted).is_some_and(|at| at <= now);
                 inner.used = true;
                 self.counters.request(true);
-                if advisory && !inner.refreshing && inner.blocking(now).is_none() {
+                if advisory && !inner.refreshing && !inner.holds_background(now) {
                     inner.refreshing = true;
                     let me = Arc::clone(self);
                     tokio::spawn(async move { me.refresh(Trigger::Advisory).await });
@@ -572,7 +598,7 @@ impl Provider {
             if inner.attempts != attempts_seen {
                 // A fetch ran while we waited and did not produce what we need: report its
                 // outcome instead of asking upstream again.
-                if let Some(refusal) = inner.blocking(now) {
+                if let Some(refusal) = inner.outcome_refusal(now) {
                     return Err(refusal);
                 }
                 if let Some(current) = self.in_force(&inner)

@@ -1,6 +1,6 @@
 //! The provider runtime under paused time: scripted fetches, no network.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokend_protocol::Secret;
@@ -879,4 +879,69 @@ async fn a_refresh_without_an_id_token_keeps_the_one_still_valid() {
     advance(60).await;
     assert_eq!(script.calls(), 2);
     assert_eq!(get_id(&provider, 30).await.unwrap(), id_token);
+}
+
+/// The providers `${provider:NAME}` resolves through, as the daemon's are.
+#[derive(Default)]
+struct Named(Mutex<BTreeMap<String, Arc<Provider>>>);
+
+impl crate::secret::TokenSource for Named {
+    fn token<'a>(
+        &'a self,
+        name: &'a str,
+        min_ttl: Duration,
+    ) -> crate::secret::resolve::TokenFuture<'a> {
+        Box::pin(async move {
+            let provider = self.0.lock().unwrap().get(name).cloned().expect("known");
+            provider.token_for_reference(min_ttl).await
+        })
+    }
+}
+
+/// A token exchange of another provider's token: resolves `${provider:b}` as a kind does.
+#[derive(Debug)]
+struct ExchangesB(Arc<Services>);
+
+impl Fetch for ExchangesB {
+    fn fetch<'a>(&'a self, _state: &'a mut FetchState) -> FetchFuture<'a> {
+        Box::pin(async move {
+            let sent = SentSecrets::default();
+            let cx = self.0.cx("a", &sent);
+            let subject = SecretTemplate::parse("${provider:b}").unwrap();
+            let token = cx.resolve("subject_token", &subject).await?;
+            Ok(Fetched::new(
+                Secret::new(format!("exchanged-{}", token.expose())),
+                Lifetime::Expires(Duration::from_secs(3600)),
+            ))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_referenced_providers_failure_keeps_its_class_and_holds_nothing_against_this_one() {
+    let services = Arc::new(Services::new(None));
+    let named = Arc::new(Named::default());
+    services.secrets.set_token_source(Arc::clone(&named) as _);
+    let needs_login = FetchError::Rejected {
+        message: "provider `b`: its session ended; run `tok login b`".into(),
+        needs_login: true,
+    };
+    let script = Script::new(vec![
+        (0, Step::Fail(needs_login)),
+        (0, Step::Token("b1", Some(3600))),
+    ]);
+    let b = Arc::new(bare("b", Box::new(Scripted(Arc::clone(&script)))));
+    let a = Arc::new(bare("a", Box::new(ExchangesB(Arc::clone(&services)))));
+    named.0.lock().unwrap().insert("b".into(), Arc::clone(&b));
+    // b needs a login: so does a (not a transient upstream failure).
+    let (code, message) = error_text(get(&a, 30).await.unwrap_err());
+    assert_eq!(code, ErrorCode::LoginRequired, "{message}");
+    assert!(message.contains("tok login b"), "{message}");
+    let (code, _) = error_text(get(&a, 30).await.unwrap_err());
+    assert_eq!(code, ErrorCode::LoginRequired);
+    assert_eq!(script.calls(), 1, "b's own state answered the second time");
+    // b is fixed (a login, here an invalidation that clears its failure): a works at once, with
+    // no backoff of its own to sit out.
+    b.invalidate();
+    assert_eq!(get(&a, 30).await.unwrap(), "exchanged-b1");
 }

@@ -39,7 +39,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 pub use self::resolve::{
     CMD_TIMEOUT, MAX_FILE_SIZE, PROVIDER_MIN_TTL, ResolveError, ResolveOptions, Resolver,
-    TokenSource,
+    TokenFailure, TokenSource,
 };
 
 /// A parsed secret template: literal text and references, in order.

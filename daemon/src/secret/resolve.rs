@@ -15,7 +15,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokend_protocol::{Secret, TokenGrant};
+use tokend_protocol::{ErrorCode, Secret, TokenGrant};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{CmdRef, SecretTemplate, Segment};
@@ -52,11 +52,20 @@ type EnvLookup = dyn Fn(&str) -> Option<OsString> + Send + Sync;
 type SecretLookup = dyn Fn(&str) -> Option<Secret> + Send + Sync;
 
 /// A future of [`TokenSource::token`].
-pub type TokenFuture<'a> = Pin<Box<dyn Future<Output = Result<TokenGrant, String>> + Send + 'a>>;
+pub type TokenFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<TokenGrant, TokenFailure>> + Send + 'a>>;
+
+/// Why another provider gave no token: its error code (login required, a config problem, an
+/// upstream failure…), which the provider that needs its token reports in turn, and a message
+/// for people that already names the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFailure {
+    pub code: ErrorCode,
+    pub message: String,
+}
 
 /// Where `${provider:NAME}` (and a rotation's `auth`) get another provider's current token:
-/// the daemon's providers in force, through their caches. The error is a message for people
-/// that already names the provider.
+/// the daemon's providers in force, through their caches.
 pub trait TokenSource: Send + Sync {
     /// Provider `name`'s token, valid for at least `min_ttl`.
     fn token<'a>(&'a self, name: &'a str, min_ttl: Duration) -> TokenFuture<'a>;
@@ -142,9 +151,10 @@ impl Resolver {
         source
             .token(name, min_ttl)
             .await
-            .map_err(|message| ResolveError::ProviderFailed {
+            .map_err(|failure| ResolveError::ProviderFailed {
                 name: name.to_owned(),
-                message,
+                message: failure.message,
+                code: failure.code,
             })
     }
 }
@@ -244,7 +254,12 @@ pub enum ResolveError {
     EnvNotSet { name: String },
 
     #[error("${{provider:{name}}}: {message}")]
-    ProviderFailed { name: String, message: String },
+    ProviderFailed {
+        name: String,
+        message: String,
+        /// The other provider's error code.
+        code: ErrorCode,
+    },
 
     #[error(
         "${{provider:{name}}} cannot be resolved here: only a provider's token request may use \
@@ -932,7 +947,10 @@ mod tests {
                             header: None,
                             expires_at_unix: None,
                         }),
-                        _ => Err(format!("provider `{name}`: refused")),
+                        _ => Err(TokenFailure {
+                            code: ErrorCode::LoginRequired,
+                            message: format!("provider `{name}`: refused"),
+                        }),
                     }
                 })
             }
@@ -950,9 +968,21 @@ mod tests {
             .unwrap()
             .resolve(&resolver)
             .await
-            .unwrap_err()
-            .to_string();
-        assert_eq!(error, "${provider:other}: provider `other`: refused");
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ResolveError::ProviderFailed {
+                    code: ErrorCode::LoginRequired,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "${provider:other}: provider `other`: refused"
+        );
 
         let jwt = SecretTemplate::parse("Bearer ${jwt}").unwrap();
         assert!(matches!(

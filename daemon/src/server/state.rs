@@ -9,8 +9,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokend_protocol::{
-    CredentialRoute, DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo, ReloadSummary,
-    Response,
+    CredentialRoute, DaemonStatus, ErrorCode, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo,
+    ReloadSummary,
 };
 use tokio::sync::watch;
 
@@ -19,7 +19,7 @@ use crate::fleet::Fleet;
 use crate::kinds::Services;
 use crate::outlets::Outlets;
 use crate::provider::Provider;
-use crate::secret::resolve::{TokenFuture, TokenSource};
+use crate::secret::resolve::{TokenFailure, TokenFuture, TokenSource};
 use crate::store::Store;
 
 /// The providers in force, by name.
@@ -316,17 +316,16 @@ struct ProviderTokens(watch::Receiver<Arc<Providers>>);
 impl TokenSource for ProviderTokens {
     fn token<'a>(&'a self, name: &'a str, min_ttl: Duration) -> TokenFuture<'a> {
         Box::pin(async move {
-            let provider = self
-                .0
-                .borrow()
-                .get(name)
-                .cloned()
-                .ok_or_else(|| format!("provider `{name}` is not configured"))?;
-            match provider.token(min_ttl).await {
-                Ok(served) => Ok(served.cached.grant().clone()),
-                Err(Response::Error(reply)) => Err(reply.message),
-                Err(_) => Err(format!("provider `{name}` gave no token")),
-            }
+            let provider =
+                self.0
+                    .borrow()
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| TokenFailure {
+                        code: ErrorCode::Config,
+                        message: format!("provider `{name}` is not configured"),
+                    })?;
+            provider.token_for_reference(min_ttl).await
         })
     }
 }

@@ -18,7 +18,7 @@ use crate::config::ConfigError;
 use crate::config::keys::Key;
 use crate::config::reader::Table;
 use crate::kinds::http::exchange::parse_answer;
-use crate::kinds::{FetchCx, FetchError};
+use crate::kinds::{FetchCx, FetchError, resolve_failure};
 use crate::secret::PROVIDER_MIN_TTL;
 use crate::upstream::shown;
 
@@ -198,10 +198,7 @@ pub(crate) async fn request_new_key(
         .secrets
         .provider_token(&rotation.auth, PROVIDER_MIN_TTL)
         .await
-        .map_err(|err| FetchError::Transient {
-            message: format!("{where_}: the `auth` provider's token: {err}"),
-            retry_after: None,
-        })?;
+        .map_err(|err| resolve_failure(&format!("{where_}: the `auth` provider's token"), err))?;
     let mut request = cx
         .http
         .client()
