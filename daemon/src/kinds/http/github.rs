@@ -13,7 +13,7 @@
 use serde_json::Value;
 use url::Url;
 
-use super::exchange::{parse_answer, sign_jwt};
+use super::exchange::{parse_answer, read_answer, send, sign_jwt};
 use super::{ExpiresFrom, HttpBody, HttpExchange, HttpJwt, HttpMethod, JsonTemplate};
 use crate::config::ConfigError;
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
@@ -347,19 +347,26 @@ pub(crate) async fn fetch(
     };
     let mut exchange = app.exchange.clone();
     exchange.url = access_tokens_url(&app.base_url, id);
-    super::fetch(cx, &exchange).await.map_err(|err| match err {
+    let (where_, answer) = send(cx, &exchange).await?;
+    if answer.status == 404 {
         // The installation was removed or suspended: a looked-up id is looked up again.
-        FetchError::Rejected { message, .. } if message.contains("HTTP 404") => {
-            state.installation = None;
-            FetchError::Rejected {
-                message: format!(
-                    "{message}; installation {id} is not there (uninstalled or suspended?)"
-                ),
-                needs_login: false,
+        let next = match &app.installation {
+            Installation::Owner(owner) => {
+                state.installation = None;
+                format!("the next request looks up the App's installation on `{owner}` again")
             }
-        }
-        other => other,
-    })
+            Installation::Id(_) => "check installation_id".to_owned(),
+        };
+        return Err(FetchError::Rejected {
+            message: format!(
+                "{where_}: HTTP 404: installation {id} is not there (uninstalled or \
+                 suspended?); {next}, after `tok invalidate {}`",
+                cx.name
+            ),
+            needs_login: false,
+        });
+    }
+    read_answer(&exchange, &where_, &answer)
 }
 
 /// The installation of `owner`: as an organization, else as a user.
