@@ -83,6 +83,8 @@ pub(crate) const PRESET: KindSpec = KindSpec {
 /// `preset = "github-app"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GitHubApp {
+    /// `app_id`, as written (the `iss` of the app JWT; what the fleet tells Apps apart by).
+    pub app_id: String,
     /// The access-token request (its URL names the installation once known).
     pub exchange: HttpExchange,
     /// `base_url`.
@@ -107,7 +109,7 @@ fn read(
 ) -> Result<Read, ConfigError> {
     table.check_keys(spec)?;
     const OWNER: &str = "preset \"github-app\"";
-    let app_id = match table.entry("app_id") {
+    let (app_id, app_id_text) = match table.entry("app_id") {
         None => {
             return Err(table.missing(
                 "app_id",
@@ -117,7 +119,8 @@ fn read(
         }
         Some((name, value)) => match value.get_ref() {
             toml::de::DeValue::Integer(_) => {
-                JsonTemplate::Integer(positive_integer(table, "app_id")?.cast_signed())
+                let id = positive_integer(table, "app_id")?;
+                (JsonTemplate::Integer(id.cast_signed()), id.to_string())
             }
             toml::de::DeValue::String(_) => {
                 let found = table.required_text(
@@ -125,7 +128,10 @@ fn read(
                     OWNER,
                     "give the App's id, e.g. app_id = 123456",
                 )?;
-                JsonTemplate::String(literal_template(found.text))
+                (
+                    JsonTemplate::String(literal_template(found.text)),
+                    found.text.to_owned(),
+                )
             }
             other => {
                 return Err(table.wrong_type(
@@ -232,6 +238,7 @@ fn read(
         }),
     };
     let app = GitHubApp {
+        app_id: app_id_text,
         exchange,
         base_url,
         installation,
