@@ -119,7 +119,10 @@ api_key = "${{env:SALESTIM_API_KEY}}"
 rotate = {{ method = "POST", url = "{api}/apps/app-1/regenerateSecret", auth = "salestim-admin", secret = "/apiKey" }}
 "#
     );
-    let env = [("ADMIN_TOKEN", ADMIN_TOKEN), ("SALESTIM_API_KEY", FIRST_KEY)];
+    let env = [
+        ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SALESTIM_API_KEY", FIRST_KEY),
+    ];
     let mut daemon = Daemon::start_with_env(&config, &env);
     let socket = daemon.socket().to_owned();
     let tok = move |args: &[&str]| {
@@ -295,10 +298,9 @@ rotate = {{ url = "{api}/apps/app-2/regenerateSecret", auth = "salestim-admin", 
     // The schedule's request reaches SalesTim (which replaces the key at once) about a minute
     // after the key was first used.
     let (regenerated, salestim_clone) = (Duration::from_secs(90), salestim.clone());
-    let arrived = blocking(move || {
-        eventually(regenerated, || salestim_clone.regenerated("app-2") == 1)
-    })
-    .await;
+    let arrived =
+        blocking(move || eventually(regenerated, || salestim_clone.regenerated("app-2") == 1))
+            .await;
     assert!(arrived, "no scheduled rotation; log:\n{}", daemon.log());
     // Stopped while the answer is on its way: the daemon waits for the rotation to store the
     // new key before it exits, so the restarted one serves it (and does not rotate again yet:

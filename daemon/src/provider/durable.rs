@@ -180,9 +180,7 @@ impl Provider {
     /// Waits for the chain's turn, for a bounded time: an instance a reload replaced may hold
     /// it while it waits for this one (each resolving the other's `${provider:…}` through the
     /// providers in force), which would otherwise never end.
-    pub(super) async fn take_turn(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, ()>, FetchError> {
+    pub(super) async fn take_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, FetchError> {
         let wait = self.request_timeout() + TURN_MARGIN;
         tokio::time::timeout(wait, self.chain.turn.lock())
             .await

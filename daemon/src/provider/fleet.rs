@@ -448,7 +448,10 @@ owner = "acme"
         let one = identity(&config.providers["one"].kind);
         let other = identity(&config.providers["other"].kind);
         assert_ne!(one, other);
-        assert!(one.contains("1001") && other.contains("Iv1.other"), "{one} / {other}");
+        assert!(
+            one.contains("1001") && other.contains("Iv1.other"),
+            "{one} / {other}"
+        );
     }
 
     #[cfg(unix)]
@@ -504,6 +507,9 @@ owner = "acme"
                 && deploy_account.contains("kid-deploy.json"),
             "{deploy_account}"
         );
-        assert!(!deploy_account.contains("not-read-here"), "{deploy_account}");
+        assert!(
+            !deploy_account.contains("not-read-here"),
+            "{deploy_account}"
+        );
     }
 }

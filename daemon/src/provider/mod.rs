@@ -1,6 +1,7 @@
-//! The runtime of one provider: the token cache and single flight (here and [`cache`]),
-//! refresh-ahead and backoff ([`refresh`]), durable state ([`durable`]), login sessions
-//! ([`session`]), key rotation ([`rotation`]) and status ([`status`]).
+//! The runtime of one provider: the token cache and single flight (here and [`cache`]), where
+//! tokens come from ([`source`]), refresh-ahead and backoff ([`refresh`]), durable state and
+//! the chain a reload's instances share ([`durable`]), id_tokens ([`id_token`]), login sessions
+//! ([`session`]), key rotation ([`rotation`]), the fleet ([`fleet`]) and status ([`status`]).
 //!
 //! A token may come with an id_token (OpenID Connect). It is cached with it and served on its
 //! own (`tok get --id-token`), by its own expiry: a caller that wants it waits for a fetch only
@@ -37,9 +38,11 @@
 mod cache;
 mod durable;
 mod fleet;
+mod id_token;
 mod refresh;
 pub(crate) mod rotation;
 mod session;
+mod source;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -47,22 +50,21 @@ mod tests;
 mod tests_rotation;
 mod watch;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use tokend_protocol::{ErrorCode, Invalidation, Response, Secret, TokenGrant};
+use tokend_protocol::{ErrorCode, Response, TokenGrant};
 use tokio::time::Instant;
 
 pub(crate) use self::cache::CachedGrant;
-use crate::kinds::fetched::{JwtExpiry, jwt_expiry};
+use self::id_token::IdToken;
+pub(crate) use self::id_token::Wanted;
 use self::refresh::{Failure, error_response};
 use self::session::LoginState;
+use self::source::Configured;
+pub(crate) use self::source::{Fetch, NewKey};
 use crate::config::ProviderConfig;
-use crate::kinds::{
-    FetchError, FetchState, Fetched, ProviderKind, SentSecrets, Services, static_secret,
-};
+use crate::kinds::{FetchState, Services};
 use crate::metrics::Counters;
 use crate::secret::TokenFailure;
 use crate::store::Store;
@@ -92,84 +94,6 @@ const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 const LIFETIME_MEMORY: Duration = Duration::from_secs(60);
 /// Invalidations closer together than this are ignored (rate limit).
 const INVALIDATE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A fetch in progress.
-pub(crate) type FetchFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Fetched, FetchError>> + Send + 'a>>;
-
-/// A request for a new key in progress (`rotate`).
-pub(crate) type NewKeyFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<NewKey, FetchError>> + Send + 'a>>;
-
-/// A key an API just issued in place of the one in force, and the configured key it descends
-/// from.
-#[derive(Debug)]
-pub(crate) struct NewKey {
-    pub(crate) key: Secret,
-    pub(crate) origin: Secret,
-}
-
-/// Where a provider's tokens come from: its configured kind in the daemon, a scripted one in
-/// tests (so that time-dependent behaviour runs under paused time, without a network).
-pub(crate) trait Fetch: Send + Sync + std::fmt::Debug {
-    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a>;
-
-    /// Asks the API for a new key through the provider's `rotate` table (`state`: the key in
-    /// force and what it descends from). A source that replaces no key says so.
-    fn new_key<'a>(&'a self, _state: &'a FetchState) -> NewKeyFuture<'a> {
-        Box::pin(async { Err(FetchError::Config(NO_ROTATE.to_owned())) })
-    }
-}
-
-/// Why a source without a `rotate` table issues no new key.
-const NO_ROTATE: &str = "it has no `rotate` table";
-
-/// The configured kind of a provider. Its errors get the provider's name here, once.
-#[derive(Debug)]
-struct Configured {
-    name: String,
-    kind: ProviderKind,
-    services: Arc<Services>,
-}
-
-impl Fetch for Configured {
-    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a> {
-        Box::pin(async move {
-            let sent = SentSecrets::default();
-            let cx = self.services.cx(&self.name, &sent);
-            // Whatever upstream echoed of the request is masked before anyone sees it.
-            self.kind.fetch(&cx, state).await.map_err(|error| {
-                error
-                    .map_message(|message| sent.mask(&message))
-                    .in_provider(&self.name)
-            })
-        })
-    }
-
-    fn new_key<'a>(&'a self, state: &'a FetchState) -> NewKeyFuture<'a> {
-        Box::pin(async move {
-            let sent = SentSecrets::default();
-            let cx = self.services.cx(&self.name, &sent);
-            let requested = async {
-                let ProviderKind::Static {
-                    secret,
-                    rotate: Some(rotation),
-                } = &self.kind
-                else {
-                    return Err(FetchError::Config(NO_ROTATE.to_owned()));
-                };
-                let origin = static_secret::rotation_origin(&cx, secret, state).await?;
-                let key = static_secret::rotate::request_new_key(&cx, rotation).await?;
-                Ok(NewKey { key, origin })
-            };
-            requested.await.map_err(|error| {
-                error
-                    .map_message(|message| sent.mask(&message))
-                    .in_provider(&self.name)
-            })
-        })
-    }
-}
 
 /// A token handed to a caller, and whether it came straight from the cache.
 #[derive(Debug)]
@@ -214,15 +138,6 @@ pub(crate) struct Provider {
     standing: std::sync::atomic::AtomicUsize,
     /// The schedule of a rotating key (`rotate.every`), while it runs.
     rotation_task: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-/// Which of a provider's tokens a caller wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wanted {
-    /// The token (an access token, a key…).
-    Access,
-    /// The OpenID Connect id_token that came with it.
-    IdToken,
 }
 
 /// Where the cached token came from (for `tok status`).
@@ -294,13 +209,6 @@ struct Current {
     id: Option<IdToken>,
 }
 
-/// When a cached id_token expires, and when its advisory window starts.
-#[derive(Debug, Clone, Copy)]
-struct IdToken {
-    expires: Option<Instant>,
-    refresh_at: Option<Instant>,
-}
-
 /// Whether something expiring at `expires` stays valid for `min_ttl` from `now`.
 fn lasts(expires: Option<Instant>, now: Instant, min_ttl: Duration) -> bool {
     expires.is_none_or(|expires| expires.saturating_duration_since(now) >= min_ttl && expires > now)
@@ -310,33 +218,6 @@ impl Current {
     /// Whether this token stays valid for `min_ttl` from `now`.
     fn serves(&self, now: Instant, min_ttl: Duration) -> bool {
         lasts(self.expires, now, min_ttl)
-    }
-
-    /// Whether the token `wanted` stays valid for `min_ttl` from `now`.
-    fn serves_for(&self, wanted: Wanted, now: Instant, min_ttl: Duration) -> bool {
-        match wanted {
-            Wanted::Access => self.serves(now, min_ttl),
-            Wanted::IdToken => self
-                .id
-                .as_ref()
-                .is_some_and(|id| lasts(id.expires, now, min_ttl)),
-        }
-    }
-
-    /// When the token `wanted` expires (`None`: it does not, or there is no id_token).
-    fn expires_of(&self, wanted: Wanted) -> Option<Instant> {
-        match wanted {
-            Wanted::Access => self.expires,
-            Wanted::IdToken => self.id.and_then(|id| id.expires),
-        }
-    }
-
-    /// When the advisory window of the token `wanted` starts.
-    fn refresh_at_for(&self, wanted: Wanted) -> Option<Instant> {
-        match wanted {
-            Wanted::Access => self.refresh_at,
-            Wanted::IdToken => self.id.as_ref().and_then(|id| id.refresh_at),
-        }
     }
 
     fn valid(&self, now: Instant) -> bool {
@@ -648,42 +529,6 @@ impl Provider {
             .filter(|current| current.key_epoch == self.chain.key_changes())
     }
 
-    /// A refresh answer may leave the id_token out (OpenID Connect Core 1.0, 12.2): the one
-    /// that came before goes on with the new token while its own `exp` lasts (one without a
-    /// readable `exp` had the access token's expiry, and so does not).
-    fn carry_id_token(&self, fetched: &mut Fetched) {
-        if fetched.id_token.is_some() {
-            return;
-        }
-        let now = Instant::now();
-        let inner = self.inner();
-        let Some(current) = &inner.current else {
-            return;
-        };
-        if let (Some(id), Some(cached)) = (current.id, current.cached.id_token())
-            && id.expires.is_some_and(|expires| expires > now)
-            && matches!(
-                jwt_expiry(cached.grant.token.expose()),
-                JwtExpiry::Remaining(_)
-            )
-        {
-            fetched.id_token = Some(cached.grant.token.clone());
-        }
-    }
-
-    /// The answer to a caller who wants an id_token when the grant returned none.
-    fn no_id_token(&self) -> Response {
-        Response::error(
-            ErrorCode::Upstream,
-            format!(
-                "provider `{}`: its token came without an id_token (only OpenID Connect grants \
-                 return one: ask for the `openid` scope), so there is none to serve; then run \
-                 `tok invalidate {}`",
-                self.config.name, self.config.name
-            ),
-        )
-    }
-
     /// A shared provider that backs off: serves what the fleet holds, else the refusal.
     async fn adopt_only(
         self: &Arc<Self>,
@@ -716,93 +561,5 @@ impl Provider {
                 min_ttl.as_secs()
             ),
         )
-    }
-
-    /// The user secret `name` was set or removed: a static provider whose secret refers to it
-    /// drops its cached value (and any failure), so the next request resolves it anew. Fetching
-    /// kinds resolve their credentials at each fetch anyway.
-    pub(crate) fn secret_changed(&self, name: &str) {
-        let ProviderKind::Static { secret, .. } = &self.config.kind else {
-            return;
-        };
-        if !secret.refers_to_secret(name) {
-            return;
-        }
-        let mut inner = self.inner();
-        inner.current = None;
-        inner.failure = None;
-        inner.last_error = None;
-        inner.generation += 1;
-        let generation = inner.generation;
-        drop(inner);
-        self.announce(generation);
-    }
-
-    /// Drops the cached token (the API rejected it) and clears failures, so the next request
-    /// fetches anew. Rate-limited.
-    pub(crate) fn invalidate(&self) -> Invalidation {
-        let now = Instant::now();
-        let mut inner = self.inner();
-        if let Some(last) = inner.last_invalidation
-            && now.saturating_duration_since(last) < INVALIDATE_INTERVAL
-        {
-            return Invalidation {
-                dropped: false,
-                message: format!(
-                    "provider `{}` was invalidated less than {} s ago; ignored (rate limit)",
-                    self.config.name,
-                    INVALIDATE_INTERVAL.as_secs()
-                ),
-            };
-        }
-        inner.last_invalidation = Some(now);
-        inner.failure = None;
-        inner.generation += 1;
-        let generation = inner.generation;
-        let dropped_token = inner.current.take();
-        let dropped = dropped_token.is_some();
-        let scheduled = inner.scheduled.take();
-        drop(inner);
-        self.cancel(scheduled);
-        self.announce(generation);
-        if let Some(current) = &dropped_token {
-            self.invalidate_shared(current.cached.grant.token.clone());
-        }
-        if let (Some(current), Some(store)) = (dropped_token, &self.store) {
-            // A rejected token must not come back after a restart. Removed only if it is still
-            // the stored one: this runs on its own, and a newer token may be stored first.
-            let store = Arc::clone(store);
-            let name = self.config.name.clone();
-            tokio::task::spawn_blocking(move || {
-                let token = &current.cached.grant.token;
-                let written = store.update(|contents| {
-                    if contents
-                        .access_tokens
-                        .get(&name)
-                        .is_some_and(|a| &a.token == token)
-                    {
-                        contents.access_tokens.remove(&name);
-                    }
-                });
-                if let Err(err) = written {
-                    tracing::warn!(provider = %name, "{err}");
-                }
-            });
-        }
-        tracing::info!(provider = %self.config.name, dropped, "invalidated");
-        Invalidation {
-            dropped,
-            message: if dropped {
-                format!(
-                    "provider `{}`: token dropped; the next request fetches a new one",
-                    self.config.name
-                )
-            } else {
-                format!(
-                    "provider `{}`: no token was cached; failures cleared",
-                    self.config.name
-                )
-            },
-        }
     }
 }

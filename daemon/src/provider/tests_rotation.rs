@@ -3,10 +3,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use tokend_protocol::Secret;
+
+use super::source::{FetchFuture, NewKeyFuture};
 use super::*;
 use crate::config::Presentation;
 use crate::kinds::static_secret::Rotation;
 use crate::kinds::static_secret::rotate::RotateMethod;
+use crate::kinds::{FetchError, ProviderKind, SentSecrets, static_secret};
 use crate::secret::SecretTemplate;
 use crate::store::{KeySource, Store};
 
@@ -270,7 +274,11 @@ async fn tok_rotate_moves_the_schedule() {
     assert_eq!(api.issued(), 1, "the schedule rotated at its old due time");
     assert_eq!(provider.status().next_rotation_unix, Some(next));
     tokio::time::sleep(Duration::from_secs(25)).await;
-    assert_eq!(api.issued(), 2, "the schedule did not rotate a period after tok rotate");
+    assert_eq!(
+        api.issued(),
+        2,
+        "the schedule did not rotate a period after tok rotate"
+    );
     assert_eq!(key(&provider).await.unwrap(), "k2");
 }
 

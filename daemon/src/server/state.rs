@@ -316,15 +316,15 @@ struct ProviderTokens(watch::Receiver<Arc<Providers>>);
 impl TokenSource for ProviderTokens {
     fn token<'a>(&'a self, name: &'a str, min_ttl: Duration) -> TokenFuture<'a> {
         Box::pin(async move {
-            let provider =
-                self.0
-                    .borrow()
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| TokenFailure {
-                        code: ErrorCode::Config,
-                        message: format!("provider `{name}` is not configured"),
-                    })?;
+            let provider = self
+                .0
+                .borrow()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| TokenFailure {
+                    code: ErrorCode::Config,
+                    message: format!("provider `{name}` is not configured"),
+                })?;
             provider.token_for_reference(min_ttl).await
         })
     }
