@@ -73,6 +73,8 @@ scopes = ["api.write"]
         ],
     );
     let first = get(&daemon, &["get", "graph"]);
+    let first_jti = server.stats()["last_assertion"]["jti"].clone();
+    assert!(first_jti.is_string(), "{}", server.stats());
     assert_eq!(jwt_claims(&first)["client_id"], PKJWT.id);
     assert_eq!(jwt_claims(&first)["scope"], "api.read");
     let generic = get(&daemon, &["get", "federated"]);
@@ -83,6 +85,12 @@ scopes = ["api.write"]
     assert_eq!(code(&daemon.tok(&["invalidate", "graph"])), 0);
     let second = get(&daemon, &["get", "graph"]);
     assert_ne!(second, first);
+    // The assertion sent was the file's new token (a new `jti`), not the one read before.
+    let second_jti = server.stats()["last_assertion"]["jti"].clone();
+    assert!(
+        second_jti.is_string() && second_jti != first_jti,
+        "{first_jti} {second_jti}"
+    );
     // The server really refuses a token it has seen (a replayed `jti`), so the success above
     // needed the new file: the generic provider's file did not change, and its next request
     // is refused, with the error in plain sight and the assertion nowhere.

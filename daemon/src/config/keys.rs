@@ -212,7 +212,7 @@ pub fn reference() -> String {
         "`jwt = { … }` (kind `http`)",
         "A JWT signed for every request, which the request's templates use as `${jwt}` (e.g. \
          `headers = { Authorization = \"Bearer ${jwt}\" }`).",
-        &[crate::kinds::http::keys::JWT],
+        crate::kinds::http::keys::JWT,
         false,
     );
     section(

@@ -266,9 +266,8 @@ impl State {
         Ok(summary)
     }
 
-    /// A new provider, with its rotation schedule running.
-    /// A new provider instance, started; `previous` is the one it replaces (a reload changed
-    /// its config), whose fetches it takes turns with.
+    /// A new provider instance, with its rotation schedule running; `previous` is the one it
+    /// replaces (a reload changed its config), whose fetches and rotations it takes turns with.
     fn started(
         &self,
         config: config::ProviderConfig,
