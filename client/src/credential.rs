@@ -7,9 +7,10 @@
 //! name and the provider's token as the password. A git route may also have a path prefix
 //! (git sends the path with `credential.useHttpPath`) and a user name (git sends the one in the
 //! remote URL): of the routes of the host whose prefix covers the path and whose user name is
-//! the one asked for, the longest prefix wins, so several accounts share a host. tokend issues tokens; it does not keep
-//! passwords that tools hand to it, so git's `store` does nothing and Docker's `store` and
-//! `erase` refuse with a message. Git's `erase` (sent after the server rejected the credential)
+//! the one asked for, the longest prefix wins, so several accounts share a host. Docker asks by
+//! host alone: a registry host has one route. tokend issues tokens; it does not keep passwords
+//! that tools hand to it, so git's `store` does nothing and Docker's `store` and `erase` refuse
+//! with a message. Git's `erase` (sent after the server rejected the credential)
 //! invalidates the provider's cached token, so the next request fetches a new one.
 //!
 //! Hosts compare case-insensitively, and the protocol's default port (`:443` for https, `:80`

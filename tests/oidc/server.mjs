@@ -131,7 +131,9 @@
 //                               failures those answered with an HTTP status >= 400, errors the
 //                               OAuth error codes the token endpoint answered with (slow_down
 //                               included);
-//                               revocation_requests counts POSTs to the revocation endpoint
+//                               revocation_requests counts POSTs to the revocation endpoint,
+//                               last_assertion the {jti, iss, sub} of the last client assertion
+//                               sent (decoded as sent, before any check)
 //   POST /__test/reset-stats    zeroes every counter; responds {}
 //   GET  /__test/refresh-chain  {"refreshes":[{"used":RT,"access_token":AT,"refresh_token":RT'},...]}:
 //                               every successful refresh_token grant in order, with the refresh
@@ -219,6 +221,7 @@ function resetStats() {
     errors: {},
     revocation_requests: 0,
     last_exchange: null,
+    last_assertion: null,
   };
 }
 resetStats();
@@ -387,6 +390,17 @@ function authMethodOf(req, form) {
   if (form.client_secret !== undefined) return 'client_secret_post';
   if (form.client_assertion !== undefined) return 'client_assertion';
   return 'none';
+}
+
+// The `jti`, `iss` and `sub` of a client assertion as sent (decoded, not verified: the provider
+// verifies it), for GET /__test/stats; null for one that is not a readable JWT.
+function assertionSummary(assertion) {
+  try {
+    const claims = JSON.parse(Buffer.from(String(assertion).split('.')[1], 'base64url').toString('utf8'));
+    return { jti: claims.jti ?? null, iss: claims.iss ?? null, sub: claims.sub ?? null };
+  } catch {
+    return null;
+  }
 }
 
 // Successful refresh_token grants, in order (see GET /__test/refresh-chain).
@@ -656,6 +670,7 @@ async function handle(req, res) {
     // the client registered, so record which one the caller actually used.
     const authMethod = authMethodOf(req, form);
     stats.by_auth_method[authMethod] = (stats.by_auth_method[authMethod] ?? 0) + 1;
+    if (authMethod === 'client_assertion') stats.last_assertion = assertionSummary(form.client_assertion);
     req.body = body;
 
     if (DEVICE_SLOW_DOWN && grantType === DEVICE_CODE && typeof form.device_code === 'string'

@@ -73,6 +73,8 @@ scopes = ["api.write"]
         ],
     );
     let first = get(&daemon, &["get", "graph"]);
+    let first_jti = server.stats()["last_assertion"]["jti"].clone();
+    assert!(first_jti.is_string(), "{}", server.stats());
     assert_eq!(jwt_claims(&first)["client_id"], PKJWT.id);
     assert_eq!(jwt_claims(&first)["scope"], "api.read");
     let generic = get(&daemon, &["get", "federated"]);
@@ -83,6 +85,12 @@ scopes = ["api.write"]
     assert_eq!(code(&daemon.tok(&["invalidate", "graph"])), 0);
     let second = get(&daemon, &["get", "graph"]);
     assert_ne!(second, first);
+    // The assertion sent was the file's new token (a new `jti`), not the one read before.
+    let second_jti = server.stats()["last_assertion"]["jti"].clone();
+    assert!(
+        second_jti.is_string() && second_jti != first_jti,
+        "{first_jti} {second_jti}"
+    );
     // The server really refuses a token it has seen (a replayed `jti`), so the success above
     // needed the new file: the generic provider's file did not change, and its next request
     // is refused, with the error in plain sight and the assertion nowhere.
@@ -220,7 +228,7 @@ client_secret = "${{env:SVC_SECRET}}"
     assert_eq!(claims["sub"], "tester");
     assert_eq!(claims["aud"], APP.id);
     assert_eq!(id["header"], format!("Authorization: Bearer {id_token}"));
-    // Each expiry is its own: the id_token's is its `exp`, an hour away; the access token's 3 s.
+    // Each expiry is its own: the id_token's is its `exp`, an hour away; the access token's 20 s.
     let exp = claims["exp"].as_u64().unwrap();
     assert_eq!(
         id["expires_at"],
@@ -258,6 +266,13 @@ client_secret = "${{env:SVC_SECRET}}"
     // The library's equivalent.
     let token = daemon.client().get_id_token("user").unwrap();
     assert_eq!(token.value.expose(), id_token);
+
+    // After an invalidation the id_token wanted for a minute is fetched anew: that the access
+    // tokens live 20 s says nothing about it.
+    assert_eq!(code(&daemon.tok(&["invalidate", "user"])), 0);
+    let renewed = get(&daemon, &["get", "user", "--id-token", "--min-ttl", "60"]);
+    assert_eq!(jwt_claims(&renewed)["sub"], "tester");
+    assert_eq!(server.token_requests(), 2, "the invalidation's refresh");
 
     // A grant without openid returns no id_token: said at once, exit 5.
     let out = daemon.tok(&["get", "api", "--id-token"]);

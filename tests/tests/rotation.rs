@@ -17,12 +17,16 @@ const FIRST_KEY: &str = "st-key-configured-0000";
 
 /// The fake SalesTim: per app its one valid key; `GET /v1.0/apps` needs a valid `X-API-KEY`,
 /// `POST /v1.0/apps/{id}/regenerateSecret` the administrator's bearer token, and replaces the
-/// app's key (the old one is refused from then on). `failing` makes regeneration answer 500.
+/// app's key as the request arrives (the old one is refused from then on), answering after
+/// `delay`. `failing` makes regeneration answer 500.
 #[derive(Clone, Default)]
 struct SalesTim {
     keys: Arc<Mutex<BTreeMap<String, String>>>,
     regenerated: Arc<Mutex<BTreeMap<String, u32>>>,
     failing: Arc<Mutex<bool>>,
+    /// Answers 200 without the key (another format than the one configured).
+    keyless: Arc<Mutex<bool>>,
+    delay: Arc<Mutex<Duration>>,
 }
 
 impl SalesTim {
@@ -58,6 +62,9 @@ impl Respond for SalesTim {
             if *self.failing.lock().unwrap() {
                 return ResponseTemplate::new(500).set_body_json(json!({"error": "try later"}));
             }
+            if *self.keyless.lock().unwrap() {
+                return ResponseTemplate::new(200).set_body_json(json!({"id": app}));
+            }
             let mut regenerated = self.regenerated.lock().unwrap();
             let count = regenerated.entry(app.to_owned()).or_default();
             *count += 1;
@@ -66,7 +73,9 @@ impl Respond for SalesTim {
                 .lock()
                 .unwrap()
                 .insert(app.to_owned(), key.clone());
-            return ResponseTemplate::new(200).set_body_json(json!({"id": app, "apiKey": key}));
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"id": app, "apiKey": key}))
+                .set_delay(*self.delay.lock().unwrap());
         }
         let key = request
             .headers
@@ -93,11 +102,6 @@ async fn a_rotated_key_is_stored_before_it_is_served_and_survives_kill_9() {
         .lock()
         .unwrap()
         .insert("app-1".to_owned(), FIRST_KEY.to_owned());
-    salestim
-        .keys
-        .lock()
-        .unwrap()
-        .insert("app-2".to_owned(), "st-key-auto-configured".to_owned());
     Mock::given(wiremock::matchers::any())
         .respond_with(salestim.clone())
         .mount(&server)
@@ -113,17 +117,11 @@ secret = "${{env:ADMIN_TOKEN}}"
 preset = "salestim"
 api_key = "${{env:SALESTIM_API_KEY}}"
 rotate = {{ method = "POST", url = "{api}/apps/app-1/regenerateSecret", auth = "salestim-admin", secret = "/apiKey" }}
-
-[providers.auto]
-preset = "salestim"
-api_key = "${{env:AUTO_API_KEY}}"
-rotate = {{ url = "{api}/apps/app-2/regenerateSecret", auth = "salestim-admin", secret = "/apiKey", every = "2s" }}
 "#
     );
     let env = [
         ("ADMIN_TOKEN", ADMIN_TOKEN),
         ("SALESTIM_API_KEY", FIRST_KEY),
-        ("AUTO_API_KEY", "st-key-auto-configured"),
     ];
     let mut daemon = Daemon::start_with_env(&config, &env);
     let socket = daemon.socket().to_owned();
@@ -212,17 +210,111 @@ rotate = {{ url = "{api}/apps/app-2/regenerateSecret", auth = "salestim-admin", 
     assert!(provider["rotated_at"].is_string(), "{provider}");
     *salestim.failing.lock().unwrap() = false;
 
-    // `every` rotates on its own: the scheduled provider's key is replaced, and served.
-    let (auto, salestim_clone) = (key_of.clone(), salestim.clone());
-    let replaced = blocking(move || {
-        eventually(Duration::from_secs(15), || {
-            let key = auto("auto");
-            key.starts_with("st-key-app-2-") && salestim_clone.accepts(&key)
-        })
+    // A 2xx answer without the key: the error says the key in force may be dead and what to do.
+    *salestim.keyless.lock().unwrap() = true;
+    let keyless = blocking({
+        let tok = tok.clone();
+        move || tok(&["rotate", "salestim"])
     })
     .await;
-    assert!(replaced, "no scheduled rotation; log:\n{}", daemon.log());
-    // The table shows the rotation too.
+    assert_eq!(code(&keyless), 5, "{}", stderr(&keyless));
+    assert!(
+        stderr(&keyless).contains("may already have replaced the key")
+            && stderr(&keyless).contains("tok reload"),
+        "{}",
+        stderr(&keyless)
+    );
+    *salestim.keyless.lock().unwrap() = false;
+
+    // Removing the `rotate` table stops rotations; it does not bring back the key SalesTim
+    // invalidated (the config still names it).
+    let without_rotate = config.replace(
+        &format!(
+            "rotate = {{ method = \"POST\", url = \"{api}/apps/app-1/regenerateSecret\", auth = \"salestim-admin\", secret = \"/apiKey\" }}\n"
+        ),
+        "",
+    );
+    assert_ne!(without_rotate, config);
+    std::fs::write(daemon.dir().join("config.toml"), &without_rotate).unwrap();
+    let served = blocking({
+        let (tok, key_of) = (tok.clone(), key_of.clone());
+        move || {
+            let reload = tok(&["reload"]);
+            assert_eq!(code(&reload), 0, "{}", stderr(&reload));
+            key_of("salestim")
+        }
+    })
+    .await;
+    assert_eq!(served, after, "the invalidated key came back");
+    // The table shows the rotation.
     let table = blocking(move || stdout(&tok(&["status"]))).await;
     assert!(table.contains("ROTATED KEY"), "{table}");
+}
+
+const AUTO_KEY: &str = "st-key-auto-configured";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rotates_on_its_own_and_a_stop_waits_for_the_rotation_in_flight() {
+    let server = MockServer::start().await;
+    let salestim = SalesTim::default();
+    salestim
+        .keys
+        .lock()
+        .unwrap()
+        .insert("app-2".to_owned(), AUTO_KEY.to_owned());
+    // SalesTim takes 3 s to answer: the daemon is asked to stop meanwhile.
+    *salestim.delay.lock().unwrap() = Duration::from_secs(3);
+    Mock::given(wiremock::matchers::any())
+        .respond_with(salestim.clone())
+        .mount(&server)
+        .await;
+    let api = format!("{}/v1.0", server.uri());
+    // `every` is at least a minute: this test waits for one (beside the other tests).
+    let config = format!(
+        r#"
+[providers.salestim-admin]
+kind = "static"
+secret = "${{env:ADMIN_TOKEN}}"
+
+[providers.auto]
+preset = "salestim"
+api_key = "${{env:AUTO_API_KEY}}"
+rotate = {{ url = "{api}/apps/app-2/regenerateSecret", auth = "salestim-admin", secret = "/apiKey", every = "1m" }}
+"#
+    );
+    let env = [("ADMIN_TOKEN", ADMIN_TOKEN), ("AUTO_API_KEY", AUTO_KEY)];
+    let mut daemon = Daemon::start_with_env(&config, &env);
+    let socket = daemon.socket().to_owned();
+    let key_of = move || {
+        let out = tokend_e2e::tok_command(&socket)
+            .args(["get", "auto"])
+            .output()
+            .expect("run tok");
+        assert_eq!(code(&out), 0, "tok get auto: {}", stderr(&out));
+        stdout(&out).trim_end().to_owned()
+    };
+    assert_eq!(blocking(key_of.clone()).await, AUTO_KEY);
+
+    // The schedule's request reaches SalesTim (which replaces the key at once) about a minute
+    // after the key was first used.
+    let (regenerated, salestim_clone) = (Duration::from_secs(90), salestim.clone());
+    let arrived =
+        blocking(move || eventually(regenerated, || salestim_clone.regenerated("app-2") == 1))
+            .await;
+    assert!(arrived, "no scheduled rotation; log:\n{}", daemon.log());
+    // Stopped while the answer is on its way: the daemon waits for the rotation to store the
+    // new key before it exits, so the restarted one serves it (and does not rotate again yet:
+    // the next rotation is a minute after this one).
+    let status = tokio::task::block_in_place(|| daemon.terminate());
+    assert!(status.success(), "{status}; log:\n{}", daemon.log());
+    assert!(
+        daemon.log().contains("waiting for 1 key rotation"),
+        "{}",
+        daemon.log()
+    );
+    daemon.restart(&env);
+    let served = blocking(key_of).await;
+    assert_eq!(served, "st-key-app-2-1", "log:\n{}", daemon.log());
+    assert!(salestim.accepts(&served));
+    assert_eq!(salestim.regenerated("app-2"), 1);
 }

@@ -97,8 +97,8 @@ const APP_ID: u64 = 123_456;
 /// Server style base path, `/api/v3`): every request must carry an app JWT signed with the
 /// App's key (RS256), `iss` = the app id, `iat` about 60 s in the past and `exp` no more than
 /// 10 minutes ahead. The App is installed on the user `acme` (so the organization lookup is a
-/// 404), as installation 42.
-fn github(key: PathBuf, tokens: Arc<Mutex<u32>>) -> Fake {
+/// 404), as installation `installed` (42 at first; another one answers 404).
+fn github(key: PathBuf, tokens: Arc<Mutex<u32>>, installed: Arc<Mutex<u64>>) -> Fake {
     Fake::new(move |request| {
         let path = request.url.path();
         let bearer = header(request, "authorization")
@@ -134,9 +134,23 @@ fn github(key: PathBuf, tokens: Arc<Mutex<u32>>) -> Fake {
             ("GET", "/api/v3/orgs/acme/installation") => {
                 Ok(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
             }
-            ("GET", "/api/v3/users/acme/installation") => Ok(ResponseTemplate::new(200)
-                .set_body_json(json!({"id": 42, "account": {"login": "acme"}}))),
-            ("POST", "/api/v3/app/installations/42/access_tokens") => {
+            ("GET", "/api/v3/users/acme/installation") => {
+                let id = *installed.lock().unwrap();
+                Ok(ResponseTemplate::new(200)
+                    .set_body_json(json!({"id": id, "account": {"login": "acme"}})))
+            }
+            ("POST", path)
+                if path
+                    .strip_prefix("/api/v3/app/installations/")
+                    .and_then(|rest| rest.strip_suffix("/access_tokens"))
+                    .is_some_and(|id| id != installed.lock().unwrap().to_string()) =>
+            {
+                Ok(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+            }
+            ("POST", path)
+                if path.starts_with("/api/v3/app/installations/")
+                    && path.ends_with("/access_tokens") =>
+            {
                 let body: Value =
                     serde_json::from_slice(&request.body).map_err(|_| "the body is not JSON")?;
                 let wanted = json!({"repositories": ["tools"], "permissions": {"contents": "read", "pull_requests": "write"}});
@@ -161,7 +175,12 @@ fn github(key: PathBuf, tokens: Arc<Mutex<u32>>) -> Fake {
 async fn github_app_installation_tokens_from_a_verified_app_jwt() {
     let server = MockServer::start().await;
     let tokens = Arc::new(Mutex::new(0));
-    let fake = github(fixture_key(JWT_BEARER_KEY), Arc::clone(&tokens));
+    let installed = Arc::new(Mutex::new(42));
+    let fake = github(
+        fixture_key(JWT_BEARER_KEY),
+        Arc::clone(&tokens),
+        Arc::clone(&installed),
+    );
     Mock::given(wiremock::matchers::any())
         .respond_with(fake.clone())
         .mount(&server)
@@ -257,6 +276,40 @@ git = {{ host = "github.example.com" }}
         .count();
     assert_eq!(lookups, 2, "one organization and one user lookup, once");
     assert_eq!(*tokens.lock().unwrap(), 2);
+
+    // The App was uninstalled and installed again, as installation 43: the token request for
+    // 42 is a 404 that says so, and the installation is looked up again afterwards.
+    *installed.lock().unwrap() = 43;
+    let socket = daemon.socket().to_owned();
+    let (refused, token) = blocking(move || {
+        let tok = |args: &[&str]| {
+            tokend_e2e::tok_command(&socket)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        // (Each invalidation past the rate limit of one per 5 s.)
+        let invalidate = || {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            let out = tok(&["invalidate", "gh"]);
+            assert!(!stderr(&out).contains("rate limit"), "{}", stderr(&out));
+        };
+        invalidate();
+        let refused = tok(&["get", "gh"]);
+        invalidate();
+        (refused, tok(&["get", "gh"]))
+    })
+    .await;
+    assert_eq!(code(&refused), 5, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("installation 42 is not there")
+            && stderr(&refused).contains("looks up the App's installation on `acme` again"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(code(&token), 0, "{}", stderr(&token));
+    assert_eq!(stdout(&token).trim(), "ghs_installation_token_3");
+    fake.assert_no_problems();
 }
 
 // ---- Google service account ---------------------------------------------------------------------

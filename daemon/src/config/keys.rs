@@ -176,8 +176,8 @@ pub fn reference() -> String {
     section(
         "Credential-helper routes",
         "Every kind except `anonymous`, and every preset: `git` and `docker` tables with these \
-         keys. A host (with a path and user name) belongs to at most one provider per tool; \
-         changing a route on reload keeps the cached token.",
+         keys. A git host (with a path and user name) belongs to at most one provider, a \
+         docker host to one provider; changing a route on reload keeps the cached token.",
         &[super::routes::KEYS],
         false,
     );
@@ -212,7 +212,7 @@ pub fn reference() -> String {
         "`jwt = { … }` (kind `http`)",
         "A JWT signed for every request, which the request's templates use as `${jwt}` (e.g. \
          `headers = { Authorization = \"Bearer ${jwt}\" }`).",
-        &[crate::kinds::http::keys::JWT],
+        crate::kinds::http::keys::JWT,
         false,
     );
     section(

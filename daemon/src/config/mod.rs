@@ -42,7 +42,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use tokend_protocol::CredentialRoute;
+use tokend_protocol::{CredentialRoute, CredentialTool};
 use toml::de::{DeTable, DeValue};
 use zeroize::Zeroizing;
 
@@ -387,27 +387,48 @@ fn parse_inner(
             shares.push((provider.name.clone(), share, span));
         }
         for located in provider_routes {
+            // Docker asks by host alone (a registry, no path, no user name): one provider per
+            // host. git sends the path and the user name too, which tell accounts apart.
+            let docker = located.route.tool == CredentialTool::Docker;
             let taken = routes.iter().find(|other| {
                 let (a, b) = (&other.route, &located.route);
-                a.tool == b.tool && a.host == b.host && a.path == b.path && a.username == b.username
+                a.tool == b.tool
+                    && a.host == b.host
+                    && (docker || (a.path == b.path && a.username == b.username))
             });
             if let Some(other) = taken {
-                let path = if located.route.path.is_empty() {
-                    String::new()
+                let (message, hint) = if docker {
+                    (
+                        format!(
+                            "docker host {:?} is already routed to provider {:?}",
+                            located.route.host, other.route.provider
+                        ),
+                        "Docker asks for a registry's credentials by host alone, so a host may \
+                         belong to one provider's docker route: remove one",
+                    )
                 } else {
-                    format!(" path {:?}", located.route.path)
+                    let path = if located.route.path.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" path {:?}", located.route.path)
+                    };
+                    (
+                        format!(
+                            "host {:?}{path} with user name {:?} is already routed to provider \
+                             {:?}",
+                            located.route.host, located.route.username, other.route.provider
+                        ),
+                        "a git host (with a path and user name) may belong to one provider: \
+                         remove one, or tell the accounts apart with `path` (with \
+                         credential.useHttpPath) or `username`",
+                    )
                 };
                 return Err(ctx.invalid(
                     &located.span,
                     Some(&provider.name),
                     Some(&located.key),
-                    format!(
-                        "host {:?}{path} with user name {:?} is already routed to provider {:?}",
-                        located.route.host, located.route.username, other.route.provider
-                    ),
-                    "a host (with a path and user name) may belong to one provider per tool: \
-                     remove one, or tell the accounts apart with `path` (git, with \
-                     credential.useHttpPath) or `username`",
+                    message,
+                    hint,
                 ));
             }
             routes.push(located);

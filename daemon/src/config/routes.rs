@@ -246,6 +246,17 @@ git = { host = "github.com", username = "me" }
                 "git routes only",
             ),
             (
+                "one docker host, two user names",
+                "[providers.a]\nkind = \"static\"\nsecret = \"${env:A}\"\n\
+                 docker = { host = \"registry.example\", username = \"alice\" }\n\
+                 [providers.b]\nkind = \"static\"\nsecret = \"${env:B}\"\n\
+                 docker = { host = \"registry.example\", username = \"bob\" }\n"
+                    .to_owned(),
+                8,
+                Some("key `docker.host`"),
+                "docker host \"registry.example\" is already routed to provider \"a\"",
+            ),
+            (
                 "the same account twice",
                 format!(
                     "{}[providers.b]\nkind = \"static\"\nsecret = \"${{env:B}}\"\n\

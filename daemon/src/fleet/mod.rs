@@ -107,6 +107,17 @@ pub(crate) struct Share {
     pub(crate) name: String,
 }
 
+impl Share {
+    /// The same place, for the account `account` (what identifies it beyond the config, e.g.
+    /// a service account's e-mail): an entry another account obtained is not served.
+    pub(crate) fn for_account(&self, account: &str) -> Self {
+        Self {
+            identity: format!("{} account {account}", self.identity),
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Breaker {
     failures: u32,

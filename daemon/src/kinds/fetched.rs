@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use tokend_protocol::{Secret, clock};
+use tokend_protocol::{ErrorCode, Secret, clock};
 use tokio::time::Instant;
 
 /// A token just obtained.
@@ -78,6 +78,11 @@ pub(crate) enum FetchError {
     /// The token endpoint refused the credentials (`invalid_client`, `invalid_grant`, 401,
     /// 403, …): retrying cannot help. `needs_login` when only a person can fix it.
     Rejected { message: String, needs_login: bool },
+    /// Another provider whose token this one needs (`${provider:NAME}`, a rotation's `auth`)
+    /// gave none: reported with that provider's error code (login required stays login
+    /// required), and not held against this provider (that one backs off by itself; once it is
+    /// fixed, this one works at once).
+    Referenced { message: String, code: ErrorCode },
 }
 
 impl FetchError {
@@ -85,7 +90,8 @@ impl FetchError {
         match self {
             Self::Config(message)
             | Self::Transient { message, .. }
-            | Self::Rejected { message, .. } => message,
+            | Self::Rejected { message, .. }
+            | Self::Referenced { message, .. } => message,
         }
     }
 
@@ -120,6 +126,10 @@ impl FetchError {
             } => Self::Rejected {
                 message: prefix(message),
                 needs_login,
+            },
+            Self::Referenced { message, code } => Self::Referenced {
+                message: prefix(message),
+                code,
             },
         }
     }

@@ -118,9 +118,7 @@ impl ProviderKind {
         state: &mut FetchState,
     ) -> Result<Fetched, FetchError> {
         match self {
-            Self::Static { secret, rotate } => {
-                static_secret::fetch(cx, secret, rotate.as_ref(), state).await
-            }
+            Self::Static { secret, .. } => static_secret::fetch(cx, secret, state).await,
             Self::Anonymous => Ok(anonymous::fetch()),
             Self::OAuth2(config) => oauth2::fetch(cx, config, state).await,
             Self::Http(exchange) => http::fetch(cx, exchange).await,
@@ -187,13 +185,17 @@ pub(crate) const PRESETS: [&KindSpec; 6] = [
 pub(crate) const DEFAULT_ROUTE_USERNAME: &str = "oauth2";
 
 /// What every fetch of a daemon uses, one of each: the resolver of secret references, the HTTP
-/// client, and the fleet.
+/// client, and the fleet; and the key rotations in flight.
 #[derive(Debug)]
 pub(crate) struct Services {
     pub(crate) secrets: Arc<Resolver>,
     pub(crate) http: Arc<Upstream>,
     /// The fleet of `share`d providers, with `[fleet]`.
     pub(crate) fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Key rotations in flight, each in its own task: once the request is out, the API may
+    /// have issued a key only the rotation can store, so neither a caller that hangs up nor a
+    /// reload ends one halfway, and shutdown waits for them (bounded).
+    pub(crate) rotations: tokio_util::task::TaskTracker,
 }
 
 impl Services {
@@ -203,6 +205,7 @@ impl Services {
             secrets: Arc::new(Resolver::new(store)),
             http: Arc::new(Upstream::default()),
             fleet: None,
+            rotations: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -388,13 +391,13 @@ impl FetchCx<'_> {
 }
 
 /// A template of `key` that did not resolve: a configuration problem, except another
-/// provider's failure (`${provider:NAME}`), which is retried as that provider's own is (its
-/// backoff keeps it from being hammered).
-fn resolve_failure(key: &str, err: ResolveError) -> FetchError {
+/// provider's failure (`${provider:NAME}`), which keeps that provider's error code (see
+/// [`FetchError::Referenced`]; its own backoff keeps it from being hammered).
+pub(crate) fn resolve_failure(key: &str, err: ResolveError) -> FetchError {
     match err {
-        ResolveError::ProviderFailed { .. } => FetchError::Transient {
+        ResolveError::ProviderFailed { code, .. } => FetchError::Referenced {
             message: format!("{key}: {err}"),
-            retry_after: None,
+            code,
         },
         err => FetchError::Config(format!("{key}: {err}")),
     }

@@ -1,20 +1,23 @@
 //! The cache entry of a provider: the token ready to serve with its response frame already
 //! encoded ([`CachedGrant`]; with the id_token that came with it, ready the same way), its
-//! expiry and the start of its advisory window (and the id_token's own), and how a fetch's
-//! outcome becomes the entry callers get (or the failure they get instead).
+//! expiry and the start of its advisory window (and the id_token's own), how a fetch's outcome
+//! becomes the entry callers get (or the failure they get instead), and what drops it (`tok
+//! invalidate`, a changed user secret).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokend_protocol::frame::FrameBuf;
-use tokend_protocol::{HeaderLine, MAX_FRAME_LEN, Response, TokenGrant, clock, codec};
+use tokend_protocol::{
+    HeaderLine, Invalidation, MAX_FRAME_LEN, Response, TokenGrant, clock, codec,
+};
 use tokio::time::Instant;
 
 use super::refresh::{Failure, backoff};
 use super::{
-    ADVISORY_DIVISOR, Current, IdToken, MAX_LIFETIME, MIN_ADVISORY, Origin, Provider, Trigger,
+    ADVISORY_DIVISOR, Current, INVALIDATE_INTERVAL, MAX_LIFETIME, MIN_ADVISORY, Origin, Provider,
+    REFERENCED_HOLD, Trigger,
 };
-use crate::kinds::fetched::{JwtExpiry, jwt_expiry};
 use crate::kinds::{FetchError, Fetched, Lifetime, ProviderKind};
 
 /// A token ready to serve: the grant, and the `Response::Token` frame that carries it; and the
@@ -89,8 +92,17 @@ impl Provider {
         match outcome {
             Ok(mut current) => {
                 // A caller uses the id_token: refresh ahead of whichever expires first (not
-                // of an id_token that came expired: that would refresh in a loop).
+                // of an id_token that came expired, nor of the one carried over from the token
+                // before: a refresh brings no new one, that would refresh in a loop).
+                let carried = match (&inner.current, current.cached.id_token()) {
+                    (Some(before), Some(id)) => before
+                        .cached
+                        .id_token()
+                        .is_some_and(|previous| previous.grant.token == id.grant.token),
+                    _ => false,
+                };
                 if inner.id_used
+                    && !carried
                     && let Some(id) = current.id
                     && id.expires.is_none_or(|expires| expires > now)
                     && let Some(id_at) = id.refresh_at
@@ -101,6 +113,7 @@ impl Provider {
                     .id
                     .and_then(|id| id.expires)
                     .map(|expires| (now, expires.saturating_duration_since(now)));
+                current.key_epoch = inner.key_epoch;
                 let cached = Arc::clone(&current.cached);
                 let refresh_at = current.refresh_at;
                 let current_lifetime = current.expires.map(|e| e.saturating_duration_since(now));
@@ -125,7 +138,15 @@ impl Provider {
                 Ok(cached)
             }
             Err(error) => {
-                tracing::warn!(provider = %self.config.name, "{}", error.message());
+                // Another provider's failure repeats at every caller's attempt (nothing holds
+                // them back): logged when it changes.
+                if matches!(error, FetchError::Referenced { .. })
+                    && inner.last_error.as_deref() == Some(error.message())
+                {
+                    tracing::debug!(provider = %self.config.name, "{}", error.message());
+                } else {
+                    tracing::warn!(provider = %self.config.name, "{}", error.message());
+                }
                 inner.last_error = Some(error.message().to_owned());
                 let retry_at = match &error {
                     FetchError::Transient { retry_after, .. } => {
@@ -147,6 +168,14 @@ impl Provider {
                             error: error.clone(),
                         });
                         None
+                    }
+                    // Not this provider's failure: nothing to back off from (see `Failure`).
+                    FetchError::Referenced { .. } => {
+                        inner.failure = Some(Failure::Referenced {
+                            since: now,
+                            error: error.clone(),
+                        });
+                        Some(now + REFERENCED_HOLD)
                     }
                     // Local problems (a secret that does not resolve, a command that fails) back
                     // off as well, so that concurrent and repeated callers do not re-run them.
@@ -255,53 +284,101 @@ impl Provider {
         };
         Ok(Current {
             cached: Arc::new(cached),
+            // The caller sets the turn's (see `cache`).
+            key_epoch: 0,
             expires,
             refresh_at: expires.map(|expires| advisory_start(since, expires)),
             id,
         })
     }
+}
 
-    /// The cache entry of an id_token: its own expiry from its `exp` claim (the access token's
-    /// when it has none that can be read); `None` for one that cannot be sent. One that has
-    /// expired (kept in the store past its `exp`) is kept as expired: a caller who wants it gets
-    /// a fetch, not "there is none".
-    fn id_entry(
-        &self,
-        id_token: tokend_protocol::Secret,
-        now: Instant,
-        access_expires: Option<Instant>,
-        access_expires_unix: Option<u64>,
-    ) -> Option<(TokenGrant, IdToken)> {
-        if id_token.expose().chars().any(char::is_control) {
-            tracing::warn!(provider = %self.config.name, "the id_token has a control character; not kept");
-            return None;
+impl Provider {
+    /// The user secret `name` was set or removed: a static provider whose secret refers to it
+    /// drops its cached value (and any failure), so the next request resolves it anew. Fetching
+    /// kinds resolve their credentials at each fetch anyway.
+    pub(crate) fn secret_changed(&self, name: &str) {
+        let ProviderKind::Static { secret, .. } = &self.config.kind else {
+            return;
+        };
+        if !secret.refers_to_secret(name) {
+            return;
         }
-        let (expires, expires_at_unix) = match jwt_expiry(id_token.expose()) {
-            JwtExpiry::Remaining(left) => {
-                let left = left.min(MAX_LIFETIME);
-                (
-                    Some(now + left),
-                    Some(clock::unix_secs(SystemTime::now() + left)),
+        let mut inner = self.inner();
+        inner.current = None;
+        inner.failure = None;
+        inner.last_error = None;
+        inner.generation += 1;
+        let generation = inner.generation;
+        drop(inner);
+        self.announce(generation);
+    }
+
+    /// Drops the cached token (the API rejected it) and clears failures, so the next request
+    /// fetches anew. Rate-limited.
+    pub(crate) fn invalidate(&self) -> Invalidation {
+        let now = Instant::now();
+        let mut inner = self.inner();
+        if let Some(last) = inner.last_invalidation
+            && now.saturating_duration_since(last) < INVALIDATE_INTERVAL
+        {
+            return Invalidation {
+                dropped: false,
+                message: format!(
+                    "provider `{}` was invalidated less than {} s ago; ignored (rate limit)",
+                    self.config.name,
+                    INVALIDATE_INTERVAL.as_secs()
+                ),
+            };
+        }
+        inner.last_invalidation = Some(now);
+        inner.failure = None;
+        inner.generation += 1;
+        let generation = inner.generation;
+        let dropped_token = inner.current.take();
+        let dropped = dropped_token.is_some();
+        let scheduled = inner.scheduled.take();
+        drop(inner);
+        self.cancel(scheduled);
+        self.announce(generation);
+        if let Some(current) = &dropped_token {
+            self.invalidate_shared(current.cached.grant.token.clone());
+        }
+        if let (Some(current), Some(store)) = (dropped_token, &self.store) {
+            // A rejected token must not come back after a restart. Removed only if it is still
+            // the stored one: this runs on its own, and a newer token may be stored first.
+            let store = Arc::clone(store);
+            let name = self.config.name.clone();
+            tokio::task::spawn_blocking(move || {
+                let token = &current.cached.grant.token;
+                let written = store.update(|contents| {
+                    if contents
+                        .access_tokens
+                        .get(&name)
+                        .is_some_and(|a| &a.token == token)
+                    {
+                        contents.access_tokens.remove(&name);
+                    }
+                });
+                if let Err(err) = written {
+                    tracing::warn!(provider = %name, "{err}");
+                }
+            });
+        }
+        tracing::info!(provider = %self.config.name, dropped, "invalidated");
+        Invalidation {
+            dropped,
+            message: if dropped {
+                format!(
+                    "provider `{}`: token dropped; the next request fetches a new one",
+                    self.config.name
                 )
-            }
-            JwtExpiry::NotJwt | JwtExpiry::NoExp | JwtExpiry::Unusable(_) => {
-                (access_expires, access_expires_unix)
-            }
-        };
-        let header = HeaderLine {
-            name: "Authorization".to_owned(),
-            value: tokend_protocol::Secret::new(format!("Bearer {}", id_token.expose())),
-        };
-        let grant = TokenGrant {
-            provider: self.config.name.clone(),
-            token: id_token,
-            header: Some(header),
-            expires_at_unix,
-        };
-        let id = IdToken {
-            expires,
-            refresh_at: expires.map(|expires| advisory_start(now, expires)),
-        };
-        Some((grant, id))
+            } else {
+                format!(
+                    "provider `{}`: no token was cached; failures cleared",
+                    self.config.name
+                )
+            },
+        }
     }
 }

@@ -2,19 +2,60 @@
 //! refresh token, a rotated key, a still-valid access token obtained under the same
 //! configuration, with its id_token), what it writes there before any caller sees a new token,
 //! and following a rotation that a replaced instance saved.
+//!
+//! An instance a reload puts in another's place shares its [`Chain`]: their upstream attempts
+//! (fetches and key rotations) take turns, so the one's rotated refresh token or key is saved
+//! before the other presents the chain's; and a key rotation one starts makes the other stop
+//! serving the key it cached. A turn is waited for a bounded time: across a reload two
+//! instances of different configs may each wait for the other through `${provider:…}`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokend_protocol::clock;
 use tokio::time::Instant;
 
 use super::session::LOGIN_ORIGIN;
-use super::{MAX_LIFETIME, Provider};
+use super::{MAX_LIFETIME, Provider, RETRY_BUDGET};
 use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
 use crate::store::{Contents, Store, StoredAccess, StoredRefresh};
 
+/// What a provider shares with the instances a reload puts in its place.
+#[derive(Debug, Default)]
+pub(super) struct Chain {
+    /// Held across each upstream attempt (a fetch, a key rotation) and the writing of its
+    /// outcome to the store.
+    turn: tokio::sync::Mutex<()>,
+    /// Bumped when a key rotation starts: a key cached before it is not served again (the
+    /// API may invalidate it as soon as the request arrives); the next request waits for the
+    /// rotation's turn to end and takes what it stored.
+    key_changes: AtomicU64,
+}
+
+/// How much longer than its request timeout a turn may be waited for: the retries a waiting
+/// caller gets, another provider's token (`${provider:…}`, a rotation's `auth`) and the store's
+/// fsync.
+const TURN_MARGIN: Duration = Duration::from_secs(RETRY_BUDGET.as_secs() + 25);
+
+impl Chain {
+    /// How many key rotations have started on this chain.
+    pub(super) fn key_changes(&self) -> u64 {
+        self.key_changes.load(Ordering::SeqCst)
+    }
+
+    /// A key rotation starts (its caller holds the turn).
+    pub(super) fn key_changing(&self) -> u64 {
+        self.key_changes.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
 impl Provider {
+    /// Whether this provider is a static key (which a rotation may have replaced).
+    pub(super) fn is_static(&self) -> bool {
+        matches!(self.config.kind, ProviderKind::Static { .. })
+    }
+
     /// Whether this provider's access tokens go to the store: fetched ones only (a static
     /// secret comes from the config each start), and not with `persist = false`.
     fn persists_access(&self) -> bool {
@@ -55,16 +96,9 @@ impl Provider {
                 }
             }
         }
-        let rotates = matches!(
-            self.config.kind,
-            ProviderKind::Static {
-                rotate: Some(_),
-                ..
-            }
-        );
-        if let Some(rotated) = store.rotated_key(name).filter(|_| rotates) {
+        if let Some(rotated) = store.rotated_key(name).filter(|_| self.is_static()) {
             // Whether it is still in force is decided at the first fetch, against the
-            // configured key it descends from.
+            // configured key it descends from (with or without a `rotate` table now).
             let state = self.flight.get_mut();
             state.rotated_key = Some(rotated.key);
             state.rotated_origin = Some(rotated.origin);
@@ -125,15 +159,57 @@ impl Provider {
     }
 
     /// Obtains a token ([`Provider::obtain`]) and makes the outcome durable ([`Provider::persist`])
-    /// under the chain lock, which the instance a reload replaced shares.
+    /// in the chain's turn, which the instance a reload replaced shares.
     pub(super) async fn obtain_durably(
         &self,
         state: &mut FetchState,
         want: super::fleet::Want,
     ) -> (Result<Fetched, FetchError>, super::Origin) {
-        let _chain = self.chain.lock().await;
-        let (outcome, origin) = self.obtain(state, want).await;
+        let _turn = match self.take_turn().await {
+            Ok(turn) => turn,
+            Err(error) => return (Err(error), super::Origin::Upstream),
+        };
+        self.inner().key_epoch = self.chain.key_changes();
+        let (mut outcome, origin) = self.obtain(state, want).await;
+        if let Ok(fetched) = &mut outcome {
+            self.carry_id_token(fetched);
+        }
         (self.persist(outcome, state).await, origin)
+    }
+
+    /// Waits for the chain's turn, for a bounded time: an instance a reload replaced may hold
+    /// it while it waits for this one (each resolving the other's `${provider:…}` through the
+    /// providers in force), which would otherwise never end.
+    pub(super) async fn take_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, FetchError> {
+        let wait = self.request_timeout() + TURN_MARGIN;
+        tokio::time::timeout(wait, self.chain.turn.lock())
+            .await
+            .map_err(|_| FetchError::Transient {
+                message: format!(
+                    "provider `{}`: the instance a reload replaced did not finish its request \
+                     within {} s (it may be waiting for this one through ${{provider:…}}); \
+                     try again",
+                    self.config.name,
+                    wait.as_secs()
+                ),
+                retry_after: None,
+            })
+    }
+
+    /// The longest one upstream request of this provider may take.
+    pub(super) fn request_timeout(&self) -> Duration {
+        let timeout = match &self.config.kind {
+            ProviderKind::OAuth2(config) => config.timeout,
+            ProviderKind::Http(exchange) => exchange.timeout,
+            ProviderKind::GitHubApp(app) => app.exchange.timeout,
+            ProviderKind::Google(account) => account.timeout,
+            ProviderKind::Static {
+                rotate: Some(rotation),
+                ..
+            } => rotation.timeout,
+            ProviderKind::Static { rotate: None, .. } | ProviderKind::Anonymous => None,
+        };
+        timeout.unwrap_or(crate::upstream::REQUEST_TIMEOUT)
     }
 
     /// Follows a rotated refresh token, and makes the outcome durable before anyone can use

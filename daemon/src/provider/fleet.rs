@@ -25,8 +25,8 @@ use tokio::time::Instant;
 use super::{Origin, Provider, RETRY_BUDGET};
 use crate::fleet::store::Committed;
 use crate::fleet::{Down, Fleet, Share, View};
-use crate::kinds::oauth2::OAuth2Grant;
-use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
+use crate::kinds::oauth2::{OAuth2Grant, google};
+use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind, SentSecrets};
 
 /// How long a waiter sleeps between two reads of the shared entry when no notification came.
 const POLL: Duration = Duration::from_millis(200);
@@ -76,8 +76,9 @@ impl Want {
 
 /// The upstream identity of a kind: what an entry must have been obtained from to be served
 /// (token URL or issuer, client id, grant, scopes, parameters; for an exchange its method, URL
-/// and token pointer). Secrets and machine-specific references are left out, so every machine
-/// of the fleet with the same configuration agrees.
+/// and token pointer; a GitHub App's id; a Google service account's e-mail and key id, from its
+/// key file at each fetch: see `Provider::for_account`). Secrets and machine-specific
+/// references are left out, so every machine of the fleet with the same configuration agrees.
 pub(crate) fn identity(kind: &ProviderKind) -> String {
     match kind {
         ProviderKind::OAuth2(config) => {
@@ -100,8 +101,8 @@ pub(crate) fn identity(kind: &ProviderKind) -> String {
             exchange.token
         ),
         ProviderKind::GitHubApp(app) => format!(
-            "github-app {} {:?} {:?}",
-            app.base_url, app.installation, app.exchange.body
+            "github-app {} app {} {:?} {:?}",
+            app.base_url, app.app_id, app.installation, app.exchange.body
         ),
         ProviderKind::Google(account) => format!(
             "google-service-account {:?} {:?}",
@@ -130,12 +131,16 @@ impl Provider {
         state: &mut FetchState,
         want: Want,
     ) -> (Result<Fetched, FetchError>, Origin) {
-        let Some(shared) = &self.shared else {
+        let Some(configured) = &self.shared else {
             let outcome = match want {
                 Want::Caller(_) => self.fetch_retrying(state).await,
                 _ => self.timed_fetch(state).await,
             };
             return (outcome, Origin::Upstream);
+        };
+        let shared = &match self.for_account(configured).await {
+            Ok(shared) => shared,
+            Err(error) => return (Err(error), Origin::Upstream),
         };
         let deadline = Instant::now() + RETRY_BUDGET;
         loop {
@@ -184,16 +189,35 @@ impl Provider {
         }
     }
 
+    /// The share with the identity of the account this fetch would use: a Google service
+    /// account's comes from its key file, which is read at every fetch (two machines with one
+    /// share name but different key files never share tokens).
+    async fn for_account(&self, shared: &Shared) -> Result<Shared, FetchError> {
+        let share = match &self.config.kind {
+            ProviderKind::Google(account) => {
+                let sent = SentSecrets::default();
+                let cx = self.services.cx(&self.config.name, &sent);
+                let identity = google::account_identity(&cx, account)
+                    .await
+                    .map_err(|error| {
+                        error
+                            .map_message(|message| sent.mask(&message))
+                            .in_provider(&self.config.name)
+                    })?;
+                shared.share.for_account(&identity)
+            }
+            _ => shared.share.clone(),
+        };
+        Ok(Shared {
+            fleet: Arc::clone(&shared.fleet),
+            share,
+            local_when_down: shared.local_when_down,
+        })
+    }
+
     /// How long the fleet lock is held at most: one upstream attempt and the commit.
     fn lock_ttl(&self) -> Duration {
-        let timeout = match &self.config.kind {
-            ProviderKind::OAuth2(config) => config.timeout,
-            ProviderKind::Http(exchange) => exchange.timeout,
-            ProviderKind::GitHubApp(app) => app.exchange.timeout,
-            ProviderKind::Google(account) => account.timeout,
-            _ => None,
-        };
-        timeout.unwrap_or(crate::upstream::REQUEST_TIMEOUT) + LOCK_MARGIN
+        self.request_timeout() + LOCK_MARGIN
     }
 
     /// Takes over what the fleet holds: its refresh token chain always, its access token when
@@ -395,5 +419,97 @@ impl Provider {
                 Err(down) => tracing::warn!(provider = %name, "fleet invalidation failed: {down}"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::parse_ok;
+    use crate::kinds::Services;
+
+    #[test]
+    fn github_apps_on_one_owner_have_their_own_identity() {
+        let (config, _) = parse_ok(
+            r#"
+[providers.one]
+preset = "github-app"
+app_id = 1001
+private_key = "${file:/keys/one.pem}"
+owner = "acme"
+
+[providers.other]
+preset = "github-app"
+app_id = "Iv1.other"
+private_key = "${file:/keys/other.pem}"
+owner = "acme"
+"#,
+        );
+        let one = identity(&config.providers["one"].kind);
+        let other = identity(&config.providers["other"].kind);
+        assert_ne!(one, other);
+        assert!(
+            one.contains("1001") && other.contains("Iv1.other"),
+            "{one} / {other}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn google_service_accounts_are_told_apart_by_their_key_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = |name: &str, email: &str| {
+            let path = dir.path().join(name);
+            let json = serde_json::json!({
+                "type": "service_account",
+                "client_email": email,
+                "private_key": "-----BEGIN PRIVATE KEY-----\nnot-read-here\n-----END PRIVATE KEY-----\n",
+                "private_key_id": format!("kid-{name}"),
+                "token_uri": "https://oauth2.googleapis.com/token",
+            });
+            std::fs::write(&path, json.to_string()).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        };
+        let deploy = key_file("deploy.json", "deploy@proj.iam.gserviceaccount.com");
+        let reader = key_file("reader.json", "reader@proj.iam.gserviceaccount.com");
+        let config = |path: &std::path::Path| {
+            parse_ok(&format!(
+                "[providers.gcp]\npreset = \"google-service-account\"\nkey_file = \"{}\"\n\
+                 scopes = [\"https://www.googleapis.com/auth/cloud-platform\"]\n",
+                path.display()
+            ))
+            .0
+        };
+        let services = Services::new(None);
+        let account_of = |path: std::path::PathBuf| {
+            let config = config(&path);
+            let services = &services;
+            async move {
+                let ProviderKind::Google(account) = &config.providers["gcp"].kind else {
+                    panic!("google");
+                };
+                let sent = SentSecrets::default();
+                let cx = services.cx("gcp", &sent);
+                let account = google::account_identity(&cx, account).await.unwrap();
+                (identity(&config.providers["gcp"].kind), account)
+            }
+        };
+        let (deploy_config, deploy_account) = account_of(deploy).await;
+        let (reader_config, reader_account) = account_of(reader).await;
+        // The configurations agree but for the key file's path (left out of the identity: it
+        // is machine-specific); the accounts do not.
+        assert_eq!(deploy_config, reader_config);
+        assert_ne!(deploy_account, reader_account);
+        assert!(
+            deploy_account.contains("deploy@proj.iam.gserviceaccount.com")
+                && deploy_account.contains("kid-deploy.json"),
+            "{deploy_account}"
+        );
+        assert!(
+            !deploy_account.contains("not-read-here"),
+            "{deploy_account}"
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! The runtime of one provider: the token cache and single flight (here and [`cache`]),
-//! refresh-ahead and backoff ([`refresh`]), durable state ([`durable`]), login sessions
-//! ([`session`]), key rotation ([`rotation`]) and status ([`status`]).
+//! The runtime of one provider: the token cache and single flight (here and [`cache`]), where
+//! tokens come from ([`source`]), refresh-ahead and backoff ([`refresh`]), durable state and
+//! the chain a reload's instances share ([`durable`]), id_tokens ([`id_token`]), login sessions
+//! ([`session`]), key rotation ([`rotation`]), the fleet ([`fleet`]) and status ([`status`]).
 //!
 //! A token may come with an id_token (OpenID Connect). It is cached with it and served on its
 //! own (`tok get --id-token`), by its own expiry: a caller that wants it waits for a fetch only
@@ -37,28 +38,35 @@
 mod cache;
 mod durable;
 mod fleet;
+mod id_token;
 mod refresh;
 pub(crate) mod rotation;
 mod session;
+mod source;
 mod status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rotation;
 mod watch;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use tokend_protocol::{ErrorCode, Invalidation, Response};
+use tokend_protocol::{ErrorCode, Response, TokenGrant};
 use tokio::time::Instant;
 
 pub(crate) use self::cache::CachedGrant;
+use self::id_token::IdToken;
+pub(crate) use self::id_token::Wanted;
 use self::refresh::{Failure, error_response};
 use self::session::LoginState;
+use self::source::Configured;
+pub(crate) use self::source::{Fetch, NewKey};
 use crate::config::ProviderConfig;
-use crate::kinds::{FetchError, FetchState, Fetched, ProviderKind, SentSecrets, Services};
+use crate::kinds::{FetchState, Services};
 use crate::metrics::Counters;
+use crate::secret::TokenFailure;
 use crate::store::Store;
 
 /// Advisory window: at least this long before expiry…
@@ -77,45 +85,15 @@ const RETRY_BUDGET: Duration = Duration::from_secs(20);
 const WAITING_RETRIES: u32 = 2;
 /// After a rejection, callers get the error without an upstream request for this long.
 const REJECTED_COOLDOWN: Duration = Duration::from_secs(600);
+/// After another provider this one needs gave no token, background refreshes wait this long
+/// (callers are not held back).
+const REFERENCED_HOLD: Duration = Duration::from_secs(30);
 /// Longest lifetime believed from upstream (`expires_in`, `exp`): ten years.
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// How long the lifetime of the last issued token is remembered to refuse longer `--min-ttl`s.
 const LIFETIME_MEMORY: Duration = Duration::from_secs(60);
 /// Invalidations closer together than this are ignored (rate limit).
 const INVALIDATE_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A fetch in progress.
-pub(crate) type FetchFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Fetched, FetchError>> + Send + 'a>>;
-
-/// Where a provider's tokens come from: its configured kind in the daemon, a scripted one in
-/// tests (so that time-dependent behaviour runs under paused time, without a network).
-pub(crate) trait Fetch: Send + Sync + std::fmt::Debug {
-    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a>;
-}
-
-/// The configured kind of a provider. Its errors get the provider's name here, once.
-#[derive(Debug)]
-struct Configured {
-    name: String,
-    kind: ProviderKind,
-    services: Arc<Services>,
-}
-
-impl Fetch for Configured {
-    fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a> {
-        Box::pin(async move {
-            let sent = SentSecrets::default();
-            let cx = self.services.cx(&self.name, &sent);
-            // Whatever upstream echoed of the request is masked before anyone sees it.
-            self.kind.fetch(&cx, state).await.map_err(|error| {
-                error
-                    .map_message(|message| sent.mask(&message))
-                    .in_provider(&self.name)
-            })
-        })
-    }
-}
 
 /// A token handed to a caller, and whether it came straight from the cache.
 #[derive(Debug)]
@@ -136,11 +114,11 @@ pub(crate) struct Provider {
     flight: tokio::sync::Mutex<FetchState>,
     /// Removed or replaced by a reload: scheduled refreshes stand down.
     retired: std::sync::atomic::AtomicBool,
-    /// Held across each upstream attempt and the writing of its outcome to the store; shared
-    /// with the instance a reload puts in this one's place, so that a refresh the replaced
-    /// instance is still running saves its rotated refresh token before the new instance
-    /// presents the chain's token (else it would present the superseded one).
-    chain: Arc<tokio::sync::Mutex<()>>,
+    /// Shared with the instance a reload puts in this one's place (see [`durable::Chain`]), so
+    /// that a refresh or key rotation the replaced instance is still running saves its outcome
+    /// before the new instance presents the chain's token (else it would present the superseded
+    /// one), and the new one stops serving a key the old one is replacing.
+    chain: Arc<durable::Chain>,
     counters: Counters,
     /// Where fetched tokens are made durable (none in engine tests).
     store: Option<Arc<Store>>,
@@ -160,15 +138,6 @@ pub(crate) struct Provider {
     standing: std::sync::atomic::AtomicUsize,
     /// The schedule of a rotating key (`rotate.every`), while it runs.
     rotation_task: Mutex<Option<tokio::task::AbortHandle>>,
-}
-
-/// Which of a provider's tokens a caller wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wanted {
-    /// The token (an access token, a key…).
-    Access,
-    /// The OpenID Connect id_token that came with it.
-    IdToken,
 }
 
 /// Where the cached token came from (for `tok status`).
@@ -222,6 +191,9 @@ struct Inner {
     id_used: bool,
     /// When the last id_token was stored and how long it was issued for.
     last_id_lifetime: Option<(Instant, Duration)>,
+    /// The chain's key changes (see [`durable::Chain`]) when the last fetch took its turn: the
+    /// cached token is served only while no key rotation started since.
+    key_epoch: u64,
     /// Key rotation (`rotate`), for status.
     rotation: rotation::RotationState,
 }
@@ -229,17 +201,12 @@ struct Inner {
 #[derive(Debug)]
 struct Current {
     cached: Arc<CachedGrant>,
+    /// The chain's key changes when it was obtained (see [`Inner::key_epoch`]).
+    key_epoch: u64,
     expires: Option<Instant>,
     refresh_at: Option<Instant>,
     /// The id_token's own expiry and advisory window, when one came with the token.
     id: Option<IdToken>,
-}
-
-/// When a cached id_token expires, and when its advisory window starts.
-#[derive(Debug, Clone, Copy)]
-struct IdToken {
-    expires: Option<Instant>,
-    refresh_at: Option<Instant>,
 }
 
 /// Whether something expiring at `expires` stays valid for `min_ttl` from `now`.
@@ -251,25 +218,6 @@ impl Current {
     /// Whether this token stays valid for `min_ttl` from `now`.
     fn serves(&self, now: Instant, min_ttl: Duration) -> bool {
         lasts(self.expires, now, min_ttl)
-    }
-
-    /// Whether the token `wanted` stays valid for `min_ttl` from `now`.
-    fn serves_for(&self, wanted: Wanted, now: Instant, min_ttl: Duration) -> bool {
-        match wanted {
-            Wanted::Access => self.serves(now, min_ttl),
-            Wanted::IdToken => self
-                .id
-                .as_ref()
-                .is_some_and(|id| lasts(id.expires, now, min_ttl)),
-        }
-    }
-
-    /// When the advisory window of the token `wanted` starts.
-    fn refresh_at_for(&self, wanted: Wanted) -> Option<Instant> {
-        match wanted {
-            Wanted::Access => self.refresh_at,
-            Wanted::IdToken => self.id.as_ref().and_then(|id| id.refresh_at),
-        }
     }
 
     fn valid(&self, now: Instant) -> bool {
@@ -411,6 +359,28 @@ impl Provider {
         self.token_for(Wanted::Access, min_ttl).await
     }
 
+    /// A token for another provider's `${provider:NAME}` (or a rotation's `auth`): its grant,
+    /// or why there is none with this provider's error code.
+    pub(crate) async fn token_for_reference(
+        self: &Arc<Self>,
+        min_ttl: Duration,
+    ) -> Result<TokenGrant, TokenFailure> {
+        match self.token(min_ttl).await {
+            Ok(served) => Ok(served.cached.grant().clone()),
+            Err(Response::Error(reply)) => Err(TokenFailure {
+                code: reply.code,
+                message: reply.message,
+            }),
+            Err(other) => Err(TokenFailure {
+                code: ErrorCode::Internal,
+                message: format!(
+                    "provider `{}` gave no token but {other:?}",
+                    self.config.name
+                ),
+            }),
+        }
+    }
+
     /// The token `wanted`, valid for at least `min_ttl` by its own expiry (the id_token's
     /// `CachedGrant` is [`CachedGrant::id_token`] of the one served). Errors are ready-made
     /// responses.
@@ -436,14 +406,14 @@ impl Provider {
         let seen = {
             let now = Instant::now();
             let mut inner = self.inner();
-            if let Some(current) = &inner.current
+            if let Some(current) = self.in_force(&inner)
                 && current.serves_for(wanted, now, min_ttl)
             {
                 let cached = Arc::clone(&current.cached);
                 let advisory = current.refresh_at_for(wanted).is_some_and(|at| at <= now);
                 inner.used = true;
                 self.counters.request(true);
-                if advisory && !inner.refreshing && inner.blocking(now).is_none() {
+                if advisory && !inner.refreshing && !inner.holds_background(now) {
                     inner.refreshing = true;
                     let me = Arc::clone(self);
                     tokio::spawn(async move { me.refresh(Trigger::Advisory).await });
@@ -452,7 +422,7 @@ impl Provider {
             }
             self.counters.request(false);
             if wanted == Wanted::IdToken
-                && let Some(current) = &inner.current
+                && let Some(current) = self.in_force(&inner)
                 && current.valid(now)
                 && current.id.is_none()
             {
@@ -477,10 +447,11 @@ impl Provider {
                 Some(refusal) => return Err(refusal),
                 // The endpoint issued shorter tokens than this caller needs a minute ago:
                 // asking again would only replace a good token (and let callers hammer the
-                // endpoint).
+                // endpoint). An id_token has its own lifetime (remembered above).
                 None => match inner.last_lifetime {
                     Some((at, lifetime))
-                        if min_ttl > lifetime
+                        if wanted == Wanted::Access
+                            && min_ttl > lifetime
                             && now.saturating_duration_since(at) < LIFETIME_MEMORY =>
                     {
                         return Err(self.too_short(lifetime.as_secs(), min_ttl));
@@ -498,7 +469,7 @@ impl Provider {
         {
             let now = Instant::now();
             let mut inner = self.inner();
-            if let Some(current) = &inner.current
+            if let Some(current) = self.in_force(&inner)
                 && current.serves_for(wanted, now, min_ttl)
             {
                 let cached = Arc::clone(&current.cached);
@@ -508,15 +479,19 @@ impl Provider {
             if inner.attempts != attempts_seen {
                 // A fetch ran while we waited and did not produce what we need: report its
                 // outcome instead of asking upstream again.
-                if let Some(refusal) = inner.blocking(now) {
+                if let Some(refusal) = inner.outcome_refusal(now) {
                     return Err(refusal);
                 }
-                if let Some(current) = &inner.current
-                    && let Some(expires) = current.expires
+                if let Some(current) = self.in_force(&inner)
                     && current.valid(now)
                 {
-                    let left = expires.saturating_duration_since(now).as_secs();
-                    return Err(self.too_short(left, min_ttl));
+                    if wanted == Wanted::IdToken && current.id.is_none() {
+                        return Err(self.no_id_token());
+                    }
+                    if let Some(expires) = current.expires_of(wanted) {
+                        let left = expires.saturating_duration_since(now).as_secs();
+                        return Err(self.too_short(left, min_ttl));
+                    }
                 }
             }
             inner.refreshing = true;
@@ -536,11 +511,7 @@ impl Provider {
                 Err(self.no_id_token())
             }
             Some(current) if !current.serves_for(wanted, now, min_ttl) => {
-                let expires = match wanted {
-                    Wanted::Access => current.expires,
-                    Wanted::IdToken => current.id.and_then(|id| id.expires),
-                };
-                let left = expires.map_or(0, |expires| {
+                let left = current.expires_of(wanted).map_or(0, |expires| {
                     expires.saturating_duration_since(now).as_secs()
                 });
                 Err(self.too_short(left, min_ttl))
@@ -549,17 +520,13 @@ impl Provider {
         }
     }
 
-    /// The answer to a caller who wants an id_token when the grant returned none.
-    fn no_id_token(&self) -> Response {
-        Response::error(
-            ErrorCode::Upstream,
-            format!(
-                "provider `{}`: its token came without an id_token (only OpenID Connect grants \
-                 return one: ask for the `openid` scope), so there is none to serve; then run \
-                 `tok invalidate {}`",
-                self.config.name, self.config.name
-            ),
-        )
+    /// The cached token, unless a key rotation started on the chain since it was obtained (the
+    /// key may be dead: the next request waits for the rotation and takes what it stored).
+    fn in_force<'a>(&self, inner: &'a Inner) -> Option<&'a Current> {
+        inner
+            .current
+            .as_ref()
+            .filter(|current| current.key_epoch == self.chain.key_changes())
     }
 
     /// A shared provider that backs off: serves what the fleet holds, else the refusal.
@@ -594,93 +561,5 @@ impl Provider {
                 min_ttl.as_secs()
             ),
         )
-    }
-
-    /// The user secret `name` was set or removed: a static provider whose secret refers to it
-    /// drops its cached value (and any failure), so the next request resolves it anew. Fetching
-    /// kinds resolve their credentials at each fetch anyway.
-    pub(crate) fn secret_changed(&self, name: &str) {
-        let ProviderKind::Static { secret, .. } = &self.config.kind else {
-            return;
-        };
-        if !secret.refers_to_secret(name) {
-            return;
-        }
-        let mut inner = self.inner();
-        inner.current = None;
-        inner.failure = None;
-        inner.last_error = None;
-        inner.generation += 1;
-        let generation = inner.generation;
-        drop(inner);
-        self.announce(generation);
-    }
-
-    /// Drops the cached token (the API rejected it) and clears failures, so the next request
-    /// fetches anew. Rate-limited.
-    pub(crate) fn invalidate(&self) -> Invalidation {
-        let now = Instant::now();
-        let mut inner = self.inner();
-        if let Some(last) = inner.last_invalidation
-            && now.saturating_duration_since(last) < INVALIDATE_INTERVAL
-        {
-            return Invalidation {
-                dropped: false,
-                message: format!(
-                    "provider `{}` was invalidated less than {} s ago; ignored (rate limit)",
-                    self.config.name,
-                    INVALIDATE_INTERVAL.as_secs()
-                ),
-            };
-        }
-        inner.last_invalidation = Some(now);
-        inner.failure = None;
-        inner.generation += 1;
-        let generation = inner.generation;
-        let dropped_token = inner.current.take();
-        let dropped = dropped_token.is_some();
-        let scheduled = inner.scheduled.take();
-        drop(inner);
-        self.cancel(scheduled);
-        self.announce(generation);
-        if let Some(current) = &dropped_token {
-            self.invalidate_shared(current.cached.grant.token.clone());
-        }
-        if let (Some(current), Some(store)) = (dropped_token, &self.store) {
-            // A rejected token must not come back after a restart. Removed only if it is still
-            // the stored one: this runs on its own, and a newer token may be stored first.
-            let store = Arc::clone(store);
-            let name = self.config.name.clone();
-            tokio::task::spawn_blocking(move || {
-                let token = &current.cached.grant.token;
-                let written = store.update(|contents| {
-                    if contents
-                        .access_tokens
-                        .get(&name)
-                        .is_some_and(|a| &a.token == token)
-                    {
-                        contents.access_tokens.remove(&name);
-                    }
-                });
-                if let Err(err) = written {
-                    tracing::warn!(provider = %name, "{err}");
-                }
-            });
-        }
-        tracing::info!(provider = %self.config.name, dropped, "invalidated");
-        Invalidation {
-            dropped,
-            message: if dropped {
-                format!(
-                    "provider `{}`: token dropped; the next request fetches a new one",
-                    self.config.name
-                )
-            } else {
-                format!(
-                    "provider `{}`: no token was cached; failures cleared",
-                    self.config.name
-                )
-            },
-        }
     }
 }

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::fleet::Want;
 use super::{
-    BACKOFF_BASE, BACKOFF_CAP, InFlight, Inner, Provider, REJECTED_COOLDOWN, RETRY_AFTER_CAP,
-    RETRY_BUDGET, Trigger, WAITING_RETRIES,
+    BACKOFF_BASE, BACKOFF_CAP, InFlight, Inner, Provider, REFERENCED_HOLD, REJECTED_COOLDOWN,
+    RETRY_AFTER_CAP, RETRY_BUDGET, Trigger, WAITING_RETRIES,
 };
 use crate::kinds::{FetchError, FetchState, Fetched};
 
@@ -25,6 +25,10 @@ pub(super) enum Failure {
     },
     /// Rejected credentials: no attempt before `since + REJECTED_COOLDOWN`.
     Rejected { since: Instant, error: FetchError },
+    /// Another provider this one needs gave no token ([`FetchError::Referenced`]): callers are
+    /// not refused (that provider answers them from its own state, and once it is fixed this
+    /// one works at once); background refreshes wait until `since + REFERENCED_HOLD`.
+    Referenced { since: Instant, error: FetchError },
 }
 
 impl Inner {
@@ -44,6 +48,23 @@ impl Inner {
             _ => None,
         }
     }
+
+    /// What a caller that waited while a fetch ran is told instead of fetching again: the
+    /// failure that blocks, or the referenced provider's failure that fetch met.
+    pub(super) fn outcome_refusal(&self, now: Instant) -> Option<Response> {
+        match &self.failure {
+            Some(Failure::Referenced { error, .. }) => Some(error_response(error, "")),
+            _ => self.blocking(now),
+        }
+    }
+
+    /// Whether a background refresh (advisory or scheduled) must not start now.
+    pub(super) fn holds_background(&self, now: Instant) -> bool {
+        match &self.failure {
+            Some(Failure::Referenced { since, .. }) => now < *since + REFERENCED_HOLD,
+            _ => self.blocking(now).is_some(),
+        }
+    }
 }
 
 pub(super) fn error_response(error: &FetchError, suffix: &str) -> Response {
@@ -56,6 +77,7 @@ pub(super) fn error_response(error: &FetchError, suffix: &str) -> Response {
         FetchError::Rejected {
             needs_login: false, ..
         } => ErrorCode::Upstream,
+        FetchError::Referenced { code, .. } => *code,
     };
     Response::error(code, format!("{}{suffix}", error.message()))
 }
@@ -126,7 +148,7 @@ impl Provider {
                     || inner.generation != generation
                     || !self.wanted(&inner)
                     || inner.refreshing
-                    || inner.blocking(now).is_some()
+                    || inner.holds_background(now)
                     || inner.current.as_ref().is_none_or(|c| !c.valid(now))
                 {
                     return;

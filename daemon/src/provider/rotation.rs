@@ -18,11 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokend_protocol::{ErrorCode, Response, RotationOutcome, clock};
+use tokio::time::Instant;
 
 use super::refresh::error_response;
-use super::{Origin, PoisonError, Provider, Trigger};
-use crate::kinds::static_secret::{self, Rotation};
-use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind, SentSecrets};
+use super::{Current, NewKey, Origin, PoisonError, Provider, Trigger};
+use crate::kinds::static_secret::Rotation;
+use crate::kinds::{FetchError, FetchState, Fetched, Lifetime, ProviderKind};
 use crate::secret::SecretTemplate;
 use crate::store::StoredRotated;
 
@@ -33,12 +34,25 @@ pub(crate) struct RotationState {
     pub(crate) rotated_at_unix: Option<u64>,
     /// When the schedule rotates next (Unix seconds).
     pub(crate) next_unix: Option<u64>,
+    /// The same moment on the monotonic clock, from when it was set (see [`Provider::wait_until_due`]).
+    next_at: Option<Instant>,
     /// Why the last rotation failed.
     pub(crate) error: Option<String>,
 }
 
+impl RotationState {
+    /// The schedule rotates next at `unix` (Unix seconds).
+    fn due_at(&mut self, unix: u64) {
+        self.next_unix = Some(unix);
+        self.next_at =
+            Some(Instant::now() + Duration::from_secs(unix.saturating_sub(clock::unix_now())));
+    }
+}
+
 /// The longest a failed scheduled rotation waits before trying again.
 const RETRY_CAP: Duration = Duration::from_secs(3600);
+/// How often a waiting schedule looks at the wall clock.
+const WALL_CLOCK_CHECK: Duration = Duration::from_secs(60);
 
 impl Provider {
     /// The provider's key template and `rotate` table, if it has one.
@@ -53,9 +67,15 @@ impl Provider {
     }
 
     /// Replaces the key now: durably stored, then served. The old key stays if it fails.
+    ///
+    /// The rotation runs in a task of its own (tracked in [`Services::rotations`]), which this
+    /// only waits for: the caller going away (a `tok rotate` that hangs up, the schedule a
+    /// reload stops) does not end it halfway, after the API issued a key only it can store.
+    ///
+    /// [`Services::rotations`]: crate::kinds::Services::rotations
     pub(crate) async fn rotate(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
-        let name = self.config.name.clone();
-        let Some((secret, rotation)) = self.rotation() else {
+        let name = &self.config.name;
+        if self.rotation().is_none() {
             return Err(Response::error(
                 ErrorCode::Config,
                 format!(
@@ -64,34 +84,66 @@ impl Provider {
                      [providers.{name}]"
                 ),
             ));
-        };
+        }
+        if self.store.is_none() {
+            return Err(Response::error(
+                ErrorCode::Config,
+                format!(
+                    "provider `{name}`: this tokend keeps no store, so a new key could not be \
+                     written durably before it is served (a restart would lose it after the API \
+                     invalidated the old one); rotate it through a tokend that has its store"
+                ),
+            ));
+        }
+        let me = Arc::clone(self);
+        let rotation = self
+            .services
+            .rotations
+            .spawn(async move { me.rotate_to_the_end().await });
+        rotation.await.unwrap_or_else(|err| {
+            Err(Response::error(
+                ErrorCode::Internal,
+                format!(
+                    "provider `{}`: the rotation stopped unexpectedly ({err}); see tokend's log \
+                     and `tok status`",
+                    self.config.name
+                ),
+            ))
+        })
+    }
+
+    /// The rotation itself (see [`Provider::rotate`]).
+    async fn rotate_to_the_end(self: &Arc<Self>) -> Result<RotationOutcome, Response> {
+        let name = self.config.name.clone();
+        let every = self.rotation().and_then(|(_, rotation)| rotation.every);
         let mut state = self.flight.lock().await;
+        // In the chain's turn: an instance a reload replaced (or put in this one's place) neither
+        // fetches nor rotates meanwhile, and takes over what this rotation stores.
+        let _turn = match self.take_turn().await {
+            Ok(turn) => turn,
+            Err(error) => return Err(self.rotation_failed(&error)),
+        };
         if let Err(error) = self.save_rotated(&mut state).await {
             return Err(self.rotation_failed(&error));
         }
-        // The key being replaced is not served from now on: the API may invalidate it as soon
-        // as the request arrives.
-        let previous = self.inner().current.take();
-        let sent = SentSecrets::default();
-        let cx = self.services.cx(&name, &sent);
-        let requested = async {
-            let origin = static_secret::rotation_origin(&cx, secret, &state).await?;
-            let key = static_secret::rotate::request_new_key(&cx, rotation).await?;
-            Ok::<_, FetchError>((key, origin))
-        }
-        .await
-        .map_err(|error| {
-            error
-                .map_message(|message| sent.mask(&message))
-                .in_provider(&name)
-        });
-        let (key, origin) = match requested {
-            Ok(new) => new,
+        // The key being replaced is not served from now on, by this instance or one sharing its
+        // chain: the API may invalidate it as soon as the request arrives.
+        let epoch = self.chain.key_changing();
+        let previous = {
+            let mut inner = self.inner();
+            inner.key_epoch = epoch;
+            inner.current.take()
+        };
+        let (key, origin) = match self.fetcher.new_key(&state).await {
+            Ok(NewKey { key, origin }) => (key, origin),
             Err(error) => {
                 // The old key stays in force (unless something replaced it meanwhile).
                 let mut inner = self.inner();
                 if inner.current.is_none() {
-                    inner.current = previous;
+                    inner.current = previous.map(|previous| Current {
+                        key_epoch: epoch,
+                        ..previous
+                    });
                 }
                 drop(inner);
                 return Err(self.rotation_failed(&error));
@@ -110,14 +162,13 @@ impl Provider {
         if let Err(error) = cached {
             return Err(self.rotation_failed(&error));
         }
-        let every = rotation.every;
         let next_rotation_unix = every.map(|every| rotated_at_unix + every.as_secs());
         {
             let mut inner = self.inner();
             inner.rotation.rotated_at_unix = Some(rotated_at_unix);
             inner.rotation.error = None;
-            if next_rotation_unix.is_some() {
-                inner.rotation.next_unix = next_rotation_unix;
+            if let Some(next) = next_rotation_unix {
+                inner.rotation.due_at(next);
             }
         }
         tracing::info!(provider = %name, "rotated the key; the new one is stored and in force");
@@ -133,7 +184,7 @@ impl Provider {
     /// reload finished after this one started).
     pub(super) async fn save_rotated(&self, state: &mut FetchState) -> Result<(), FetchError> {
         if !state.rotation_unsaved {
-            if self.rotation().is_some()
+            if self.is_static()
                 && let Some(stored) = self
                     .store
                     .as_ref()
@@ -184,6 +235,13 @@ impl Provider {
         let Some(every) = self.rotation().and_then(|(_, rotation)| rotation.every) else {
             return;
         };
+        if self.store.is_none() {
+            tracing::warn!(
+                provider = %self.config.name,
+                "no store: the `every` schedule does not run (a rotated key must be stored first)"
+            );
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -200,33 +258,53 @@ impl Provider {
     }
 
     /// Rotates every `every`, counted from the last rotation (from when the configured key was
-    /// first used when tokend never rotated it); after a failure, again after a backoff.
+    /// first used when tokend never rotated it); after a failure, again after a backoff. The due
+    /// time is `next_unix` of the rotation state, which every successful rotation moves (`tok
+    /// rotate` too): the schedule follows it.
     async fn rotation_schedule(self: Arc<Self>, every: Duration) {
-        let mut due = self.schedule_start().await + every.as_secs();
+        let start = self.schedule_start().await + every.as_secs();
+        {
+            let mut inner = self.inner();
+            // A rotation that finished meanwhile has set a later one.
+            if inner.rotation.next_unix.is_none_or(|next| next < start) {
+                inner.rotation.due_at(start);
+            }
+        }
         let mut failures: u32 = 0;
         loop {
-            self.inner().rotation.next_unix = Some(due);
-            // By the wall clock, in steps: a machine that slept rotates soon after it wakes.
-            loop {
-                let now = clock::unix_now();
-                if now >= due {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_secs((due - now).min(60))).await;
-            }
+            self.wait_until_due().await;
             if self.retired.load(std::sync::atomic::Ordering::Relaxed) {
                 return;
             }
-            match self.rotate().await {
-                Ok(outcome) => {
-                    failures = 0;
-                    due = outcome.rotated_at_unix + every.as_secs();
-                }
-                Err(_) => {
-                    failures = failures.saturating_add(1);
-                    due = clock::unix_now() + retry_delay(failures, every).as_secs();
-                }
+            // A success sets the next due time itself.
+            if self.rotate().await.is_ok() {
+                failures = 0;
+            } else {
+                failures = failures.saturating_add(1);
+                let retry = clock::unix_now() + retry_delay(failures, every).as_secs();
+                self.inner().rotation.due_at(retry);
             }
+        }
+    }
+
+    /// Waits until the rotation state's next due time, by the wall clock or by the monotonic
+    /// one, whichever comes first; a due time that moves meanwhile (`tok rotate`) is followed.
+    /// Checked at least every minute, so a machine that slept rotates soon after it wakes (the
+    /// monotonic clock stops during sleep), while tests run under tokio's paused time (which the
+    /// wall clock does not follow).
+    async fn wait_until_due(&self) {
+        loop {
+            let (Some(due), Some(at)) = ({
+                let inner = self.inner();
+                (inner.rotation.next_unix, inner.rotation.next_at)
+            }) else {
+                return;
+            };
+            let now = Instant::now();
+            if clock::unix_now() >= due || now >= at {
+                return;
+            }
+            tokio::time::sleep_until(at.min(now + WALL_CLOCK_CHECK)).await;
         }
     }
 

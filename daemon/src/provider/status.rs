@@ -47,6 +47,9 @@ impl Provider {
         };
         let next_refresh = match &inner.failure {
             Some(Failure::Backoff { until, .. }) if valid && self.wanted(&inner) => Some(*until),
+            Some(Failure::Referenced { since, .. }) if valid && self.wanted(&inner) => {
+                Some(*since + super::REFERENCED_HOLD)
+            }
             None if valid && self.wanted(&inner) => {
                 inner.current.as_ref().and_then(|c| c.refresh_at)
             }

@@ -5,11 +5,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokend_protocol::Secret;
 
+mod id_tokens;
+mod references;
+
 use super::cache::advisory_start;
 use super::refresh::backoff;
+use super::source::FetchFuture;
 use super::*;
 use crate::config::Presentation;
 use crate::kinds::Lifetime;
+use crate::kinds::{FetchError, Fetched, ProviderKind, SentSecrets};
 use crate::secret::SecretTemplate;
 use tokend_protocol::ProviderState;
 
@@ -655,85 +660,4 @@ fn backoff_doubles_with_jitter_caps_and_honours_retry_after() {
             RETRY_AFTER_CAP
         );
     }
-}
-
-async fn get_id(provider: &Arc<Provider>, min_ttl: u64) -> Result<String, Response> {
-    provider
-        .token_for(Wanted::IdToken, Duration::from_secs(min_ttl))
-        .await
-        .map(|served| {
-            let id = served.cached.id_token().expect("an id_token was served");
-            id.grant().token.expose().to_owned()
-        })
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_id_token_is_refreshed_ahead_of_its_own_expiry() {
-    // The access token lives an hour, its id_token ten minutes.
-    let script = Script::new(vec![
-        (0, Step::WithIdToken("a1", 3600, 600)),
-        (0, Step::WithIdToken("a2", 3600, 600)),
-    ]);
-    let provider = provider(&script);
-    let first = get_id(&provider, 30).await.unwrap();
-    assert_eq!(jwt_sub(&first), "a1");
-    let status = provider.status();
-    let id_exp = status.id_token_expires_at_unix.unwrap();
-    assert!(
-        status.expires_at_unix.unwrap() > id_exp + 2900,
-        "{status:?}"
-    );
-    // A caller of the id_token keeps the provider warm by the id_token's expiry: the refresh
-    // runs in its advisory window, long before the access token's.
-    advance(500).await;
-    assert_eq!(script.calls(), 2);
-    assert_eq!(jwt_sub(&get_id(&provider, 30).await.unwrap()), "a2");
-    assert_eq!(get(&provider, 30).await.unwrap(), "a2");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_grant_without_an_id_token_says_so_at_once() {
-    let script = Script::new(vec![(0, Step::Token("t1", Some(3600)))]);
-    let provider = provider(&script);
-    let (code, message) = error_text(get_id(&provider, 30).await.unwrap_err());
-    assert_eq!(code, ErrorCode::Upstream);
-    assert!(
-        message.contains("without an id_token") && message.contains("openid"),
-        "{message}"
-    );
-    // The token it fetched is cached: asking again fetches nothing.
-    let (_, again) = error_text(get_id(&provider, 30).await.unwrap_err());
-    assert_eq!(again, message);
-    assert_eq!(get(&provider, 30).await.unwrap(), "t1");
-    assert_eq!(script.calls(), 1);
-}
-
-fn jwt_sub(jwt: &str) -> String {
-    use base64::Engine as _;
-    let claims = jwt.split('.').nth(1).unwrap();
-    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(claims)
-        .unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
-    claims["sub"].as_str().unwrap().to_owned()
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_expired_id_token_is_fetched_anew_not_reported_missing() {
-    // The server hands out an id_token that has already expired, then a good one.
-    let script = Script::new(vec![
-        (0, Step::WithIdToken("a1", 3600, 0)),
-        (0, Step::WithIdToken("a2", 3600, 600)),
-    ]);
-    let provider = provider(&script);
-    assert_eq!(get(&provider, 30).await.unwrap(), "a1");
-    assert!(provider.status().id_token_expires_at_unix.is_some());
-    // Right after such an answer, asking again would only repeat it: said, not fetched.
-    let (_, message) = error_text(get_id(&provider, 30).await.unwrap_err());
-    assert!(message.contains("live 0 s"), "{message}");
-    assert_eq!(script.calls(), 1);
-    // Later (or after a restart, from the store) the expired id_token is fetched anew.
-    advance(61).await;
-    assert_eq!(jwt_sub(&get_id(&provider, 30).await.unwrap()), "a2");
-    assert_eq!(script.calls(), 2);
 }

@@ -24,23 +24,31 @@
 //! - this module: the template type and its parsing ([`SecretTemplate::parse`]);
 //! - `parse`: the reference syntax and the command-line splitting of `${cmd:…}`;
 //! - [`resolve`]: the [`Resolver`] (the environment, the store's user secrets, the command
-//!   timeout: passed in, never global), the checks on the resolved value (non-empty, no control
-//!   characters: it becomes an HTTP header) and the error messages.
+//!   timeout, other providers' tokens: passed in, never global) and the checks on the resolved
+//!   value (non-empty, no control characters: it becomes an HTTP header);
+//! - `file`: reading `${file:…}` and who may change the file (the platform-file rule);
+//! - `command`: running `${cmd:…}`;
+//! - `error`: [`ResolveError`], the error messages.
 //!
 //! Nothing here logs, and no resolved value nor literal template text goes into an error or a
 //! `Debug` output.
 
+mod command;
+mod error;
+mod file;
 mod parse;
 pub mod resolve;
+#[cfg(test)]
+mod test_support;
 
 use std::fmt;
 
 use zeroize::{Zeroize, Zeroizing};
 
-pub use self::resolve::{
-    CMD_TIMEOUT, MAX_FILE_SIZE, PROVIDER_MIN_TTL, ResolveError, ResolveOptions, Resolver,
-    TokenSource,
-};
+pub use self::command::CMD_TIMEOUT;
+pub use self::error::ResolveError;
+pub use self::file::MAX_FILE_SIZE;
+pub use self::resolve::{PROVIDER_MIN_TTL, ResolveOptions, Resolver, TokenFailure, TokenSource};
 
 /// A parsed secret template: literal text and references, in order.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The server: the accept loop, a cap on concurrent connections, one task per connection, and a
-//! graceful shutdown that stops accepting, lets in-flight requests finish, then removes the
-//! socket.
+//! graceful shutdown that stops accepting, lets in-flight requests and key rotations finish,
+//! then removes the socket.
 //!
 //! - [`listener`] claims the endpoint (private directory, daemon lock, stale sockets, socket
 //!   activation).
@@ -39,7 +39,8 @@ use crate::store::Store;
 /// [`crate::process_limits::fit_connection_cap`]). At the cap a new client still gets in: see
 /// [`slots`].
 pub const MAX_CONNECTIONS: usize = 16_384;
-/// How long shutdown waits for in-flight requests before cutting connections.
+/// How long shutdown waits for in-flight requests before cutting connections (and, after them,
+/// for key rotations in flight).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` with `config` until `shutdown` completes or a client sends `Shutdown`;
@@ -159,6 +160,13 @@ pub async fn run_with(
             connections.len()
         );
         connections.shutdown().await;
+    }
+    if !state.finish_rotations(DRAIN_TIMEOUT).await {
+        tracing::error!(
+            "a key rotation did not finish within {DRAIN_TIMEOUT:?}; a key the API issued for it \
+             may be lost: check the provider's key at the API (regenerate it by hand if tokend \
+             serves one the API refuses)"
+        );
     }
     // What the connections handed over since the last report.
     state.audit.report();

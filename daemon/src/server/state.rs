@@ -9,8 +9,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokend_protocol::{
-    CredentialRoute, DaemonStatus, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo, ReloadSummary,
-    Response,
+    CredentialRoute, DaemonStatus, ErrorCode, PACKAGE_VERSION, PROTOCOL_VERSION, PingInfo,
+    ReloadSummary,
 };
 use tokio::sync::watch;
 
@@ -19,7 +19,7 @@ use crate::fleet::Fleet;
 use crate::kinds::Services;
 use crate::outlets::Outlets;
 use crate::provider::Provider;
-use crate::secret::resolve::{TokenFuture, TokenSource};
+use crate::secret::resolve::{TokenFailure, TokenFuture, TokenSource};
 use crate::store::Store;
 
 /// The providers in force, by name.
@@ -261,9 +261,8 @@ impl State {
         Ok(summary)
     }
 
-    /// A new provider, with its rotation schedule running.
-    /// A new provider instance, started; `previous` is the one it replaces (a reload changed
-    /// its config), whose fetches it takes turns with.
+    /// A new provider instance, with its rotation schedule running; `previous` is the one it
+    /// replaces (a reload changed its config), whose fetches and rotations it takes turns with.
     fn started(
         &self,
         config: config::ProviderConfig,
@@ -287,6 +286,21 @@ impl State {
     pub(crate) fn stop_outlets(&self) {
         self.outlets.stop();
     }
+
+    /// Waits, at most `limit`, for the key rotations in flight (the daemon is stopping): the
+    /// API may have issued a key that only they can store. Whether they all finished.
+    pub(crate) async fn finish_rotations(&self, limit: Duration) -> bool {
+        let rotations = &self.services.rotations;
+        rotations.close();
+        if rotations.is_empty() {
+            return true;
+        }
+        tracing::info!(
+            "waiting for {} key rotation(s) in flight to store their new key",
+            rotations.len()
+        );
+        tokio::time::timeout(limit, rotations.wait()).await.is_ok()
+    }
 }
 
 /// The providers in force as the source of `${provider:NAME}`: each request goes through that
@@ -301,12 +315,11 @@ impl TokenSource for ProviderTokens {
                 .borrow()
                 .get(name)
                 .cloned()
-                .ok_or_else(|| format!("provider `{name}` is not configured"))?;
-            match provider.token(min_ttl).await {
-                Ok(served) => Ok(served.cached.grant().clone()),
-                Err(Response::Error(reply)) => Err(reply.message),
-                Err(_) => Err(format!("provider `{name}` gave no token")),
-            }
+                .ok_or_else(|| TokenFailure {
+                    code: ErrorCode::Config,
+                    message: format!("provider `{name}` is not configured"),
+                })?;
+            provider.token_for_reference(min_ttl).await
         })
     }
 }

@@ -253,7 +253,7 @@ fn jwt(table: &Table<'_, '_>, literals: &mut Vec<Literal>) -> Result<Option<Http
     else {
         return Ok(None);
     };
-    jwt.check_keys_of(None, &[keys::JWT], "`jwt`")?;
+    jwt.check_keys_of(None, keys::JWT, "`jwt`")?;
     let key = read_signing_key(&jwt, literals, true, "sign with the jwt table")?
         .expect("a key is read when needed");
     let claims = match jwt.entry("claims") {

@@ -18,6 +18,16 @@ pub(crate) async fn fetch(
     cx: &FetchCx<'_>,
     exchange: &HttpExchange,
 ) -> Result<Fetched, FetchError> {
+    let (where_, answer) = send(cx, exchange).await?;
+    read_answer(exchange, &where_, &answer)
+}
+
+/// Sends the exchange's request: its answer, whatever its status, and how messages name the
+/// request (`POST URL`).
+pub(crate) async fn send(
+    cx: &FetchCx<'_>,
+    exchange: &HttpExchange,
+) -> Result<(String, Answer), FetchError> {
     let signed = match &exchange.jwt {
         Some(jwt) => Some(Secret::new(sign_jwt(cx, jwt).await?)),
         None => None,
@@ -68,7 +78,7 @@ pub(crate) async fn fetch(
         .build()
         .map_err(|err| FetchError::Config(format!("{where_}: {err}")))?;
     let answer = cx.send(request).await?;
-    read_answer(exchange, &where_, &answer)
+    Ok((where_, answer))
 }
 
 /// Reads the token and its lifetime from the endpoint's answer: the status, the `ok` check, the

@@ -13,7 +13,7 @@
 use serde_json::Value;
 use url::Url;
 
-use super::exchange::{parse_answer, sign_jwt};
+use super::exchange::{parse_answer, read_answer, send, sign_jwt};
 use super::{ExpiresFrom, HttpBody, HttpExchange, HttpJwt, HttpMethod, JsonTemplate};
 use crate::config::ConfigError;
 use crate::config::fleet::PROVIDER_KEYS as FLEET;
@@ -83,6 +83,8 @@ pub(crate) const PRESET: KindSpec = KindSpec {
 /// `preset = "github-app"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GitHubApp {
+    /// `app_id`, as written (the `iss` of the app JWT; what the fleet tells Apps apart by).
+    pub app_id: String,
     /// The access-token request (its URL names the installation once known).
     pub exchange: HttpExchange,
     /// `base_url`.
@@ -107,7 +109,7 @@ fn read(
 ) -> Result<Read, ConfigError> {
     table.check_keys(spec)?;
     const OWNER: &str = "preset \"github-app\"";
-    let app_id = match table.entry("app_id") {
+    let (app_id, app_id_text) = match table.entry("app_id") {
         None => {
             return Err(table.missing(
                 "app_id",
@@ -117,7 +119,8 @@ fn read(
         }
         Some((name, value)) => match value.get_ref() {
             toml::de::DeValue::Integer(_) => {
-                JsonTemplate::Integer(positive_integer(table, "app_id")?.cast_signed())
+                let id = positive_integer(table, "app_id")?;
+                (JsonTemplate::Integer(id.cast_signed()), id.to_string())
             }
             toml::de::DeValue::String(_) => {
                 let found = table.required_text(
@@ -125,7 +128,10 @@ fn read(
                     OWNER,
                     "give the App's id, e.g. app_id = 123456",
                 )?;
-                JsonTemplate::String(literal_template(found.text))
+                (
+                    JsonTemplate::String(literal_template(found.text)),
+                    found.text.to_owned(),
+                )
             }
             other => {
                 return Err(table.wrong_type(
@@ -232,6 +238,7 @@ fn read(
         }),
     };
     let app = GitHubApp {
+        app_id: app_id_text,
         exchange,
         base_url,
         installation,
@@ -347,19 +354,26 @@ pub(crate) async fn fetch(
     };
     let mut exchange = app.exchange.clone();
     exchange.url = access_tokens_url(&app.base_url, id);
-    super::fetch(cx, &exchange).await.map_err(|err| match err {
+    let (where_, answer) = send(cx, &exchange).await?;
+    if answer.status == 404 {
         // The installation was removed or suspended: a looked-up id is looked up again.
-        FetchError::Rejected { message, .. } if message.contains("HTTP 404") => {
-            state.installation = None;
-            FetchError::Rejected {
-                message: format!(
-                    "{message}; installation {id} is not there (uninstalled or suspended?)"
-                ),
-                needs_login: false,
+        let next = match &app.installation {
+            Installation::Owner(owner) => {
+                state.installation = None;
+                format!("the next request looks up the App's installation on `{owner}` again")
             }
-        }
-        other => other,
-    })
+            Installation::Id(_) => "check installation_id".to_owned(),
+        };
+        return Err(FetchError::Rejected {
+            message: format!(
+                "{where_}: HTTP 404: installation {id} is not there (uninstalled or \
+                 suspended?); {next}, after `tok invalidate {}`",
+                cx.name
+            ),
+            needs_login: false,
+        });
+    }
+    read_answer(&exchange, &where_, &answer)
 }
 
 /// The installation of `owner`: as an organization, else as a user.

@@ -79,12 +79,11 @@ const OWN: &[Key] = &[
 /// The keys of `kind = "http"`.
 pub(crate) const KEYS: Keys = &[OWN, FLEET, PRESENTATION, ROUTES, OUTLETS];
 
-/// The keys of `jwt = { … }`.
-pub(crate) const JWT: &[Key] = &[
-    SIGNING[0],
-    SIGNING[1],
-    SIGNING[2],
-    SIGNING[3],
+/// The keys of `jwt = { … }`: the signing key's, then its own.
+pub(crate) const JWT: Keys = &[SIGNING, JWT_OWN];
+
+/// The keys of `jwt = { … }` besides the signing key's.
+const JWT_OWN: &[Key] = &[
     Key::new(
         "claims",
         "no",

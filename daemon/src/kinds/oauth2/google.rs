@@ -200,6 +200,21 @@ async fn key_file(cx: &FetchCx<'_>, account: &ServiceAccount) -> Result<KeyFile,
     })
 }
 
+/// The service account the key file is for, as the fleet tells accounts apart (no secret): its
+/// `client_email`, the key's `private_key_id` and the `token_uri`.
+pub(crate) async fn account_identity(
+    cx: &FetchCx<'_>,
+    account: &ServiceAccount,
+) -> Result<String, FetchError> {
+    let key = key_file(cx, account).await?;
+    Ok(format!(
+        "{} key {} at {}",
+        key.client_email,
+        key.private_key_id.as_deref().unwrap_or("-"),
+        key.token_uri
+    ))
+}
+
 /// Signs the assertion and asks `token_uri` for the token.
 pub(crate) async fn fetch(
     cx: &FetchCx<'_>,

@@ -81,32 +81,30 @@ pub(crate) fn static_key(
     Ok(secret)
 }
 
-/// The key in force, valid until invalidated: the one `rotate` last obtained while the
-/// configured one is still the one it replaced, else the configured one.
+/// The key in force, valid until invalidated: the one a rotation last obtained while the
+/// configured one is still the one it replaced (with or without a `rotate` table now: removing
+/// the table stops further rotations, it does not bring back the key the API invalidated), else
+/// the configured one.
 pub(crate) async fn fetch(
     cx: &FetchCx<'_>,
     secret: &SecretTemplate,
-    rotate: Option<&Rotation>,
     state: &mut FetchState,
 ) -> Result<Fetched, FetchError> {
     let configured = cx.resolve("secret", secret).await;
-    let key = match (rotate, &state.rotated_key, configured) {
-        (None, _, configured) => configured?,
-        (Some(_), Some(rotated), Ok(configured))
-            if state.rotated_origin.as_ref() == Some(&configured) =>
-        {
+    let key = match (&state.rotated_key, configured) {
+        (Some(rotated), Ok(configured)) if state.rotated_origin.as_ref() == Some(&configured) => {
             rotated.clone()
         }
         // The configured source is gone (an unset variable, a removed file): the rotated key
         // still works, the configured one never would again.
-        (Some(_), Some(rotated), Err(_)) => rotated.clone(),
+        (Some(rotated), Err(_)) => rotated.clone(),
         // No rotation yet, or the user put another key in the config: that one is in force.
-        (Some(_), _, Ok(configured)) => {
+        (_, Ok(configured)) => {
             state.rotated_key = None;
             state.rotated_origin = None;
             configured
         }
-        (Some(_), None, Err(error)) => return Err(error),
+        (None, Err(error)) => return Err(error),
     };
     Ok(Fetched::new(key, Lifetime::Unbounded))
 }

@@ -18,7 +18,7 @@ use crate::config::ConfigError;
 use crate::config::keys::Key;
 use crate::config::reader::Table;
 use crate::kinds::http::exchange::parse_answer;
-use crate::kinds::{FetchCx, FetchError};
+use crate::kinds::{FetchCx, FetchError, resolve_failure};
 use crate::secret::PROVIDER_MIN_TTL;
 use crate::upstream::shown;
 
@@ -49,8 +49,9 @@ pub(crate) const KEYS: &[Key] = &[
     Key::new(
         "every",
         "no",
-        "Rotate on a schedule, e.g. `30d`: counted from the last rotation (from when tokend \
-         first served a key it never rotated). Without it, only `tok rotate NAME` rotates.",
+        "Rotate on a schedule, e.g. `30d` (at least `1m`): counted from the last rotation, `tok \
+         rotate` included (from when tokend first served a key it never rotated). Without it, \
+         only `tok rotate NAME` rotates.",
     ),
     Key::new(
         "timeout",
@@ -97,6 +98,9 @@ impl RotateMethod {
         }
     }
 }
+
+/// The shortest `every`: each rotation asks the API for a key and writes the store.
+pub(crate) const MIN_EVERY: Duration = Duration::from_secs(60);
 
 const HINT: &str = "write it as rotate = { url = \"https://…/regenerateSecret\", auth = \
      \"PROVIDER\", secret = \"/apiKey\" } (optionally with method and every)";
@@ -156,6 +160,18 @@ pub(crate) fn read(table: &Table<'_, '_>) -> Result<Option<Rotation>, ConfigErro
     })?;
     // The duration grammar refuses zero.
     let every = rotate.duration("every")?;
+    if let Some(every) = every
+        && every < MIN_EVERY
+        && let Some(found) = rotate.str("every")?
+    {
+        return Err(rotate.error(
+            &found.span,
+            &found.key,
+            format!("`every` = {:?} is shorter than a minute", found.text),
+            "rotate at most once a minute, e.g. every = \"30d\" (`tok rotate NAME` rotates \
+             now)",
+        ));
+    }
     let timeout = rotate.timeout()?;
     Ok(Some(Rotation {
         method,
@@ -182,10 +198,7 @@ pub(crate) async fn request_new_key(
         .secrets
         .provider_token(&rotation.auth, PROVIDER_MIN_TTL)
         .await
-        .map_err(|err| FetchError::Transient {
-            message: format!("{where_}: the `auth` provider's token: {err}"),
-            retry_after: None,
-        })?;
+        .map_err(|err| resolve_failure(&format!("{where_}: the `auth` provider's token"), err))?;
     let mut request = cx
         .http
         .client()
@@ -215,7 +228,10 @@ pub(crate) async fn request_new_key(
         .filter(|key| !key.is_empty())
         .ok_or_else(|| FetchError::Transient {
             message: format!(
-                "{where_}: the answer has no new key (a string) at {}",
+                "{where_}: the 2xx answer has no new key (a string) at {}; the API may already \
+                 have replaced the key, so the one tokend keeps serving may be dead: check \
+                 `secret` against the answer's format, then get the app's current key from the \
+                 API (or its console), put it in the config and run `tok reload`",
                 rotation.secret
             ),
             retry_after: None,

@@ -197,6 +197,15 @@ rotate = { method = "put", url = "https://forge.example.com/token/rotate", auth 
             "a duration of zero",
         ),
         (
+            "every below a minute",
+            format!(
+                "{head}rotate = {{ url = \"https://x/\", auth = \"admin\", secret = \"/k\", every = \"30s\" }}\n"
+            ),
+            7,
+            Some("key `rotate.every`"),
+            "`every` = \"30s\" is shorter than a minute",
+        ),
+        (
             "unknown key",
             format!(
                 "{head}rotate = {{ url = \"https://x/\", auth = \"admin\", secret = \"/k\", body = \"x\" }}\n"
