@@ -1,5 +1,6 @@
 //! What the daemon reads from a connection: the handshake frame (at most MAX_HANDSHAKE_LEN
-//! bytes) and its hello, then request frames (at most MAX_FRAME_LEN) decoded as requests,
+//! bytes) and its hello, then request frames (at most MAX_FRAME_LEN) read as a GetToken in
+//! place and decoded as requests,
 //! through the same async framing the daemon's connection task uses.
 #![no_main]
 
@@ -31,6 +32,8 @@ fuzz_target!(|data: &[u8]| {
         let mut payload = SecretBuf::default();
         // Each frame consumes at least its 4-byte header, so this ends with the input.
         while let Ok(true) = read_frame_into(&mut stream, MAX_FRAME_LEN, &mut payload).await {
+            // The daemon's allocation-free read of a GetToken comes first.
+            let _ = codec::decode_get_token(&payload);
             if let Ok(request) = codec::decode::<Request>(&payload) {
                 // What decodes must encode again (the daemon's replies echo parts of it).
                 let _ = codec::encode(&request);

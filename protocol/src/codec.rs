@@ -98,6 +98,17 @@ pub fn decode_message<T: Decode<()>>(payload: &[u8]) -> Result<T, ProtocolError>
     decode_exact(payload, MESSAGE_CONFIG)
 }
 
+/// The [`crate::Request::GetToken`] in `payload`, read without allocating: `None` for any other
+/// request, and for a payload that does not decode (read those with [`decode`], which says
+/// what is wrong).
+#[must_use]
+pub fn decode_get_token(payload: &[u8]) -> Option<crate::GetTokenRef<'_>> {
+    // `GetToken` is the request's variant 0: one varint byte, then its fields.
+    let fields = payload.strip_prefix(&[0])?;
+    let (get, used) = bincode::borrow_decode_from_slice(fields, CONFIG).ok()?;
+    (used == fields.len()).then_some(get)
+}
+
 /// Decodes one message; the payload must be consumed exactly.
 ///
 /// # Errors

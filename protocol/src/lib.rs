@@ -56,8 +56,8 @@ pub use error::ProtocolError;
 pub use error_code::ErrorCode;
 pub use frame::{MAX_FRAME_LEN, MAX_HANDSHAKE_LEN};
 pub use message::{
-    CredentialRoute, CredentialTool, DaemonStatus, ErrorReply, GetToken, HeaderLine, Invalidate,
-    Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PingInfo,
+    CredentialRoute, CredentialTool, DaemonStatus, ErrorReply, GetToken, GetTokenRef, HeaderLine,
+    Invalidate, Invalidation, LoginOutcome, LoginPrompt, LoginRequest, LogoutOutcome, PingInfo,
     ProviderCounters, ProviderState, ProviderStatus, ProxyStatus, ProxyUrl, ReloadSummary, Request,
     Response, Rotate, RotationOutcome, SecretEntry, SecretRemove, SecretSet, TokenFileStatus,
     TokenGrant,

@@ -135,6 +135,16 @@ pub struct GetToken {
     pub min_ttl_secs: u32,
 }
 
+/// A [`GetToken`] borrowed from the payload it is read from: the daemon reads the hottest
+/// request without allocating (see [`crate::codec::decode_get_token`]). Same encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::BorrowDecode)]
+pub struct GetTokenRef<'a> {
+    /// The provider's name.
+    pub provider: &'a str,
+    /// The token handed out must stay valid for at least this many seconds.
+    pub min_ttl_secs: u32,
+}
+
 impl From<GetToken> for Request {
     fn from(value: GetToken) -> Self {
         Self::GetToken(value)

@@ -137,6 +137,22 @@ proptest! {
     }
 
     #[test]
+    fn a_get_token_reads_in_place_exactly_as_decoded(request in any_request()) {
+        // The daemon's allocation-free read of the hottest request agrees with the decoder,
+        // and takes no other request for one.
+        let bytes = codec::encode(&request).unwrap();
+        let borrowed = codec::decode_get_token(&bytes);
+        match &request {
+            Request::GetToken(get) => {
+                let borrowed = borrowed.expect("a GetToken reads in place");
+                prop_assert_eq!(borrowed.provider, get.provider.as_str());
+                prop_assert_eq!(borrowed.min_ttl_secs, get.min_ttl_secs);
+            }
+            _ => prop_assert!(borrowed.is_none()),
+        }
+    }
+
+    #[test]
     fn responses_round_trip(response in any_response()) {
         let bytes = codec::encode(&response).unwrap();
         prop_assert_eq!(codec::decode::<Response>(&bytes).unwrap(), response);
@@ -145,6 +161,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let _ = codec::decode::<Request>(&bytes);
+        let _ = codec::decode_get_token(&bytes);
         let _ = codec::decode::<Response>(&bytes);
         let _ = Hello::decode(&bytes);
         let _ = Welcome::decode(&bytes);

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 use super::audit::ConnectionAudit;
-use super::dispatch::{Reply, dispatch};
+use super::dispatch::{Reply, dispatch_payload};
 use super::peer::check_peer;
 use super::slots::Slot;
 use super::state::State;
@@ -135,8 +135,8 @@ pub(crate) async fn serve(
                 break;
             }
         }
-        let reply = match codec::decode(&payload) {
-            Ok(request) => dispatch(&state, request, &mut audit).await,
+        let reply = match dispatch_payload(&state, &payload, &mut audit).await {
+            Ok(reply) => reply,
             Err(err) => {
                 tracing::debug!(peer_pid = peer.pid, "undecodable request: {err}");
                 let reply = Response::error(ErrorCode::BadRequest, format!("{err}"));

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokend_protocol::{ErrorCode, Request, Response};
+use tokend_protocol::{ErrorCode, ProtocolError, Request, Response, codec};
 
 use super::audit::ConnectionAudit;
 use super::handlers::{control, login, secrets, token};
@@ -26,6 +26,21 @@ impl From<Response> for Reply {
     }
 }
 
+/// Answers one request payload: a `GetToken` is read in place, without allocating (the hot
+/// path); any other request is decoded and [`dispatch`]ed. `Err` when it does not decode.
+pub(crate) async fn dispatch_payload(
+    state: &State,
+    payload: &[u8],
+    audit: &mut ConnectionAudit,
+) -> Result<Reply, ProtocolError> {
+    if let Some(get) = codec::decode_get_token(payload) {
+        let reply =
+            token::get_token(state, get.provider, get.min_ttl_secs, audit, Wanted::Access).await;
+        return Ok(reply);
+    }
+    Ok(dispatch(state, codec::decode(payload)?, audit).await)
+}
+
 /// Answers one request.
 pub(crate) async fn dispatch(
     state: &State,
@@ -33,8 +48,26 @@ pub(crate) async fn dispatch(
     audit: &mut ConnectionAudit,
 ) -> Reply {
     match request {
-        Request::GetToken(get) => token::get_token(state, get, audit, Wanted::Access).await,
-        Request::GetIdToken(get) => token::get_token(state, get, audit, Wanted::IdToken).await,
+        Request::GetToken(get) => {
+            token::get_token(
+                state,
+                &get.provider,
+                get.min_ttl_secs,
+                audit,
+                Wanted::Access,
+            )
+            .await
+        }
+        Request::GetIdToken(get) => {
+            token::get_token(
+                state,
+                &get.provider,
+                get.min_ttl_secs,
+                audit,
+                Wanted::IdToken,
+            )
+            .await
+        }
         Request::Rotate(request) => control::rotate(state, &request).await.into(),
         Request::Metrics => Response::Metrics(state.metrics()).into(),
         Request::Status => Response::Status(Box::new(state.status())).into(),

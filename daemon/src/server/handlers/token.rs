@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use tokend_protocol::GetToken;
-
 use crate::provider::Wanted;
 use crate::server::audit::{ConnectionAudit, Outcome};
 use crate::server::dispatch::{Reply, find};
@@ -15,24 +13,25 @@ use crate::server::state::State;
 /// least the requested minimum lifetime.
 pub(crate) async fn get_token(
     state: &State,
-    get: GetToken,
+    name: &str,
+    min_ttl_secs: u32,
     audit: &mut ConnectionAudit,
     wanted: Wanted,
 ) -> Reply {
-    let provider = match find(state, &get.provider) {
+    let provider = match find(state, name) {
         Ok(provider) => provider,
         Err(response) => {
-            audit.record(&get.provider, Outcome::UnknownProvider);
+            audit.record(name, Outcome::UnknownProvider);
             return response.into();
         }
     };
     match provider
-        .token_for(wanted, Duration::from_secs(u64::from(get.min_ttl_secs)))
+        .token_for(wanted, Duration::from_secs(u64::from(min_ttl_secs)))
         .await
     {
         Ok(served) => {
             audit.record(
-                &get.provider,
+                name,
                 if served.hit {
                     Outcome::Hit
                 } else {
@@ -45,7 +44,7 @@ pub(crate) async fn get_token(
             }
         }
         Err(response) => {
-            audit.record(&get.provider, Outcome::Error);
+            audit.record(name, Outcome::Error);
             response.into()
         }
     }
