@@ -9,11 +9,43 @@ use crate::Secret;
 /// The largest value `tok secret set` accepts (a frame must carry it).
 const MAX_SECRET_LEN: usize = 32 * 1024;
 
+/// The terminal's echo, off until this drops (then as it was); `None` where it cannot be read.
+#[cfg(unix)]
+fn quiet_terminal() -> Option<impl Drop> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    struct Restore(std::fs::File, rustix::termios::Termios);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = tcsetattr(&self.0, OptionalActions::Now, &self.1);
+        }
+    }
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()?;
+    let saved = tcgetattr(&tty).ok()?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&tty, OptionalActions::Now, &quiet).ok()?;
+    Some(Restore(tty, saved))
+}
+
+/// Windows: rpassword turns the console's echo off itself.
+#[cfg(not(unix))]
+fn quiet_terminal() -> Option<()> {
+    None
+}
+
 /// Reads the value for `tok secret set NAME`: from the terminal without echo, or all of stdin
 /// with one trailing line break removed (`echo value | tok secret set NAME`).
 pub(super) fn read_secret_value(name: &str) -> Result<Secret, Failure> {
     use std::io::{IsTerminal, Read};
     let value = if std::io::stdin().is_terminal() {
+        // rpassword prints the prompt before it turns echo off: what is typed (or pasted) right
+        // after the prompt appears would be shown. Echo goes off first.
+        let _quiet = quiet_terminal();
         rpassword::prompt_password(format!("tok: value for secret `{name}` (not shown): "))
             .map_err(|err| {
                 Failure::Usage(format!("cannot read the value from the terminal: {err}"))
