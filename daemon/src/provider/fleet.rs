@@ -426,7 +426,6 @@ impl Provider {
 mod tests {
     use super::*;
     use crate::config::test_support::parse_ok;
-    use crate::kinds::Services;
 
     #[test]
     fn github_apps_on_one_owner_have_their_own_identity() {
@@ -457,6 +456,7 @@ owner = "acme"
     #[cfg(unix)]
     #[tokio::test]
     async fn google_service_accounts_are_told_apart_by_their_key_file() {
+        use crate::kinds::Services;
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let key_file = |name: &str, email: &str| {

@@ -134,7 +134,10 @@ fn stderr_excerpt(stderr: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{no_env, no_secrets, resolve_test};
+    use super::super::test_support::resolve_test;
+    #[cfg(unix)]
+    use super::super::test_support::{no_env, no_secrets};
+    #[cfg(unix)]
     use super::super::{Resolver, SecretTemplate};
     use super::*;
 

@@ -168,9 +168,13 @@ impl FileAccess {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
     use std::time::Duration;
 
-    use super::super::test_support::{no_env, no_secrets, resolve_test, temp_dir};
+    #[cfg(unix)]
+    use super::super::test_support::{no_env, no_secrets};
+    use super::super::test_support::{resolve_test, temp_dir};
+    #[cfg(unix)]
     use super::super::{ResolveOptions, Resolver, SecretTemplate};
     use super::*;
 
