@@ -71,7 +71,7 @@ pub(crate) fn object(fields: &[(&str, JsonTemplate)]) -> JsonTemplate {
 
 pub(crate) fn http(config: &Config, name: &str) -> HttpExchange {
     match &config.providers[name].kind {
-        ProviderKind::Http(exchange) => exchange.clone(),
+        ProviderKind::Http(exchange) => (**exchange).clone(),
         other => panic!("{name}: expected kind http, got {other:?}"),
     }
 }

@@ -813,7 +813,7 @@ fn new_kinds_parse() {
     let api = &config.providers["api"];
     assert_eq!(
         api.kind,
-        ProviderKind::OAuth2(OAuth2Config {
+        ProviderKind::OAuth2(Box::new(OAuth2Config {
             grant: OAuth2Grant::ClientCredentials,
             endpoint: TokenEndpoint::TokenUrl(url("https://auth.example.com/oauth/token")),
             client_id: "svc".to_owned(),
@@ -826,13 +826,13 @@ fn new_kinds_parse() {
             revocation_url: None,
             signing_key: None,
             client_assertion: None,
-        })
+        }))
     );
     assert_eq!(api.presentation, Presentation::default());
 
     assert_eq!(
         config.providers["refreshing"].kind,
-        ProviderKind::OAuth2(OAuth2Config {
+        ProviderKind::OAuth2(Box::new(OAuth2Config {
             grant: OAuth2Grant::RefreshToken {
                 refresh_token: tpl("${env:MY_REFRESH_TOKEN}"),
             },
@@ -847,7 +847,7 @@ fn new_kinds_parse() {
             revocation_url: None,
             signing_key: None,
             client_assertion: None,
-        })
+        }))
     );
 
     assert_eq!(

@@ -41,28 +41,28 @@ use crate::upstream::{Answer, TransportError, Upstream};
 
 /// How a provider obtains its token. `Debug` is safe: [`SecretTemplate`] never shows literal text.
 #[derive(Debug, Clone, PartialEq)]
-// One value per configured provider, built when the config loads: boxing the large variant
-// would save a few hundred bytes per provider and cost an indirection on every fetch.
-#[allow(clippy::large_enum_variant)]
+// One value per configured provider: the large variants are boxed, so that a static provider
+// (the common case, and what a config of thousands holds) costs tens of bytes, not the
+// ~650 of an inline HTTP exchange (see `tokend-bench scale`, RSS per idle provider).
 pub enum ProviderKind {
     /// A fixed secret (API key, personal access token), resolved from its template; with
     /// `rotate`, replaced through an API on demand or on a schedule.
     Static {
         secret: SecretTemplate,
-        rotate: Option<static_secret::Rotation>,
+        rotate: Option<Box<static_secret::Rotation>>,
     },
     /// No credentials at all: no header is sent (SalesTim's anonymous `/store` access).
     Anonymous,
     /// An OAuth 2.0 grant against a token endpoint.
-    OAuth2(oauth2::OAuth2Config),
+    OAuth2(Box<oauth2::OAuth2Config>),
     /// Any HTTP token exchange (also what the `timekit` and `crm.com` presets expand to).
-    Http(http::HttpExchange),
+    Http(Box<http::HttpExchange>),
     /// A GitHub App installation token (`preset = "github-app"`): an `http` exchange after the
     /// installation is looked up.
-    GitHubApp(http::github::GitHubApp),
+    GitHubApp(Box<http::github::GitHubApp>),
     /// A Google service account's key file and the JWT-bearer grant
     /// (`preset = "google-service-account"`).
-    Google(oauth2::google::ServiceAccount),
+    Google(Box<oauth2::google::ServiceAccount>),
 }
 
 impl ProviderKind {
@@ -423,8 +423,9 @@ pub(crate) struct FetchState {
     /// The last rotated refresh token could not be saved: the one in memory is newer than the
     /// store's.
     pub(crate) unsaved_rotation: bool,
-    /// The endpoints found through OpenID Connect discovery.
-    pub(crate) discovered: Option<oauth2::endpoints::Endpoints>,
+    /// The endpoints found through OpenID Connect discovery (boxed: most providers have none,
+    /// and each provider holds a `FetchState`).
+    pub(crate) discovered: Option<Box<oauth2::endpoints::Endpoints>>,
     /// A GitHub App's installation id, looked up once from its `owner`.
     pub(crate) installation: Option<u64>,
     /// A static provider's key as its `rotate` table last replaced it (`None`: the configured

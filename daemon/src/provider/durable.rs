@@ -56,6 +56,13 @@ impl Provider {
         matches!(self.config.kind, ProviderKind::Static { .. })
     }
 
+    /// The configuration as stored beside an access token (its `Debug` form, which shows no
+    /// secret): a stored token obtained under another configuration is not served. Made when
+    /// a token is stored or restored, not kept (it is as long as the config's `Debug` form).
+    fn fingerprint(&self) -> String {
+        format!("{:?}", self.config)
+    }
+
     /// Whether this provider's access tokens go to the store: fetched ones only (a static
     /// secret comes from the config each start), and not with `persist = false`.
     fn persists_access(&self) -> bool {
@@ -111,7 +118,7 @@ impl Provider {
         let Some(stored) = store.access_token(name).filter(|_| self.persists_access()) else {
             return;
         };
-        if stored.config != self.fingerprint {
+        if stored.config != self.fingerprint() {
             tracing::debug!(provider = %name, "stored token obtained under another configuration");
             return;
         }
@@ -271,7 +278,7 @@ impl Provider {
         .map(|expires_at_unix| StoredAccess {
             token: fetched.token.clone(),
             expires_at_unix,
-            config: self.fingerprint.clone(),
+            config: self.fingerprint(),
             id_token: fetched.id_token.clone(),
         });
         if rotated.is_none() && access.is_none() {

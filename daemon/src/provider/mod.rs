@@ -106,7 +106,8 @@ pub(crate) struct Served {
 /// One provider, its cache and its policies.
 #[derive(Debug)]
 pub(crate) struct Provider {
-    config: ProviderConfig,
+    /// Shared with its fetcher ([`Configured`]).
+    config: Arc<ProviderConfig>,
     fetcher: Box<dyn Fetch>,
     inner: Mutex<Inner>,
     /// Single flight: held for the whole of every fetch; also owns the kind's state between
@@ -124,16 +125,14 @@ pub(crate) struct Provider {
     store: Option<Arc<Store>>,
     /// The secret resolver and the HTTP client of the daemon (logins use them directly).
     services: Arc<Services>,
-    /// The configuration as stored beside an access token (its `Debug` form, which shows no
-    /// secret): a stored token obtained under another configuration is not served.
-    fingerprint: String,
     /// The login in progress or last ended (`tok login`); held while one starts, so two
     /// `tok login`s of one provider never both start a flow.
-    login: tokio::sync::Mutex<Option<LoginState>>,
-    /// Its place in the fleet, with `share` and `[fleet]`.
-    shared: Option<fleet::Shared>,
-    /// Tells followers (token files) that the token changed; see [`watch`].
-    changes: tokio::sync::watch::Sender<u64>,
+    login: tokio::sync::Mutex<Option<Box<LoginState>>>,
+    /// Its place in the fleet, with `share` and `[fleet]` (boxed: most providers have none).
+    shared: Option<Box<fleet::Shared>>,
+    /// Tells followers (token files) that the token changed; see [`watch`]. Made when the
+    /// first follower subscribes (most providers never have one).
+    changes: std::sync::OnceLock<tokio::sync::watch::Sender<u64>>,
     /// Standing users (token files): they keep the provider warm.
     standing: std::sync::atomic::AtomicUsize,
     /// The schedule of a rotating key (`rotate.every`), while it runs.
@@ -262,9 +261,9 @@ impl Provider {
         store: Option<Arc<Store>>,
         services: &Arc<Services>,
     ) -> Self {
+        let config = Arc::new(config);
         let fetcher = Box::new(Configured {
-            name: config.name.clone(),
-            kind: config.kind.clone(),
+            config: Arc::clone(&config),
             services: Arc::clone(services),
         });
         let shared = match (&config.share, &services.fleet) {
@@ -276,7 +275,7 @@ impl Provider {
             _ => None,
         };
         let mut provider = Self::with_fetcher(config, fetcher, Arc::clone(services));
-        provider.shared = shared;
+        provider.shared = shared.map(Box::new);
         if let Some(store) = store {
             provider.restore(&store);
             provider.store = Some(store);
@@ -286,13 +285,12 @@ impl Provider {
 
     /// A provider whose tokens come from `fetcher`, with no store.
     pub(crate) fn with_fetcher(
-        config: ProviderConfig,
+        config: impl Into<Arc<ProviderConfig>>,
         fetcher: Box<dyn Fetch>,
         services: Arc<Services>,
     ) -> Self {
-        let fingerprint = format!("{config:?}");
         Self {
-            config,
+            config: config.into(),
             fetcher,
             inner: Mutex::new(Inner::default()),
             flight: tokio::sync::Mutex::new(FetchState::default()),
@@ -303,8 +301,7 @@ impl Provider {
             store: None,
             services,
             shared: None,
-            fingerprint,
-            changes: tokio::sync::watch::Sender::new(0),
+            changes: std::sync::OnceLock::new(),
             standing: std::sync::atomic::AtomicUsize::new(0),
             rotation_task: Mutex::new(None),
         }

@@ -134,12 +134,12 @@ impl Provider {
             }
             report.send_replace(Some(result));
         });
-        *login = Some(LoginState {
+        *login = Some(Box::new(LoginState {
             started: Instant::now(),
             timeout: Duration::from_secs(prompt.expires_in_secs),
             outcome,
             task,
-        });
+        }));
         tracing::info!(provider = %name, "login started");
         Ok(prompt)
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokend_protocol::Secret;
 
+use crate::config::ProviderConfig;
 use crate::kinds::{
     FetchError, FetchState, Fetched, ProviderKind, SentSecrets, Services, static_secret,
 };
@@ -47,8 +48,8 @@ const NO_ROTATE: &str = "it has no `rotate` table";
 /// The configured kind of a provider. Its errors get the provider's name here, once.
 #[derive(Debug)]
 pub(super) struct Configured {
-    pub(super) name: String,
-    pub(super) kind: ProviderKind,
+    /// The provider's own config (shared with it, not copied).
+    pub(super) config: Arc<ProviderConfig>,
     pub(super) services: Arc<Services>,
 }
 
@@ -56,12 +57,12 @@ impl Fetch for Configured {
     fn fetch<'a>(&'a self, state: &'a mut FetchState) -> FetchFuture<'a> {
         Box::pin(async move {
             let sent = SentSecrets::default();
-            let cx = self.services.cx(&self.name, &sent);
+            let cx = self.services.cx(&self.config.name, &sent);
             // Whatever upstream echoed of the request is masked before anyone sees it.
-            self.kind.fetch(&cx, state).await.map_err(|error| {
+            self.config.kind.fetch(&cx, state).await.map_err(|error| {
                 error
                     .map_message(|message| sent.mask(&message))
-                    .in_provider(&self.name)
+                    .in_provider(&self.config.name)
             })
         })
     }
@@ -69,12 +70,12 @@ impl Fetch for Configured {
     fn new_key<'a>(&'a self, state: &'a FetchState) -> NewKeyFuture<'a> {
         Box::pin(async move {
             let sent = SentSecrets::default();
-            let cx = self.services.cx(&self.name, &sent);
+            let cx = self.services.cx(&self.config.name, &sent);
             let requested = async {
                 let ProviderKind::Static {
                     secret,
                     rotate: Some(rotation),
-                } = &self.kind
+                } = &self.config.kind
                 else {
                     return Err(FetchError::Config(NO_ROTATE.to_owned()));
                 };
@@ -85,7 +86,7 @@ impl Fetch for Configured {
             requested.await.map_err(|error| {
                 error
                     .map_message(|message| sent.mask(&message))
-                    .in_provider(&self.name)
+                    .in_provider(&self.config.name)
             })
         })
     }

@@ -108,7 +108,7 @@ fn instance(
         name: "api".into(),
         kind: ProviderKind::Static {
             secret: secret.clone(),
-            rotate,
+            rotate: rotate.map(Box::new),
         },
         presentation: Presentation::default(),
         persist: true,

@@ -31,7 +31,9 @@ impl Provider {
     /// Notified each time the cached token is replaced or dropped (the value is a generation
     /// number; only its changes matter).
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+        self.changes
+            .get_or_init(|| watch::Sender::new(0))
+            .subscribe()
     }
 
     /// Whether the current token has a user: a caller asked for it, or a standing user exists.
@@ -41,6 +43,8 @@ impl Provider {
 
     /// Tells the followers that the token of `generation` replaced the previous one.
     pub(super) fn announce(&self, generation: u64) {
-        self.changes.send_replace(generation);
+        if let Some(changes) = self.changes.get() {
+            changes.send_replace(generation);
+        }
     }
 }

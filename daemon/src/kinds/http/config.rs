@@ -220,7 +220,7 @@ pub(super) fn read(
         timeout,
         jwt,
     };
-    Ok((ProviderKind::Http(exchange), None))
+    Ok((ProviderKind::Http(Box::new(exchange)), None))
 }
 
 /// `expires = …`: `"jwt"` or a pointer to a number of seconds.

@@ -204,5 +204,5 @@ fn read(
         scheme: Scheme::Raw,
         basic_user: String::new(),
     };
-    Ok((ProviderKind::Http(exchange), Some(presentation)))
+    Ok((ProviderKind::Http(Box::new(exchange)), Some(presentation)))
 }

@@ -243,7 +243,7 @@ fn read(
         base_url,
         installation,
     };
-    Ok((ProviderKind::GitHubApp(app), None))
+    Ok((ProviderKind::GitHubApp(Box::new(app)), None))
 }
 
 /// A positive integer at `key`.

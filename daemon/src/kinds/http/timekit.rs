@@ -106,5 +106,5 @@ fn read(
         scheme: Scheme::Basic,
         basic_user: String::new(),
     };
-    Ok((ProviderKind::Http(exchange), Some(presentation)))
+    Ok((ProviderKind::Http(Box::new(exchange)), Some(presentation)))
 }

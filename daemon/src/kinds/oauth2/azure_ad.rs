@@ -255,7 +255,7 @@ fn read(
         signing_key,
         client_assertion,
     };
-    Ok((ProviderKind::OAuth2(config), None))
+    Ok((ProviderKind::OAuth2(Box::new(config)), None))
 }
 
 /// `workload_identity` (a boolean), or implied by `federated_token_file`.

@@ -274,7 +274,7 @@ pub(super) fn read(
         signing_key,
         client_assertion,
     };
-    Ok((ProviderKind::OAuth2(config), None))
+    Ok((ProviderKind::OAuth2(Box::new(config)), None))
 }
 
 /// The `authorization_code` grant's own keys.

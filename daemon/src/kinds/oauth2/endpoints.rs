@@ -35,10 +35,10 @@ pub(crate) async fn endpoints(
             revocation: None,
         },
         TokenEndpoint::Issuer(issuer) => match &state.discovered {
-            Some(found) => found.clone(),
+            Some(found) => (**found).clone(),
             None => {
                 let found = discover(cx, issuer, config.timeout).await?;
-                state.discovered = Some(found.clone());
+                state.discovered = Some(Box::new(found.clone()));
                 found
             }
         },

@@ -143,7 +143,7 @@ fn read(
         subject,
         timeout: table.timeout()?,
     };
-    Ok((ProviderKind::Google(account), None))
+    Ok((ProviderKind::Google(Box::new(account)), None))
 }
 
 /// The fields of a key file tokend uses.

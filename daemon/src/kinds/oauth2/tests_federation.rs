@@ -14,7 +14,7 @@ use crate::kinds::oauth2::*;
 
 fn oauth2(config: &Config, name: &str) -> OAuth2Config {
     match &config.providers[name].kind {
-        ProviderKind::OAuth2(config) => config.clone(),
+        ProviderKind::OAuth2(config) => (**config).clone(),
         other => panic!("{name}: expected oauth2, got {other:?}"),
     }
 }

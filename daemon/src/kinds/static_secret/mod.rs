@@ -58,7 +58,13 @@ fn read(
     };
     let secret = static_key(table, &found, literals)?;
     let rotate = rotate::read(table)?;
-    Ok((ProviderKind::Static { secret, rotate }, None))
+    Ok((
+        ProviderKind::Static {
+            secret,
+            rotate: rotate.map(Box::new),
+        },
+        None,
+    ))
 }
 
 /// A static key's template: `${provider:…}` has no place in it (a static key is resolved once

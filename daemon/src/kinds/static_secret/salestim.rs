@@ -50,7 +50,7 @@ fn read(
     Ok((
         ProviderKind::Static {
             secret: api_key,
-            rotate,
+            rotate: rotate.map(Box::new),
         },
         Some(presentation),
     ))
