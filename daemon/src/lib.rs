@@ -42,6 +42,7 @@ pub mod fleet;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod heap;
 pub mod kinds;
 mod metrics;
 mod outlets;

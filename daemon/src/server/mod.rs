@@ -85,6 +85,8 @@ pub async fn run_with(
         options.store,
         options.fleet,
     ));
+    // The config's parse is over: its freed memory goes back (see `heap`).
+    crate::heap::release_free_memory();
     let slots = slots::Slots::new(options.max_connections.unwrap_or(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

@@ -258,6 +258,8 @@ impl State {
             "reloaded {}",
             path.display()
         );
+        // The new config's parse is over: its freed memory goes back (see `heap`).
+        crate::heap::release_free_memory();
         Ok(summary)
     }
 
