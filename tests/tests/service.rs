@@ -329,6 +329,10 @@ fn an_auto_started_daemon_yields_to_the_service_manager() {
     // systemd's socket unit unlinks whatever is at its path and binds it.
     std::fs::remove_file(&socket).unwrap();
     let config = earlier.dir().join("config.toml");
+    // The same user's daemon: the same store, which the service's tokend also waits for. (Not
+    // the real home's store: the service gets a fresh environment, and a tokend of the person
+    // running the tests may hold that one.)
+    let data_dir = earlier.data_dir();
     let _service = socket_activate(
         &socket,
         &[
@@ -336,7 +340,10 @@ fn an_auto_started_daemon_yields_to_the_service_manager() {
             "--config".to_owned(),
             config.display().to_string(),
         ],
-        &[("DEMO_KEY", "service")],
+        &[
+            ("DEMO_KEY", "service"),
+            ("TOKEND_DATA", data_dir.to_str().unwrap()),
+        ],
         &earlier.dir().join("service.log"),
     );
 
