@@ -272,3 +272,77 @@ fn a_cap_above_the_open_file_limit_is_lowered_to_what_fits() {
         still_serves(&daemon);
     }
 }
+
+/// What the daemon holds, read from outside: open descriptors and resident memory (`/proc`),
+/// and the tasks it runs (`tokend_runtime_tasks` in `tok metrics`).
+#[cfg(target_os = "linux")]
+fn holdings(daemon: &Daemon) -> (usize, u64, u64) {
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", daemon.pid()));
+    let fds = std::fs::read_dir(proc_dir.join("fd")).unwrap().count();
+    let status = std::fs::read_to_string(proc_dir.join("status")).unwrap();
+    let rss_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let metrics = tokend_e2e::stdout(&daemon.tok(&["metrics"]));
+    let tasks = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tokend_runtime_tasks "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no tokend_runtime_tasks in:\n{metrics}"));
+    (fds, rss_kib, tasks)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ten_thousand_connect_close_cycles_leave_nothing_behind() {
+    let daemon = daemon();
+    // Every way a connection can end early: closed before a byte, mid-hello, after the
+    // handshake, after a request without reading the answer, after garbage.
+    let cycle = |i: usize| match i % 5 {
+        0 => drop(raw(&daemon)),
+        1 => {
+            let mut stream = raw(&daemon);
+            let _ = stream.write_all(b"\x00\x00\x00\x0fTOK");
+        }
+        2 => drop(handshaken(&daemon)),
+        3 => {
+            let mut stream = handshaken(&daemon);
+            let request = codec::encode(&Request::Ping).unwrap();
+            let _ = frame::write_frame(&mut stream, &request);
+        }
+        _ => {
+            let mut stream = handshaken(&daemon);
+            let _ = stream.write_all(b"\x00\x00\x00\x03\xff\xfe\xfd");
+        }
+    };
+    // Warm-up: the runtime and the allocator reach their working size.
+    (0..1_000).for_each(cycle);
+    let settled = |daemon: &Daemon, before: (usize, u64, u64)| {
+        let mut now = holdings(daemon);
+        tokend_e2e::eventually(Duration::from_secs(10), || {
+            now = holdings(daemon);
+            now.0 <= before.0 && now.2 <= before.2
+        });
+        now
+    };
+    let before = settled(&daemon, holdings(&daemon));
+    (0..10_000).for_each(cycle);
+    let after = settled(&daemon, before);
+    assert!(
+        after.0 <= before.0,
+        "descriptors {} -> {}",
+        before.0,
+        after.0
+    );
+    assert!(after.2 <= before.2, "tasks {} -> {}", before.2, after.2);
+    // A connection left behind costs about 6 KiB: 10 000 of them would be 60 MiB.
+    assert!(
+        after.1 <= before.1 + 2048,
+        "RSS {} KiB -> {} KiB after 10 000 connections",
+        before.1,
+        after.1
+    );
+    still_serves(&daemon);
+}
