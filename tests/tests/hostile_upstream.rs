@@ -1,5 +1,6 @@
 //! A token endpoint that does not play fair, against the real `tokend` and `tok`: a token that
-//! would inject HTTP headers, an error body that echoes the request's secrets, and JWTs whose
+//! would inject HTTP headers, an error body that echoes the request's secrets (client secrets,
+//! JSON-body secrets, secret header values), and JWTs whose
 //! `exp` says they have already expired (however it is written). Each is refused with an error
 //! naming the provider; nothing harmful is served, cached, shown or logged.
 
@@ -100,6 +101,19 @@ async fn a_token_with_a_line_break_is_refused_not_served_as_a_header() {
             assert_ne!(status["providers"][0]["state"], "fresh", "{status}");
         }
     }
+    // Not only line breaks: NUL, other C0 controls, DEL and C1 controls are no header value.
+    for (bad, code_point) in [
+        ("abc\u{0}def", "U+0000"),
+        ("abc\u{1b}[2J", "U+001B"),
+        ("abc\u{7f}", "U+007F"),
+        ("abc\u{85}def", "U+0085"),
+    ] {
+        let server = answering("/token", serde_json::json!({ "token": bad })).await;
+        let (exit, out, err, _, _) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+        assert_eq!(exit, 5, "{code_point}: {err}");
+        assert!(out.is_empty(), "{code_point}: served {out:?}");
+        assert!(err.contains(code_point), "{code_point}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,6 +150,72 @@ async fn secrets_a_token_endpoint_echoes_are_masked_everywhere() {
             assert!(
                 !text.contains(form),
                 "{what} shows the secret ({form}): {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_sent_in_a_json_body_and_a_header_are_masked_when_echoed() {
+    let server = MockServer::start().await;
+    // An `http` exchange whose status object repeats the JSON body and the headers it was
+    // sent, as a debugging endpoint would; the `ok` check shows that message.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "status": {
+                "code": "DENIED",
+                "description": "refused {\"user\":\"svc\",\"password\":\"Echoed-Client-Secret+9/x\"} \
+                                with X-Api-Key: Header-Secret-77"
+            }
+        })))
+        .mount(&server)
+        .await;
+    let config = format!(
+        r#"
+[providers.api]
+kind = "http"
+url = "{}/token"
+headers = {{ X-Api-Key = "${{env:E2E_HEADER_SECRET}}" }}
+json = {{ user = "svc", password = "${{env:E2E_CLIENT_SECRET}}" }}
+token = "/token"
+ok = {{ pointer = "/status/code", equals = "OK", message = "/status/description" }}
+"#,
+        server.uri()
+    );
+    let (exit, out, err, log, status) = blocking(move || {
+        let daemon = Daemon::start_with_env(
+            &config,
+            &[
+                ("E2E_CLIENT_SECRET", "Echoed-Client-Secret+9/x"),
+                ("E2E_HEADER_SECRET", "Header-Secret-77"),
+            ],
+        );
+        let out = daemon.tok(&["get", "api"]);
+        let status = stdout(&daemon.tok(&["status", "--json"]));
+        (code(&out), stdout(&out), stderr(&out), daemon.log(), status)
+    })
+    .await;
+    assert_eq!(exit, 5, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("refused") && err.contains("[redacted]"),
+        "the error still says what upstream answered: {err}"
+    );
+    // The request did carry both secrets: what was masked is what was sent.
+    let requests = server.received_requests().await.unwrap();
+    let sent = &requests[0];
+    assert_eq!(sent.headers["x-api-key"], "Header-Secret-77");
+    assert!(String::from_utf8_lossy(&sent.body).contains("Echoed-Client-Secret+9/x"));
+    for (what, text) in [
+        ("tok's error", &err),
+        ("the log", &log),
+        ("tok status", &status),
+    ] {
+        for secret in ["Echoed-Client-Secret", "Header-Secret-77"] {
+            assert!(
+                !text.contains(secret),
+                "{what} shows the secret ({secret}): {text}"
             );
         }
     }
