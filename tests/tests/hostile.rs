@@ -161,6 +161,49 @@ fn silent_connections_do_not_block_others() {
 }
 
 #[test]
+fn a_slow_reader_of_a_large_answer_gets_it_whole_and_holds_up_no_one() {
+    // A status answer several times a socket buffer (208 KiB by default on Linux): the daemon's
+    // write has to wait for this reader, which takes its time.
+    let mut config = String::from(CONFIG);
+    for index in 0..10_000 {
+        config.push_str(&format!(
+            "[providers.a-provider-with-a-rather-long-name-{index:05}]\n\
+             kind = \"static\"\nsecret = \"${{env:E2E_HOSTILE_PAT}}\"\n"
+        ));
+    }
+    let daemon = Daemon::start_with_env(&config, &[("E2E_HOSTILE_PAT", "pat-hostile")]);
+    let mut slow = handshaken(&daemon);
+    let request = codec::encode(&Request::Status).unwrap();
+    frame::write_frame(&mut slow, &request).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Meanwhile others are served.
+    still_serves(&daemon);
+    let mut answer = tokend_protocol::SecretBuf::default();
+    assert!(frame::read_message_into(&mut slow, frame::MAX_MESSAGE_LEN, &mut answer).unwrap());
+    assert!(answer.len() > 512 * 1024, "{} bytes", answer.len());
+    match codec::decode_message::<Response>(&answer).unwrap() {
+        Response::Status(status) => {
+            assert_eq!(status.providers.len(), 10_001);
+            assert_eq!(
+                status.providers[9999].name,
+                "a-provider-with-a-rather-long-name-09999"
+            );
+        }
+        other => panic!("expected a status, got {other:?}"),
+    }
+    // The connection goes on serving after the long write.
+    let request = codec::encode(&Request::Ping).unwrap();
+    frame::write_frame(&mut slow, &request).unwrap();
+    let answer = frame::read_frame(&mut slow, frame::MAX_FRAME_LEN)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        codec::decode::<Response>(&answer).unwrap(),
+        Response::Pong(_)
+    ));
+}
+
+#[test]
 fn an_incompatible_client_is_told_so_in_the_handshake() {
     let daemon = daemon();
     let mut stream = raw(&daemon);

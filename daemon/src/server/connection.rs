@@ -21,6 +21,7 @@ use super::audit::ConnectionAudit;
 use super::dispatch::{Reply, dispatch_payload};
 use super::peer::check_peer;
 use super::slots::Slot;
+use super::socket::{ClientSocket, for_requests};
 use super::state::State;
 
 /// Time a new connection has to complete the handshake.
@@ -51,6 +52,13 @@ pub(crate) async fn serve(
     if state.audit.enabled() {
         peer.exe();
     }
+    let stream = match for_requests(stream) {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(peer_pid = peer.pid, "could not serve a connection: {err}");
+            return;
+        }
+    };
     let mut stream = BufReader::with_capacity(READ_BUFFER, stream);
     let greeting = tokio::select! {
         greeting = timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream)) => greeting,
@@ -158,7 +166,7 @@ pub(crate) async fn serve(
 }
 
 /// Reads the client's hello and answers it. `Ok(false)` when the client is incompatible.
-async fn handshake(stream: &mut BufReader<Stream>) -> Result<bool, ProtocolError> {
+async fn handshake(stream: &mut BufReader<ClientSocket>) -> Result<bool, ProtocolError> {
     let payload = read_frame(stream, MAX_HANDSHAKE_LEN)
         .await?
         .ok_or(ProtocolError::Truncated)?;
@@ -176,7 +184,7 @@ async fn handshake(stream: &mut BufReader<Stream>) -> Result<bool, ProtocolError
     Ok(true)
 }
 
-async fn send(stream: &mut BufReader<Stream>, reply: &Reply) -> Result<(), ProtocolError> {
+async fn send(stream: &mut BufReader<ClientSocket>, reply: &Reply) -> Result<(), ProtocolError> {
     let encoded;
     let frame: &[u8] = match reply {
         Reply::Cached(cached) => cached.frame(),

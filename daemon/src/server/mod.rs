@@ -6,6 +6,7 @@
 //!   activation).
 //! - `connection` serves one client: handshake, request/response loop, timeouts.
 //! - `peer` says who the client is (its uid must be ours).
+//! - `socket` is a connection's socket as the request loop uses it (read interest only on Unix).
 //! - `audit` keeps the audit trail: which program got which token, aggregated off the hot path.
 //! - `dispatch` is the one `match` on requests; `handlers` answer them, one file per family.
 //! - `state` is what every connection shares: the providers, swapped whole on reload.
@@ -25,6 +26,7 @@ pub(crate) mod handlers;
 pub mod listener;
 pub(crate) mod peer;
 pub(crate) mod slots;
+pub(crate) mod socket;
 pub(crate) mod state;
 
 use self::listener::BoundListener;
