@@ -9,6 +9,12 @@
 //! reader), for the rest of that connection. Redis registers its client sockets the same way.
 //!
 //! On Windows the named pipe is used as it is.
+//!
+//! One of the workspace's `unsafe` modules (see `tests/layout.rs`): tokio's registration of a
+//! descriptor with chosen interest is `unsafe` because it cannot check that the descriptor
+//! stays open; here the registration owns the socket.
+
+#![allow(unsafe_code)]
 
 #[cfg(windows)]
 pub(crate) type ClientSocket = interprocess::local_socket::tokio::Stream;
@@ -54,7 +60,6 @@ mod unix {
     }
 
     /// Registers `stream` with the reactor for `interest`.
-    #[allow(unsafe_code)]
     fn register(stream: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
         // SAFETY: the `AsyncFd` owns the stream, so its descriptor stays open and the same
         // until the `AsyncFd` is dropped or gives the stream back with `into_inner`.
