@@ -1,11 +1,13 @@
 //! `tokend-bench`: tokend against its physical floor, side by side in one run.
 //!
-//! Run it as `cargo build --release -p tokend-e2e && cargo build --release -p tokend -p tokend-client
-//! && target/release/tokend-bench` (tokend is built on its own last, as `cargo install` builds it:
-//! built together with the test crate it would get wiremock's extra HTTP server features)
-//! (about 40 s; `--quick` or `QUICK=1` for a ~8 s smoke run). It finds `tokend`, `tok` and
-//! `hello` next to its own executable and prints one markdown table with the targets from
-//! `research/perf-baselines.md`:
+//! Run it as `cargo build --release -p tokend-e2e -p tokend-hello && cargo build --release -p
+//! tokend -p tokend-client && cargo build --release --target x86_64-unknown-linux-musl -p
+//! tokend-client -p tokend-hello --bins && target/release/tokend-bench` (tokend is built on its
+//! own, as `cargo install` builds it: built together with the test crate it would get wiremock's
+//! extra HTTP server features) (about 60 s; `--quick` or `QUICK=1` for a ~10 s smoke run). It
+//! finds `tokend`, `tok` and `hello` next to its own executable, the static `tok` and `hello` in
+//! `target/x86_64-unknown-linux-musl/release/`, and prints one markdown table with the targets
+//! from `research/perf-baselines.md`:
 //!
 //! - **a. cache hit, 1 client, same CPU**: the real `tokend` (static provider, cached token)
 //!   driven by the blocking `tokend_client::Client` on one persistent connection, against a raw
@@ -19,8 +21,10 @@
 //!   total / wall time from a common start barrier to the last thread's end.
 //! - **b'. one shared client**: the same threads calling one `Client` (by reference; each call
 //!   takes a pooled connection of its own) against one `Client` per thread as in b, alternated.
-//! - **c. whole process**: `tok --socket S get NAME` against the `hello` binary (and `true`, the
-//!   fork+exec floor), alternated run by run, timed spawn-to-exit.
+//! - **c. whole process**: `tok get NAME` against the `hello` binary (and `true`, the fork+exec
+//!   floor), alternated run by run, timed spawn-to-exit. `tok` is the static build the Debian
+//!   package ships; the default dynamic build and a statically built `hello` are timed in the
+//!   same rounds and shown beside it.
 //! - **d. resident memory**: `VmRSS` of tokend and of the raw server right after start plus one
 //!   request, and again after all the load; `VmHWM` is the peak.
 //! - **e. stampede on an expired token** (once per run, after everything else): a fake token
@@ -92,7 +96,7 @@ use measure::{
 };
 use process::{
     ChildGuard, Rss, cpu_ns, cpus_of, cpuset, pin_current_thread, raise_open_file_limit, rss,
-    set_process_affinity, sibling, spawn_ready, spawn_tokend, tasks,
+    set_process_affinity, sibling, spawn_ready, spawn_tokend, static_sibling, tasks,
 };
 use report::Report;
 use upstream::{FakeEndpoint, REFRESHING, STAMPEDE};
@@ -244,8 +248,11 @@ impl Knobs {
 fn bench(knobs: &Knobs) {
     let started = Instant::now();
     let tokend_bin = sibling("tokend");
-    let tok_bin = sibling("tok");
+    // `tok` as packaged (static), and as `cargo install` builds it (dynamically linked).
+    let tok_bin = static_sibling("tok");
+    let tok_dynamic_bin = sibling("tok");
     let hello_bin = sibling("hello");
+    let hello_static_bin = static_sibling("hello");
     let self_bin = std::env::current_exe().expect("path of the tokend-bench executable");
 
     let allowed = rustix::thread::sched_getaffinity(None).expect("sched_getaffinity");
@@ -529,23 +536,24 @@ fn bench(knobs: &Knobs) {
             .stderr(Stdio::null());
         command
     };
-    let tok_get = || {
-        let mut command = Command::new(&tok_bin);
+    let tok_get = |tok_bin: &Path| {
+        let mut command = Command::new(tok_bin);
         command
             .args(["get", PROVIDER])
             .env("TOKEND_SOCKET", &socket)
             .env("TOKEND_NO_AUTOSTART", "1");
         command
     };
-    {
+    for tok_bin in [&tok_bin, &tok_dynamic_bin] {
         // `tok get` must print exactly the token (checked once, outside the timings).
-        let output = tok_get()
+        let output = tok_get(tok_bin)
             .stdin(Stdio::null())
             .output()
             .expect("run tok get");
         assert!(
             output.status.success() && output.stdout.trim_ascii_end() == secret.as_bytes(),
-            "tok get did not print the token: {}; stderr: {}",
+            "{} get did not print the token: {}; stderr: {}",
+            tok_bin.display(),
             output.status,
             String::from_utf8_lossy(&output.stderr)
         );
@@ -556,8 +564,14 @@ fn bench(knobs: &Knobs) {
         std::str::from_utf8(peers::GitCache::get_input()).expect("ASCII"),
     );
     let mut procs = vec![
-        Proc::new("tok get", quiet(tok_get()), None),
+        Proc::new("tok get", quiet(tok_get(&tok_bin)), None),
+        Proc::new("tok get (dynamic)", quiet(tok_get(&tok_dynamic_bin)), None),
         Proc::new("hello", quiet(Command::new(&hello_bin)), None),
+        Proc::new(
+            "hello (static)",
+            quiet(Command::new(&hello_static_bin)),
+            None,
+        ),
         Proc::new("true", quiet(Command::new("true")), None),
     ];
     if let Some(cache) = &git_cache {
@@ -591,7 +605,9 @@ fn bench(knobs: &Knobs) {
     }
     let mut procs = procs.into_iter().map(|proc| proc.times);
     let tok_times = procs.next().expect("tok get");
+    let tok_dynamic_times = procs.next().expect("tok get (dynamic)");
     let hello_times = procs.next().expect("hello");
+    let hello_static_times = procs.next().expect("hello (static)");
     let true_times = procs.next().expect("true");
     let git_times = procs.next();
 
@@ -627,7 +643,9 @@ fn bench(knobs: &Knobs) {
         multi_redis: &multi_redis,
         shared: &shared,
         tok: &tok_times,
+        tok_dynamic: &tok_dynamic_times,
         hello: &hello_times,
+        hello_static: &hello_static_times,
         true_: &true_times,
         git: git_times.as_ref(),
         tokend_idle,
@@ -641,7 +659,13 @@ fn bench(knobs: &Knobs) {
         tokend_exit,
         tokend_warnings,
         elapsed: started.elapsed(),
-        binaries: [&tokend_bin, &tok_bin, &hello_bin],
+        binaries: [
+            &tokend_bin,
+            &tok_bin,
+            &tok_dynamic_bin,
+            &hello_bin,
+            &hello_static_bin,
+        ],
     };
     print!("{}", report.render());
 }

@@ -74,7 +74,32 @@ pub(crate) fn sibling(name: &str) -> PathBuf {
         .join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build with `cargo build --release -p tokend-e2e && cargo build --release -p tokend -p tokend-client` first",
+        "{} is missing: build with `cargo build --release -p tokend-e2e -p tokend-hello && cargo build --release -p tokend -p tokend-client` first",
+        path.display()
+    );
+    path
+}
+
+/// The target triple of the static builds: `tok` as the Debian package ships it, and `hello`
+/// built the same way.
+pub(crate) const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// A binary of the static build beside this executable's target directory
+/// (`target/x86_64-unknown-linux-musl/release/NAME`).
+pub(crate) fn static_sibling(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the tokend-bench executable");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory of the tokend-bench executable")
+        .join(STATIC_TARGET)
+        .join("release")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the static tok and hello with `cargo build --release --target \
+         {STATIC_TARGET} -p tokend-client -p tokend-hello --bins` first (needs `rustup target add \
+         {STATIC_TARGET}` and Debian's musl-tools)",
         path.display()
     );
     path

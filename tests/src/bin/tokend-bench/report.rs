@@ -26,8 +26,15 @@ pub(crate) struct Report<'a> {
     pub(crate) multi_redis: &'a Paired,
     /// b': one client shared by every thread (ours) vs one client per thread (base).
     pub(crate) shared: &'a Paired,
+    /// `tok get` of the static build (x86_64-unknown-linux-musl), as the Debian package ships it.
     pub(crate) tok: &'a ProcTimes,
+    /// `tok get` of the default build (dynamically linked against glibc), as `cargo install`
+    /// builds it.
+    pub(crate) tok_dynamic: &'a ProcTimes,
+    /// The floor: a Rust hello world built the default way.
     pub(crate) hello: &'a ProcTimes,
+    /// The same hello world built statically like the packaged `tok`.
+    pub(crate) hello_static: &'a ProcTimes,
     pub(crate) true_: &'a ProcTimes,
     /// `git credential-cache get`, the whole-process peer (`None` without git).
     pub(crate) git: Option<&'a ProcTimes>,
@@ -44,7 +51,8 @@ pub(crate) struct Report<'a> {
     pub(crate) tokend_exit: Option<ExitStatus>,
     pub(crate) tokend_warnings: usize,
     pub(crate) elapsed: Duration,
-    pub(crate) binaries: [&'a Path; 3],
+    /// tokend, tok (static), tok (dynamic), hello, hello (static).
+    pub(crate) binaries: [&'a Path; 5],
 }
 
 /// A target on a ratio or a value; [`Target::cell`] shows it and whether it is met.
@@ -189,10 +197,12 @@ impl Report<'_> {
         );
         let _ = writeln!(
             w,
-            "- binaries: tokend {}, tok {}, hello {}",
+            "- binaries: tokend {}, tok {} (static, as packaged; {} dynamic), hello {} ({} static)",
             file_kib(self.binaries[0]),
             file_kib(self.binaries[1]),
-            file_kib(self.binaries[2])
+            file_kib(self.binaries[2]),
+            file_kib(self.binaries[3]),
+            file_kib(self.binaries[4])
         );
         let _ = writeln!(
             w,
@@ -315,7 +325,8 @@ impl Report<'_> {
             "–".to_owned(),
         );
         row(
-            "c. `tok get NAME` whole process — p50 (baseline: `hello`)".to_owned(),
+            "c. `tok get NAME` whole process, static build as packaged — p50 (baseline: `hello`)"
+                .to_owned(),
             ms(self.tok.p50()),
             ms(self.hello.p50()),
             ratio(tok_ratio),
@@ -326,6 +337,24 @@ impl Report<'_> {
             ms(self.tok.p99()),
             ms(self.hello.p99()),
             ratio(tok_p99_ratio),
+            "–".to_owned(),
+        );
+        let (dynamic_ratio, _) = self.tok_dynamic.ratio_to(self.hello);
+        row(
+            "c. `tok get NAME`, dynamic build as `cargo install` makes it — p50 (baseline: `hello`)"
+                .to_owned(),
+            ms(self.tok_dynamic.p50()),
+            ms(self.hello.p50()),
+            ratio(dynamic_ratio),
+            "–".to_owned(),
+        );
+        let (same_build_ratio, _) = self.tok.ratio_to(self.hello_static);
+        row(
+            "c. `tok get NAME`, static build — p50 (baseline: `hello` built statically too)"
+                .to_owned(),
+            ms(self.tok.p50()),
+            ms(self.hello_static.p50()),
+            ratio(same_build_ratio),
             "–".to_owned(),
         );
         if let Some(git) = self.git {
@@ -403,7 +432,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             w,
-            "- c. tok get ÷ hello {} → median **{}** (target ≤ 1.10×)",
+            "- c. tok get (static) ÷ hello {} → median **{}** (target ≤ 1.10×)",
             ratios(&tok_ratios),
             ratio(tok_ratio)
         );
