@@ -57,17 +57,18 @@ client_secret = "${{env:E2E_CLIENT_SECRET}}"
     )
 }
 
-/// `tok ARGS` for a daemon with `config` (and `E2E_CLIENT_SECRET` set): exit, stdout, stderr,
-/// the daemon log and `tok status --json`.
+/// The daemon environment of most tests here: the client secret the endpoints echo.
+const CLIENT_SECRET: &[(&str, &str)] = &[("E2E_CLIENT_SECRET", "Echoed-Client-Secret+9/x")];
+
+/// `tok ARGS` for a daemon with `config` and the environment `env`: exit, stdout, stderr, the
+/// daemon log and `tok status --json`.
 async fn tok(
     config: String,
+    env: &'static [(&'static str, &'static str)],
     args: &'static [&'static str],
 ) -> (i32, String, String, String, String) {
     blocking(move || {
-        let daemon = Daemon::start_with_env(
-            &config,
-            &[("E2E_CLIENT_SECRET", "Echoed-Client-Secret+9/x")],
-        );
+        let daemon = Daemon::start_with_env(&config, env);
         let out = daemon.tok(args);
         let status = stdout(&daemon.tok(&["status", "--json"]));
         (code(&out), stdout(&out), stderr(&out), daemon.log(), status)
@@ -87,7 +88,7 @@ async fn a_token_with_a_line_break_is_refused_not_served_as_a_header() {
     for config in [http_provider(&http.uri()), oauth2_provider(&oauth.uri())] {
         for args in [&["header", "api"][..], &["get", "api"][..]] {
             let args: &'static [&'static str] = Box::leak(args.to_vec().into_boxed_slice());
-            let (exit, out, err, log, status) = tok(config.clone(), args).await;
+            let (exit, out, err, log, status) = tok(config.clone(), CLIENT_SECRET, args).await;
             assert_eq!(exit, 5, "{args:?}: {err}");
             assert!(out.is_empty(), "nothing is printed: {out:?}");
             assert!(
@@ -109,7 +110,8 @@ async fn a_token_with_a_line_break_is_refused_not_served_as_a_header() {
         ("abc\u{85}def", "U+0085"),
     ] {
         let server = answering("/token", serde_json::json!({ "token": bad })).await;
-        let (exit, out, err, _, _) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+        let (exit, out, err, _, _) =
+            tok(http_provider(&server.uri()), CLIENT_SECRET, &["get", "api"]).await;
         assert_eq!(exit, 5, "{code_point}: {err}");
         assert!(out.is_empty(), "{code_point}: served {out:?}");
         assert!(err.contains(code_point), "{code_point}: {err}");
@@ -130,7 +132,12 @@ async fn secrets_a_token_endpoint_echoes_are_masked_everywhere() {
         })))
         .mount(&server)
         .await;
-    let (exit, out, err, log, status) = tok(oauth2_provider(&server.uri()), &["get", "api"]).await;
+    let (exit, out, err, log, status) = tok(
+        oauth2_provider(&server.uri()),
+        CLIENT_SECRET,
+        &["get", "api"],
+    )
+    .await;
     assert_eq!(exit, 5, "{err}");
     assert!(out.is_empty());
     assert!(
@@ -183,19 +190,11 @@ ok = {{ pointer = "/status/code", equals = "OK", message = "/status/description"
 "#,
         server.uri()
     );
-    let (exit, out, err, log, status) = blocking(move || {
-        let daemon = Daemon::start_with_env(
-            &config,
-            &[
-                ("E2E_CLIENT_SECRET", "Echoed-Client-Secret+9/x"),
-                ("E2E_HEADER_SECRET", "Header-Secret-77"),
-            ],
-        );
-        let out = daemon.tok(&["get", "api"]);
-        let status = stdout(&daemon.tok(&["status", "--json"]));
-        (code(&out), stdout(&out), stderr(&out), daemon.log(), status)
-    })
-    .await;
+    let env = &[
+        ("E2E_CLIENT_SECRET", "Echoed-Client-Secret+9/x"),
+        ("E2E_HEADER_SECRET", "Header-Secret-77"),
+    ];
+    let (exit, out, err, log, status) = tok(config, env, &["get", "api"]).await;
     assert_eq!(exit, 5, "{err}");
     assert!(out.is_empty());
     assert!(
@@ -226,7 +225,8 @@ async fn a_jwt_that_expired_is_refused_however_its_exp_is_written() {
     for exp in ["-5", "0", "1000", "\"-30\"", "-1e10"] {
         let token = jwt(&format!(r#"{{"sub":"x","exp":{exp}}}"#));
         let server = answering("/token", serde_json::json!({ "token": token })).await;
-        let (exit, out, err, _, status) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+        let (exit, out, err, _, status) =
+            tok(http_provider(&server.uri()), CLIENT_SECRET, &["get", "api"]).await;
         assert_eq!(exit, 5, "exp {exp}: {err}");
         assert!(out.is_empty(), "exp {exp}: served {out}");
         assert!(err.contains("already expired"), "exp {exp}: {err}");
@@ -236,13 +236,15 @@ async fn a_jwt_that_expired_is_refused_however_its_exp_is_written() {
     // An `exp` nothing can read: said, never taken as "valid forever".
     let token = jwt(r#"{"sub":"x","exp":"soon"}"#);
     let server = answering("/token", serde_json::json!({ "token": token })).await;
-    let (exit, _, err, _, _) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+    let (exit, _, err, _, _) =
+        tok(http_provider(&server.uri()), CLIENT_SECRET, &["get", "api"]).await;
     assert_eq!(exit, 5, "{err}");
     assert!(err.contains("lifetime is unknown"), "{err}");
     // A huge one is capped (ten years), not an overflow.
     let token = jwt(r#"{"sub":"x","exp":1e300}"#);
     let server = answering("/token", serde_json::json!({ "token": token })).await;
-    let (exit, _, err, _, status) = tok(http_provider(&server.uri()), &["get", "api"]).await;
+    let (exit, _, err, _, status) =
+        tok(http_provider(&server.uri()), CLIENT_SECRET, &["get", "api"]).await;
     assert_eq!(exit, 0, "{err}");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     // `expires_at` is RFC 3339: ten years from now.
