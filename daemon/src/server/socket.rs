@@ -76,6 +76,8 @@ mod unix {
     impl ClientSocket {
         /// Registers a connected, non-blocking socket for reads.
         pub(crate) fn new(stream: UnixStream) -> io::Result<Self> {
+            #[cfg(target_vendor = "apple")]
+            rustix::net::sockopt::set_socket_nosigpipe(&stream, true)?;
             Ok(Self {
                 fd: Some(register(stream, Interest::READABLE)?),
                 watching_writes: false,
@@ -125,9 +127,17 @@ mod unix {
         }
     }
 
-    /// `send` rather than `write`: a client gone away is an error, never a SIGPIPE.
+    /// Flags of every `send`: a client gone away is an error, never a SIGPIPE. Apple systems
+    /// have no `MSG_NOSIGNAL`; there the socket's `SO_NOSIGPIPE`, set in [`ClientSocket::new`],
+    /// does the same.
+    #[cfg(not(target_vendor = "apple"))]
+    const SEND_FLAGS: SendFlags = SendFlags::NOSIGNAL;
+    #[cfg(target_vendor = "apple")]
+    const SEND_FLAGS: SendFlags = SendFlags::empty();
+
+    /// `send` rather than `write`, for [`SEND_FLAGS`].
     fn write(socket: &UnixStream, buf: &[u8]) -> io::Result<usize> {
-        send(socket, buf, SendFlags::NOSIGNAL).map_err(io::Error::from)
+        send(socket, buf, SEND_FLAGS).map_err(io::Error::from)
     }
 
     impl AsyncWrite for ClientSocket {
