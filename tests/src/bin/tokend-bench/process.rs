@@ -67,17 +67,15 @@ pub(crate) fn signal(pid: u32, signal: Signal) {
 
 /// A binary next to this executable (`target/release/NAME`).
 pub(crate) fn sibling(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the tokend-bench executable");
-    let path = exe
+    let dir = bench_exe()
         .parent()
         .expect("directory of the tokend-bench executable")
-        .join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build with `cargo build --release -p tokend-e2e -p tokend-hello && cargo build --release -p tokend -p tokend-client` first",
-        path.display()
-    );
-    path
+        .to_owned();
+    built(
+        dir.join(name),
+        "build with `cargo build --release -p tokend-e2e -p tokend-hello && cargo build --release \
+         -p tokend -p tokend-client` first",
+    )
 }
 
 /// The target triple of the static builds: `tok` as the Debian package ships it, and `hello`
@@ -87,19 +85,30 @@ pub(crate) const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
 /// A binary of the static build beside this executable's target directory
 /// (`target/x86_64-unknown-linux-musl/release/NAME`).
 pub(crate) fn static_sibling(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the tokend-bench executable");
-    let path = exe
+    let exe = bench_exe();
+    let target = exe
         .parent()
         .and_then(Path::parent)
-        .expect("target directory of the tokend-bench executable")
-        .join(STATIC_TARGET)
-        .join("release")
-        .join(name);
+        .expect("target directory of the tokend-bench executable");
+    built(
+        target.join(STATIC_TARGET).join("release").join(name),
+        &format!(
+            "build the static tok and hello with `cargo build --release --target {STATIC_TARGET} \
+             -p tokend-client -p tokend-hello --bins` first (needs `rustup target add \
+             {STATIC_TARGET}` and Debian's musl-tools)"
+        ),
+    )
+}
+
+fn bench_exe() -> PathBuf {
+    std::env::current_exe().expect("path of the tokend-bench executable")
+}
+
+/// `path`, which must be a built binary; otherwise the bench stops with `how_to_build`.
+fn built(path: PathBuf, how_to_build: &str) -> PathBuf {
     assert!(
         path.is_file(),
-        "{} is missing: build the static tok and hello with `cargo build --release --target \
-         {STATIC_TARGET} -p tokend-client -p tokend-hello --bins` first (needs `rustup target add \
-         {STATIC_TARGET}` and Debian's musl-tools)",
+        "{} is missing: {how_to_build}",
         path.display()
     );
     path
