@@ -1,10 +1,12 @@
 //! `tokend-bench`: tokend against its physical floor, side by side in one run.
 //!
 //! Run it as `cargo build --release -p tokend-e2e -p tokend-hello && cargo build --release -p
-//! tokend -p tokend-client && cargo build --release --target x86_64-unknown-linux-musl -p
-//! tokend-client -p tokend-hello --bins && target/release/tokend-bench` (tokend is built on its
-//! own, as `cargo install` builds it: built together with the test crate it would get wiremock's
-//! extra HTTP server features) (about 60 s; `--quick` or `QUICK=1` for a ~10 s smoke run). It
+//! tokend && cargo build --release -p tokend-client && cargo build --release --target
+//! x86_64-unknown-linux-musl -p tokend-client -p tokend-hello --bins && target/release/tokend-bench`
+//! (tokend is built on its own, as `cargo install` and the Debian package build it: built beside
+//! the test crate or tokend-client, its dependencies would get more features, and its mangled
+//! names other hashes than `daemon/link/tokend.order` lists) (about 60 s; `--quick` or `QUICK=1`
+//! for a ~10 s smoke run). It
 //! finds `tokend`, `tok` and `hello` next to its own executable, the static `tok` and `hello` in
 //! `target/x86_64-unknown-linux-musl/release/`, and prints one markdown table with the targets
 //! from `research/perf-baselines.md`:
@@ -26,7 +28,10 @@
 //!   package ships; the default dynamic build and a statically built `hello` are timed in the
 //!   same rounds and shown beside it.
 //! - **d. resident memory**: `VmRSS` of tokend and of the raw server right after start plus one
-//!   request, and again after all the load; `VmHWM` is the peak.
+//!   request, and again after all the load; `VmHWM` is the peak. Beside it, how many functions
+//!   of the code-ordering list the measured tokend has (`ordering.rs`): a full run fails when a
+//!   list written by the same rustc is mostly missing (stale, or tokend was built beside other
+//!   packages or without the release profile's LTO, as CI's smoke build is).
 //! - **e. stampede on an expired token** (once per run, after everything else): a fake token
 //!   endpoint (wiremock, answering after 50 ms with a numbered token that lives 3 s) behind the
 //!   `http` provider `stampede`. Its token is fetched once before the rounds with min-TTL 1 s;
@@ -79,6 +84,7 @@ use std::time::{Duration, Instant};
 mod clients;
 mod fleet;
 mod measure;
+mod ordering;
 mod peers;
 mod process;
 mod proxy;
@@ -131,10 +137,7 @@ fn main() -> ExitCode {
             };
             raw::serve_raw(Path::new(socket), len)
         }
-        Some("--quick") => {
-            bench(&Knobs::from_env(true));
-            ExitCode::SUCCESS
-        }
+        Some("--quick") => bench(&Knobs::from_env(true)),
         Some("fleet") => {
             fleet::run(args.get(1).is_some_and(|arg| arg == "--quick"));
             ExitCode::SUCCESS
@@ -150,8 +153,7 @@ fn main() -> ExitCode {
         }
         None => {
             let quick = std::env::var("QUICK").is_ok_and(|v| v == "1");
-            bench(&Knobs::from_env(quick));
-            ExitCode::SUCCESS
+            bench(&Knobs::from_env(quick))
         }
         Some(other) => {
             eprintln!(
@@ -245,9 +247,12 @@ impl Knobs {
 // ---------------------------------------------------------------------------------------------
 // The run
 
-fn bench(knobs: &Knobs) {
+/// The whole run; a full run fails (after the report) when the code-ordering list is stale for
+/// this tokend (a quick run's tokend may be CI's smoke build, whose names all differ).
+fn bench(knobs: &Knobs) -> ExitCode {
     let started = Instant::now();
     let tokend_bin = sibling("tokend");
+    let ordering = ordering::check(&tokend_bin);
     // `tok` as packaged (static), and as `cargo install` builds it (dynamically linked).
     let tok_bin = static_sibling("tok");
     let tok_dynamic_bin = sibling("tok");
@@ -666,6 +671,17 @@ fn bench(knobs: &Knobs) {
             &hello_bin,
             &hello_static_bin,
         ],
+        ordering: &ordering,
     };
     print!("{}", report.render());
+    match &ordering {
+        Ok(coverage) if coverage.stale() && !knobs.quick => {
+            eprintln!(
+                "tokend-bench: {}",
+                coverage.advice().expect("a stale list has advice")
+            );
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::ordering::{Coverage, FRESH_SHARE};
 use crate::refresh::Phases;
 use crate::stampede::Stampede;
 use crate::upstream::{REFRESHING, STAMPEDE, UPSTREAM_DELAY};
@@ -53,6 +54,8 @@ pub(crate) struct Report<'a> {
     pub(crate) elapsed: Duration,
     /// tokend, tok (static), tok (dynamic), hello, hello (static).
     pub(crate) binaries: [&'a Path; 5],
+    /// How much of the code-ordering list the measured tokend has (or why it was not counted).
+    pub(crate) ordering: &'a Result<Coverage, String>,
 }
 
 /// A target on a ratio or a value; [`Target::cell`] shows it and whether it is met.
@@ -397,6 +400,28 @@ impl Report<'_> {
             ratio(self.tokend_after.rss_kib as f64 / self.raw_after.rss_kib as f64),
             "–".to_owned(),
         );
+        let (found, share, target) = match self.ordering {
+            Ok(coverage) => (
+                format!("{} of {}", coverage.found, coverage.listed),
+                format!("{:.1} %", coverage.share() * 100.0),
+                if self.knobs.quick {
+                    // CI's smoke build has no LTO, which gives every name another hash.
+                    "not judged in quick runs".to_owned()
+                } else if coverage.same_rustc() {
+                    Target::AtLeast(FRESH_SHARE, "≥ 90 %").cell(coverage.share())
+                } else {
+                    "list from another rustc".to_owned()
+                },
+            ),
+            Err(_) => ("?".to_owned(), "?".to_owned(), "not counted".to_owned()),
+        };
+        row(
+            "d. code ordering: functions of daemon/link/tokend.order found in tokend".to_owned(),
+            found,
+            "–".to_owned(),
+            share,
+            target,
+        );
         row(
             format!(
                 "d. daemon peak RSS (VmHWM: {clients} connections open in b, HTTP fetches of e \
@@ -451,6 +476,17 @@ impl Report<'_> {
                 ratios(&sr.per_round_ratios(p99)),
                 ratio(sr.ratio(p99))
             );
+        }
+        match self.ordering {
+            Ok(coverage) if !self.knobs.quick => {
+                if let Some(advice) = coverage.advice() {
+                    let _ = writeln!(w, "- d. {advice}");
+                }
+            }
+            Err(err) => {
+                let _ = writeln!(w, "- d. the code-ordering list was not counted: {err}");
+            }
+            Ok(_) => {}
         }
         let _ = writeln!(w, "{}", self.stampede_line());
         let _ = writeln!(w, "{}", self.refresh_line());
