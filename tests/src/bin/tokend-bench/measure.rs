@@ -19,12 +19,19 @@ pub(crate) struct Sample {
     pub(crate) p99_ns: f64,
     pub(crate) rate: f64,
     pub(crate) srv_cpu_ns: f64,
+    /// The bench process's own CPU time per request: the client side's cost (library or raw).
+    pub(crate) cli_cpu_ns: f64,
 }
 
 impl Sample {
     /// The figures of `lat` (round-trip times in ns, any order) timed over `wall`, during which
-    /// the server spent `cpu_ns` on CPU.
-    pub(crate) fn from_latencies(mut lat: Vec<u64>, wall: Duration, cpu_ns: u64) -> Self {
+    /// the server spent `cpu_ns` on CPU and the clients `client_cpu_ns`.
+    pub(crate) fn from_latencies(
+        mut lat: Vec<u64>,
+        wall: Duration,
+        cpu_ns: u64,
+        client_cpu_ns: u64,
+    ) -> Self {
         lat.sort_unstable();
         let done = lat.len() as f64;
         Self {
@@ -32,6 +39,7 @@ impl Sample {
             p99_ns: percentile(&lat, 0.99),
             rate: done / wall.as_secs_f64(),
             srv_cpu_ns: cpu_ns as f64 / done,
+            cli_cpu_ns: client_cpu_ns as f64 / done,
         }
     }
 }
@@ -72,6 +80,7 @@ pub(crate) fn single_client(
     }
     let mut lat = Vec::with_capacity(iters);
     let cpu_before = cpu_ns(server_pid);
+    let client_before = own_cpu_ns();
     let start = Instant::now();
     for _ in 0..iters {
         let t = Instant::now();
@@ -80,8 +89,9 @@ pub(crate) fn single_client(
         lat.push(t.elapsed().as_nanos() as u64);
     }
     let wall = start.elapsed();
+    let client = own_cpu_ns().saturating_sub(client_before);
     let cpu = cpu_ns(server_pid).saturating_sub(cpu_before);
-    Sample::from_latencies(lat, wall, cpu)
+    Sample::from_latencies(lat, wall, cpu, client)
 }
 
 /// `clients` threads, each with its own connection from `connect`, `total` requests in all.
@@ -98,7 +108,7 @@ where
 {
     let per_client = total.div_ceil(clients);
     let barrier = Barrier::new(clients + 1);
-    let (lat, wall, cpu) = std::thread::scope(|scope| {
+    let (lat, wall, cpu, client) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|_| {
                 scope.spawn(|| {
@@ -125,15 +135,35 @@ where
             .collect();
         barrier.wait();
         let cpu_before = cpu_ns(server_pid);
+        let client_before = own_cpu_ns();
         let start = Instant::now();
         let mut lat = Vec::with_capacity(per_client * clients);
         for handle in handles {
             lat.extend(handle.join().expect("a client thread panicked"));
         }
         let wall = start.elapsed();
-        (lat, wall, cpu_ns(server_pid).saturating_sub(cpu_before))
+        let client = own_cpu_ns().saturating_sub(client_before);
+        let cpu = cpu_ns(server_pid).saturating_sub(cpu_before);
+        (lat, wall, cpu, client)
     });
-    Sample::from_latencies(lat, wall, cpu)
+    Sample::from_latencies(lat, wall, cpu, client)
+}
+
+/// This process's CPU time so far, all threads (exited ones too), in ns. Besides the clients of
+/// the scenario being timed, only idle threads run (the fake token endpoint's).
+fn own_cpu_ns() -> u64 {
+    clock_ns(rustix::time::ClockId::ProcessCPUTime)
+}
+
+/// The calling thread's CPU time so far, in ns (a client beside busy threads of the bench).
+pub(crate) fn thread_cpu_ns() -> u64 {
+    clock_ns(rustix::time::ClockId::ThreadCPUTime)
+}
+
+fn clock_ns(clock: rustix::time::ClockId) -> u64 {
+    let time = rustix::time::clock_gettime(clock);
+    u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u64::try_from(time.tv_nsec).unwrap_or(0)
 }
 
 /// Spawn-to-exit time of one run; the command must succeed.

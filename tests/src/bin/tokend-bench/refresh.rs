@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rustix::thread::CpuSet;
 use tokend_client::{Client, Endpoint, GetOptions};
 
+use crate::measure::thread_cpu_ns;
 use crate::upstream::{FakeEndpoint, REFRESHING, UPSTREAM_DELAY};
 use crate::{IO_TIMEOUT, LibClient, PROCESS_WAIT, Paired, RoundTrip, Sample, cpu_ns};
 
@@ -156,6 +157,7 @@ pub(crate) fn phase(setup: &Setup<'_>, busy: bool) -> Phase {
             let expected_ms = (setup.phase + REFRESH_GRACE).as_millis() as usize;
             let mut lat = Vec::with_capacity(expected_ms * HITS_PER_MS);
             let cpu_before = cpu_ns(setup.tokend_pid);
+            let client_before = thread_cpu_ns();
             let start = Instant::now();
             while !stop_timing.load(Ordering::Relaxed) {
                 let t = Instant::now();
@@ -164,8 +166,9 @@ pub(crate) fn phase(setup: &Setup<'_>, busy: bool) -> Phase {
                 lat.push(t.elapsed().as_nanos() as u64);
             }
             let wall = start.elapsed();
+            let client = thread_cpu_ns().saturating_sub(client_before);
             let cpu = cpu_ns(setup.tokend_pid).saturating_sub(cpu_before);
-            (Sample::from_latencies(lat, wall, cpu), wall)
+            (Sample::from_latencies(lat, wall, cpu, client), wall)
         });
 
         scope.spawn(|| {

@@ -158,6 +158,7 @@ impl Report<'_> {
         let p99 = |x: &Sample| x.p99_ns;
         let rate = |x: &Sample| x.rate;
         let cpu = |x: &Sample| x.srv_cpu_ns;
+        let client_cpu = |x: &Sample| x.cli_cpu_ns;
         let (tok_ratio, tok_ratios) = self.tok.ratio_to(self.hello);
         let (true_ratio, _) = self.true_.ratio_to(self.hello);
         let tok_p99_ratio = self.tok.p99() / self.hello.p99();
@@ -264,6 +265,13 @@ impl Report<'_> {
             "–".to_owned(),
         );
         row(
+            "a. client CPU per request, the library's side (baseline: the raw client)".to_owned(),
+            us(s.ours(client_cpu)),
+            us(s.base(client_cpu)),
+            ratio(s.ratio(client_cpu)),
+            "–".to_owned(),
+        );
+        row(
             format!("b. {clients} clients (threads), unpinned — throughput"),
             per_sec(m.ours(rate)),
             per_sec(m.base(rate)),
@@ -308,6 +316,13 @@ impl Report<'_> {
             us(m.ours(cpu)),
             us(m.base(cpu)),
             ratio(m.ratio(cpu)),
+            "–".to_owned(),
+        );
+        row(
+            format!("b. {clients} clients — client CPU per request (baseline: the raw client)"),
+            us(m.ours(client_cpu)),
+            us(m.base(client_cpu)),
+            ratio(m.ratio(client_cpu)),
             "–".to_owned(),
         );
         row(
