@@ -117,6 +117,41 @@ pub fn decode<T: Decode<()>>(payload: &[u8]) -> Result<T, ProtocolError> {
     decode_exact(payload, CONFIG)
 }
 
+/// Decodes a string as bincode's `String` does (a varint length, then UTF-8 bytes), but copies
+/// the bytes into a plain allocation where the reader holds them (every payload is a slice):
+/// bincode's own goes through a zero-filled `vec![0; len]`, which glibc serves with `calloc`,
+/// past the per-thread cache and under its arena lock, on every token a client decodes. The
+/// bytes of a string that is not UTF-8 are wiped before the error (they may be a secret).
+///
+/// # Errors
+/// As bincode's `String`: the length past the decode limit or the input, or invalid UTF-8.
+pub(crate) fn decode_string<D: bincode::de::Decoder>(
+    decoder: &mut D,
+) -> Result<String, bincode::error::DecodeError> {
+    use bincode::de::read::Reader;
+    use bincode::error::DecodeError;
+
+    let len = u64::decode(decoder)?;
+    let len = usize::try_from(len).map_err(|_| DecodeError::OutsideUsizeRange(len))?;
+    decoder.claim_container_read::<u8>(len)?;
+    let bytes = if let Some(bytes) = decoder.reader().peek_read(len) {
+        let owned = bytes.to_vec();
+        decoder.reader().consume(len);
+        owned
+    } else {
+        // A reader that cannot lend its bytes (none of ours): bincode's own way.
+        let mut owned = vec![0; len];
+        decoder.reader().read(&mut owned)?;
+        owned
+    };
+    String::from_utf8(bytes).map_err(|err| {
+        let inner = err.utf8_error();
+        let mut bytes = err.into_bytes();
+        crate::secret::wipe(&mut bytes);
+        DecodeError::Utf8 { inner }
+    })
+}
+
 fn decode_exact<T: Decode<()>, C: bincode::config::Config>(
     payload: &[u8],
     config: C,
@@ -150,6 +185,57 @@ mod tests {
             &u32::try_from(payload.len()).unwrap().to_be_bytes()
         );
         assert_eq!(&frame[4..], payload.as_slice());
+    }
+
+    /// A reader without `peek_read`, as a stream's would be.
+    struct Plain<'a>(&'a [u8]);
+
+    impl bincode::de::read::Reader for Plain<'_> {
+        fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+            let (head, rest) = self
+                .0
+                .split_at_checked(bytes.len())
+                .ok_or(bincode::error::DecodeError::UnexpectedEnd { additional: 1 })?;
+            bytes.copy_from_slice(head);
+            self.0 = rest;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn strings_decode_as_bincode_decodes_them_from_slices_and_from_readers() {
+        for text in ["", "crm", "Bearer é ✓", &"t".repeat(5000)] {
+            let payload = encode(&text.to_owned()).unwrap();
+            // From a slice (the reader can lend its bytes).
+            let mut decoder = bincode::de::DecoderImpl::new(
+                bincode::de::read::SliceReader::new(&payload),
+                CONFIG,
+                (),
+            );
+            assert_eq!(decode_string(&mut decoder).unwrap(), text);
+            // From a reader that cannot lend them.
+            let mut decoder = bincode::de::DecoderImpl::new(Plain(&payload), CONFIG, ());
+            assert_eq!(decode_string(&mut decoder).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_or_longer_than_its_input_is_an_error() {
+        let mut payload = encode(&"ab".to_owned()).unwrap();
+        payload[1] = 0xff;
+        let mut decoder = bincode::de::DecoderImpl::new(
+            bincode::de::read::SliceReader::new(&payload),
+            CONFIG,
+            (),
+        );
+        assert!(matches!(
+            decode_string(&mut decoder),
+            Err(bincode::error::DecodeError::Utf8 { .. })
+        ));
+        let short = [10u8, b'a'];
+        let mut decoder =
+            bincode::de::DecoderImpl::new(bincode::de::read::SliceReader::new(&short), CONFIG, ());
+        assert!(decode_string(&mut decoder).is_err());
     }
 
     #[test]

@@ -289,8 +289,9 @@ pub struct Invalidation {
     pub message: String,
 }
 
-/// A token and how to present it.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+/// A token and how to present it. Decoded by hand (below), field by field as the derive would:
+/// its strings go through the codec's `decode_string`, as every cache hit decodes one.
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct TokenGrant {
     /// The provider that issued it.
     pub provider: String,
@@ -302,14 +303,42 @@ pub struct TokenGrant {
     pub expires_at_unix: Option<u64>,
 }
 
-/// One HTTP header line, e.g. `Authorization: Bearer …`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+impl<Context> Decode<Context> for TokenGrant {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Self {
+            provider: crate::codec::decode_string(decoder)?,
+            token: Secret::decode(decoder)?,
+            header: Option::<HeaderLine>::decode(decoder)?,
+            expires_at_unix: Option::<u64>::decode(decoder)?,
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(TokenGrant);
+
+/// One HTTP header line, e.g. `Authorization: Bearer …` (decoded by hand like [`TokenGrant`]).
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct HeaderLine {
     /// Header name, e.g. `Authorization` or `X-API-KEY`.
     pub name: String,
     /// Full header value, scheme included (it contains the token).
     pub value: Secret,
 }
+
+impl<Context> Decode<Context> for HeaderLine {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Self {
+            name: crate::codec::decode_string(decoder)?,
+            value: Secret::decode(decoder)?,
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(HeaderLine);
 
 /// Answer to [`Request::Status`]. Contains no secret.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]

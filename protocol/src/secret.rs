@@ -94,7 +94,7 @@ impl Encode for Secret {
 
 impl<Context> Decode<Context> for Secret {
     fn decode<D: Decoder<Context = Context>>(decoder: &mut D) -> Result<Self, DecodeError> {
-        Ok(Self::new(String::decode(decoder)?))
+        Ok(Self::new(crate::codec::decode_string(decoder)?))
     }
 }
 
