@@ -57,8 +57,9 @@
 //! alternates) so that both sides see the same machine drift. Each absolute figure is the
 //! **median over rounds** of that round's p50 / p99 / throughput; each ratio is the **median of
 //! the per-round ratios** (tokend / baseline; for f busy / quiet). For c, p99 is pooled over all
-//! runs. Compare the ratios, not absolute times, across runs and machines. "srv CPU" is the
-//! server process's on-CPU time (`/proc/PID/task/*/schedstat`) per timed request.
+//! runs. Compare the ratios, not absolute times, across runs and machines. "Server CPU" is the
+//! server process's on-CPU time (`/proc/PID/task/*/schedstat`) per timed request; "client CPU"
+//! the bench's own (`CLOCK_PROCESS_CPUTIME_ID`: the library's work, or the raw client's).
 //!
 //! Knobs (environment): `BENCH_ROUNDS` (7), `BENCH_ITERS` timed round trips per single-client
 //! scenario (20 000), `BENCH_WARMUP` (2 000), `BENCH_CLIENTS` (64), `BENCH_TOTAL` requests per
