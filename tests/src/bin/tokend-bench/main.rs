@@ -6,10 +6,10 @@
 //! (tokend is built on its own, as `cargo install` and the Debian package build it: built beside
 //! the test crate or tokend-client, its dependencies would get more features, and its mangled
 //! names other hashes than `daemon/link/tokend.order` lists) (about 60 s; `--quick` or `QUICK=1`
-//! for a ~10 s smoke run). It
-//! finds `tokend`, `tok` and `hello` next to its own executable, the static `tok` and `hello` in
-//! `target/x86_64-unknown-linux-musl/release/`, and prints one markdown table with the targets
-//! from `research/perf-baselines.md`:
+//! for a ~10 s smoke run). It finds `tokend`, `tok` and `hello` next to its own executable, the
+//! static `tok` and `hello` in `target/x86_64-unknown-linux-musl/release/` (`debug/` for a debug
+//! `tokend-bench`: CI's smoke runs use the debug build of its test step, and say so), and prints
+//! one markdown table with the targets from `research/perf-baselines.md`:
 //!
 //! - **a. cache hit, 1 client, same CPU**: the real `tokend` (static provider, cached token)
 //!   driven by the blocking `tokend_client::Client` on one persistent connection, against a raw
@@ -31,7 +31,7 @@
 //!   request, and again after all the load; `VmHWM` is the peak. Beside it, how many functions
 //!   of the code-ordering list the measured tokend has (`ordering.rs`): a full run fails when a
 //!   list written by the same rustc is mostly missing (stale, or tokend was built beside other
-//!   packages or without the release profile's LTO, as CI's smoke build is).
+//!   packages or without the release profile's LTO; CI's smoke run has the debug build).
 //! - **e. stampede on an expired token** (once per run, after everything else): a fake token
 //!   endpoint (wiremock, answering after 50 ms with a numbered token that lives 3 s) behind the
 //!   `http` provider `stampede`. Its token is fetched once before the rounds with min-TTL 1 s;
@@ -126,6 +126,12 @@ const PROC_WARMUP: usize = 5;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "tokend-bench: a debug build, with the debug tokend and tok beside it: a smoke run \
+             whose figures say nothing about the release build"
+        );
+    }
     match args.first().map(String::as_str) {
         Some("serve-raw") => {
             let (Some(socket), Some(len)) = (args.get(1), args.get(2)) else {
@@ -249,7 +255,7 @@ impl Knobs {
 // The run
 
 /// The whole run; a full run fails (after the report) when the code-ordering list is stale for
-/// this tokend (a quick run's tokend may be CI's smoke build, whose names all differ).
+/// this tokend (a quick run's tokend may be CI's debug build, whose names all differ).
 fn bench(knobs: &Knobs) -> ExitCode {
     let started = Instant::now();
     let tokend_bin = sibling("tokend");

@@ -82,16 +82,20 @@ pub(crate) fn sibling(name: &str) -> PathBuf {
 /// built the same way.
 pub(crate) const STATIC_TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// A binary of the static build beside this executable's target directory
-/// (`target/x86_64-unknown-linux-musl/release/NAME`).
+/// A binary of the static build of this executable's profile, in the same target directory
+/// (`target/x86_64-unknown-linux-musl/release/NAME` beside `target/release/tokend-bench`;
+/// `debug` for CI's smoke run of the test step's build).
 pub(crate) fn static_sibling(name: &str) -> PathBuf {
     let exe = bench_exe();
-    let target = exe
+    let profile_dir = exe
         .parent()
-        .and_then(Path::parent)
+        .expect("directory of the tokend-bench executable");
+    let target = profile_dir
+        .parent()
         .expect("target directory of the tokend-bench executable");
+    let profile = profile_dir.file_name().unwrap_or_default();
     built(
-        target.join(STATIC_TARGET).join("release").join(name),
+        target.join(STATIC_TARGET).join(profile).join(name),
         &format!(
             "build the static tok and hello with `cargo build --release --target {STATIC_TARGET} \
              -p tokend-client -p tokend-hello --bins` first (needs `rustup target add \

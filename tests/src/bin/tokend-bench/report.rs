@@ -174,6 +174,13 @@ impl Report<'_> {
             machine(),
             self.allowed_cpus
         );
+        if cfg!(debug_assertions) {
+            let _ = writeln!(
+                w,
+                "- build: **debug** (CI's smoke run): the figures and targets say nothing about \
+                 the release build"
+            );
+        }
         let _ = writeln!(
             w,
             "- knobs: {}rounds {}, iters {} (+{} warm-up), clients {}, total {}, \
@@ -420,7 +427,7 @@ impl Report<'_> {
                 format!("{} of {}", coverage.found, coverage.listed),
                 format!("{:.1} %", coverage.share() * 100.0),
                 if self.knobs.quick {
-                    // CI's smoke build has no LTO, which gives every name another hash.
+                    // CI's smoke run uses the debug build, which has other names.
                     "not judged in quick runs".to_owned()
                 } else if coverage.same_rustc() {
                     Target::AtLeast(FRESH_SHARE, "≥ 90 %").cell(coverage.share())
