@@ -11,6 +11,13 @@
 //! names' hashes depend on the features cargo unified, so the list fits tokend built on its own
 //! (`cargo build --release -p tokend`, `cargo install`), not beside other packages;
 //! tokend-bench's `d. code ordering` row counts the names found.
+//!
+//! With the same linker, when the C library tokend is built against is glibc 2.36 or newer
+//! (the first to read them), relative relocations are packed (`-z pack-relative-relocs`,
+//! DT_RELR): a position-independent tokend carries 290 KiB of `.rela.dyn` entries that the loader
+//! reads at every start, and RELR says the same in 3.5 KiB, which takes about 0.4 MiB off the
+//! idle RSS. Such a tokend needs glibc 2.36 where it runs (the loader refuses it otherwise), as
+//! the Debian package's dependency says; built against an older glibc, it is linked as before.
 
 use std::env;
 use std::path::Path;
@@ -30,6 +37,30 @@ fn main() {
         order.display()
     );
     println!("cargo:rustc-link-arg-bin=tokend=-Wl,--no-warn-symbol-ordering");
+    if builds_for_glibc_with_relr() {
+        println!("cargo:rustc-link-arg-bin=tokend=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// Whether this build's glibc reads packed relative relocations (2.36 or newer): the build
+/// machine's, as `getconf GNU_LIBC_VERSION` prints it (`glibc 2.36`), when building for it.
+fn builds_for_glibc_with_relr() -> bool {
+    if env::var("HOST") != env::var("TARGET") {
+        return false;
+    }
+    let Ok(output) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
+        return false;
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .strip_prefix("glibc ")
+        .and_then(|version| {
+            let mut parts = version.split('.');
+            let major: u32 = parts.next()?.parse().ok()?;
+            let minor: u32 = parts.next()?.parse().ok()?;
+            Some((major, minor) >= (2, 36))
+        })
+        .unwrap_or(false)
 }
 
 /// Whether rustc links this build with its own LLD: x86_64 Linux with glibc, rustc 1.90 or
