@@ -7,9 +7,8 @@
 //! its own) and the profile's LTO setting; CI's quick smoke run uses the debug build. The linker
 //! skips names it does not find, so a stale list costs no error, only idle memory: about 6.5 MiB
 //! instead of under 4. This counts the names found, so every run shows whether the list still
-//! fits, and a list written by the same rustc that is mostly missing
-//! fails a full run: it was written for another build, or the code moved on without
-//! `daemon/link/regenerate`.
+//! fits, and a list written by the same rustc that is mostly missing fails a full run: it was
+//! written for another build, or the code moved on without `daemon/link/regenerate`.
 
 use std::path::Path;
 use std::process::Command;
