@@ -94,10 +94,16 @@ pub(crate) fn static_sibling(name: &str) -> PathBuf {
         .parent()
         .expect("target directory of the tokend-bench executable");
     let profile = profile_dir.file_name().unwrap_or_default();
+    // The static build the hint asks for is of this bench's own profile.
+    let release = if profile == "release" {
+        "--release "
+    } else {
+        ""
+    };
     built(
         target.join(STATIC_TARGET).join(profile).join(name),
         &format!(
-            "build the static tok and hello with `cargo build --release --target {STATIC_TARGET} \
+            "build the static tok and hello with `cargo build {release}--target {STATIC_TARGET} \
              -p tokend-client -p tokend-hello --bins` first (needs `rustup target add \
              {STATIC_TARGET}` and Debian's musl-tools)"
         ),
