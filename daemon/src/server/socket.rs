@@ -108,15 +108,18 @@ mod unix {
             loop {
                 let mut ready = ready!(fd.poll_read_ready(cx))?;
                 let unfilled = buf.initialize_unfilled();
-                let wanted = unfilled.len();
                 match ready.try_io(|socket| socket.get_ref().read(unfilled)) {
                     Ok(Ok(len)) => {
-                        // A short read emptied the socket: the next read waits for the reactor
-                        // instead of spending a system call to learn it would block (as tokio's
-                        // own streams do). A later arrival is a new edge, so nothing is missed.
-                        if len > 0 && len < wanted {
-                            ready.clear_ready();
-                        }
+                        // Readiness is kept even after a short read that emptied the socket:
+                        // the connection's next read asks the socket again (a `recv` that under
+                        // load usually says would-block, just after the answer went out) before
+                        // it waits for the reactor, as tokio's own streams do after full reads. Clearing it
+                        // here saves that call, but `tokend-bench` measured what the saving
+                        // costs with 64 busy clients on 2 CPUs: their CPU per request 1.2x,
+                        // throughput 0.93x the raw server's instead of 1.00x (p50 latency 1.5x;
+                        // p99 lower, 1.0 ms against 4.6 ms: service was more even). The call
+                        // gives the scheduler a point to switch to the client just answered.
+                        // A single client measured no cost: its next request is usually there.
                         buf.advance(len);
                         return Poll::Ready(Ok(()));
                     }
