@@ -63,7 +63,9 @@
 //!
 //! Knobs (environment): `BENCH_ROUNDS` (7), `BENCH_ITERS` timed round trips per single-client
 //! scenario (20 000), `BENCH_WARMUP` (2 000), `BENCH_CLIENTS` (64), `BENCH_TOTAL` requests per
-//! multi-client scenario (64 000), `BENCH_PROC_ROUNDS` (10), `BENCH_PROC_RUNS` runs per command
+//! multi-client scenario (64 000), `BENCH_MULTI_REPEATS` times b is measured in each round (3,
+//! the order alternating: its per-round ratios spread wider than its target's margin, so its
+//! median takes more samples; quick 1), `BENCH_PROC_ROUNDS` (10), `BENCH_PROC_RUNS` runs per command
 //! per round (30), `BENCH_TOKEN_LEN` bytes of the static token (500, which makes tokend's
 //! response about 1 KiB: the token travels twice, raw and inside the `Authorization` header),
 //! `BENCH_STAMPEDE` clients in e (1000; quick 200), `BENCH_PHASE_MS` minimum duration of each f
@@ -215,6 +217,7 @@ struct Knobs {
     warmup: usize,
     clients: usize,
     total: usize,
+    multi_repeats: usize,
     proc_rounds: usize,
     proc_runs: usize,
     token_len: usize,
@@ -242,6 +245,7 @@ impl Knobs {
             warmup: knob("BENCH_WARMUP", 2_000, 500),
             clients: knob("BENCH_CLIENTS", 64, 64),
             total: knob("BENCH_TOTAL", 64_000, 16_000),
+            multi_repeats: knob("BENCH_MULTI_REPEATS", 3, 1),
             proc_rounds: knob("BENCH_PROC_ROUNDS", 10, 4),
             proc_runs: knob("BENCH_PROC_RUNS", 30, 10),
             token_len: knob("BENCH_TOKEN_LEN", 500, 500),
@@ -488,18 +492,21 @@ fn bench(knobs: &Knobs) -> ExitCode {
                 )
             })
         };
-        let (ours, base, peer) = if ours_first {
-            let ours = run_ours();
-            let base = run_base();
-            (ours, base, run_redis())
-        } else {
-            let peer = run_redis();
-            let base = run_base();
-            (run_ours(), base, peer)
-        };
-        multi.push(ours, base);
-        if let Some(peer) = peer {
-            multi_redis.push(ours, peer);
+        // Repeated in the round, the order alternating (raw always between the other two).
+        for repeat in 0..knobs.multi_repeats {
+            let (ours, base, peer) = if ours_first == (repeat % 2 == 0) {
+                let ours = run_ours();
+                let base = run_base();
+                (ours, base, run_redis())
+            } else {
+                let peer = run_redis();
+                let base = run_base();
+                (run_ours(), base, peer)
+            };
+            multi.push(ours, base);
+            if let Some(peer) = peer {
+                multi_redis.push(ours, peer);
+            }
         }
         // b'. The same threads sharing one client, against one client each (run_ours).
         let one = LibClient::connect(&socket)

@@ -183,7 +183,7 @@ impl Report<'_> {
         }
         let _ = writeln!(
             w,
-            "- knobs: {}rounds {}, iters {} (+{} warm-up), clients {}, total {}, \
+            "- knobs: {}rounds {}, iters {} (+{} warm-up), clients {}, total {} (b {}× a round), \
              process rounds {} × runs {}, token {} B, stampede {} clients (open-file limit {}), \
              f phases ≥ {} ms",
             if k.quick { "**quick**, " } else { "" },
@@ -192,6 +192,7 @@ impl Report<'_> {
             k.warmup,
             k.clients,
             k.total,
+            k.multi_repeats,
             k.proc_rounds,
             k.proc_runs,
             k.token_len,
@@ -473,7 +474,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             w,
-            "- b. throughput {} → median **{}** (target ≥ 0.95×)",
+            "- b. throughput (each of a round's measurements) {} → median **{}** (target ≥ 0.95×)",
             ratios(&m.per_round_ratios(rate)),
             ratio(m.ratio(rate))
         );
