@@ -141,6 +141,8 @@ async fn write_loop(
                     Response::Error(reply) => reply.message,
                     other => format!("unexpected answer {other:?}"),
                 };
+                // Recorded before the file goes: whoever sees the file gone also sees why.
+                set(None, Some(format!("no token to write: {message}")));
                 if written.take().is_some() {
                     let path = config.path.clone();
                     let _ = tokio::task::spawn_blocking(move || remove_file(&path)).await;
@@ -149,7 +151,6 @@ async fn write_loop(
                         "token file removed: the provider has no valid token"
                     );
                 }
-                set(None, Some(format!("no token to write: {message}")));
                 true
             }
         };
