@@ -110,16 +110,16 @@ mod unix {
                 let unfilled = buf.initialize_unfilled();
                 match ready.try_io(|socket| socket.get_ref().read(unfilled)) {
                     Ok(Ok(len)) => {
-                        // Readiness is kept even after a short read that emptied the socket:
-                        // the connection's next read asks the socket again (a `recv` that under
-                        // load usually says would-block, just after the answer went out) before
-                        // it waits for the reactor, as tokio's own streams do after full reads. Clearing it
-                        // here saves that call, but `tokend-bench` measured what the saving
-                        // costs with 64 busy clients on 2 CPUs: their CPU per request 1.2x,
-                        // throughput 0.93x the raw server's instead of 1.00x (p50 latency 1.5x;
-                        // p99 lower, 1.0 ms against 4.6 ms: service was more even). The call
-                        // gives the scheduler a point to switch to the client just answered.
-                        // A single client measured no cost: its next request is usually there.
+                        // Readiness is kept even after a short read that emptied the socket: the
+                        // connection's next read asks the socket again (a `recv` that under load
+                        // usually says would-block, just after the answer went out) before it waits
+                        // for the reactor, as tokio's own streams do after full reads. Clearing it
+                        // here saves that call, but `tokend-bench` measured what the saving costs
+                        // with 64 busy clients on 2 CPUs: their CPU per request 1.2x, throughput
+                        // 0.93x the raw server's instead of 1.00x (p50 latency 1.5x; p99 lower, 1.0
+                        // ms against 4.6 ms: service was more even). The call gives the scheduler a
+                        // point to switch to the client just answered. A single client measured no
+                        // cost: its next request is usually there.
                         buf.advance(len);
                         return Poll::Ready(Ok(()));
                     }

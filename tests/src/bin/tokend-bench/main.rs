@@ -63,11 +63,11 @@
 //!
 //! Knobs (environment): `BENCH_ROUNDS` (7), `BENCH_ITERS` timed round trips per single-client
 //! scenario (20 000), `BENCH_WARMUP` (2 000), `BENCH_CLIENTS` (64), `BENCH_TOTAL` requests per
-//! multi-client scenario (64 000), `BENCH_MULTI_REPEATS` times b is measured in each round (3,
-//! the order alternating: its per-round ratios spread wider than its target's margin, so its
-//! median takes more samples; quick 1), `BENCH_PROC_ROUNDS` (10), `BENCH_PROC_RUNS` runs per command
-//! per round (30), `BENCH_TOKEN_LEN` bytes of the static token (500, which makes tokend's
-//! response about 1 KiB: the token travels twice, raw and inside the `Authorization` header),
+//! multi-client scenario (64 000), `BENCH_MULTI_REPEATS` times b is measured in each round (3, the
+//! order alternating: its per-round ratios spread wider than its target's margin, so its median
+//! takes more samples; quick 1), `BENCH_PROC_ROUNDS` (10), `BENCH_PROC_RUNS` runs per command per
+//! round (30), `BENCH_TOKEN_LEN` bytes of the static token (500, which makes tokend's response
+//! about 1 KiB: the token travels twice, raw and inside the `Authorization` header),
 //! `BENCH_STAMPEDE` clients in e (1000; quick 200), `BENCH_PHASE_MS` minimum duration of each f
 //! phase (1500; quick 250).
 //!

@@ -474,7 +474,8 @@ impl Report<'_> {
         );
         let _ = writeln!(
             w,
-            "- b. throughput (each of a round's measurements) {} → median **{}** (target ≥ 0.95×)",
+            "- b. throughput (each of a round's measurements) {} → median **{}** \
+             (target ≥ 0.95×)",
             ratios(&m.per_round_ratios(rate)),
             ratio(m.ratio(rate))
         );
